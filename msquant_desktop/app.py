@@ -1,0 +1,247 @@
+"""Composition root: arguments, paths, logging, store, services, QApplication, MainWindow.
+
+`main()` is the entry point of `msquant-desktop`, its console twin and `python -m msquant_desktop`.
+With a subcommand it runs headless; without one it opens the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msquant_desktop import APP_ID, APP_NAME, __version__
+from msquant_desktop.cli import add_subcommands
+from msquant_desktop.cli.context import CliContext
+from msquant_desktop.config.logsetup import setup_logging
+from msquant_desktop.config.paths import DATA_DIR_ENV, AppPaths, resolve_paths
+from msquant_desktop.domain.settings import SettingsError
+from msquant_desktop.store import StoreError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NO_DISPLAY = 3
+
+NO_DISPLAY_MESSAGE = """\
+msquant-desktop: no display found (neither DISPLAY nor WAYLAND_DISPLAY is set), so the window cannot open.
+  On a machine without a screen, run it on a virtual one:   xvfb-run -a msquant-desktop
+  To check the installation without any display:            QT_QPA_PLATFORM=offscreen msquant-desktop --self-test
+  Headless commands work anywhere:                          msquant-desktop --help
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="msquant-desktop",
+        description=f"{APP_NAME}: LLM quantization jobs, local GPUs and SLURM clusters in one window. "
+        "Without a COMMAND it opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=f"keep config, data and logs under DIR instead of the user's folders (also ${DATA_DIR_ENV})",
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="open the window offscreen, visit every tab, check fonts, run a short job; exit 0 when all work",
+    )
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG level")
+    add_subcommands(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.self_test:
+        return run_self_test(args.data_dir)
+    paths = resolve_paths(args.data_dir).ensure()
+    setup_logging(paths.log_file, logging.DEBUG if args.debug else logging.INFO)
+    try:
+        if getattr(args, "func", None) is not None:
+            return int(args.func(args, CliContext(paths)))
+        if args.command is not None:
+            parser.parse_args([args.command, "--help"])
+        return run_gui(paths)
+    except (StoreError, SettingsError) as exc:
+        print(f"msquant-desktop: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# ------------------------------------------------------------------------------------------------
+# GUI composition
+# ------------------------------------------------------------------------------------------------
+
+
+def display_problem() -> str | None:
+    """Why no window can open here, or None.  Checked before Qt would abort with a cryptic error."""
+    if os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return NO_DISPLAY_MESSAGE
+    return None
+
+
+@dataclass
+class AppServices:
+    """Everything the window talks to, created once per process and closed on exit."""
+
+    paths: AppPaths
+    settings: object
+    conn: object
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+    def shutdown(self) -> None:
+        for callback in reversed(self.on_shutdown):
+            try:
+                callback()
+            except Exception:
+                log.exception("error while shutting down")
+
+
+def create_services(paths: AppPaths) -> AppServices:
+    from msquant_desktop.services.settings_service import SettingsService
+    from msquant_desktop.store import connect
+
+    conn = connect(paths.database)
+    services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
+    services.on_shutdown.append(conn.close)
+    return services
+
+
+def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
+    from msquant_desktop.ui.clusters_tab import ClustersTab
+    from msquant_desktop.ui.gpus_tab import GpusTab
+    from msquant_desktop.ui.jobs_tab import JobsTab
+    from msquant_desktop.ui.main_window import MainWindow
+    from msquant_desktop.ui.projects_tab import ProjectsTab
+
+    tabs = [
+        ("Projects", ProjectsTab()),
+        ("Clusters", ClustersTab()),
+        ("Jobs", JobsTab()),
+        ("GPUs", GpusTab()),
+    ]
+    return MainWindow(
+        tabs,
+        settings=services.settings,  # type: ignore[arg-type]
+        ui_state_file=services.paths.config_dir / "ui-state.json",
+        log_file=services.paths.log_file,
+    )
+
+
+def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from msquant_desktop.services.qtlog import install_qt_message_handler
+
+    install_qt_message_handler()
+    app = QApplication.instance() or QApplication(argv)
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName("msquant")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(APP_ID)
+    icon_path = Path(__file__).parent / "assets" / "icons" / "msquant-desktop.svg"
+    if icon_path.exists():
+        app.setWindowIcon(QIcon(str(icon_path)))
+    return app
+
+
+def run_gui(paths: AppPaths) -> int:
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr, end="")
+        return EXIT_NO_DISPLAY
+    app = create_qapplication(sys.argv[:1])
+    from msquant_desktop.ui.excepthook import install_excepthook
+
+    install_excepthook(str(paths.log_file))
+    services = create_services(paths)
+    window = create_main_window(services)
+    window.show()
+    log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
+    try:
+        return int(app.exec())
+    finally:
+        services.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------
+# Self-test
+# ------------------------------------------------------------------------------------------------
+
+SelfTestCheck = Callable[[AppServices, object], str | None]
+"""An extra self-test step: returns None when fine, else what failed."""
+
+SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = []
+
+
+def run_self_test(data_dir: str | None) -> int:
+    """Open the window offscreen, visit every tab, check fonts and the extra checks; 0 when all pass."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    with tempfile.TemporaryDirectory(prefix="msquant-selftest-") as tmp:
+        paths = resolve_paths(data_dir or tmp).ensure()
+        setup_logging(paths.log_file, logging.INFO)
+        failures = _self_test_in(paths)
+    for failure in failures:
+        print(f"self-test FAILED: {failure}", file=sys.stderr)
+    if failures:
+        return EXIT_FAILURE
+    print(f"self-test passed ({APP_NAME} {__version__})")
+    return EXIT_OK
+
+
+def _self_test_in(paths: AppPaths) -> list[str]:
+    from PySide6.QtGui import QFontDatabase, QFontInfo
+
+    failures: list[str] = []
+    try:
+        app = create_qapplication([sys.argv[0]])
+        services = create_services(paths)
+    except Exception as exc:
+        return [f"start-up: {exc}"]
+    try:
+        window = create_main_window(services)
+        window.show()
+        app.processEvents()
+        for title in ("Projects", "Clusters", "Jobs", "GPUs"):
+            try:
+                window.show_tab(title)
+                app.processEvents()
+                if window.tab_widget.currentWidget().grab().isNull():
+                    failures.append(f"tab {title}: rendered nothing")
+            except KeyError:
+                failures.append(f"tab {title}: missing")
+        families = QFontDatabase.families()
+        if not families:
+            failures.append(
+                "fonts: no font family available (install fontconfig-config and fonts-dejavu-core)"
+            )
+        elif QFontInfo(app.font()).family() not in families:
+            failures.append(f"fonts: the UI font {QFontInfo(app.font()).family()!r} is not installed")
+        for name, check in SELF_TEST_CHECKS:
+            try:
+                problem = check(services, window)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem:
+                failures.append(f"{name}: {problem}")
+        window.save_state()
+        window.close()
+        app.processEvents()
+    finally:
+        services.shutdown()
+    return failures

@@ -1,0 +1,19 @@
+"""Headless subcommands of the `msquant-desktop` executable.
+
+Each module in SUBCOMMAND_MODULES has `register(subparsers)`, which adds its parser and sets
+`func(args, ctx) -> int` as the handler.  Modules are imported only when the parser is built, and
+none of them may import torch/llmcompressor at module level (the worker does that lazily).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+SUBCOMMAND_MODULES: list[str] = []
+
+
+def add_subcommands(parser: argparse.ArgumentParser) -> None:
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)

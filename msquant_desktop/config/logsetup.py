@@ -1,0 +1,33 @@
+"""Logging a user can send: a rotating file in the log dir, plus stderr for console runs."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: Path, level: int = logging.INFO, console: bool = True) -> None:
+    """Route all logging to `log_file` (rotating, 5 x 2 MB) and, when `console`, to stderr."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if getattr(handler, "_msquant", False):
+            root.removeHandler(handler)
+            handler.close()
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=2_000_000, backupCount=5, encoding="utf-8"
+    )
+    file_handler.setFormatter(logging.Formatter(FORMAT))
+    file_handler._msquant = True  # type: ignore[attr-defined]
+    root.addHandler(file_handler)
+    if console and sys.stderr is not None:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter(FORMAT))
+        stream.setLevel(logging.WARNING)
+        stream._msquant = True  # type: ignore[attr-defined]
+        root.addHandler(stream)

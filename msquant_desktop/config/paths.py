@@ -1,0 +1,61 @@
+"""Where the app keeps its files: platformdirs, overridable for tests and portable installs.
+
+`--data-dir DIR` or `MSQUANT_DATA_DIR=DIR` puts *everything* (config, data, logs) under DIR so a test
+or a second instance never touches the user's real files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+APP_DIR_NAME = "msquant-desktop"
+DATA_DIR_ENV = "MSQUANT_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    config_dir: Path
+    data_dir: Path
+    log_dir: Path
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "msquant.sqlite3"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.config_dir / "settings.json"
+
+    @property
+    def clusters_file(self) -> Path:
+        return self.config_dir / "clusters.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "msquant-desktop.log"
+
+    def ensure(self) -> AppPaths:
+        for d in (self.config_dir, self.data_dir, self.log_dir, self.runs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def resolve_paths(data_dir: str | os.PathLike[str] | None = None) -> AppPaths:
+    """The app's directories: explicit argument, then the environment, then the platform defaults."""
+    override = data_dir or os.environ.get(DATA_DIR_ENV)
+    if override:
+        root = Path(override).expanduser().resolve()
+        return AppPaths(config_dir=root / "config", data_dir=root / "data", log_dir=root / "logs")
+    return AppPaths(
+        config_dir=Path(platformdirs.user_config_dir(APP_DIR_NAME)),
+        data_dir=Path(platformdirs.user_data_dir(APP_DIR_NAME)),
+        log_dir=Path(platformdirs.user_log_dir(APP_DIR_NAME)),
+    )

@@ -1,0 +1,63 @@
+"""Typed user settings with a schema version.  Standard library only; persisted by config/."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+SETTINGS_SCHEMA_VERSION = 1
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the user can change in the Settings dialog."""
+
+    max_concurrent_jobs: int = 1
+    cancel_grace_seconds: float = 10.0
+    gpu_sample_interval_seconds: float = 1.0
+    gpu_history_seconds: int = 3600
+    worker_python: str = ""
+    notify_when_job_finishes: bool = True
+    log_view_max_lines: int = 10_000
+
+    def validate(self) -> Settings:
+        if self.max_concurrent_jobs < 1:
+            raise SettingsError("max_concurrent_jobs must be at least 1")
+        if self.cancel_grace_seconds < 0:
+            raise SettingsError("cancel_grace_seconds must not be negative")
+        if self.gpu_sample_interval_seconds < 0.25:
+            raise SettingsError("gpu_sample_interval_seconds must be at least 0.25")
+        if self.gpu_history_seconds < 60:
+            raise SettingsError("gpu_history_seconds must be at least 60")
+        if self.log_view_max_lines < 100:
+            raise SettingsError("log_view_max_lines must be at least 100")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SETTINGS_SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build settings from a parsed file; unknown keys are ignored, wrong types named."""
+        version = data.get("schema_version", SETTINGS_SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SETTINGS_SCHEMA_VERSION:
+            raise SettingsError(
+                f"settings schema_version {version!r} is newer than this program understands "
+                f"({SETTINGS_SCHEMA_VERSION})"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            raw = data[f.name]
+            expected = type(getattr(cls(), f.name))
+            if expected is float and isinstance(raw, int) and not isinstance(raw, bool):
+                raw = float(raw)
+            if not isinstance(raw, expected) or (expected is int and isinstance(raw, bool)):
+                raise SettingsError(f"setting {f.name!r} must be {expected.__name__}, got {raw!r}")
+            values[f.name] = raw
+        return cls(**values).validate()

@@ -1,0 +1,257 @@
+"""Jobs in the store: create, move through states (each step recorded), query, reorder, delete."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from msquant_desktop.domain.jobs import (
+    ACTIVE_STATES,
+    JobRecord,
+    JobSpec,
+    JobState,
+    StateTransition,
+    can_transition,
+)
+from msquant_desktop.store.db import StoreError, transaction
+
+# Columns a caller may set together with a state change.
+_UPDATABLE = frozenset(
+    {
+        "started_at",
+        "finished_at",
+        "run_dir",
+        "pid",
+        "pid_start_time",
+        "gpu_indices",
+        "exit_code",
+        "signal",
+        "reason",
+        "slurm_job_id",
+        "result",
+        "queue_position",
+    }
+)
+
+
+class IllegalTransition(StoreError):
+    """A state change that a job's life does not allow (e.g. COMPLETED -> RUNNING)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _encode(column: str, value: Any) -> Any:
+    if column in ("started_at", "finished_at"):
+        return _ts(value)
+    if column == "gpu_indices":
+        return ",".join(str(i) for i in value)
+    if column == "result":
+        return json.dumps(value)
+    return value
+
+
+def row_to_record(row: sqlite3.Row) -> JobRecord:
+    gpu_text = row["gpu_indices"]
+    return JobRecord(
+        id=row["id"],
+        spec=JobSpec.from_dict(json.loads(row["spec"])),
+        state=JobState(row["state"]),
+        created_at=_parse_ts(row["created_at"]) or utcnow(),
+        queue_position=row["queue_position"],
+        started_at=_parse_ts(row["started_at"]),
+        finished_at=_parse_ts(row["finished_at"]),
+        run_dir=row["run_dir"],
+        pid=row["pid"],
+        pid_start_time=row["pid_start_time"],
+        gpu_indices=tuple(int(i) for i in gpu_text.split(",")) if gpu_text else (),
+        exit_code=row["exit_code"],
+        signal=row["signal"],
+        reason=row["reason"],
+        slurm_job_id=row["slurm_job_id"],
+        result=json.loads(row["result"]),
+    )
+
+
+class JobRepository:
+    """All job reads and writes go through here (one connection, owned by its caller's thread)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def create(self, spec: JobSpec, state: JobState = JobState.QUEUED, note: str = "") -> JobRecord:
+        """Store a new job; a QUEUED job goes to the end of the queue."""
+        now = utcnow()
+        with transaction(self._conn):
+            position = None
+            if state is JobState.QUEUED:
+                row = self._conn.execute(
+                    "SELECT COALESCE(MAX(queue_position), 0) + 1 FROM jobs WHERE state = ?",
+                    (JobState.QUEUED.value,),
+                ).fetchone()
+                position = int(row[0])
+            cur = self._conn.execute(
+                "INSERT INTO jobs (name, kind, target, spec, state, queue_position, project_id, cluster,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    spec.kind.value,
+                    spec.target.value,
+                    json.dumps(spec.to_dict()),
+                    state.value,
+                    position,
+                    spec.project_id,
+                    spec.cluster,
+                    _ts(now),
+                ),
+            )
+            job_id = int(cur.lastrowid or 0)
+            self._record_transition(job_id, None, state, now, note)
+        return self.get(job_id)
+
+    def get(self, job_id: int) -> JobRecord:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job with id {job_id}")
+        return row_to_record(row)
+
+    def find(self, job_id: int) -> JobRecord | None:
+        try:
+            return self.get(job_id)
+        except KeyError:
+            return None
+
+    def list(
+        self,
+        states: Iterable[JobState] | None = None,
+        project_id: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[JobRecord]:
+        sql = "SELECT * FROM jobs"
+        where: list[str] = []
+        params: list[Any] = []
+        if states is not None:
+            values = [s.value for s in states]
+            where.append(f"state IN ({','.join('?' * len(values))})")
+            params.extend(values)
+        if project_id is not None:
+            where.append("project_id = ?")
+            params.append(project_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [row_to_record(r) for r in self._conn.execute(sql, params)]
+
+    def queued(self) -> list[JobRecord]:
+        """Queued jobs in the order they will start."""
+        rows = self._conn.execute(
+            "SELECT * FROM jobs WHERE state = ? ORDER BY queue_position, id", (JobState.QUEUED.value,)
+        )
+        return [row_to_record(r) for r in rows]
+
+    def active(self) -> list[JobRecord]:
+        """Jobs that own (or may own) processes: the ones to re-adopt after a restart."""
+        return self.list(states=ACTIVE_STATES, newest_first=False)
+
+    def transition(self, job_id: int, new: JobState, note: str = "", **fields: Any) -> JobRecord:
+        """Move a job to `new`, updating `fields` in the same transaction.  Refuses illegal steps."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot set job fields {sorted(unknown)}")
+        now = utcnow()
+        with transaction(self._conn):
+            row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no job with id {job_id}")
+            old = JobState(row["state"])
+            if old is not new and not can_transition(old, new):
+                raise IllegalTransition(f"job {job_id}: {old.value} -> {new.value} is not allowed")
+            if new is not JobState.QUEUED:
+                fields.setdefault("queue_position", None)
+            if new is JobState.RUNNING and old is not JobState.RUNNING:
+                fields.setdefault("started_at", now)
+            if new.is_final:
+                fields.setdefault("finished_at", now)
+            self._update(job_id, {"state": new.value, **{k: _encode(k, v) for k, v in fields.items()}})
+            if old is not new:
+                self._record_transition(job_id, old, new, now, note)
+        return self.get(job_id)
+
+    def update(self, job_id: int, **fields: Any) -> JobRecord:
+        """Change fields without a state change (e.g. a result or a SLURM job id)."""
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot set job fields {sorted(unknown)}")
+        with transaction(self._conn):
+            self._update(job_id, {k: _encode(k, v) for k, v in fields.items()})
+        return self.get(job_id)
+
+    def reorder_queue(self, ordered_ids: Sequence[int]) -> None:
+        """Give queued jobs the order of `ordered_ids`; queued jobs not named keep their order after."""
+        with transaction(self._conn):
+            queued = [r.id for r in self.queued()]
+            rest = [i for i in queued if i not in set(ordered_ids)]
+            for position, job_id in enumerate([i for i in ordered_ids if i in set(queued)] + rest, 1):
+                self._conn.execute("UPDATE jobs SET queue_position = ? WHERE id = ?", (position, job_id))
+
+    def delete(self, job_id: int) -> None:
+        """Forget a job.  Refused while it may still own processes."""
+        with transaction(self._conn):
+            job = self.get(job_id)
+            if job.state.is_active:
+                raise StoreError(f"job {job_id} is {job.state.value.lower()}; cancel it before deleting")
+            self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    def transitions(self, job_id: int) -> list[StateTransition]:
+        rows = self._conn.execute(
+            "SELECT * FROM job_transitions WHERE job_id = ? ORDER BY id", (job_id,)
+        ).fetchall()
+        return [
+            StateTransition(
+                job_id=r["job_id"],
+                old=JobState(r["old_state"]) if r["old_state"] else None,
+                new=JobState(r["new_state"]),
+                at=_parse_ts(r["at"]) or utcnow(),
+                note=r["note"],
+            )
+            for r in rows
+        ]
+
+    def count(self, states: Iterable[JobState] | None = None) -> int:
+        if states is None:
+            return int(self._conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0])
+        values = [s.value for s in states]
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({','.join('?' * len(values))})"
+        return int(self._conn.execute(sql, values).fetchone()[0])
+
+    def _update(self, job_id: int, values: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        self._conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+
+    def _record_transition(
+        self, job_id: int, old: JobState | None, new: JobState, at: datetime, note: str
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO job_transitions (job_id, old_state, new_state, at, note) VALUES (?, ?, ?, ?, ?)",
+            (job_id, old.value if old else None, new.value, _ts(at), note),
+        )

@@ -1,0 +1,51 @@
+"""A centred "nothing here yet" panel with a title, an explanation and real actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+
+class EmptyState(QWidget):
+    """Shown instead of an empty table: says what the tab is for and offers the first step."""
+
+    def __init__(
+        self,
+        title: str,
+        message: str,
+        actions: list[tuple[str, Callable[[], None]]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.title_label = QLabel(title)
+        font = self.title_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.title_label.setFont(font)
+        self.title_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label = QLabel(message)
+        self.message_label.setWordWrap(True)
+        self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label.setTextFormat(Qt.TextFormat.RichText)
+        self.message_label.setOpenExternalLinks(False)
+        self.buttons: list[QPushButton] = []
+        button_row = QHBoxLayout()
+        button_row.addStretch(1)
+        for text, callback in actions or []:
+            button = QPushButton(text)
+            button.clicked.connect(callback)
+            button_row.addWidget(button)
+            self.buttons.append(button)
+        button_row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        layout.addWidget(self.title_label)
+        layout.addWidget(self.message_label)
+        layout.addSpacing(12)
+        layout.addLayout(button_row)
+        layout.addStretch(2)
+
+    def set_message(self, message: str) -> None:
+        self.message_label.setText(message)

@@ -1,0 +1,127 @@
+"""The main window: four tabs, a status bar, Settings and About; remembers geometry and last tab."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
+
+from msquant_desktop import APP_NAME
+from msquant_desktop.config.ui_state import UiState, load_ui_state, save_ui_state
+from msquant_desktop.services.settings_service import SettingsService
+from msquant_desktop.ui.about import show_about
+from msquant_desktop.ui.settings_dialog import SettingsDialog
+
+log = logging.getLogger(__name__)
+
+TAB_TITLES = ("Projects", "Clusters", "Jobs", "GPUs")
+
+CloseGuard = Callable[[], bool]
+"""Asked before the window closes; returns False to keep it open (e.g. the user chose "Don't quit")."""
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        tabs: list[tuple[str, QWidget]],
+        settings: SettingsService,
+        ui_state_file: Path,
+        log_file: Path,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(APP_NAME)
+        self.setObjectName("MainWindow")
+        self._settings = settings
+        self._ui_state_file = ui_state_file
+        self._log_file = log_file
+        self._close_guards: list[CloseGuard] = []
+
+        self.tab_widget = QTabWidget()
+        self.tab_widget.setDocumentMode(True)
+        for title, widget in tabs:
+            widget.setObjectName(f"tab_{title.lower()}")
+            self.tab_widget.addTab(widget, title)
+        self.setCentralWidget(self.tab_widget)
+
+        self.jobs_status = QLabel("No jobs running")
+        self.gpu_status = QLabel("GPU: —")
+        self.cluster_status = QLabel("Clusters: none configured")
+        for label in (self.jobs_status, self.gpu_status, self.cluster_status):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+            self.statusBar().addPermanentWidget(label)
+
+        self._build_menus()
+        self.resize(1200, 780)
+        self._restore_state()
+
+    # -- menus -------------------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.settings_action = QAction("&Settings…", self)
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.settings_action.triggered.connect(self.open_settings)
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = QAction(f"&About {APP_NAME}", self)
+        self.about_action.triggered.connect(lambda: show_about(self, str(self._log_file)))
+        help_menu.addAction(self.about_action)
+
+    def open_settings(self) -> None:
+        SettingsDialog(self._settings, self).exec()
+
+    # -- tabs --------------------------------------------------------------------------------------
+    def tab_titles(self) -> list[str]:
+        return [self.tab_widget.tabText(i) for i in range(self.tab_widget.count())]
+
+    def show_tab(self, title: str) -> None:
+        for i in range(self.tab_widget.count()):
+            if self.tab_widget.tabText(i) == title:
+                self.tab_widget.setCurrentIndex(i)
+                return
+        raise KeyError(title)
+
+    def current_tab_title(self) -> str:
+        return self.tab_widget.tabText(self.tab_widget.currentIndex())
+
+    # -- closing -----------------------------------------------------------------------------------
+    def add_close_guard(self, guard: CloseGuard) -> None:
+        self._close_guards.append(guard)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
+        for guard in self._close_guards:
+            if not guard():
+                event.ignore()
+                return
+        self.save_state()
+        event.accept()
+
+    # -- remembered state ----------------------------------------------------------------------------
+    def _restore_state(self) -> None:
+        state = load_ui_state(self._ui_state_file)
+        if state.geometry:
+            self.restoreGeometry(QByteArray(state.geometry))
+        if state.window_state:
+            self.restoreState(QByteArray(state.window_state))
+        if state.last_tab in self.tab_titles():
+            self.show_tab(state.last_tab)
+
+    def save_state(self) -> None:
+        state = UiState(
+            geometry=bytes(self.saveGeometry().data()),
+            window_state=bytes(self.saveState().data()),
+            last_tab=self.current_tab_title(),
+        )
+        try:
+            save_ui_state(self._ui_state_file, state)
+        except OSError as exc:
+            log.warning("could not save window state to %s: %s", self._ui_state_file, exc)

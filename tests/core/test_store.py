@@ -1,0 +1,159 @@
+"""The SQLite store on a real file: migrations, pragmas, transitions, and refusing newer schemas."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.store import (
+    IllegalTransition,
+    JobRepository,
+    NewerSchemaError,
+    ProjectRepository,
+    StoreError,
+    connect,
+)
+from msquant_desktop.store.db import SCHEMA_VERSION, read_user_version_from_header
+from tests.conftest import run_cli_argv
+
+
+def test_new_store_is_migrated_with_wal_and_foreign_keys(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.sqlite3")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"jobs", "job_transitions", "projects", "kv"} <= tables
+    conn.close()
+    assert read_user_version_from_header(tmp_path / "s.sqlite3") == SCHEMA_VERSION
+
+
+def test_reopening_keeps_data(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    conn = connect(db)
+    job = JobRepository(conn).create(JobSpec(name="a", argv=("true",)))
+    conn.close()
+    conn = connect(db)
+    assert JobRepository(conn).get(job.id).spec.argv == ("true",)
+
+
+def test_every_transition_is_recorded_with_its_time(tmp_path: Path) -> None:
+    repo = JobRepository(connect(tmp_path / "s.sqlite3"))
+    job = repo.create(JobSpec(name="a", argv=("true",)))
+    assert job.state is JobState.QUEUED and job.queue_position == 1
+    repo.transition(job.id, JobState.STARTING)
+    running = repo.transition(job.id, JobState.RUNNING, pid=1234, pid_start_time=5.0, gpu_indices=(0, 1))
+    assert running.started_at is not None and running.gpu_indices == (0, 1) and running.queue_position is None
+    done = repo.transition(job.id, JobState.FAILED, exit_code=3)
+    assert done.outcome is not None and done.outcome.describe() == "exit 3"
+    steps = [(t.old, t.new) for t in repo.transitions(job.id)]
+    assert steps == [
+        (None, JobState.QUEUED),
+        (JobState.QUEUED, JobState.STARTING),
+        (JobState.STARTING, JobState.RUNNING),
+        (JobState.RUNNING, JobState.FAILED),
+    ]
+    times = [t.at for t in repo.transitions(job.id)]
+    assert times == sorted(times)
+
+
+def test_final_states_never_change(tmp_path: Path) -> None:
+    repo = JobRepository(connect(tmp_path / "s.sqlite3"))
+    job = repo.create(JobSpec(name="a", argv=("true",)))
+    repo.transition(job.id, JobState.CANCELLED)
+    with pytest.raises(IllegalTransition):
+        repo.transition(job.id, JobState.RUNNING)
+    assert repo.get(job.id).state is JobState.CANCELLED
+
+
+def test_queue_order_and_reorder(tmp_path: Path) -> None:
+    repo = JobRepository(connect(tmp_path / "s.sqlite3"))
+    ids = [repo.create(JobSpec(name=str(i), argv=("true",))).id for i in range(4)]
+    assert [j.id for j in repo.queued()] == ids
+    repo.reorder_queue([ids[3], ids[1]])
+    assert [j.id for j in repo.queued()] == [ids[3], ids[1], ids[0], ids[2]]
+
+
+def test_delete_refused_while_active(tmp_path: Path) -> None:
+    repo = JobRepository(connect(tmp_path / "s.sqlite3"))
+    job = repo.create(JobSpec(name="a", argv=("true",)))
+    repo.transition(job.id, JobState.STARTING)
+    with pytest.raises(StoreError, match="cancel it before deleting"):
+        repo.delete(job.id)
+    repo.transition(job.id, JobState.FAILED_TO_START, reason="no such file")
+    repo.delete(job.id)
+    assert repo.find(job.id) is None
+    assert repo.transitions(job.id) == []  # cascaded
+
+
+def test_project_removal_unlinks_jobs(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.sqlite3")
+    project = ProjectRepository(conn).add("p", str(tmp_path))
+    repo = JobRepository(conn)
+    job = repo.create(JobSpec(name="a", argv=("true",), project_id=project.id))
+    ProjectRepository(conn).remove(project.id)
+    assert conn.execute("SELECT project_id FROM jobs WHERE id = ?", (job.id,)).fetchone()[0] is None
+    with pytest.raises(StoreError, match="already added"):
+        ProjectRepository(conn).add("p", str(tmp_path))
+        ProjectRepository(conn).add("p", str(tmp_path))
+
+
+def _make_newer_store(path: Path) -> str:
+    conn = connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    for extra in ("-wal", "-shm"):
+        Path(str(path) + extra).unlink(missing_ok=True)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_newer_schema_is_refused_and_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    digest = _make_newer_store(db)
+    mtime = db.stat().st_mtime_ns
+    with pytest.raises(NewerSchemaError, match="newer version"):
+        connect(db)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+    assert db.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite3"]
+
+
+def test_app_exits_with_clear_message_on_newer_store(data_dir: Path) -> None:
+    from msquant_desktop.config.paths import resolve_paths
+
+    db = resolve_paths(data_dir).ensure().database
+    digest = _make_newer_store(db)
+    proc = subprocess.run(
+        run_cli_argv("--data-dir", str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "offscreen", "HOME": str(data_dir)},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "written by a newer version of MSQuant Desktop" in proc.stderr
+    assert "left untouched" in proc.stderr
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
+
+
+def test_not_a_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    db.write_bytes(b"hello, not sqlite" * 10)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        connect(db)
+    assert db.read_bytes() == b"hello, not sqlite" * 10
+
+
+def test_two_connections_serialize_writes(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    a, b = JobRepository(connect(db)), JobRepository(connect(db))
+    for i in range(20):
+        (a if i % 2 else b).create(JobSpec(name=str(i), argv=("true",)))
+    assert [j.queue_position for j in a.queued()] == list(range(1, 21))
+    assert isinstance(a.connection, sqlite3.Connection)
