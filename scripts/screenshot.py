@@ -9,8 +9,8 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from msquant_desktop.app import create_main_window, create_qapplication, create_services  # noqa: E402
-from msquant_desktop.config.paths import resolve_paths  # noqa: E402
+from msquant_desktop.app import create_main_window, create_qapplication, create_services
+from msquant_desktop.config.paths import resolve_paths
 
 
 def main() -> int:

@@ -78,9 +78,8 @@ ACTIVE_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.CANCELL
 # Which transitions are legal.  Anything else is a bug in the caller and is refused by the store.
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.CANCELLED, JobState.RUNNING}),
-    JobState.STARTING: frozenset(
-        {JobState.RUNNING, JobState.FAILED_TO_START, JobState.CANCELLING, JobState.LOST} | FINAL_STATES
-    ),
+    # STARTING -> QUEUED: a SLURM job was submitted and now waits in the cluster's queue (PENDING).
+    JobState.STARTING: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING} | FINAL_STATES),
     JobState.RUNNING: frozenset({JobState.CANCELLING} | FINAL_STATES),
     JobState.CANCELLING: frozenset(FINAL_STATES),
 }

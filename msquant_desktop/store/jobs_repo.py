@@ -13,6 +13,7 @@ from msquant_desktop.domain.jobs import (
     JobRecord,
     JobSpec,
     JobState,
+    JobTarget,
     StateTransition,
     can_transition,
 )
@@ -100,10 +101,10 @@ class JobRepository:
         now = utcnow()
         with transaction(self._conn):
             position = None
-            if state is JobState.QUEUED:
+            if state is JobState.QUEUED and spec.target is JobTarget.LOCAL:
                 row = self._conn.execute(
-                    "SELECT COALESCE(MAX(queue_position), 0) + 1 FROM jobs WHERE state = ?",
-                    (JobState.QUEUED.value,),
+                    "SELECT COALESCE(MAX(queue_position), 0) + 1 FROM jobs WHERE state = ? AND target = ?",
+                    (JobState.QUEUED.value, JobTarget.LOCAL.value),
                 ).fetchone()
                 position = int(row[0])
             cur = self._conn.execute(
@@ -143,10 +144,14 @@ class JobRepository:
         project_id: int | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        target: JobTarget | None = None,
     ) -> list[JobRecord]:
         sql = "SELECT * FROM jobs"
         where: list[str] = []
         params: list[Any] = []
+        if target is not None:
+            where.append("target = ?")
+            params.append(target.value)
         if states is not None:
             values = [s.value for s in states]
             where.append(f"state IN ({','.join('?' * len(values))})")
@@ -163,15 +168,16 @@ class JobRepository:
         return [row_to_record(r) for r in self._conn.execute(sql, params)]
 
     def queued(self) -> list[JobRecord]:
-        """Queued jobs in the order they will start."""
+        """Queued local jobs in the order they will start (SLURM's queue is the cluster's own)."""
         rows = self._conn.execute(
-            "SELECT * FROM jobs WHERE state = ? ORDER BY queue_position, id", (JobState.QUEUED.value,)
+            "SELECT * FROM jobs WHERE state = ? AND target = ? ORDER BY queue_position, id",
+            (JobState.QUEUED.value, JobTarget.LOCAL.value),
         )
         return [row_to_record(r) for r in rows]
 
-    def active(self) -> list[JobRecord]:
+    def active(self, target: JobTarget | None = None) -> list[JobRecord]:
         """Jobs that own (or may own) processes: the ones to re-adopt after a restart."""
-        return self.list(states=ACTIVE_STATES, newest_first=False)
+        return self.list(states=ACTIVE_STATES, newest_first=False, target=target)
 
     def transition(self, job_id: int, new: JobState, note: str = "", **fields: Any) -> JobRecord:
         """Move a job to `new`, updating `fields` in the same transaction.  Refuses illegal steps."""
