@@ -1,0 +1,78 @@
+"""`_supervise --run-dir DIR`: the hidden subcommand that runs one job under our supervisor.
+
+Started by the app (QProcess, new session) or by `jobs run` (detached).  After the job has ended
+and `exit.json` is written, it records the final state in the store itself, so the history is right
+even when no app is running.  `python -m msquant_desktop _supervise` takes a fast path that imports
+only this module (start-up time is part of "click -> process running").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("_supervise", add_help=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.set_defaults(func=lambda args, ctx: main(["--run-dir", args.run_dir]))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="msquant-desktop _supervise")
+    parser.add_argument("--run-dir", required=True)
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    from msquant_desktop.supervisor.runner import supervise
+
+    try:
+        record = supervise(run_dir)
+    except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
+        _say(f"supervisor failed: {type(exc).__name__}: {exc}")
+        return 1
+    try:
+        _record_in_store(run_dir, record)
+    except Exception as exc:
+        _say(f"could not record the job's end in the store: {exc}")
+    return 0
+
+
+def _say(text: str) -> None:
+    try:
+        print(f"msquant supervisor: {text}", file=sys.stderr, flush=True)
+    except OSError:
+        pass  # the app is gone; never die of a dead pipe
+
+
+def _record_in_store(run_dir: Path, record: object) -> None:
+    """Write the final state unless the app (or a cancel) already did."""
+    import json
+
+    from msquant_desktop.domain.markers import STORE_ENV
+    from msquant_desktop.domain.runs import LAUNCH_FILE, ExitRecord, outcome_from_exit
+    from msquant_desktop.store import connect
+    from msquant_desktop.store.jobs_repo import JobRepository
+    from msquant_desktop.store.run_folders import last_event_of_type, read_events
+
+    assert isinstance(record, ExitRecord)
+    launch = json.loads((run_dir / LAUNCH_FILE).read_text(encoding="utf-8"))
+    store_path = launch["env"].get(STORE_ENV)
+    if not store_path:
+        return
+    outcome = outcome_from_exit(record)
+    result = last_event_of_type(read_events(run_dir), "result")
+    conn = connect(Path(store_path))
+    try:
+        fields: dict[str, object] = {
+            "exit_code": outcome.exit_code,
+            "signal": outcome.signal,
+            "reason": outcome.reason,
+        }
+        if result is not None:
+            fields["result"] = result
+        JobRepository(conn).finish_if_active(
+            int(launch["job_id"]), outcome.state, "recorded by the supervisor", **fields
+        )
+    finally:
+        conn.close()
