@@ -19,16 +19,16 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from msquant_desktop.config.paths import AppPaths
-from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
+from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget, StateTransition
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.queue import StartJob
-from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
+from msquant_desktop.domain.runs import LOG_FILE, ExitRecord, outcome_from_exit
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.job_recovery import adopt_or_settle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
-from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events
+from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events, read_log_tail
 from msquant_desktop.supervisor import proctree
 from msquant_desktop.supervisor.control import detect_gpu_count
 
@@ -166,6 +166,21 @@ class JobService(QObject):
     def run_dir(self, job_id: int) -> Path | None:
         record = self._repo.find(job_id)
         return Path(record.run_dir) if record and record.run_dir else None
+
+    def log_tail(self, job_id: int, max_lines: int) -> tuple[list[tuple[str, bool]], int]:
+        """The last `max_lines` output lines of a job ([(text, is_stderr)]) and how many are older."""
+        run_dir = self.run_dir(job_id)
+        if run_dir is None:
+            return [], 0
+        lines, hidden, _end = read_log_tail(run_dir, max_lines)
+        return lines, hidden
+
+    def log_file(self, job_id: int) -> Path | None:
+        run_dir = self.run_dir(job_id)
+        return run_dir / LOG_FILE if run_dir else None
+
+    def transitions(self, job_id: int) -> list[StateTransition]:
+        return self._repo.transitions(job_id)
 
     def progress(self, job_id: int) -> dict[str, Any] | None:
         """The last progress event of an active job (None when it sent none)."""
