@@ -130,8 +130,9 @@ class JobsTab(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([330, 400])
         self.views = QTabWidget()
         self.views.setDocumentMode(True)
         self.views.addTab(splitter, "All jobs")
@@ -170,6 +171,7 @@ class JobsTab(QWidget):
     # -- extension points for other areas ---------------------------------------------------------------
     def add_toolbar_action(self, action: QAction) -> None:
         """Add an action before Cancel (e.g. "New quantization…"); also offered in the empty state."""
+        action.setIconText(action.text())
         self.toolbar.insertAction(self._extra_actions_at, action)
         self.empty.add_action(action.text(), action.trigger)
 
@@ -180,6 +182,7 @@ class JobsTab(QWidget):
     # -- actions ----------------------------------------------------------------------------------------
     def _action(self, text: str, slot: Any) -> QAction:
         action = QAction(text, self)
+        action.setIconText(text)  # keep the "…": tool buttons strip it from the plain text
         action.triggered.connect(slot)
         return action
 

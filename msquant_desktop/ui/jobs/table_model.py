@@ -17,10 +17,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
-    QApplication,
-    QStyle,
     QStyledItemDelegate,
-    QStyleOptionProgressBar,
     QStyleOptionViewItem,
 )
 
@@ -317,21 +314,28 @@ class JobsFilterProxy(QSortFilterProxyModel):
 
 
 class ProgressDelegate(QStyledItemDelegate):
-    """Paints a progress bar with stage and ETA where a job reports progress."""
+    """Paints a slim progress bar with stage and ETA where a job reports progress.
+
+    Painted by hand rather than with the style's progress bar: styles draw that control
+    inconsistently inside item views (Fusion leaves the fill out on selected rows)."""
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         value = index.data(PROGRESS_ROLE)
+        super().paint(painter, option, index)
         if not value:
-            super().paint(painter, option, index)
             return
         fraction, text = value
-        bar = QStyleOptionProgressBar()
-        bar.rect = option.rect.adjusted(2, 3, -2, -3)  # type: ignore[attr-defined]
-        bar.minimum = 0
-        bar.maximum = 1000 if fraction >= 0 else 0  # 0..0 = busy indicator when no fraction is known
-        bar.progress = int(max(0.0, min(1.0, fraction)) * 1000) if fraction >= 0 else 0
-        bar.text = text
-        bar.textVisible = True
-        bar.state = option.state  # type: ignore[attr-defined]
-        style = option.widget.style() if option.widget else QApplication.style()  # type: ignore[attr-defined]
-        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+        rect = option.rect.adjusted(3, 4, -3, -4)  # type: ignore[attr-defined]
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QColor("#b8bcc2"))
+        painter.setBrush(QColor("#f4f5f7"))
+        painter.drawRoundedRect(rect, 3, 3)
+        if fraction >= 0:
+            filled = rect.adjusted(0, 0, -int(rect.width() * (1.0 - max(0.0, min(1.0, fraction)))), 0)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(47, 126, 216, 150))
+            painter.drawRoundedRect(filled, 3, 3)
+        painter.setPen(QColor("#1d1f23"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
