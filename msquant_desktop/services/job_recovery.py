@@ -39,11 +39,7 @@ def adopt_or_settle(
         identity = control.supervisor_identity(run_dir)
         if identity is not None:
             pid, start = identity
-    if control.supervisor_alive(pid, start, run_dir):
-        assert pid is not None
-        if record.pid is None:
-            repo.update(record.id, pid=pid, pid_start_time=start)
-        return pid, start, log_end_offset(run_dir), read_events(run_dir)
+    # The exit record decides first: a supervisor may still be busy for a moment after writing it.
     exit_record = read_exit_record(run_dir)
     if exit_record is not None:
         outcome = outcome_from_exit(exit_record)
@@ -57,6 +53,11 @@ def adopt_or_settle(
             fields["result"] = result
         repo.finish_if_active(record.id, outcome.state, "ended while the app was down", **fields)
         return None
+    if control.supervisor_alive(pid, start, run_dir):
+        assert pid is not None
+        if record.pid is None:
+            repo.update(record.id, pid=pid, pid_start_time=start)
+        return pid, start, log_end_offset(run_dir), read_events(run_dir)
     leftovers = proctree.pids_with_marker(str(run_dir))
     if leftovers:
         proctree.signal_all(leftovers, 9)

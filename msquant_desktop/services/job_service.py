@@ -27,7 +27,7 @@ from msquant_desktop.runtime import self_command
 from msquant_desktop.services.job_recovery import adopt_or_settle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
 from msquant_desktop.store import StoreError
-from msquant_desktop.store.jobs_repo import JobRepository
+from msquant_desktop.store.jobs_repo import JobRepository, utcnow
 from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events, read_log_tail
 from msquant_desktop.supervisor import proctree
 from msquant_desktop.supervisor.control import detect_gpu_count
@@ -35,6 +35,7 @@ from msquant_desktop.supervisor.control import detect_gpu_count
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 500
+LAUNCH_SETTLE_SECONDS = 10.0
 
 ExitExplainer = Callable[[JobRecord, ExitRecord | None], str | None]
 """Per-kind hook: a better reason for how a job ended (None keeps the generic one)."""
@@ -87,7 +88,8 @@ class JobService(QObject):
     def start(self) -> None:
         """Re-adopt what the store calls active, start what can start, then watch the store."""
         for record in self._repo.active(target=JobTarget.LOCAL):
-            self._adopt(record)
+            if self._should_adopt(record):
+                self._adopt(record)
         self.schedule()
         self._sync_timer.start()
         self._update_running_count()
@@ -141,6 +143,10 @@ class JobService(QObject):
         """Forget a finished or queued job and its run folder.  StoreError while it is active."""
         record = self._repo.get(job_id)
         self._repo.delete(job_id)
+        runtime = self._runtimes.pop(job_id, None)
+        if runtime is not None:  # its supervisor already recorded the end and is exiting
+            runtime.detach()
+            runtime.deleteLater()
         if record.run_dir:
             run_dir = Path(record.run_dir)
             if run_dir.parent == self._paths.runs_dir and run_dir.is_dir():
@@ -251,6 +257,15 @@ class JobService(QObject):
         runtime.sig_output.connect(lambda chunk, job_id=runtime.job_id: self._on_output(job_id, chunk))
         runtime.sig_ended.connect(lambda rec, why, job_id=runtime.job_id: self._on_ended(job_id, rec, why))
 
+    def _should_adopt(self, record: JobRecord) -> bool:
+        if record.id in self._runtimes:
+            return False
+        if record.pid or record.state is not JobState.STARTING:
+            return True
+        # Another process (`jobs run`) may be launching it this very moment: give it time.
+        last = self._repo.transitions(record.id)[-1].at
+        return (utcnow() - last).total_seconds() > LAUNCH_SETTLE_SECONDS
+
     def _adopt(self, record: JobRecord) -> None:
         """Take over an active job started by an earlier app or another process."""
         if record.id in self._runtimes:
@@ -294,7 +309,10 @@ class JobService(QObject):
         if runtime is not None:
             runtime.deleteLater()
         self._progress.pop(job_id, None)
-        job = self._repo.get(job_id)
+        job = self._repo.find(job_id)
+        if job is None:
+            self.schedule()
+            return
         if record is None:
             self._kill_unsupervised(job)
             self._finish(job_id, JobState.LOST, why)
@@ -375,6 +393,6 @@ class JobService(QObject):
                     self.sig_job_changed.emit(job_id)
             self._update_running_count()
         for record in self._repo.active(target=JobTarget.LOCAL):
-            if record.id not in self._runtimes and record.run_dir and record.pid:
-                self._adopt(record)  # started by `jobs run`: follow it live
+            if self._should_adopt(record):
+                self._adopt(record)  # e.g. started by `jobs run`: follow it live
         self.schedule()
