@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from msquant_desktop.domain.markers import EVENT_PREFIX
+
+if TYPE_CHECKING:
+    from typing import Any
 
 STDOUT_TAG = b"O "
 STDERR_TAG = b"E "
@@ -38,15 +40,27 @@ def meta_line(message: dict[str, Any]) -> bytes:
     return META_TAG + json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
-@dataclass
 class DecodedChunk:
-    """What a block of tagged lines holds, grouped for the UI."""
+    """What a block of tagged lines holds, grouped for the UI.
 
-    texts: list[tuple[str, bool]]
-    """Runs of consecutive lines of one stream: (text ending in a newline, is_stderr)."""
-    events: list[dict[str, Any]]
-    metas: list[dict[str, Any]]
-    line_count: int
+    A plain class, not a dataclass: the supervisor imports this module and `dataclasses` costs
+    milliseconds on the click -> running path.
+    """
+
+    __slots__ = ("events", "line_count", "metas", "texts")
+
+    def __init__(
+        self,
+        texts: list[tuple[str, bool]],
+        events: list[dict[str, Any]],
+        metas: list[dict[str, Any]],
+        line_count: int,
+    ) -> None:
+        self.texts = texts
+        """Runs of consecutive lines of one stream: (text ending in a newline, is_stderr)."""
+        self.events = events
+        self.metas = metas
+        self.line_count = line_count
 
 
 def parse_event(line: bytes) -> dict[str, Any] | None:

@@ -13,19 +13,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from msquant_desktop.domain.jobs import JobOutcome, JobState
-
-SPEC_FILE = "spec.json"
-"""The JobSpec as submitted (plus the job id), for the details pane and re-runs."""
-LAUNCH_FILE = "launch.json"
-"""What the supervisor executes: resolved argv, cwd, full environment, grace period."""
-LOG_FILE = "output.log"
-"""Every byte the job wrote, one stream-tagged line per output line (see domain/logformat.py)."""
-EVENTS_FILE = "events.jsonl"
-"""One JSON object per `@@MSQUANT-EVENT@@` line the job printed."""
-EXIT_FILE = "exit.json"
-"""Written atomically by the supervisor when the job has ended (see ExitRecord)."""
-SUPERVISOR_FILE = "supervisor.json"
-"""The supervisor's pid and start time, written when it starts."""
+from msquant_desktop.domain.runfiles import (  # noqa: F401 - re-exported for callers
+    EVENTS_FILE,
+    EXIT_FILE,
+    LAUNCH_FILE,
+    LOG_FILE,
+    SPEC_FILE,
+    SUPERVISOR_FILE,
+)
 
 _NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-\d{6})_([a-z0-9-]+)_([0-9a-f]+)$")
 _STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S-%f"

@@ -43,19 +43,22 @@ def create_run_folder(runs_dir: Path, kind: str, now: datetime | None = None) ->
     raise StoreError(f"could not create a unique run folder in {runs_dir} after {MAX_ATTEMPTS} attempts")
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a `.partial` file, fsync, rename: readers see the old file or the whole new one."""
+def write_json_atomic(path: Path, data: dict[str, Any], durable: bool = True) -> None:
+    """Write to a `.partial` file, (fsync,) rename: readers see the old file or the whole new one."""
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def write_launch_files(run_dir: Path, spec: dict[str, Any], launch: dict[str, Any]) -> None:
-    write_json_atomic(run_dir / SPEC_FILE, spec)
-    write_json_atomic(run_dir / LAUNCH_FILE, launch)
+    # No fsync: these matter only while the job can run, and a machine crash ends the job anyway;
+    # skipping it keeps the click -> running path short.
+    write_json_atomic(run_dir / SPEC_FILE, spec, durable=False)
+    write_json_atomic(run_dir / LAUNCH_FILE, launch, durable=False)
 
 
 def read_exit_record(run_dir: Path) -> ExitRecord | None:

@@ -8,18 +8,21 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msquant_desktop.domain.markers import RUN_DIR_ENV
 
-PROC = Path("/proc")
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+PROC = "/proc"
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def _stat_fields(pid: int) -> list[str] | None:
     try:
-        raw = (PROC / str(pid) / "stat").read_bytes()
+        with open(f"{PROC}/{pid}/stat", "rb") as fh:
+            raw = fh.read()
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
@@ -49,7 +52,8 @@ def alive(pid: int) -> bool:
 def environ_value(pid: int, key: str) -> str | None:
     """The value of `key` in the environment `pid` was started with (None: unreadable or absent)."""
     try:
-        raw = (PROC / str(pid) / "environ").read_bytes()
+        with open(f"{PROC}/{pid}/environ", "rb") as fh:
+            raw = fh.read()
     except OSError:
         return None
     prefix = key.encode() + b"="
@@ -74,12 +78,13 @@ def children(pid: int) -> list[int]:
     """Direct children of `pid` (all its threads)."""
     kids: list[int] = []
     try:
-        tasks = os.listdir(PROC / str(pid) / "task")
+        tasks = os.listdir(f"{PROC}/{pid}/task")
     except OSError:
         return kids
     for tid in tasks:
         try:
-            text = (PROC / str(pid) / "task" / tid / "children").read_text()
+            with open(f"{PROC}/{pid}/task/{tid}/children") as fh:
+                text = fh.read()
         except OSError:
             continue
         kids.extend(int(p) for p in text.split())

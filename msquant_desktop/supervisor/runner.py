@@ -21,8 +21,7 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from msquant_desktop.domain.logformat import (
     STDERR_TAG,
@@ -33,15 +32,14 @@ from msquant_desktop.domain.logformat import (
     tag_lines,
 )
 from msquant_desktop.domain.markers import EVENT_PREFIX
-from msquant_desktop.domain.runs import (
-    EVENTS_FILE,
-    EXIT_FILE,
-    LAUNCH_FILE,
-    LOG_FILE,
-    SUPERVISOR_FILE,
-    ExitRecord,
-)
+from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SUPERVISOR_FILE
 from msquant_desktop.supervisor import proctree
+
+if TYPE_CHECKING:
+    from typing import Any
+
+# Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
+# at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65536
@@ -64,15 +62,38 @@ def set_child_subreaper() -> bool:
         return False
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".partial")
+def _write_atomic(path: str, data: dict[str, Any], durable: bool = True) -> None:
+    """Write `path.partial`, (fsync,) rename: readers see no file or the whole file."""
+    tmp = path + ".partial"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, json.dumps(data, indent=1).encode())
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _exit_record(
+    returncode: int | None,
+    started_at: str,
+    cancelled: bool = False,
+    spawn_error: str = "",
+    job_pid: int | None = None,
+    leftovers_killed: int = 0,
+) -> dict[str, Any]:
+    """The fields of domain/runs.ExitRecord."""
+    return {
+        "returncode": returncode,
+        "cancelled": cancelled,
+        "spawn_error": spawn_error,
+        "started_at": started_at,
+        "ended_at": _now(),
+        "job_pid": job_pid,
+        "leftovers_killed": leftovers_killed,
+        "extra": {},
+    }
 
 
 class _AppPipe:
@@ -96,17 +117,20 @@ class _AppPipe:
 
 
 class Supervisor:
-    def __init__(self, run_dir: Path, app_fd: int = 1) -> None:
+    def __init__(self, run_dir: str, app_fd: int = 1) -> None:
         self.run_dir = run_dir
-        launch = json.loads((run_dir / LAUNCH_FILE).read_text(encoding="utf-8"))
+        with open(os.path.join(run_dir, LAUNCH_FILE), encoding="utf-8") as fh:
+            launch = json.load(fh)
         self.argv: list[str] = [str(a) for a in launch["argv"]]
         self.cwd: str = str(launch.get("cwd") or run_dir)
         self.env: dict[str, str] = {str(k): str(v) for k, v in launch["env"].items()}
         self.grace = float(launch.get("grace_seconds", 10.0))
-        self.run_dir_marker = self.env.get("MSQUANT_RUN_DIR", str(run_dir))
+        self.run_dir_marker = self.env.get("MSQUANT_RUN_DIR", run_dir)
         self.app = _AppPipe(app_fd)
-        self.log_fd = os.open(run_dir / LOG_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self.events_fd = os.open(run_dir / EVENTS_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.log_fd = os.open(os.path.join(run_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.events_fd = os.open(
+            os.path.join(run_dir, EVENTS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
         self.stop_requested = False
         self.child_pid = 0
         self.child_status: int | None = None
@@ -147,7 +171,7 @@ class Supervisor:
         return wake_r
 
     # -- life ------------------------------------------------------------------------------------------
-    def run(self) -> ExitRecord:
+    def run(self) -> dict[str, Any]:
         started_at = _now()
         wake_r = self._install_signals()
         out_r, out_w = os.pipe()
@@ -164,27 +188,21 @@ class Supervisor:
         if spawn_error:
             os.waitpid(pid, 0)
             self._emit(tag_lines(STDERR_TAG, f"msquant: could not start the job: {spawn_error}\n".encode()))
-            record = ExitRecord(None, spawn_error=spawn_error, started_at=started_at, ended_at=_now())
-            return self._finish(record, [out_r, err_r])
+            return self._finish(_exit_record(None, started_at, spawn_error=spawn_error), [out_r, err_r])
         self._meta({"type": "started", "job_pid": pid, "at": started_at})
         leftovers = self._pump(out_r, err_r, wake_r)
         status = self.child_status
         returncode = None if status is None else os.waitstatus_to_exitcode(status)
-        record = ExitRecord(
-            returncode,
-            cancelled=self.stop_requested,
-            started_at=started_at,
-            ended_at=_now(),
-            job_pid=pid,
-            leftovers_killed=leftovers,
+        record = _exit_record(
+            returncode, started_at, self.stop_requested, job_pid=pid, leftovers_killed=leftovers
         )
         return self._finish(record, [])
 
-    def _finish(self, record: ExitRecord, fds: list[int]) -> ExitRecord:
+    def _finish(self, record: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         for fd in fds:
             os.close(fd)
-        _write_atomic(self.run_dir / EXIT_FILE, record.to_dict())
-        self._meta({"type": "exited", **record.to_dict()})
+        _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
+        self._meta({"type": "exited", **record})
         os.close(self.log_fd)
         os.close(self.events_fd)
         return record
@@ -328,7 +346,7 @@ def _drain(fd: int) -> None:
         pass
 
 
-def supervise(run_dir: Path) -> ExitRecord:
+def supervise(run_dir: str) -> dict[str, Any]:
     """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand)."""
     if os.getsid(0) != os.getpid():
         try:
@@ -337,8 +355,9 @@ def supervise(run_dir: Path) -> ExitRecord:
             pass
     set_child_subreaper()
     _write_atomic(
-        run_dir / SUPERVISOR_FILE,
+        os.path.join(run_dir, SUPERVISOR_FILE),
         {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": _now()},
+        durable=False,  # only useful while this process lives
     )
     supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno())
     return supervisor.run()
