@@ -101,6 +101,8 @@ class AppServices:
     paths: AppPaths
     settings: object
     conn: object
+    gpu: object = None
+    """GpuService: GPU and host sampling, history, doctor."""
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -118,7 +120,19 @@ def create_services(paths: AppPaths) -> AppServices:
     conn = connect(paths.database)
     services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
     services.on_shutdown.append(conn.close)
+    services.gpu = _create_gpu_service(services.settings)
+    services.on_shutdown.append(services.gpu.shutdown)
     return services
+
+
+def _create_gpu_service(settings_service):  # type: ignore[no-untyped-def]
+    from msquant_desktop.services.gpu_service import GpuService
+
+    settings = settings_service.settings
+    gpu = GpuService(settings.gpu_sample_interval_seconds, settings.gpu_history_seconds)
+    settings_service.sig_settings_changed.connect(gpu.apply_settings)
+    gpu.start()
+    return gpu
 
 
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
@@ -132,14 +146,17 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         ("Projects", ProjectsTab()),
         ("Clusters", ClustersTab()),
         ("Jobs", JobsTab()),
-        ("GPUs", GpusTab()),
+        ("GPUs", GpusTab(services.gpu)),  # type: ignore[arg-type]
     ]
-    return MainWindow(
+    window = MainWindow(
         tabs,
         settings=services.settings,  # type: ignore[arg-type]
         ui_state_file=services.paths.config_dir / "ui-state.json",
         log_file=services.paths.log_file,
     )
+    window.gpu_status.setText(services.gpu.summary)  # type: ignore[attr-defined]
+    services.gpu.sig_summary_changed.connect(window.gpu_status.setText)  # type: ignore[attr-defined]
+    return window
 
 
 def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = [
+    "msquant_desktop.cli.gpu",
+    "msquant_desktop.cli.doctor",
+]
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
