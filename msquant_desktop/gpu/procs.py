@@ -165,6 +165,8 @@ def terminate_tree(
         return CleanupOutcome(pid, (), (), skipped="refused: this program or one of its parents")
     try:
         root = psutil.Process(pid)
+        if _is_gone(root):
+            return CleanupOutcome(pid, (), (), skipped="already gone")
         if create_time is not None and abs(root.create_time() - create_time) >= _START_TIME_TOLERANCE_S:
             return CleanupOutcome(pid, (), (), skipped="pid now belongs to another process; left alone")
         if root.uids().real != uid:
