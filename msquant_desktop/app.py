@@ -102,6 +102,8 @@ class AppServices:
     settings: object
     conn: object
     jobs: object = None
+    gpu: object = None
+    """GpuService: GPU and host sampling, history, doctor."""
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -126,7 +128,19 @@ def create_services(paths: AppPaths) -> AppServices:
     services.jobs = jobs
     services.on_shutdown.append(jobs.shutdown)  # before conn.close (reverse order); jobs keep running
     jobs.start()
+    services.gpu = _create_gpu_service(services.settings)
+    services.on_shutdown.append(services.gpu.shutdown)
     return services
+
+
+def _create_gpu_service(settings_service):  # type: ignore[no-untyped-def]
+    from msquant_desktop.services.gpu_service import GpuService
+
+    settings = settings_service.settings
+    gpu = GpuService(settings.gpu_sample_interval_seconds, settings.gpu_history_seconds)
+    settings_service.sig_settings_changed.connect(gpu.apply_settings)
+    gpu.start()
+    return gpu
 
 
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
@@ -142,7 +156,7 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         ("Projects", ProjectsTab()),
         ("Clusters", ClustersTab()),
         ("Jobs", jobs_tab),
-        ("GPUs", GpusTab()),
+        ("GPUs", GpusTab(services.gpu)),  # type: ignore[arg-type]
     ]
     window = MainWindow(
         tabs,
@@ -160,6 +174,8 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     services.jobs.sig_running_count_changed.connect(show_running)  # type: ignore[attr-defined]
     show_running(services.jobs.running_count())  # type: ignore[attr-defined]
     window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))  # type: ignore[arg-type]
+    window.gpu_status.setText(services.gpu.summary)  # type: ignore[attr-defined]
+    services.gpu.sig_summary_changed.connect(window.gpu_status.setText)  # type: ignore[attr-defined]
     return window
 
 

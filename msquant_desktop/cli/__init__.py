@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # imported lazily: the job supervisor's fast path loads this 
 SUBCOMMAND_MODULES: list[str] = [
     "msquant_desktop.cli.jobs",
     "msquant_desktop.cli.supervise",
+    "msquant_desktop.cli.gpu",
+    "msquant_desktop.cli.doctor",
 ]
 
 

@@ -1,23 +1,171 @@
-"""GPUs tab (issue 5 fills it): live NVML plots, processes, throttling, orphans."""
+"""GPUs tab: live plots of each GPU and the host, GPU and process tables, and the Doctor panel.
+
+Talks only to the GpuService.  Plots and tables are redrawn only while the tab is visible; when it
+becomes visible again it catches up from the history at once.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from msquant_desktop.ui.empty_state import EmptyState
+from msquant_desktop.domain.gpu import GpuReading
+from msquant_desktop.services.gpu_service import GpuService
+from msquant_desktop.ui.gpus.doctor_panel import DoctorPanel
+from msquant_desktop.ui.gpus.plots import GpuPlots
+from msquant_desktop.ui.gpus.tables import GpuTableModel, ProcessTableModel
+
+WINDOWS = (("1 min", 60), ("10 min", 600), ("1 h", 3600))
+
+
+def _table(model: GpuTableModel | ProcessTableModel) -> QTableView:
+    view = QTableView()
+    view.setModel(model)
+    view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    view.verticalHeader().hide()
+    view.setAlternatingRowColors(True)
+    header = view.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    header.setStretchLastSection(True)
+    return view
 
 
 class GpusTab(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    sig_job_activated = Signal(int)
+    """The user double-clicked a process that belongs to one of our jobs: show that job."""
+
+    def __init__(self, service: GpuService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.empty = EmptyState(
-            "No GPU data yet",
-            "Live utilization, memory, temperature and power of each NVIDIA GPU, the processes on "
-            "them and which of your jobs they belong to.",
-            [],
-        )
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.empty)
+        self._service = service
+        self._shown = False
+        self._gpu_count = -1
+
+        self.status = QLabel("Waiting for the first sample…")
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.selector = QComboBox()
+        self.selector.setToolTip("The GPU whose utilization, memory, temperature and power are plotted")
+        self.selector.setMinimumContentsLength(24)
+        self.window_choice = QComboBox()
+        for text, seconds in WINDOWS:
+            self.window_choice.addItem(text, seconds)
+        self.window_choice.setToolTip("How much history the plots show")
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.status, 1)
+        self.selector_label = QLabel("GPU:")
+        bar.addWidget(self.selector_label)
+        bar.addWidget(self.selector)
+        bar.addWidget(QLabel("Show:"))
+        bar.addWidget(self.window_choice)
+
+        self.plots = GpuPlots()
+        self.gpu_model = GpuTableModel(self)
+        self.process_model = ProcessTableModel(self)
+        self.gpu_table = _table(self.gpu_model)
+        self.process_table = _table(self.process_model)
+        self.process_table.setToolTip("Double-click a process of one of your jobs to open the job")
+        self.doctor = DoctorPanel(service)
+        self.details = QTabWidget()
+        self.details.setDocumentMode(True)
+        self.details.addTab(self.gpu_table, "GPUs")
+        self.details.addTab(self.process_table, "Processes")
+        self.details.addTab(self.doctor, "Doctor")
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.plots)
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.stack)
+        layout.addLayout(bar)
+        layout.addWidget(splitter, 1)
+
+        self._set_has_gpus(False)
+        self.selector.currentIndexChanged.connect(self._redraw)
+        self.window_choice.currentIndexChanged.connect(self._redraw)
+        self.process_table.doubleClicked.connect(self._on_process_double_clicked)
+        service.sig_reading.connect(self._on_reading)
+
+    # -- visibility: no redraws while hidden ------------------------------------------------------------
+    def showEvent(self, event: QShowEvent) -> None:  # Qt override
+        super().showEvent(event)
+        self._shown = True
+        if self._service.latest is not None:
+            self._on_reading(self._service.latest)
+
+    def hideEvent(self, event: QHideEvent) -> None:  # Qt override
+        super().hideEvent(event)
+        self._shown = False
+
+    @property
+    def redraws_paused(self) -> bool:
+        return not self._shown
+
+    # -- readings ---------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_reading(self, reading: GpuReading) -> None:
+        if not self._shown:
+            return
+        self._update_header(reading)
+        self.gpu_model.update(reading)
+        self.process_model.update(reading)
+        self._redraw()
+
+    def _update_header(self, reading: GpuReading) -> None:
+        if reading.unavailable:
+            self.status.setText(f"<b>{reading.unavailable}</b>. The host's CPU and RAM are still plotted.")
+        else:
+            lost = sum(1 for g in reading.gpus if g.error)
+            text = f"{len(reading.gpus)} NVIDIA GPU(s), driver {reading.driver_version or '—'}"
+            self.status.setText(text + (f" — <b>{lost} not answering</b>" if lost else ""))
+        if len(reading.gpus) != self._gpu_count:
+            self._gpu_count = len(reading.gpus)
+            current = max(0, self.selector.currentIndex())
+            self.selector.blockSignals(True)
+            self.selector.clear()
+            for gpu in reading.gpus:
+                self.selector.addItem(f"{gpu.index}: {gpu.name}", gpu.index)
+            self.selector.setCurrentIndex(min(current, len(reading.gpus) - 1))
+            self.selector.blockSignals(False)
+            self._set_has_gpus(bool(reading.gpus))
+
+    def _set_has_gpus(self, has_gpus: bool) -> None:
+        self.plots.set_has_gpus(has_gpus)
+        self.selector.setVisible(has_gpus)
+        self.selector_label.setVisible(has_gpus)
+
+    @Slot()
+    def _redraw(self) -> None:
+        if not self._shown:
+            return
+        latest = self._service.latest
+        selected = max(0, self.selector.currentIndex())
+        limit = None
+        if latest is not None and selected < len(latest.gpus):
+            limit = latest.gpus[selected].power_limit_w
+        self.plots.refresh(
+            self._service.history,
+            selected,
+            float(self.window_choice.currentData()),
+            self._service.interval_s,
+            limit,
+        )
+
+    @Slot(QModelIndex)
+    def _on_process_double_clicked(self, index: QModelIndex) -> None:
+        job_id = self.process_model.job_id(index.row())
+        if job_id is not None:
+            self.sig_job_activated.emit(job_id)

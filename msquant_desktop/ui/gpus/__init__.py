@@ -1,0 +1,1 @@
+"""Widgets of the GPUs tab: plots, tables, the Doctor panel."""

@@ -1,0 +1,77 @@
+"""Render the GPUs tab offscreen with the fake two-GPU NVML and save docs/gpus.png.
+
+Run: .venv/bin/python scripts/screenshot_gpus.py [OUT.png] [SCENARIO]
+A real child process carrying a job marker sits on fake GPU 0, and ten minutes of history are
+back-filled from the same fake (its values follow the clock), then the live sampler adds to it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/gpus.png")
+    scenario = sys.argv[2] if len(sys.argv) > 2 else "two_gpus"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "MSQUANT_JOB_ID": "7", "MSQUANT_RUN_DIR": f"{tmp}/runs/7", "MSQUANT_STORE": "x"}
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)  # noqa: TID251
+        os.environ["MSQUANT_FAKE_NVML"] = scenario
+        os.environ["MSQUANT_FAKE_NVML_PROCS"] = f"{child.pid}:0:12288"
+        try:
+            return _shoot(out, Path(tmp))
+        finally:
+            child.kill()
+            child.wait()
+
+
+def _shoot(out: Path, tmp: Path) -> int:
+    import dataclasses
+
+    from msquant_desktop.app import create_main_window, create_qapplication, create_services
+    from msquant_desktop.config.paths import resolve_paths
+    from msquant_desktop.gpu.fake_nvml import fake_from_environment
+    from msquant_desktop.gpu.monitor import GpuMonitor
+
+    paths = resolve_paths(tmp).ensure()
+    app = create_qapplication([sys.argv[0]])
+    services = create_services(paths)
+    # Back-fill ten minutes from the same fake, one sample per second, on a clock that runs from the past.
+    now = time.time()
+    clock = iter(now - 600 + i for i in range(600))
+    backfill = GpuMonitor(fake_from_environment(), clock=lambda: next(clock))
+    fake = backfill.adapter._nvml
+    for i in range(600):
+        fake._clock = lambda i=i: now - 600 + i  # values follow the same waves as the live fake
+        # Host usage cannot be back-filled honestly: only the live samples plot it.
+        services.gpu.history.append(dataclasses.replace(backfill.sample(), host=None))
+    window = create_main_window(services)
+    window.resize(1280, 860)
+    window.show()
+    window.show_tab("GPUs")
+    tab = window.tab_widget.currentWidget()
+    tab.window_choice.setCurrentIndex(1)  # 10 min
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    tab.details.setCurrentIndex(1)  # the processes, with the job link
+    for _ in range(20):
+        app.processEvents()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out))
+    window.close()
+    services.shutdown()
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
