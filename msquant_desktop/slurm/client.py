@@ -22,6 +22,7 @@ from msquant_desktop.domain.slurm import (
     map_slurm_state,
 )
 from msquant_desktop.slurm.connection import SshConnection, SshError
+from msquant_desktop.slurm.gpus import GpuView, gpu_view
 from msquant_desktop.slurm.parsers import (
     SACCT_FIELDS,
     SQUEUE_FORMAT,
@@ -119,6 +120,10 @@ class SlurmClient:
     def pending_demand(self) -> list[QueueEntry]:
         """Every user's pending jobs (their GPU requests are the queue's demand)."""
         return parse_squeue(self._check("squeue", "-h", "-t", "PENDING", "-o", SQUEUE_FORMAT))
+
+    def gpu_view(self) -> GpuView:
+        """Free GPUs per node, partition and type, with the queue's pending demand (two commands)."""
+        return gpu_view(self.nodes(), self.pending_demand(), self.profile)
 
     def accounting_available(self) -> bool:
         """Whether `sacct` works here; detected once per client ("not available" is a value)."""

@@ -335,6 +335,10 @@ class SshConnection:
                 err += chunk
             rc = channel.recv_exit_status()
             channel.close()
+            if rc == -1 and not transport.is_active():
+                # The channel ended without an exit status: the connection died mid-command, so the
+                # caller cannot know whether the command ran (submit reconciles by job name).
+                raise EOFError("connection closed before the command's exit status arrived")
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()
             raise SshError(f"connection to {self.target.label} lost: {exc}") from exc
