@@ -101,6 +101,7 @@ class AppServices:
     paths: AppPaths
     settings: object
     conn: object
+    clusters: object = None  # ClusterService
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -118,6 +119,10 @@ def create_services(paths: AppPaths) -> AppServices:
     conn = connect(paths.database)
     services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
     services.on_shutdown.append(conn.close)
+    from msquant_desktop.services.cluster_service import ClusterService
+
+    services.clusters = ClusterService(conn, paths.runs_dir, paths.clusters_file)
+    services.on_shutdown.append(services.clusters.shutdown)
     return services
 
 
@@ -130,16 +135,23 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
 
     tabs = [
         ("Projects", ProjectsTab()),
-        ("Clusters", ClustersTab()),
+        ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
         ("Jobs", JobsTab()),
         ("GPUs", GpusTab()),
     ]
-    return MainWindow(
+    window = MainWindow(
         tabs,
         settings=services.settings,  # type: ignore[arg-type]
         ui_state_file=services.paths.config_dir / "ui-state.json",
         log_file=services.paths.log_file,
     )
+    clusters = services.clusters
+    if clusters is not None:
+        window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
+        clusters.sig_cluster_status.connect(  # type: ignore[attr-defined]
+            lambda _name, _status: window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
+        )
+    return window
 
 
 def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
