@@ -213,7 +213,7 @@ class ClusterService(QObject):
         from msquant_desktop.slurm.script import render_script
 
         profile = self.profile(request.cluster)
-        return render_script(request, profile, "<run id>", f"{request.job_name}-<id>", profile.workspace)
+        return render_script(request, profile, "RUN_ID", f"{request.job_name}-ID", profile.workspace)
 
     def submit(self, request: SlurmSubmission) -> JobRecord:
         """Store the job (STARTING, with its run folder) and hand it to the cluster's worker.
