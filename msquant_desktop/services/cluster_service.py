@@ -67,6 +67,8 @@ class ClusterService(QObject):
     """(cluster, GpuView or an error message)"""
     sig_unknown_host_key = Signal(str, str, str, str, str)
     """(cluster, host, SHA256 fingerprint, key type, base64 key): the UI asks the user."""
+    sig_passphrase_needed = Signal(str, str)
+    """(cluster, why): the UI prompts and answers with `provide_passphrase` (never stored in files)."""
     sig_tested = Signal(str, str)
     """(cluster, result line of "Test connection")"""
     sig_profiles_changed = Signal()
@@ -150,6 +152,7 @@ class ClusterService(QObject):
         worker.sig_status.connect(self._on_status)
         worker.sig_unknown_host_key.connect(self.sig_unknown_host_key)
         worker.sig_tested.connect(self.sig_tested)
+        worker.sig_passphrase_needed.connect(self.sig_passphrase_needed)
         worker.sig_gpus.connect(self.sig_gpus)
         worker.sig_submitted.connect(self._on_submitted)
         worker.sig_submit_failed.connect(self._on_submit_failed)

@@ -9,18 +9,27 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.domain.slurm import ClusterProfile, reconnect_delay
 from msquant_desktop.services.cluster_jobs import submit_never_twice
-from msquant_desktop.slurm.client import SlurmClient, SlurmError, TrackedJob
-from msquant_desktop.slurm.connection import SshConnection, SshError, UnknownHostKey, target_for_profile
+from msquant_desktop.slurm.client import PollResult, SlurmClient, SlurmError, TrackedJob
+from msquant_desktop.slurm.connection import (
+    PassphraseRequired,
+    SshConnection,
+    SshError,
+    UnknownHostKey,
+    target_for_profile,
+)
 from msquant_desktop.slurm.script import RemotePaths, ScriptError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ClusterWorker(QObject):
@@ -28,6 +37,8 @@ class ClusterWorker(QObject):
     """(cluster, "connected" | "connecting" | "failed: reason")"""
     sig_unknown_host_key = Signal(str, str, str, str, str)
     """(cluster, host label, SHA256 fingerprint, key type, base64 key): ask the user before saving."""
+    sig_passphrase_needed = Signal(str, str)
+    """(cluster, why): the SSH key is encrypted; answer with `set_passphrase`."""
     sig_tested = Signal(str, str)
     """(cluster, a line for the user: latency and SLURM version, or the failure)"""
     sig_gpus = Signal(str, object)
@@ -88,6 +99,11 @@ class ClusterWorker(QObject):
                 self.profile.name, exc.host_label, exc.fingerprint, key.get_name(), key.get_base64()
             )
             return None
+        except PassphraseRequired as exc:
+            self._blocked = True
+            self.sig_status.emit(self.profile.name, "failed: the SSH key needs its passphrase")
+            self.sig_passphrase_needed.emit(self.profile.name, str(exc))
+            return None
         except SshError as exc:
             self._failures += 1
             delay = reconnect_delay(self._failures)
@@ -111,6 +127,22 @@ class ClusterWorker(QObject):
         if self._reconnect_timer is not None:
             self._reconnect_timer.start(int(reconnect_delay(self._failures) * 1000))
 
+    def _call(self, operation: Callable[[SlurmClient], T]) -> T:
+        """Run `operation`; if the connection turns out dead, reconnect at once and try once more
+        (every operation here is safe to repeat: reads, and scancel of an ended job is a no-op)."""
+        client = self._ensure()
+        if client is None:
+            raise SshError(f"not connected to {self.profile.name}")
+        try:
+            return operation(client)
+        except SshError:
+            client.connection.close()
+            self._client = None
+            client = self._ensure()
+            if client is None:
+                raise
+            return operation(client)
+
     @Slot()
     def stop(self) -> None:
         if self._reconnect_timer is not None:
@@ -127,31 +159,20 @@ class ClusterWorker(QObject):
     # -- requests ------------------------------------------------------------------------------------
     @Slot()
     def test(self) -> None:
-        started = time.perf_counter()
-        client = self._ensure()
-        if client is None:
-            self.sig_tested.emit(self.profile.name, "not connected")
-            return
         try:
-            t0 = time.perf_counter()
-            version = client.version()
-            latency_ms = (time.perf_counter() - t0) * 1000
+            started = time.perf_counter()
+            version = self._call(lambda client: client.version())
+            latency_ms = (time.perf_counter() - started) * 1000
             self.sig_tested.emit(
-                self.profile.name,
-                f"connected; SLURM {version}; command latency {latency_ms:.0f} ms "
-                f"(total {1000 * (time.perf_counter() - started):.0f} ms)",
+                self.profile.name, f"connected; SLURM {version}; command latency {latency_ms:.0f} ms"
             )
         except (SshError, SlurmError) as exc:
             self.sig_tested.emit(self.profile.name, f"failed: {exc}")
 
     @Slot()
     def fetch_gpus(self) -> None:
-        client = self._ensure()
-        if client is None:
-            self.sig_gpus.emit(self.profile.name, "not connected")
-            return
         try:
-            self.sig_gpus.emit(self.profile.name, client.gpu_view())
+            self.sig_gpus.emit(self.profile.name, self._call(lambda client: client.gpu_view()))
         except SshError as exc:
             self._lost(exc)
             self.sig_gpus.emit(self.profile.name, str(exc))
@@ -179,24 +200,19 @@ class ClusterWorker(QObject):
 
     @Slot(object)
     def poll(self, jobs: list[TrackedJob]) -> None:
-        client = self._ensure()
-        if client is None:
-            return
         try:
-            self.sig_polled.emit(self.profile.name, client.poll(jobs))
+            self.sig_polled.emit(self.profile.name, self._call(lambda client: client.poll(jobs)))
         except SshError as exc:
             self._lost(exc)
+            self.sig_polled.emit(self.profile.name, PollResult())
         except SlurmError as exc:
             log.warning("poll of %s failed: %s", self.profile.name, exc)
+            self.sig_polled.emit(self.profile.name, PollResult())
 
     @Slot(int, str, str)
     def cancel(self, job_id: int, slurm_id: str, remote_dir: str) -> None:
-        client = self._ensure()
-        if client is None:
-            self.sig_cancelled.emit(job_id, f"cannot reach {self.profile.name}")
-            return
         try:
-            final = client.cancel(slurm_id, RemotePaths(remote_dir))
+            final = self._call(lambda client: client.cancel(slurm_id, RemotePaths(remote_dir)))
             self.sig_cancelled.emit(job_id, final if final is not None else "not confirmed yet")
         except SshError as exc:
             self._lost(exc)

@@ -176,12 +176,34 @@ def accept_host_key(known_hosts: Path, label: str, key_type: str, key_base64: st
         fh.write(f"{label} {key_type} {key_base64}\n")
 
 
+KEYRING_SERVICE = "msquant-desktop"
+
+
+def stored_passphrase(key_path: str) -> str | None:
+    """A key's passphrase from the system keyring (`keyring set msquant-desktop ssh-key:PATH`), if any.
+
+    No keyring backend is a normal situation, not an error: it just means "ask the user".
+    """
+    try:
+        import keyring
+
+        return keyring.get_password(KEYRING_SERVICE, f"ssh-key:{key_path}")
+    except Exception as exc:  # keyring raises backend-specific errors; all mean "not available"
+        log.debug("no keyring for %s: %s", key_path, exc)
+        return None
+
+
 def _load_key(path: str, passphrase: str | None) -> paramiko.PKey:
     try:
         return paramiko.PKey.from_path(path, passphrase.encode() if passphrase else None)
-    except paramiko.PasswordRequiredException as exc:
+    except (paramiko.PasswordRequiredException, TypeError) as exc:
+        # TypeError: cryptography's way of saying "encrypted, no password given" for OpenSSH keys.
         raise PassphraseRequired(f"the key {path} is encrypted: a passphrase is needed") from exc
-    except (OSError, paramiko.SSHException, ValueError) as exc:
+    except ValueError as exc:
+        if passphrase:
+            raise PassphraseRequired(f"the passphrase for {path} was not accepted") from exc
+        raise SshError(f"cannot read the SSH key {path}: {exc}") from exc
+    except (OSError, paramiko.SSHException) as exc:
         raise SshError(f"cannot read the SSH key {path}: {exc}") from exc
 
 
@@ -266,7 +288,7 @@ class SshConnection:
             if not os.path.exists(path):
                 errors.append(f"{path}: no such file")
                 continue
-            key = _load_key(path, self._passphrase)
+            key = _load_key(path, self._passphrase or stored_passphrase(path))
             try:
                 transport.auth_publickey(self.target.user, key)
                 return
@@ -303,10 +325,13 @@ class SshConnection:
             self._jump = None
 
     def drop(self) -> None:
-        """Cut the connection as a network failure would (tests and the reconnect path use it)."""
-        if self._transport is not None:
-            self._transport.sock.close()
-        self.close()
+        """Cut the socket under the connection, as a network failure would (tests use it).
+
+        Safe from another thread: only the socket is closed; the owner notices on its next command.
+        """
+        transport = self._transport
+        if transport is not None:
+            transport.sock.close()
 
     # -- commands -----------------------------------------------------------------------------------
     def _require(self) -> paramiko.Transport:

@@ -8,7 +8,9 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
+    QInputDialog,
     QLabel,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -118,6 +120,7 @@ class ClustersTab(QWidget):
         service.sig_gpus.connect(self._on_gpus)
         service.sig_tested.connect(self._on_tested)
         service.sig_unknown_host_key.connect(self._on_unknown_host_key)
+        service.sig_passphrase_needed.connect(self._on_passphrase_needed)
         service.sig_job_changed.connect(lambda _id: self.reload_jobs())
         service.sig_profiles_changed.connect(self.reload_profiles)
         service.sig_error.connect(self.test_label.setText)
@@ -220,6 +223,12 @@ class ClustersTab(QWidget):
     ) -> None:
         if self._service is not None and self.host_key_prompt(self, name, host, fingerprint, key_type):
             self._service.accept_host_key(name, host, key_type, key_b64)
+
+    @Slot(str, str)
+    def _on_passphrase_needed(self, name: str, why: str) -> None:
+        text, ok = QInputDialog.getText(self, f"Passphrase for {name}", why, QLineEdit.EchoMode.Password)
+        if ok and self._service is not None:
+            self._service.provide_passphrase(name, text)
 
     def showEvent(self, event: QShowEvent) -> None:  # Qt override: refresh only while visible
         super().showEvent(event)

@@ -167,3 +167,33 @@ def test_without_accounting_the_exit_marker_gives_the_state(testbed, known_hosts
     assert final is not None
     assert (final.state, final.exit_code, final.source) == (JobState.FAILED, 5, "marker")
     connection.close()
+
+
+def test_ssh_config_alias_and_encrypted_key(testbed, known_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A profile naming an ~/.ssh/config alias connects; an encrypted key asks for its passphrase."""
+    from msquant_desktop.slurm.connection import PassphraseRequired
+
+    encrypted = tmp_path / "id_encrypted"
+    encrypted.write_bytes(Path(testbed.key).read_bytes())
+    encrypted.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", "s3cret pass", "-f", str(encrypted)], check=True)
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(
+        f"Host tb\n  HostName {testbed.host}\n  Port {testbed.port}\n  User {testbed.user}\n  IdentityFile {encrypted}\n"
+    )
+    profile = testbed.profile(known_hosts, host="tb", port=None, ssh_key_path=None)
+    target = target_for_profile(profile, ssh_config)
+    assert (target.hostname, target.port, target.user, target.key_files) == (
+        testbed.host,
+        testbed.port,
+        testbed.user,
+        (str(encrypted),),
+    )
+    with pytest.raises(PassphraseRequired):
+        SshConnection(target).connect()
+    connection = SshConnection(target, passphrase="s3cret pass")
+    connection.connect()
+    assert (
+        connection.run(["printf", "%s", "$HOME; echo no"]).out == "$HOME; echo no"
+    )  # argv quoted word by word
+    connection.close()

@@ -28,9 +28,19 @@ def wait_final(qtbot, service, job_id: int, timeout_s: float) -> None:  # type: 
     qtbot.waitUntil(lambda: service.repo.get(job_id).state.is_final, timeout=int(timeout_s * 1000))
 
 
-def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def services():  # type: ignore[no-untyped-def]
+    """Every ClusterService a test makes is shut down (threads joined) even when the test fails."""
+    made: list = []
+    yield made
+    for service in made:
+        service.shutdown()
+
+
+def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, tmp_path, services) -> None:  # type: ignore[no-untyped-def]
     save_profiles(tmp_path / "clusters.yaml", [profile])
     service = make_service(tmp_path / "db.sqlite3", tmp_path)
+    services.append(service)
     qtbot.waitUntil(lambda: service.status("testbed") == "connected", timeout=10_000)
     repo_path, first, _second = bare_repo
     base = SlurmSubmission(
@@ -53,10 +63,14 @@ def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, 
     )
 
     qtbot.waitUntil(lambda: service.repo.get(cancel_id).state is JobState.RUNNING, timeout=20_000)
+    statuses: list[str] = []
+    service.sig_cluster_status.connect(lambda _name, status: statuses.append(status))
+    service.drop_connection("testbed")  # the network fails under the worker: it reconnects and goes on
     service.cancel(cancel_id)
     for job_id in (blocker_id, pinned_id, failing_id, cancel_id):
         wait_final(qtbot, service, job_id, 40)
 
+    assert "connecting" in statuses and statuses[-1] == "connected"  # it reconnected by itself
     pinned = service.repo.get(pinned_id)
     steps = [t.new for t in service.repo.transitions(pinned_id)]
     assert steps == [JobState.STARTING, JobState.QUEUED, JobState.RUNNING, JobState.COMPLETED]
@@ -79,10 +93,7 @@ def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, 
     service.shutdown()
     service.repo.connection.close()
     restarted = make_service(tmp_path / "db.sqlite3", tmp_path)
-    try:
-        wait_final(qtbot, restarted, timeout_id, 150)
-        limited = restarted.repo.get(timeout_id)
-        assert limited.state is JobState.TIMEOUT, limited
-    finally:
-        restarted.shutdown()
-        restarted.repo.connection.close()
+    services.append(restarted)
+    wait_final(qtbot, restarted, timeout_id, 150)
+    limited = restarted.repo.get(timeout_id)
+    assert limited.state is JobState.TIMEOUT, limited
