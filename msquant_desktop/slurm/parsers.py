@@ -97,6 +97,29 @@ def parse_gres(text: str | None) -> dict[str, int]:
 # -- nodes ---------------------------------------------------------------------------------------------
 
 
+# Node states (and `+FLAG`s) that take no new work.  A trailing `*` means "not responding".
+_UNUSABLE_FLAGS = frozenset(
+    {
+        "DOWN",
+        "DRAIN",
+        "DRAINING",
+        "DRAINED",
+        "FAIL",
+        "FAILING",
+        "NOT_RESPONDING",
+        "POWERED_DOWN",
+        "POWER_DOWN",
+        "POWERING_DOWN",
+        "FUTURE",
+        "MAINT",
+        "REBOOT_ISSUED",
+        "UNKNOWN",
+        "INVAL",
+        "RESERVED",
+    }
+)
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     """One node from `scontrol -d show node`."""
@@ -115,24 +138,8 @@ class NodeInfo:
     @property
     def usable(self) -> bool:
         """False for nodes that take no new work (down, drained, failing, not responding)."""
-        flags = set(re.split(r"[+]", self.state.upper().rstrip("*$~#%!")))
-        return not (
-            flags
-            & {
-                "DOWN",
-                "DRAIN",
-                "DRAINING",
-                "DRAINED",
-                "FAIL",
-                "FAILING",
-                "NOT_RESPONDING",
-                "POWERED_DOWN",
-                "POWER_DOWN",
-                "FUTURE",
-                "MAINT",
-                "REBOOT_ISSUED",
-            }
-        ) and not self.state.endswith("*")
+        flags = set(self.state.upper().rstrip("*$~#%!@^-").split("+"))
+        return not (flags & _UNUSABLE_FLAGS) and not self.state.endswith("*")
 
     def gpus_free(self, gpu_type: str) -> int:
         return max(0, self.gpus_total.get(gpu_type, 0) - self.gpus_used.get(gpu_type, 0))

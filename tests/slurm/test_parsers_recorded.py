@@ -133,3 +133,14 @@ def test_profiles_validate_naming_the_field_and_round_trip() -> None:
         parse_profiles(text + "  password: hunter2\n")
     with pytest.raises(ProfileError, match="allowed_partitions"):
         parse_profiles(text.replace("[gpu]", "gpu"))
+
+
+def test_node_without_gres_parses_as_no_gpus() -> None:
+    """A GPU-less node that has not registered: `Gres=(null)`, untyped `GresUsed=gpu:0`, state UNKNOWN."""
+    (node3,) = parse_nodes(fixture("scontrol_show_node_nogres.txt"))
+    assert (node3.name, node3.gpus_total, node3.gpus_used, node3.cpus_total) == ("node3", {}, {}, 2)
+    assert not node3.usable
+    lines = dict(line.split("|")[:2] for line in fixture("sinfo_nodes_nogres.txt").decode().splitlines())
+    assert parse_gres(lines["node3"]) == {} and parse_gres(lines["node2"]) == {"a100": 1, "h100": 2}
+    view = gpu_view(parse_nodes(fixture("scontrol_show_node_busy.txt")) + [node3], [])
+    assert view.by_type["a100"].total == 3 and "node3: UNKNOWN" in view.unusable
