@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
-from msquant_desktop.domain.jobs import JobTarget
+from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.services import cluster_jobs
 from msquant_desktop.slurm.client import SlurmClient, SlurmError
@@ -145,7 +146,7 @@ def cmd_submit(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> None:
     """One poll per cluster with open jobs, stored like the GUI would."""
-    by_cluster: dict[str, list] = {}
+    by_cluster: dict[str, list[JobRecord]] = {}
     for job in cluster_jobs.open_jobs(repo):
         by_cluster.setdefault(job.spec.cluster or "", []).append(job)
     for name, jobs in by_cluster.items():
@@ -231,7 +232,10 @@ def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
-def _guard(handler):  # type: ignore[no-untyped-def]
+Handler = Callable[[argparse.Namespace, CliContext], int]
+
+
+def _guard(handler: Handler) -> Handler:
     def run(args: argparse.Namespace, ctx: CliContext) -> int:
         try:
             return int(handler(args, ctx))
@@ -253,8 +257,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     sub = parser.add_subparsers(dest="slurm_command", metavar="SUBCOMMAND", required=True)
 
-    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
-        p = sub.add_parser(name, help=help_text)
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
         p.add_argument(
             "--clusters", metavar="FILE", help="use this clusters.yaml instead of the config dir's"
         )

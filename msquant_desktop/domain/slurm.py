@@ -202,9 +202,9 @@ def next_poll_interval(active_jobs: int, idle_polls: int, base: float = 2.0, cei
     poll up to `ceiling` when nothing is."""
     if active_jobs > 0:
         return base
-    return min(ceiling, base * (2 ** min(idle_polls + 1, 10)))
+    return min(ceiling, base * float(2 ** min(idle_polls + 1, 10)))
 
 
 def reconnect_delay(failures: int, base: float = 1.0, ceiling: float = 60.0) -> float:
     """Backoff between reconnect attempts: 1, 2, 4, ... seconds, at most `ceiling`."""
-    return min(ceiling, base * (2 ** max(0, failures - 1)))
+    return min(ceiling, base * float(2 ** max(0, failures - 1)))

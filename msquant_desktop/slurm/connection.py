@@ -116,7 +116,8 @@ def resolve_target(
     keys: list[str] = []
     if key_path:
         keys.append(os.path.expanduser(key_path))
-    for identity in looked.get("identityfile", []) or []:  # type: ignore[union-attr]
+    identities = looked.get("identityfile") or []
+    for identity in identities if isinstance(identities, list) else [identities]:
         keys.append(os.path.expanduser(str(identity)))
     jump = looked.get("proxyjump")
     return SshTarget(
@@ -195,7 +196,10 @@ def stored_passphrase(key_path: str) -> str | None:
 
 def _load_key(path: str, passphrase: str | None) -> paramiko.PKey:
     try:
-        return paramiko.PKey.from_path(path, passphrase.encode() if passphrase else None)
+        # WORKAROUND: paramiko annotates the password as str, but cryptography needs bytes for
+        # OpenSSH-format keys ("password must be bytes").
+        secret = passphrase.encode("utf-8") if passphrase else None
+        return paramiko.PKey.from_path(path, secret)  # type: ignore[arg-type]
     except (paramiko.PasswordRequiredException, TypeError) as exc:
         # TypeError: cryptography's way of saying "encrypted, no password given" for OpenSSH keys.
         raise PassphraseRequired(f"the key {path} is encrypted: a passphrase is needed") from exc

@@ -286,5 +286,6 @@ class ClustersTab(QWidget):
     def cancel_selected(self) -> None:
         assert self._service is not None
         for index in self.jobs.selectionModel().selectedRows():
-            job_id = self.jobs.item(index.row(), 0).data(Qt.ItemDataRole.UserRole)
-            self._service.cancel(int(job_id))
+            item = self.jobs.item(index.row(), 0)
+            if item is not None:
+                self._service.cancel(int(item.data(Qt.ItemDataRole.UserRole)))

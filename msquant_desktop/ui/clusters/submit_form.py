@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Signal, SignalInstance
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QComboBox,
@@ -84,13 +84,13 @@ class SubmitForm(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.preview, 1)
 
-    def _emit(self, signal: Signal) -> None:
+    def _emit(self, signal: SignalInstance) -> None:
         try:
             submission = self.submission()
         except ValueError as exc:
             self.show_problem(str(exc))
             return
-        signal.emit(submission)  # type: ignore[attr-defined]
+        signal.emit(submission)
 
     def show_problem(self, message: str) -> None:
         self.preview.setPlainText(f"Not sent: {message}")
