@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobTarget  # noqa: E402
-from msquant_desktop.domain.slurm import SlurmSubmission  # noqa: E402
-from msquant_desktop.services.cluster_jobs import _submission_dict, render_for  # noqa: E402
-from msquant_desktop.slurm.client import SlurmClient, TrackedJob  # noqa: E402
-from msquant_desktop.slurm.connection import SshConnection, target_for_profile  # noqa: E402
-from msquant_desktop.slurm.script import remote_paths  # noqa: E402
-from tests.slurm.conftest import bring_up, tear_down, testbed_dir  # noqa: E402
+from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobTarget
+from msquant_desktop.domain.slurm import SlurmSubmission
+from msquant_desktop.services.cluster_jobs import _submission_dict, render_for
+from msquant_desktop.slurm.client import SlurmClient, TrackedJob
+from msquant_desktop.slurm.connection import SshConnection, target_for_profile
+from msquant_desktop.slurm.script import remote_paths
+from tests.slurm.conftest import bring_up, tear_down, testbed_dir
 
 
 def median_ms(fn, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -56,14 +56,24 @@ def main() -> int:
     for i in range(3):
         remote = remote_paths(workspace, f"bench-track-{time.time_ns()}-{i}")
         connection.mkdir_private(remote.run_dir)
-        out = connection.run(["sbatch", "--parsable", "-o", remote.log, "--wrap",
-                              "for i in $(seq 60); do echo tick $i; sleep 1; done"]).out.strip()
+        out = connection.run(
+            [
+                "sbatch",
+                "--parsable",
+                "-o",
+                remote.log,
+                "--wrap",
+                "for i in $(seq 60); do echo tick $i; sleep 1; done",
+            ]
+        ).out.strip()
         tracked.append(TrackedJob(i, out, remote))
     time.sleep(1.5)
 
     print(f"testbed: 2 nodes, sshd on loopback; connect + host-key check + auth: {connect_s * 1000:.0f} ms")
     med, worst = median_ms(client.queue, args.runs)
-    print(f"status poll (one squeue for all our jobs, persistent connection): median {med:.1f} ms, max {worst:.1f} ms")
+    print(
+        f"status poll (one squeue for all our jobs, persistent connection): median {med:.1f} ms, max {worst:.1f} ms"
+    )
     med, worst = median_ms(lambda: client.poll(tracked), args.runs)
     print(f"full poll of 3 running jobs (squeue + 3 SFTP log tails): median {med:.1f} ms, max {worst:.1f} ms")
 
@@ -77,16 +87,35 @@ def main() -> int:
     print(f"  for comparison, a new SSH connection per squeue: median {med:.1f} ms")
 
     med, worst = median_ms(client.gpu_view, args.runs)
-    print(f"free-GPU view for 2 nodes (scontrol -d show node + pending squeue + rollup): median {med:.1f} ms, max {worst:.1f} ms")
+    print(
+        f"free-GPU view for 2 nodes (scontrol -d show node + pending squeue + rollup): median {med:.1f} ms, max {worst:.1f} ms"
+    )
 
-    submission = SlurmSubmission(cluster="testbed", job_name="bench", repo_url="/nonexistent.git", commit="a" * 40,
-                                 command=("true",), overrides=("x=1",), partition="debug")
+    submission = SlurmSubmission(
+        cluster="testbed",
+        job_name="bench",
+        repo_url="/nonexistent.git",
+        commit="a" * 40,
+        command=("true",),
+        overrides=("x=1",),
+        partition="debug",
+    )
     submitted: list[str] = []
 
     def submit_one() -> None:
         run_id = f"bench-{time.time_ns()}"
-        spec = JobSpec(name="bench", argv=("true",), kind=JobKind.COMMAND, target=JobTarget.SLURM, cluster="testbed",
-                       meta={"run_id": run_id, "slurm_name": f"bench-{run_id}", "submission": _submission_dict(submission)})
+        spec = JobSpec(
+            name="bench",
+            argv=("true",),
+            kind=JobKind.COMMAND,
+            target=JobTarget.SLURM,
+            cluster="testbed",
+            meta={
+                "run_id": run_id,
+                "slurm_name": f"bench-{run_id}",
+                "submission": _submission_dict(submission),
+            },
+        )
         job = JobRecord(id=0, spec=spec, state=JobState.STARTING, created_at=None)  # type: ignore[arg-type]
         script, remote = render_for(job, profile, workspace)
         submitted.append(client.submit(remote, script, spec.meta["slurm_name"]))

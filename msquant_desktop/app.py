@@ -101,6 +101,7 @@ class AppServices:
     paths: AppPaths
     settings: object
     conn: object
+    jobs: object = None
     clusters: object = None  # ClusterService
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
@@ -113,30 +114,42 @@ class AppServices:
 
 
 def create_services(paths: AppPaths) -> AppServices:
+    from msquant_desktop.services.cluster_service import ClusterService
+    from msquant_desktop.services.job_service import JobService
     from msquant_desktop.services.settings_service import SettingsService
     from msquant_desktop.store import connect
+    from msquant_desktop.store.jobs_repo import JobRepository
 
     conn = connect(paths.database)
-    services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
+    settings = SettingsService(paths.settings_file)
+    services = AppServices(paths=paths, settings=settings, conn=conn)
     services.on_shutdown.append(conn.close)
-    from msquant_desktop.services.cluster_service import ClusterService
-
+    jobs = JobService(JobRepository(conn), paths, settings)
+    services.jobs = jobs
+    services.on_shutdown.append(jobs.shutdown)  # before conn.close (reverse order); jobs keep running
+    jobs.start()
     services.clusters = ClusterService(conn, paths.runs_dir, paths.clusters_file)
     services.on_shutdown.append(services.clusters.shutdown)
+    # SLURM jobs live in the Jobs tab too: its Cancel goes to the cluster, its log view gets their lines.
+    clusters = services.clusters
+    jobs.set_remote_canceller(lambda record: clusters.cancel(record.id))
+    clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
     return services
 
 
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.clusters_tab import ClustersTab
     from msquant_desktop.ui.gpus_tab import GpusTab
+    from msquant_desktop.ui.jobs.close_guard import ask_with_dialog, make_close_guard
     from msquant_desktop.ui.jobs_tab import JobsTab
     from msquant_desktop.ui.main_window import MainWindow
     from msquant_desktop.ui.projects_tab import ProjectsTab
 
+    jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
     tabs = [
         ("Projects", ProjectsTab()),
         ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
-        ("Jobs", JobsTab()),
+        ("Jobs", jobs_tab),
         ("GPUs", GpusTab()),
     ]
     window = MainWindow(
@@ -145,6 +158,16 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         ui_state_file=services.paths.config_dir / "ui-state.json",
         log_file=services.paths.log_file,
     )
+    window.jobs_tab = jobs_tab  # type: ignore[attr-defined]
+
+    def show_running(count: int) -> None:
+        window.jobs_status.setText(
+            "No jobs running" if count == 0 else f"{count} job{'s' if count != 1 else ''} running"
+        )
+
+    services.jobs.sig_running_count_changed.connect(show_running)  # type: ignore[attr-defined]
+    show_running(services.jobs.running_count())  # type: ignore[attr-defined]
+    window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))  # type: ignore[arg-type]
     clusters = services.clusters
     if clusters is not None:
         window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
@@ -172,6 +195,25 @@ def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
     return app
 
 
+STARTUP_PROBE_ENV = "MSQUANT_STARTUP_PROBE"
+"""When set, the app prints the seconds from process start to the first painted window and quits."""
+
+
+def _report_startup_and_quit(app) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import psutil
+    from PySide6.QtCore import QTimer
+
+    def report() -> None:
+        elapsed = time.time() - psutil.Process().create_time()
+        print(f"startup-to-window-shown {elapsed:.3f} s", flush=True)
+        app.quit()
+
+    # A zero timer runs after the first show/paint events have been processed.
+    QTimer.singleShot(0, report)
+
+
 def run_gui(paths: AppPaths) -> int:
     problem = display_problem()
     if problem:
@@ -185,6 +227,8 @@ def run_gui(paths: AppPaths) -> int:
     window = create_main_window(services)
     window.show()
     log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
+    if os.environ.get(STARTUP_PROBE_ENV):
+        _report_startup_and_quit(app)
     try:
         return int(app.exec())
     finally:
@@ -198,7 +242,14 @@ def run_gui(paths: AppPaths) -> int:
 SelfTestCheck = Callable[[AppServices, object], str | None]
 """An extra self-test step: returns None when fine, else what failed."""
 
-SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = []
+
+def _job_self_test(services: AppServices, window: object) -> str | None:
+    from msquant_desktop.services.job_selftest import run_job_self_test
+
+    return run_job_self_test(services, window)
+
+
+SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [("local job through the supervisor", _job_self_test)]
 
 
 def run_self_test(data_dir: str | None) -> int:

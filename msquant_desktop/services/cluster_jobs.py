@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobTarget
+from msquant_desktop.domain.logformat import STDOUT_TAG, tag_lines
+from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.slurm import ClusterProfile, FinalState, SlurmSubmission, reconnect_delay
 from msquant_desktop.slurm.client import JobUpdate, SlurmClient, TrackedJob, detect_wandb
 from msquant_desktop.slurm.connection import SshError
@@ -151,8 +153,12 @@ def apply_update(repo: JobRepository, update: JobUpdate) -> tuple[JobRecord, str
     text = update.log_text
     if text or update.log_offset != job.result.get("log_offset", 0):
         if job.run_dir and text:
-            with (Path(job.run_dir) / LOCAL_LOG).open("a", encoding="utf-8") as fh:
+            run_dir = Path(job.run_dir)
+            with (run_dir / LOCAL_LOG).open("a", encoding="utf-8") as fh:
                 fh.write(text)
+            # The same lines in the Jobs tab's log format, so its log view shows SLURM jobs too.
+            with (run_dir / LOG_FILE).open("ab") as fh:
+                fh.write(tag_lines(STDOUT_TAG, text.encode("utf-8")))
         urls, offline = detect_wandb(text)
         result = dict(job.result)
         result["log_offset"] = update.log_offset

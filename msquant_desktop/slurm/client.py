@@ -187,11 +187,19 @@ class SlurmClient:
         return self.sbatch(remote)
 
     # -- final state --------------------------------------------------------------------------------
-    def read_text(self, path: str, offset: int = 0, limit: int = 1 << 20) -> tuple[str, int]:
-        """Text of `path` from `offset` and the new offset; ('', offset) when it does not exist."""
+    def read_text(
+        self, path: str, offset: int = 0, limit: int = 1 << 20, whole_lines: bool = False
+    ) -> tuple[str, int]:
+        """Text of `path` from `offset` and the new offset; ('', offset) when it does not exist.
+
+        With `whole_lines`, a last line still being written is left for the next read, so every
+        piece handed on is complete lines (and a UTF-8 character is never cut in two).
+        """
         data = self.connection.read_from(path, offset, limit)
         if not data:
             return "", offset
+        if whole_lines:
+            data = data[: data.rfind(b"\n") + 1]
         return data.decode("utf-8", errors="replace"), offset + len(data)
 
     def log_tail(self, remote: RemotePaths, size: int = 16384) -> str:
@@ -250,7 +258,9 @@ class SlurmClient:
                 update.slurm_state = entry.state
                 update.reason = entry.reason
             if tail_logs:
-                update.log_text, update.log_offset = self.read_text(job.remote.log, job.log_offset)
+                update.log_text, update.log_offset = self.read_text(
+                    job.remote.log, job.log_offset, whole_lines=True
+                )
             if job in departed:
                 update.final = self.resolve_final(job.slurm_job_id, job.remote, acct.get(job.slurm_job_id))
                 if update.final is not None:

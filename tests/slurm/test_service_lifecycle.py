@@ -77,6 +77,8 @@ def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, 
     assert pinned.slurm_job_id and pinned.exit_code == 0
     log_text = Path(pinned.run_dir or "").joinpath("slurm.log").read_text()
     assert log_text == logs[pinned_id]
+    tagged = Path(pinned.run_dir or "").joinpath("output.log").read_text().splitlines()
+    assert tagged == ["O " + line for line in log_text.splitlines()]  # the Jobs tab's log format
     assert f"at commit {first}" in log_text and "VERSION first" in log_text  # not the newer commit
     argv_line = next(line for line in log_text.splitlines() if line.startswith("ARGV "))
     assert tuple(json.loads(argv_line[5:])) == OVERRIDES  # verbatim: no shell ran them
