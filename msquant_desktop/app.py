@@ -104,6 +104,7 @@ class AppServices:
     jobs: object = None
     gpu: object = None
     """GpuService: GPU and host sampling, history, doctor."""
+    clusters: object = None  # ClusterService
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -115,6 +116,7 @@ class AppServices:
 
 
 def create_services(paths: AppPaths) -> AppServices:
+    from msquant_desktop.services.cluster_service import ClusterService
     from msquant_desktop.services.job_service import JobService
     from msquant_desktop.services.settings_service import SettingsService
     from msquant_desktop.store import connect
@@ -130,6 +132,12 @@ def create_services(paths: AppPaths) -> AppServices:
     jobs.start()
     services.gpu = _create_gpu_service(services.settings)
     services.on_shutdown.append(services.gpu.shutdown)
+    services.clusters = ClusterService(conn, paths.runs_dir, paths.clusters_file)
+    services.on_shutdown.append(services.clusters.shutdown)
+    # SLURM jobs live in the Jobs tab too: its Cancel goes to the cluster, its log view gets their lines.
+    clusters = services.clusters
+    jobs.set_remote_canceller(lambda record: clusters.cancel(record.id))
+    clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
     return services
 
 
@@ -154,7 +162,7 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
     tabs = [
         ("Projects", ProjectsTab()),
-        ("Clusters", ClustersTab()),
+        ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
         ("Jobs", jobs_tab),
         ("GPUs", GpusTab(services.gpu)),  # type: ignore[arg-type]
     ]
@@ -176,6 +184,12 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))  # type: ignore[arg-type]
     window.gpu_status.setText(services.gpu.summary)  # type: ignore[attr-defined]
     services.gpu.sig_summary_changed.connect(window.gpu_status.setText)  # type: ignore[attr-defined]
+    clusters = services.clusters
+    if clusters is not None:
+        window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
+        clusters.sig_cluster_status.connect(  # type: ignore[attr-defined]
+            lambda _name, _status: window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
+        )
     return window
 
 

@@ -22,7 +22,7 @@ def main() -> int:
     scenario = sys.argv[2] if len(sys.argv) > 2 else "two_gpus"
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "MSQUANT_JOB_ID": "7", "MSQUANT_RUN_DIR": f"{tmp}/runs/7", "MSQUANT_STORE": "x"}
-        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)  # noqa: TID251
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], env=env)
         os.environ["MSQUANT_FAKE_NVML"] = scenario
         os.environ["MSQUANT_FAKE_NVML_PROCS"] = f"{child.pid}:0:12288"
         try:

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "msquant_desktop.cli.supervise",
     "msquant_desktop.cli.gpu",
     "msquant_desktop.cli.doctor",
+    "msquant_desktop.cli.slurm",
 ]
 
 

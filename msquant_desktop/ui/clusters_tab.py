@@ -1,23 +1,291 @@
-"""Clusters tab (issue 6 fills it): SLURM clusters over SSH."""
+"""Clusters tab: profiles, connection status, free GPUs, submit with script preview, SLURM job list."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QHideEvent, QShowEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
+from msquant_desktop.domain.jobs import JobTarget
+from msquant_desktop.domain.slurm import SlurmSubmission
+from msquant_desktop.services.cluster_service import ClusterService
+from msquant_desktop.slurm.profiles import ProfileError, dump_profiles, import_profiles
+from msquant_desktop.ui.clusters.dialogs import ProfilesDialog, ask_host_key
+from msquant_desktop.ui.clusters.gpu_panel import GpuPanel
+from msquant_desktop.ui.clusters.submit_form import SubmitForm
 from msquant_desktop.ui.empty_state import EmptyState
+
+JOB_COLUMNS = ("ID", "Name", "Cluster", "SLURM id", "State", "Exit", "Links")
+GPU_REFRESH_MS = 15_000
 
 
 class ClustersTab(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, service: ClusterService | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._service = service
+        self.host_key_prompt = ask_host_key  # replaceable in tests
         self.empty = EmptyState(
             "No clusters yet",
             "Add a SLURM cluster you reach over SSH to see its free GPUs, submit jobs at a pinned "
             "commit and follow them to their true final state.",
-            [],
+            [("Add cluster…", self.edit_profiles), ("Import clusters.yaml…", self.import_profiles)]
+            if service is not None
+            else [],
         )
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty)
+        self.main = QWidget()
+        self.stack.addWidget(self.main)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
+        if service is None:
+            return
+
+        self.cluster_combo = QComboBox()
+        self.status_label = QLabel("")
+        self.test_label = QLabel("")
+        buttons = []
+        for text, slot in (
+            ("Test connection", self.test_connection),
+            ("Refresh GPUs", self.refresh_gpus),
+            ("Edit profiles…", self.edit_profiles),
+            ("Import…", self.import_profiles),
+            ("Export…", self.export_profiles),
+        ):
+            button = QPushButton(text)
+            button.clicked.connect(slot)
+            buttons.append(button)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Cluster:"))
+        top.addWidget(self.cluster_combo)
+        top.addWidget(self.status_label, 1)
+        for button in buttons:
+            top.addWidget(button)
+
+        self.gpus = GpuPanel()
+        self.jobs = QTableWidget(0, len(JOB_COLUMNS))
+        self.jobs.setHorizontalHeaderLabels(JOB_COLUMNS)
+        self.jobs.verticalHeader().setVisible(False)
+        self.jobs.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.jobs.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.jobs.horizontalHeader().setStretchLastSection(True)
+        self.cancel_button = QPushButton("Cancel selected job")
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel("<b>Free GPUs</b>"))
+        left_layout.addWidget(self.gpus, 1)
+        left_layout.addWidget(QLabel("<b>SLURM jobs</b>"))
+        left_layout.addWidget(self.jobs, 1)
+        left_layout.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.form = SubmitForm()
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        form_scroll = QScrollArea()  # keeps the window's minimum height small
+        form_scroll.setWidgetResizable(True)
+        form_scroll.setWidget(self.form)
+        splitter.addWidget(form_scroll)
+        splitter.setSizes([700, 450])
+        main_layout = QVBoxLayout(self.main)
+        main_layout.addLayout(top)
+        main_layout.addWidget(self.test_label)
+        main_layout.addWidget(splitter, 1)
+
+        self._gpu_timer = QTimer(self)
+        self._gpu_timer.setObjectName("clusters-gpu-refresh")
+        self._gpu_timer.setInterval(GPU_REFRESH_MS)
+        self._gpu_timer.timeout.connect(self.refresh_gpus)
+
+        self.cluster_combo.currentTextChanged.connect(self._on_cluster_selected)
+        self.form.sig_preview.connect(self._on_preview)
+        self.form.sig_submit.connect(self._on_submit)
+        service.sig_cluster_status.connect(self._on_status)
+        service.sig_gpus.connect(self._on_gpus)
+        service.sig_tested.connect(self._on_tested)
+        service.sig_unknown_host_key.connect(self._on_unknown_host_key)
+        service.sig_passphrase_needed.connect(self._on_passphrase_needed)
+        service.sig_job_changed.connect(lambda _id: self.reload_jobs())
+        service.sig_profiles_changed.connect(self.reload_profiles)
+        service.sig_error.connect(self.test_label.setText)
+        self.reload_profiles()
+
+    # -- profiles -----------------------------------------------------------------------------------
+    @property
+    def current_cluster(self) -> str:
+        return self.cluster_combo.currentText() if self._service is not None else ""
+
+    @Slot()
+    def reload_profiles(self) -> None:
+        assert self._service is not None
+        names = [p.name for p in self._service.profiles()]
+        current = self.current_cluster
+        self.cluster_combo.blockSignals(True)
+        self.cluster_combo.clear()
+        self.cluster_combo.addItems(names)
+        if current in names:
+            self.cluster_combo.setCurrentText(current)
+        self.cluster_combo.blockSignals(False)
+        self.stack.setCurrentWidget(self.main if names else self.empty)
+        if self._service.profile_error:
+            self.empty.set_message(f"The clusters file could not be read: {self._service.profile_error}")
+        self._on_cluster_selected(self.current_cluster)
+        self.reload_jobs()
+
+    def edit_profiles(self) -> None:
+        if self._service is not None:
+            ProfilesDialog(self._service, self).exec()
+
+    def import_profiles(self) -> None:
+        if self._service is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import clusters", "", "YAML (*.yaml *.yml)")
+        if path:
+            from pathlib import Path
+
+            try:
+                self._service.set_profiles(import_profiles(self._service.profiles(), Path(path)))
+            except (ProfileError, OSError) as exc:
+                self.test_label.setText(f"Import failed: {exc}")
+
+    def export_profiles(self) -> None:
+        if self._service is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export clusters", "clusters.yaml", "YAML (*.yaml)")
+        if path:
+            from pathlib import Path
+
+            Path(path).write_text(dump_profiles(self._service.profiles()), encoding="utf-8")
+
+    # -- cluster state --------------------------------------------------------------------------------
+    @Slot(str)
+    def _on_cluster_selected(self, name: str) -> None:
+        if self._service is None or not name:
+            return
+        self.form.set_profile(self._service.profile(name))
+        self._on_status(name, self._service.status(name))
+        self.refresh_gpus()
+
+    @Slot(str, str)
+    def _on_status(self, name: str, status: str) -> None:
+        if name == self.current_cluster:
+            self.status_label.setText(f"<b>{name}</b>: {status}")
+            if status == "connected":
+                self.refresh_gpus()
+
+    @Slot()
+    def test_connection(self) -> None:
+        if self._service is not None and self.current_cluster:
+            self.test_label.setText("testing…")
+            self._service.test_connection(self.current_cluster)
+
+    @Slot(str, str)
+    def _on_tested(self, name: str, text: str) -> None:
+        self.test_label.setText(f"{name}: {text}")
+
+    @Slot()
+    def refresh_gpus(self) -> None:
+        if (
+            self._service is not None
+            and self.current_cluster
+            and self._service.status(self.current_cluster) == "connected"
+        ):
+            self._service.refresh_gpus(self.current_cluster)
+
+    @Slot(str, object)
+    def _on_gpus(self, name: str, view: object) -> None:
+        if name != self.current_cluster:
+            return
+        if isinstance(view, str):
+            self.gpus.show_error(view)
+        else:
+            self.gpus.show_view(view)  # type: ignore[arg-type]
+
+    @Slot(str, str, str, str, str)
+    def _on_unknown_host_key(
+        self, name: str, host: str, fingerprint: str, key_type: str, key_b64: str
+    ) -> None:
+        if self._service is not None and self.host_key_prompt(self, name, host, fingerprint, key_type):
+            self._service.accept_host_key(name, host, key_type, key_b64)
+
+    @Slot(str, str)
+    def _on_passphrase_needed(self, name: str, why: str) -> None:
+        text, ok = QInputDialog.getText(self, f"Passphrase for {name}", why, QLineEdit.EchoMode.Password)
+        if ok and self._service is not None:
+            self._service.provide_passphrase(name, text)
+
+    def showEvent(self, event: QShowEvent) -> None:  # Qt override: refresh only while visible
+        super().showEvent(event)
+        if self._service is not None:
+            self._gpu_timer.start()
+            self.refresh_gpus()
+
+    def hideEvent(self, event: QHideEvent) -> None:  # Qt override
+        super().hideEvent(event)
+        if self._service is not None:
+            self._gpu_timer.stop()
+
+    # -- submit and jobs -----------------------------------------------------------------------------
+    @Slot(object)
+    def _on_preview(self, submission: SlurmSubmission) -> None:
+        assert self._service is not None
+        try:
+            self.form.preview.setPlainText(self._service.preview(submission))
+        except (ValueError, OSError) as exc:
+            self.form.show_problem(str(exc))
+
+    @Slot(object)
+    def _on_submit(self, submission: SlurmSubmission) -> None:
+        assert self._service is not None
+        try:
+            job = self._service.submit(submission)
+        except (ValueError, OSError) as exc:
+            self.form.show_problem(str(exc))
+            return
+        self.test_label.setText(f"job {job.id} submitting to {submission.cluster}…")
+
+    @Slot()
+    def reload_jobs(self) -> None:
+        assert self._service is not None
+        jobs = self._service.repo.list(target=JobTarget.SLURM, limit=200)
+        self.jobs.setRowCount(len(jobs))
+        for row, job in enumerate(jobs):
+            links = job.result.get("wandb_urls", []) or job.result.get("wandb_sync", [])
+            values = (
+                job.id,
+                job.spec.name,
+                job.spec.cluster or "",
+                job.slurm_job_id or "-",
+                job.state.value,
+                job.outcome.describe() if job.outcome else "",
+                " ".join(links),
+            )
+            for col, value in enumerate(values):
+                item = QTableWidgetItem(str(value))
+                item.setData(Qt.ItemDataRole.UserRole, job.id)
+                self.jobs.setItem(row, col, item)
+        self.jobs.resizeColumnsToContents()
+
+    @Slot()
+    def cancel_selected(self) -> None:
+        assert self._service is not None
+        for index in self.jobs.selectionModel().selectedRows():
+            item = self.jobs.item(index.row(), 0)
+            if item is not None:
+                self._service.cancel(int(item.data(Qt.ItemDataRole.UserRole)))

@@ -1,0 +1,337 @@
+"""ClusterService: the GUI's one door to SLURM clusters.
+
+Owns the cluster profiles, one `ClusterWorker` thread per cluster (each with its persistent
+connection), the poll timers, and every store change of SLURM jobs (on the main thread's
+connection).  Submit returns at once with a STARTING job; the worker's answers move it on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+
+from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
+from msquant_desktop.domain.slurm import ClusterProfile, FinalState, SlurmSubmission, next_poll_interval
+from msquant_desktop.services import cluster_jobs
+from msquant_desktop.services.cluster_worker import ClusterWorker
+from msquant_desktop.slurm.client import PollResult
+from msquant_desktop.slurm.connection import accept_host_key, target_for_profile
+from msquant_desktop.slurm.profiles import load_profiles, save_profiles
+from msquant_desktop.slurm.script import validate
+from msquant_desktop.store import JobRepository
+
+log = logging.getLogger(__name__)
+
+# Polls without any source knowing the state of a job that left the queue before we call it LOST.
+LOST_AFTER_POLLS = 10
+
+
+class _WorkerHandle(QObject):
+    """Main-thread signals wired to one worker's slots (queued: they run on the worker's thread)."""
+
+    req_start = Signal()
+    req_connect = Signal()
+    req_test = Signal()
+    req_gpus = Signal()
+    req_submit = Signal(object)
+    req_poll = Signal(object)
+    req_cancel = Signal(int, str, str)
+    req_passphrase = Signal(str)
+    req_stop = Signal()
+
+
+@dataclass
+class _Cluster:
+    profile: ClusterProfile
+    worker: ClusterWorker
+    thread: QThread
+    handle: _WorkerHandle
+    timer: QTimer
+    status: str = "connecting"
+    polling: bool = False
+    idle_polls: int = 0
+
+
+class ClusterService(QObject):
+    sig_cluster_status = Signal(str, str)
+    """(cluster name, "connected" | "connecting" | "failed: reason")"""
+    sig_job_changed = Signal(int)
+    """A SLURM job's record changed (state, SLURM id, links); read it from the store."""
+    sig_log_text = Signal(int, str, bool)
+    """(job id, new log text, True when the job has ended and its log is complete)"""
+    sig_gpus = Signal(str, object)
+    """(cluster, GpuView or an error message)"""
+    sig_unknown_host_key = Signal(str, str, str, str, str)
+    """(cluster, host, SHA256 fingerprint, key type, base64 key): the UI asks the user."""
+    sig_passphrase_needed = Signal(str, str)
+    """(cluster, why): the UI prompts and answers with `provide_passphrase` (never stored in files)."""
+    sig_tested = Signal(str, str)
+    """(cluster, result line of "Test connection")"""
+    sig_profiles_changed = Signal()
+    sig_error = Signal(str)
+    """Something the user should read (a cancel that failed, a submit refused)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        runs_dir: Path,
+        clusters_file: Path,
+        ssh_config: Path | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._repo = JobRepository(conn)
+        self._runs_dir = runs_dir
+        self._clusters_file = clusters_file
+        self._ssh_config = ssh_config
+        self._clusters: dict[str, _Cluster] = {}
+        self._submitting: set[int] = set()
+        self._cancel_after_submit: set[int] = set()
+        self._unknown_polls: dict[int, int] = {}
+        self.profile_error: str | None = None
+        try:
+            profiles = load_profiles(clusters_file)
+        except ValueError as exc:
+            self.profile_error = str(exc)
+            log.error("cluster profiles not loaded: %s", exc)
+            profiles = []
+        for profile in profiles:
+            self._start_cluster(profile)
+
+    # -- profiles -----------------------------------------------------------------------------------
+    @property
+    def repo(self) -> JobRepository:
+        return self._repo
+
+    def profiles(self) -> list[ClusterProfile]:
+        return [c.profile for c in self._clusters.values()]
+
+    def profile(self, name: str) -> ClusterProfile:
+        try:
+            return self._clusters[name].profile
+        except KeyError:
+            raise ValueError(
+                f"no cluster named {name!r} (known: {', '.join(self._clusters) or 'none'})"
+            ) from None
+
+    def status(self, name: str) -> str:
+        return self._clusters[name].status if name in self._clusters else "unknown"
+
+    def set_profiles(self, profiles: list[ClusterProfile]) -> None:
+        """Save and apply: changed or removed clusters get a fresh worker, unchanged ones keep theirs."""
+        save_profiles(self._clusters_file, profiles)
+        self.profile_error = None
+        wanted = {p.name: p for p in profiles}
+        for name in list(self._clusters):
+            if name not in wanted or wanted[name] != self._clusters[name].profile:
+                self._stop_cluster(name)
+        for profile in profiles:
+            if profile.name not in self._clusters:
+                self._start_cluster(profile)
+        self.sig_profiles_changed.emit()
+
+    def _start_cluster(self, profile: ClusterProfile) -> None:
+        thread = QThread(self)
+        thread.setObjectName(f"cluster-{profile.name}")
+        worker = ClusterWorker(profile, self._ssh_config)
+        worker.moveToThread(thread)
+        handle = _WorkerHandle(self)
+        handle.req_start.connect(worker.start)
+        handle.req_connect.connect(worker.connect_now)
+        handle.req_test.connect(worker.test)
+        handle.req_gpus.connect(worker.fetch_gpus)
+        handle.req_submit.connect(worker.submit)
+        handle.req_poll.connect(worker.poll)
+        handle.req_cancel.connect(worker.cancel)
+        handle.req_passphrase.connect(worker.set_passphrase)
+        handle.req_stop.connect(worker.stop)
+        worker.sig_status.connect(self._on_status)
+        worker.sig_unknown_host_key.connect(self.sig_unknown_host_key)
+        worker.sig_tested.connect(self.sig_tested)
+        worker.sig_passphrase_needed.connect(self.sig_passphrase_needed)
+        worker.sig_gpus.connect(self.sig_gpus)
+        worker.sig_submitted.connect(self._on_submitted)
+        worker.sig_submit_failed.connect(self._on_submit_failed)
+        worker.sig_polled.connect(self._on_polled)
+        worker.sig_cancelled.connect(self._on_cancelled)
+        timer = QTimer(self)
+        timer.setObjectName(f"cluster-poll-{profile.name}")
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda name=profile.name: self.poll_now(name))
+        self._clusters[profile.name] = _Cluster(profile, worker, thread, handle, timer)
+        thread.start()
+        handle.req_start.emit()
+        timer.start(0)  # resume tracking of jobs left from an earlier run at once
+
+    def _stop_cluster(self, name: str) -> None:
+        cluster = self._clusters.pop(name)
+        cluster.timer.stop()
+        cluster.handle.req_stop.emit()
+        cluster.thread.quit()
+        cluster.thread.wait(10_000)
+        cluster.worker.deleteLater()
+
+    def shutdown(self) -> None:
+        for name in list(self._clusters):
+            self._stop_cluster(name)
+
+    # -- connection -----------------------------------------------------------------------------------
+    @Slot(str, str)
+    def _on_status(self, name: str, status: str) -> None:
+        if name in self._clusters:
+            self._clusters[name].status = status
+            if status != "connected":
+                self._clusters[name].polling = False
+        self.sig_cluster_status.emit(name, status)
+
+    def reconnect(self, name: str) -> None:
+        self._clusters[name].handle.req_connect.emit()
+
+    def test_connection(self, name: str) -> None:
+        self._clusters[name].handle.req_test.emit()
+
+    def refresh_gpus(self, name: str) -> None:
+        self._clusters[name].handle.req_gpus.emit()
+
+    def provide_passphrase(self, name: str, passphrase: str) -> None:
+        self._clusters[name].handle.req_passphrase.emit(passphrase)
+
+    def accept_host_key(self, name: str, host_label: str, key_type: str, key_base64: str) -> None:
+        """The user saw the fingerprint and accepted: record the key, then connect."""
+        target = target_for_profile(self.profile(name), self._ssh_config)
+        accept_host_key(target.known_hosts, host_label, key_type, key_base64)
+        self.reconnect(name)
+
+    def drop_connection(self, name: str) -> None:
+        """Simulate a network failure (tests): the worker reconnects with backoff on its next use."""
+        self._clusters[name].worker.drop_connection()
+
+    # -- submit ---------------------------------------------------------------------------------------
+    def preview(self, request: SlurmSubmission) -> str:
+        """The script as it will be sent (the workspace as written in the profile)."""
+        from msquant_desktop.slurm.script import render_script
+
+        profile = self.profile(request.cluster)
+        return render_script(request, profile, "RUN_ID", f"{request.job_name}-ID", profile.workspace)
+
+    def submit(self, request: SlurmSubmission) -> JobRecord:
+        """Store the job (STARTING, with its run folder) and hand it to the cluster's worker.
+
+        Raises ValueError (nothing stored) for an unknown cluster or a request the profile refuses.
+        """
+        validate(request, self.profile(request.cluster))
+        job = cluster_jobs.create_job(self._repo, self._runs_dir, request)
+        self._submitting.add(job.id)
+        self._clusters[request.cluster].handle.req_submit.emit((job, False))
+        self.sig_job_changed.emit(job.id)
+        return job
+
+    @Slot(int, str, str, str)
+    def _on_submitted(self, job_id: int, slurm_id: str, script: str, remote_dir: str) -> None:
+        from msquant_desktop.slurm.script import RemotePaths
+
+        self._submitting.discard(job_id)
+        job = cluster_jobs.record_submitted(self._repo, job_id, slurm_id, script, RemotePaths(remote_dir))
+        self.sig_job_changed.emit(job_id)
+        if job_id in self._cancel_after_submit:
+            self._cancel_after_submit.discard(job_id)
+            self.cancel(job_id)
+        self._schedule(job.spec.cluster or "", 0)
+
+    @Slot(int, str, str)
+    def _on_submit_failed(self, job_id: int, reason: str, script: str) -> None:
+        self._submitting.discard(job_id)
+        self._cancel_after_submit.discard(job_id)
+        cluster_jobs.record_submit_failed(self._repo, job_id, reason, script or None)
+        self.sig_job_changed.emit(job_id)
+        self.sig_error.emit(f"job {job_id} was not submitted: {reason}")
+
+    # -- tracking -------------------------------------------------------------------------------------
+    def _schedule(self, name: str, seconds: float) -> None:
+        if name in self._clusters:
+            self._clusters[name].timer.start(int(seconds * 1000))
+
+    def poll_now(self, name: str) -> None:
+        cluster = self._clusters.get(name)
+        if cluster is None:
+            return
+        jobs = cluster_jobs.open_jobs(self._repo, name)
+        for job in jobs:  # interrupted by a restart before sbatch answered: reconcile, never duplicate
+            if job.state is JobState.STARTING and not job.slurm_job_id and job.id not in self._submitting:
+                self._submitting.add(job.id)
+                cluster.handle.req_submit.emit((job, True))
+        tracked = [t for t in (cluster_jobs.tracked(j) for j in jobs) if t is not None]
+        if tracked and not cluster.polling:
+            cluster.polling = True
+            cluster.handle.req_poll.emit(tracked)
+        cluster.idle_polls = 0 if tracked else cluster.idle_polls + 1
+        self._schedule(name, next_poll_interval(len(tracked), cluster.idle_polls))
+
+    @Slot(str, object)
+    def _on_polled(self, name: str, result: PollResult) -> None:
+        if name in self._clusters:
+            self._clusters[name].polling = False
+        for update in result.updates:
+            before = self._repo.find(update.job_id)
+            if before is None or before.state.is_final:
+                continue
+            job, text = cluster_jobs.apply_update(self._repo, update)
+            if update.state is None and update.final is None and update.slurm_state == "":
+                count = self._unknown_polls.get(job.id, 0) + 1
+                self._unknown_polls[job.id] = count
+                if count >= LOST_AFTER_POLLS:
+                    job = cluster_jobs.mark_lost(
+                        self._repo,
+                        job.id,
+                        "left the queue; neither sacct, scontrol, an exit marker nor the log "
+                        "says how it ended",
+                    )
+            if text or job.state.is_final:
+                self.sig_log_text.emit(job.id, text, job.state.is_final)
+            if job != before:
+                self.sig_job_changed.emit(job.id)
+
+    # -- cancel ---------------------------------------------------------------------------------------
+    def cancel(self, job_id: int) -> None:
+        """scancel a SLURM job; the state is changed only when the cluster confirms it."""
+        job = self._repo.get(job_id)
+        if job.spec.target is not JobTarget.SLURM:
+            raise ValueError(f"job {job_id} is not a SLURM job")
+        if job.state.is_final:
+            return
+        if not job.slurm_job_id:
+            if job_id in self._submitting:
+                self._cancel_after_submit.add(job_id)
+            else:
+                self._repo.transition(job_id, JobState.CANCELLED, note="cancelled before submission")
+                self.sig_job_changed.emit(job_id)
+            return
+        if job.state is JobState.RUNNING:
+            self._repo.transition(job_id, JobState.CANCELLING, note="scancel sent")
+            self.sig_job_changed.emit(job_id)
+        name = job.spec.cluster or ""
+        self._clusters[name].handle.req_cancel.emit(
+            job_id, job.slurm_job_id, job.result.get("remote_run_dir", "")
+        )
+
+    @Slot(int, object)
+    def _on_cancelled(self, job_id: int, outcome: object) -> None:
+        job = self._repo.get(job_id)
+        if isinstance(outcome, FinalState):
+            if not job.state.is_final:
+                cluster_jobs.apply_final(self._repo, job, outcome)
+                self.sig_job_changed.emit(job_id)
+        else:
+            self.sig_error.emit(f"cancel of job {job_id}: {outcome}")
+        self._schedule(job.spec.cluster or "", 0)
+
+    def summary(self) -> str:
+        """One line for the status bar."""
+        if not self._clusters:
+            return "Clusters: none configured"
+        parts = [f"{n}: {c.status.split(':', 1)[0]}" for n, c in self._clusters.items()]
+        return "Clusters: " + ", ".join(parts)

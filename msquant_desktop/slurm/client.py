@@ -1,0 +1,309 @@
+"""SLURM over one SSH connection: nodes, queue, submit (never duplicated), final state, logs, scancel.
+
+Blocking by design: a service runs it on the cluster's own worker thread; the CLI calls it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import string
+import time
+from dataclasses import dataclass, field
+
+from msquant_desktop.domain.jobs import JobState
+from msquant_desktop.domain.slurm import (
+    ClusterProfile,
+    FinalState,
+    final_from_log,
+    final_from_marker,
+    final_from_slurm,
+    is_final_slurm_state,
+    map_slurm_state,
+)
+from msquant_desktop.slurm.connection import SshConnection, SshError
+from msquant_desktop.slurm.gpus import GpuView, gpu_view
+from msquant_desktop.slurm.parsers import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    AcctEntry,
+    NodeInfo,
+    QueueEntry,
+    parse_nodes,
+    parse_sacct,
+    parse_sbatch_parsable,
+    parse_scontrol_job,
+    parse_squeue,
+    parse_version,
+)
+from msquant_desktop.slurm.script import RemotePaths
+
+log = logging.getLogger(__name__)
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command failed; the message carries its own words."""
+
+
+@dataclass
+class TrackedJob:
+    """What the tracker needs to know about one of our jobs on a cluster."""
+
+    job_id: int  # ours
+    slurm_job_id: str
+    remote: RemotePaths
+    log_offset: int = 0
+
+
+@dataclass
+class JobUpdate:
+    job_id: int
+    state: JobState | None  # None: unknown this poll (keep what we had)
+    slurm_state: str = ""
+    final: FinalState | None = None
+    log_text: str = ""
+    log_offset: int = 0
+    reason: str | None = None
+
+
+@dataclass
+class PollResult:
+    updates: list[JobUpdate] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class SlurmClient:
+    """One cluster's SLURM, reached through one persistent `SshConnection`."""
+
+    def __init__(self, profile: ClusterProfile, connection: SshConnection) -> None:
+        self.profile = profile
+        self.connection = connection
+        self._accounting: bool | None = None
+        self._remote_env: dict[str, str] | None = None
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _bin(self, name: str) -> str:
+        return f"{self.profile.slurm_bin.rstrip('/')}/{name}" if self.profile.slurm_bin else name
+
+    def _run(self, name: str, *args: str, timeout: float = 30.0) -> tuple[int, str, str]:
+        result = self.connection.run([self._bin(name), *args], timeout=timeout)
+        return result.rc, result.out, result.err
+
+    def _check(self, name: str, *args: str, timeout: float = 30.0) -> str:
+        rc, out, err = self._run(name, *args, timeout=timeout)
+        if rc != 0:
+            raise SlurmError(f"{name} failed (exit {rc}): {err or out.strip()}")
+        return out
+
+    def workspace(self) -> str:
+        """The profile's workspace with `~` and `$VARS` expanded on the cluster's side (asked once)."""
+        if self._remote_env is None:
+            out = self.connection.run(["env"]).out
+            self._remote_env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        ws = self.profile.workspace
+        home = self._remote_env.get("HOME", "")
+        if ws == "~" or ws.startswith("~/"):
+            ws = home + ws[1:]
+        return string.Template(ws).safe_substitute(self._remote_env).rstrip("/")
+
+    # -- cluster facts ------------------------------------------------------------------------------
+    def version(self) -> str:
+        return parse_version(self._check("sinfo", "--version"))
+
+    def nodes(self) -> list[NodeInfo]:
+        return parse_nodes(self._check("scontrol", "-d", "show", "node"))
+
+    def queue(self) -> list[QueueEntry]:
+        """Our jobs known to the controller (including just-finished ones), in one squeue call."""
+        return parse_squeue(self._check("squeue", "--me", "-h", "-t", "all", "-o", SQUEUE_FORMAT))
+
+    def pending_demand(self) -> list[QueueEntry]:
+        """Every user's pending jobs (their GPU requests are the queue's demand)."""
+        return parse_squeue(self._check("squeue", "-h", "-t", "PENDING", "-o", SQUEUE_FORMAT))
+
+    def gpu_view(self) -> GpuView:
+        """Free GPUs per node, partition and type, with the queue's pending demand (two commands)."""
+        return gpu_view(self.nodes(), self.pending_demand(), self.profile)
+
+    def accounting_available(self) -> bool:
+        """Whether `sacct` works here; detected once per client ("not available" is a value)."""
+        if self._accounting is None:
+            if self.profile.accounting == "off":
+                self._accounting = False
+            else:
+                rc, _, err = self._run("sacct", "-n", "-X", "-P", "-j", "1", "-o", "JobID")
+                self._accounting = rc == 0
+                if rc != 0:
+                    log.info(
+                        "cluster %s has no usable sacct (%s); using scontrol and exit markers",
+                        self.profile.name,
+                        err,
+                    )
+        return self._accounting
+
+    def sacct(self, slurm_ids: list[str]) -> dict[str, AcctEntry]:
+        if not slurm_ids or not self.accounting_available():
+            return {}
+        rc, out, err = self._run("sacct", "-n", "-X", "-P", "-j", ",".join(slurm_ids), "-o", SACCT_FIELDS)
+        if rc != 0:
+            log.warning("sacct on %s failed: %s", self.profile.name, err)
+            return {}
+        return {e.job_id: e for e in parse_sacct(out)}
+
+    def scontrol_job(self, slurm_id: str) -> dict[str, str]:
+        rc, out, _ = self._run("scontrol", "show", "job", slurm_id)
+        return parse_scontrol_job(out) if rc == 0 else {}
+
+    # -- submit -------------------------------------------------------------------------------------
+    def find_by_name(self, slurm_name: str) -> str | None:
+        """The id of a job already submitted under this unique name (queue first, then accounting)."""
+        out = self._check("squeue", "--me", "-h", "-t", "all", "-n", slurm_name, "-o", "%i")
+        ids = [line.strip() for line in out.splitlines() if line.strip()]
+        if not ids and self.accounting_available():
+            rc, acct, _ = self._run(
+                "sacct", "-n", "-X", "-P", "--name", slurm_name, "-S", "now-7days", "-o", "JobID"
+            )
+            ids = [line.strip() for line in acct.splitlines() if line.strip()] if rc == 0 else []
+        return ids[0] if ids else None
+
+    def upload_script(self, remote: RemotePaths, script: str) -> None:
+        self.connection.mkdir_private(remote.run_dir)
+        self.connection.write_file(remote.script, script.encode("utf-8"), mode=0o700)
+
+    def sbatch(self, remote: RemotePaths) -> str:
+        rc, out, err = self._run("sbatch", "--parsable", remote.script)
+        if rc != 0:
+            raise SlurmError(f"sbatch refused the job: {err or out.strip()}")
+        return parse_sbatch_parsable(out)
+
+    def submit(self, remote: RemotePaths, script: str, slurm_name: str, retry: bool = False) -> str:
+        """Upload and sbatch; on a retry, first adopt a job already submitted under `slurm_name`."""
+        if retry:
+            existing = self.find_by_name(slurm_name)
+            if existing:
+                log.info("job %s was already submitted as %s; not submitting again", slurm_name, existing)
+                return existing
+        self.upload_script(remote, script)
+        return self.sbatch(remote)
+
+    # -- final state --------------------------------------------------------------------------------
+    def read_text(
+        self, path: str, offset: int = 0, limit: int = 1 << 20, whole_lines: bool = False
+    ) -> tuple[str, int]:
+        """Text of `path` from `offset` and the new offset; ('', offset) when it does not exist.
+
+        With `whole_lines`, a last line still being written is left for the next read, so every
+        piece handed on is complete lines (and a UTF-8 character is never cut in two).
+        """
+        data = self.connection.read_from(path, offset, limit)
+        if not data:
+            return "", offset
+        if whole_lines:
+            data = data[: data.rfind(b"\n") + 1]
+        return data.decode("utf-8", errors="replace"), offset + len(data)
+
+    def log_tail(self, remote: RemotePaths, size: int = 16384) -> str:
+        rc, out, _ = self._run("tail", "-c", str(size), remote.log)
+        return out if rc == 0 else ""
+
+    def resolve_final(
+        self, slurm_id: str, remote: RemotePaths, acct: AcctEntry | None = None
+    ) -> FinalState | None:
+        """The first source that knows: sacct, scontrol, the exit marker, slurmstepd lines in the log.
+
+        None while no source says the job is over (it is then still running or about to be).
+        Never "completed" by default: unknown stays unknown.
+        """
+        if acct is not None:
+            final = final_from_slurm(acct.state, acct.exit_code, "sacct", acct.reason or "")
+            if final is not None:
+                return final
+        info = self.scontrol_job(slurm_id)
+        if info:
+            final = final_from_slurm(
+                info.get("JobState", ""), info.get("ExitCode", ""), "scontrol", info.get("Reason", "")
+            )
+            if final is not None:
+                return final
+            if not is_final_slurm_state(info.get("JobState", "")):
+                return None  # the controller still has it running
+        marker_text, _ = self.read_text(remote.marker)
+        marker = final_from_marker(marker_text) if marker_text else None
+        if marker is not None and marker.signal is None:
+            return marker
+        from_log = final_from_log(self.log_tail(remote))
+        if from_log is not None:
+            code = marker.exit_code if marker else None
+            return FinalState(from_log.state, code, marker.signal if marker else None, from_log.reason, "log")
+        return marker
+
+    # -- tracking -----------------------------------------------------------------------------------
+    def poll(self, tracked: list[TrackedJob], tail_logs: bool = True) -> PollResult:
+        """One squeue for all `tracked` jobs; the final state of those that left it; new log text."""
+        started = time.perf_counter()
+        result = PollResult()
+        if not tracked:
+            return result
+        by_id = {e.job_id: e for e in self.queue()}
+        departed = [
+            t
+            for t in tracked
+            if t.slurm_job_id not in by_id or is_final_slurm_state(by_id[t.slurm_job_id].state)
+        ]
+        acct = self.sacct([t.slurm_job_id for t in departed])
+        for job in tracked:
+            update = JobUpdate(job.job_id, None, log_offset=job.log_offset)
+            entry = by_id.get(job.slurm_job_id)
+            if entry is not None:
+                update.slurm_state = entry.state
+                update.reason = entry.reason
+            if tail_logs:
+                update.log_text, update.log_offset = self.read_text(
+                    job.remote.log, job.log_offset, whole_lines=True
+                )
+            if job in departed:
+                update.final = self.resolve_final(job.slurm_job_id, job.remote, acct.get(job.slurm_job_id))
+                if update.final is not None:
+                    update.state = update.final.state
+                    if tail_logs:  # the last lines written before the end
+                        more, update.log_offset = self.read_text(job.remote.log, update.log_offset)
+                        update.log_text += more
+                elif entry is None:
+                    update.state = None  # left the queue, nobody knows yet: LOST is the caller's call
+            elif entry is not None:
+                update.state = map_slurm_state(entry.state)
+            result.updates.append(update)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    # -- cancel -------------------------------------------------------------------------------------
+    def cancel(self, slurm_id: str, remote: RemotePaths, confirm_s: float = 20.0) -> FinalState | None:
+        """scancel, then wait until a source confirms the job is over; its final state, or None."""
+        rc, out, err = self._run("scancel", slurm_id)
+        if rc != 0:
+            raise SlurmError(f"scancel {slurm_id} failed (exit {rc}): {err or out.strip()}")
+        deadline = time.monotonic() + confirm_s
+        while time.monotonic() < deadline:
+            entries = {e.job_id: e for e in self.queue()}
+            entry = entries.get(slurm_id)
+            if entry is None or is_final_slurm_state(entry.state):
+                acct = self.sacct([slurm_id]).get(slurm_id)
+                final = self.resolve_final(slurm_id, remote, acct)
+                if final is not None:
+                    return final
+            time.sleep(0.2)
+        return None
+
+
+_WANDB_URL = re.compile(r"https://(?:[\w.-]*\.)?wandb\.(?:ai|io)/[\w./%-]+/runs/[\w-]+")
+_WANDB_OFFLINE = re.compile(r"(\S*wandb/offline-run-\d{8}_\d{6}-\w+)")
+
+
+def detect_wandb(text: str) -> tuple[list[str], list[str]]:
+    """W&B run URLs and offline run folders mentioned in log text (deduplicated, in order)."""
+    urls = list(dict.fromkeys(_WANDB_URL.findall(text)))
+    offline = list(dict.fromkeys(m.rstrip("/.,") for m in _WANDB_OFFLINE.findall(text)))
+    return urls, offline
+
+
+__all__ = ["JobUpdate", "PollResult", "SlurmClient", "SlurmError", "SshError", "TrackedJob", "detect_wandb"]

@@ -1,0 +1,286 @@
+"""Parsers for SLURM's text outputs (22.05 and later), tested against recorded real outputs.
+
+Bytes are decoded leniently (job names are not always UTF-8); `(null)`, `N/A` and empty values are
+None; GRES may be typed (`gpu:a100:2`) or untyped (`gpu:2`) and carry `(S:0-1)` / `(IDX:0-1)` suffixes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# squeue's format: fixed field order, '|' separated (`-O` would cut at 20 characters).
+SQUEUE_FORMAT = "%i|%T|%r|%b|%P|%N|%M|%l|%j"
+SACCT_FIELDS = "JobID,State,ExitCode,Reason,Start,End,JobName"
+
+NULLS = frozenset({"", "(null)", "N/A", "n/a", "None", "(None)"})
+UNTYPED = ""  # the GPU "type" of untyped GRES such as gpu:2
+
+
+def decode(data: bytes | str) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", errors="replace")
+
+
+def _null(value: str | None) -> str | None:
+    return None if value is None or value.strip() in NULLS else value.strip()
+
+
+# -- key=value blocks (scontrol show node / job) ----------------------------------------------------
+
+_KV = re.compile(r"(?:^|\s)([A-Za-z][\w/:]*)=")
+
+
+def parse_key_values(block: str) -> dict[str, str]:
+    """`A=1 B=two words C=(null)` -> {A: '1', B: 'two words', C: '(null)'}.
+
+    Values may contain spaces (Reason=fan broken [root@...]), so a value runs until the next `Key=`.
+    """
+    out: dict[str, str] = {}
+    for line in block.splitlines():
+        matches = list(_KV.finditer(line))
+        for i, m in enumerate(matches):
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
+            out[m.group(1)] = line[m.end() : end].strip()
+    return out
+
+
+def split_records(text: str, first_key: str) -> list[str]:
+    """Blocks starting with `first_key=` (records are separated by blank lines)."""
+    records: list[str] = []
+    current: list[str] = []
+    for line in text.splitlines():
+        if line.startswith(f"{first_key}="):
+            if current:
+                records.append("\n".join(current))
+            current = [line]
+        elif current and line.strip():
+            current.append(line)
+    if current:
+        records.append("\n".join(current))
+    return records
+
+
+# -- GRES --------------------------------------------------------------------------------------------
+
+
+def parse_gres(text: str | None) -> dict[str, int]:
+    """GPU counts by type from `gpu:a100:2,gpu:h100:1(S:0)` / `gpu:2` / `gres:gpu:a100:1` / `(null)`.
+
+    Untyped GPUs are counted under "" (UNTYPED); non-GPU GRES are ignored.
+    """
+    counts: dict[str, int] = {}
+    value = _null(text)
+    if value is None:
+        return counts
+    for item in re.split(r",(?![^()]*\))", value):
+        item = re.sub(r"\(.*?\)", "", item).strip()
+        if item.startswith("gres:"):
+            item = item[len("gres:") :]
+        elif item.startswith("gres/"):
+            item = item[len("gres/") :]
+        parts = item.split(":")
+        if not parts or parts[0] != "gpu":
+            continue
+        gpu_type, count = UNTYPED, 1
+        if len(parts) == 2:
+            if parts[1].isdigit():
+                count = int(parts[1])
+            else:
+                gpu_type = parts[1]
+        elif len(parts) >= 3:
+            gpu_type = parts[1]
+            count = int(parts[2]) if parts[2].isdigit() else 1
+        counts[gpu_type] = counts.get(gpu_type, 0) + count
+    return counts
+
+
+# -- nodes ---------------------------------------------------------------------------------------------
+
+
+# Node states (and `+FLAG`s) that take no new work.  A trailing `*` means "not responding".
+_UNUSABLE_FLAGS = frozenset(
+    {
+        "DOWN",
+        "DRAIN",
+        "DRAINING",
+        "DRAINED",
+        "FAIL",
+        "FAILING",
+        "NOT_RESPONDING",
+        "POWERED_DOWN",
+        "POWER_DOWN",
+        "POWERING_DOWN",
+        "FUTURE",
+        "MAINT",
+        "REBOOT_ISSUED",
+        "UNKNOWN",
+        "INVAL",
+        "RESERVED",
+    }
+)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node from `scontrol -d show node`."""
+
+    name: str
+    state: str  # e.g. IDLE, MIXED, ALLOCATED, IDLE+DRAIN, DOWN*
+    partitions: tuple[str, ...]
+    gpus_total: dict[str, int] = field(default_factory=dict)
+    gpus_used: dict[str, int] = field(default_factory=dict)
+    cpus_total: int = 0
+    cpus_alloc: int = 0
+    memory_mb: int = 0
+    memory_alloc_mb: int = 0
+    reason: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """False for nodes that take no new work (down, drained, failing, not responding)."""
+        flags = set(self.state.upper().rstrip("*$~#%!@^-").split("+"))
+        return not (flags & _UNUSABLE_FLAGS) and not self.state.endswith("*")
+
+    def gpus_free(self, gpu_type: str) -> int:
+        return max(0, self.gpus_total.get(gpu_type, 0) - self.gpus_used.get(gpu_type, 0))
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return 0
+
+
+def parse_nodes(data: bytes | str) -> list[NodeInfo]:
+    nodes = []
+    for block in split_records(decode(data), "NodeName"):
+        kv = parse_key_values(block)
+        total = parse_gres(kv.get("Gres"))
+        used = parse_gres(kv.get("GresUsed"))
+        # `GresUsed=gpu:0` for an untyped configuration; keep only types the node has.
+        used = {t: n for t, n in used.items() if t in total or n}
+        nodes.append(
+            NodeInfo(
+                name=kv["NodeName"].split()[0],
+                state=kv.get("State", "UNKNOWN").split()[0],
+                partitions=tuple(p for p in (_null(kv.get("Partitions")) or "").split(",") if p),
+                gpus_total=total,
+                gpus_used=used,
+                cpus_total=_int(kv.get("CPUTot")),
+                cpus_alloc=_int(kv.get("CPUAlloc")),
+                memory_mb=_int(kv.get("RealMemory")),
+                memory_alloc_mb=_int(kv.get("AllocMem")),
+                reason=_null(kv.get("Reason")),
+            )
+        )
+    return nodes
+
+
+# -- squeue ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    job_id: str
+    state: str
+    reason: str | None
+    gres: dict[str, int]
+    partition: str
+    nodes: str | None
+    elapsed: str
+    time_limit: str
+    name: str
+
+
+def parse_squeue(data: bytes | str) -> list[QueueEntry]:
+    """Lines of `squeue -h -o SQUEUE_FORMAT`; the job name is last so a `|` in it cannot shift fields."""
+    entries = []
+    for line in decode(data).splitlines():
+        if not line.strip():
+            continue
+        parts = line.split("|", 8)
+        if len(parts) < 9:
+            continue
+        job_id, state, reason, gres, partition, nodes, elapsed, limit, name = parts
+        entries.append(
+            QueueEntry(
+                job_id=job_id.strip(),
+                state=state.strip(),
+                reason=_null(reason),
+                gres=parse_gres(gres),
+                partition=partition.strip(),
+                nodes=_null(nodes),
+                elapsed=elapsed.strip(),
+                time_limit=limit.strip(),
+                name=name,
+            )
+        )
+    return entries
+
+
+# -- sacct -P --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AcctEntry:
+    job_id: str
+    state: str
+    exit_code: str
+    reason: str | None
+    start: str | None
+    end: str | None
+    name: str
+
+
+def parse_sacct(data: bytes | str) -> list[AcctEntry]:
+    """Lines of `sacct -P -n -X -o SACCT_FIELDS` (the job name last: it may contain `|`)."""
+    entries = []
+    for line in decode(data).splitlines():
+        parts = line.split("|", 6)
+        if len(parts) < 7:
+            continue
+        job_id, state, exit_code, reason, start, end, name = parts
+        entries.append(
+            AcctEntry(
+                job_id.strip(),
+                state.strip(),
+                exit_code.strip(),
+                _null(reason),
+                _null(start),
+                _null(end),
+                name,
+            )
+        )
+    return entries
+
+
+# -- scontrol show job / sbatch ------------------------------------------------------------------------
+
+
+def parse_scontrol_job(data: bytes | str) -> dict[str, str]:
+    """`scontrol show job ID` as a dict (JobState, ExitCode, Reason, StdOut, ...); {} when unknown."""
+    records = split_records(decode(data), "JobId")
+    if not records:
+        return {}
+    kv = parse_key_values(records[0])
+    name_match = re.search(r"JobName=(.*)$", records[0].splitlines()[0])
+    if name_match:
+        kv["JobName"] = name_match.group(1)
+    return kv
+
+
+def parse_sbatch_parsable(data: bytes | str) -> str:
+    """`sbatch --parsable` prints `JOBID` or `JOBID;CLUSTER`; raises ValueError on anything else."""
+    text = decode(data).strip().splitlines()
+    line = text[-1].strip() if text else ""
+    job_id = line.split(";", 1)[0]
+    if not job_id.isdigit():
+        raise ValueError(f"sbatch printed no job id: {decode(data).strip()!r}")
+    return job_id
+
+
+def parse_version(data: bytes | str) -> str:
+    """`slurm 22.05.8` -> `22.05.8`."""
+    text = decode(data).strip()
+    return text.split()[-1] if text else ""

@@ -1,0 +1,127 @@
+"""The submit form: project repo and commit, command, overrides, resources; preview, then send."""
+
+from __future__ import annotations
+
+import shlex
+
+from PySide6.QtCore import Signal, SignalInstance
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+
+
+class SubmitForm(QWidget):
+    sig_preview = Signal(object)
+    """A SlurmSubmission to render for preview."""
+    sig_submit = Signal(object)
+    """A SlurmSubmission the user wants sent."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._cluster = ""
+        self.repo_url = QLineEdit()
+        self.repo_url.setPlaceholderText("git URL the cluster can clone")
+        self.commit = QLineEdit()
+        self.commit.setPlaceholderText("full commit hash (pushed to that remote)")
+        self.command = QLineEdit("python train.py")
+        self.overrides = QPlainTextEdit()
+        self.overrides.setPlaceholderText("one Hydra override per line, sent verbatim")
+        self.overrides.setMaximumHeight(70)
+        self.partition = QComboBox()
+        self.partition.setEditable(True)
+        self.gpu_type = QComboBox()
+        self.gpu_type.setEditable(True)
+        self.gpus = QSpinBox()
+        self.gpus.setRange(0, 64)
+        self.cpus = QSpinBox()
+        self.cpus.setRange(1, 512)
+        self.memory = QLineEdit()
+        self.memory.setPlaceholderText("e.g. 32G")
+        self.time_limit = QLineEdit()
+        self.time_limit.setPlaceholderText("e.g. 04:00:00")
+        self.job_name = QLineEdit("train")
+        form = QFormLayout()
+        for label, widget in (
+            ("Repository", self.repo_url),
+            ("Commit", self.commit),
+            ("Command", self.command),
+            ("Overrides", self.overrides),
+            ("Partition", self.partition),
+            ("GPU type", self.gpu_type),
+            ("GPUs", self.gpus),
+            ("CPUs", self.cpus),
+            ("Memory", self.memory),
+            ("Time limit", self.time_limit),
+            ("Job name", self.job_name),
+        ):
+            form.addRow(label, widget)
+        self.preview_button = QPushButton("Preview script")
+        self.submit_button = QPushButton("Submit")
+        self.preview_button.clicked.connect(lambda: self._emit(self.sig_preview))
+        self.submit_button.clicked.connect(lambda: self._emit(self.sig_submit))
+        self.preview = QPlainTextEdit()
+        self.preview.setReadOnly(True)
+        self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.preview.setPlaceholderText("The rendered sbatch script appears here before anything is sent.")
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.submit_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.preview, 1)
+
+    def _emit(self, signal: SignalInstance) -> None:
+        try:
+            submission = self.submission()
+        except ValueError as exc:
+            self.show_problem(str(exc))
+            return
+        signal.emit(submission)
+
+    def show_problem(self, message: str) -> None:
+        self.preview.setPlainText(f"Not sent: {message}")
+
+    def set_profile(self, profile: ClusterProfile | None) -> None:
+        self._cluster = profile.name if profile else ""
+        for combo, values in (
+            (self.partition, profile.allowed_partitions if profile else ()),
+            (self.gpu_type, profile.allowed_gpu_types if profile else ()),
+        ):
+            combo.clear()
+            combo.addItems(list(values))
+
+    def submission(self) -> SlurmSubmission:
+        """The form as a submission; raises ValueError naming the field that is wrong."""
+        try:
+            command = tuple(shlex.split(self.command.text()))
+        except ValueError as exc:
+            raise ValueError(f"command: {exc}") from exc
+        overrides = tuple(line for line in self.overrides.toPlainText().splitlines() if line.strip())
+        return SlurmSubmission(
+            cluster=self._cluster,
+            job_name=self.job_name.text().strip(),
+            repo_url=self.repo_url.text().strip(),
+            commit=self.commit.text().strip(),
+            command=command,
+            overrides=overrides,
+            partition=self.partition.currentText().strip() or None,
+            gpu_type=self.gpu_type.currentText().strip() or None,
+            gpus=self.gpus.value(),
+            cpus=self.cpus.value(),
+            memory=self.memory.text().strip() or None,
+            time_limit=self.time_limit.text().strip() or None,
+        )

@@ -1,0 +1,150 @@
+"""The real SLURM + sshd testbed on loopback, brought up once per test session.
+
+As root (CI) a testbed that does not come up FAILS the tests with its reason; without root the
+tests are skipped with the reason, since the daemons cannot be started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.slurm import ClusterProfile
+
+SCRIPT = Path(__file__).resolve().parent.parent / "testbed" / "slurm_testbed.sh"
+
+
+@dataclass(frozen=True)
+class Testbed:
+    dir: Path
+    host: str
+    port: int
+    user: str
+    key: str
+    host_key: str  # "ssh-ed25519 AAAA..."
+    slurm_conf: str
+    workspace: str
+
+    @property
+    def host_label(self) -> str:
+        return f"[{self.host}]:{self.port}"
+
+    def known_hosts(self, path: Path) -> Path:
+        path.write_text(f"{self.host_label} {self.host_key}\n")
+        return path
+
+    def profile(self, known_hosts: Path, **changes: object) -> ClusterProfile:
+        values: dict[str, object] = {
+            "name": "testbed",
+            "host": f"{self.user}@{self.host}",
+            "port": self.port,
+            "ssh_key_path": self.key,
+            "known_hosts": str(known_hosts),
+            "workspace": self.workspace,
+        }
+        values.update(changes)
+        return ClusterProfile(**values)  # type: ignore[arg-type]
+
+    def run_as_root(self, *argv: str) -> str:
+        env = {**os.environ, "SLURM_CONF": self.slurm_conf}
+        return subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def testbed_dir() -> Path:
+    return Path(os.environ.get("MSQUANT_TESTBED_DIR", Path(tempfile.gettempdir()) / "msquant-slurm-testbed"))
+
+
+def bring_up(directory: Path) -> Testbed:
+    """Start (or reuse) the testbed; raises RuntimeError with the script's own words on failure."""
+    proc = subprocess.run(["bash", str(SCRIPT), "up", str(directory)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the SLURM testbed did not come up:\n{proc.stderr[-4000:]}")
+    data = json.loads((directory / "testbed.json").read_text())
+    return Testbed(
+        dir=Path(data["dir"]),
+        host=data["host"],
+        port=int(data["port"]),
+        user=data["user"],
+        key=data["key"],
+        host_key=data["host_key"],
+        slurm_conf=data["slurm_conf"],
+        workspace=data["workspace"],
+    )
+
+
+def tear_down(directory: Path) -> None:
+    subprocess.run(["bash", str(SCRIPT), "down", str(directory)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def testbed():  # type: ignore[no-untyped-def]
+    if os.geteuid() != 0:
+        pytest.skip("the SLURM testbed needs root (it starts slurmctld, slurmd, munged and sshd)")
+    directory = testbed_dir()
+    try:
+        bed = bring_up(directory)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield bed
+    if not os.environ.get("MSQUANT_TESTBED_KEEP"):
+        tear_down(directory)
+
+
+@pytest.fixture
+def known_hosts(testbed: Testbed, tmp_path: Path) -> Path:
+    return testbed.known_hosts(tmp_path / "known_hosts")
+
+
+@pytest.fixture
+def profile(testbed: Testbed, known_hosts: Path) -> ClusterProfile:
+    return testbed.profile(known_hosts)
+
+
+@pytest.fixture
+def client(profile: ClusterProfile):  # type: ignore[no-untyped-def]
+    from msquant_desktop.slurm.client import SlurmClient
+    from msquant_desktop.slurm.connection import SshConnection, target_for_profile
+
+    connection = SshConnection(target_for_profile(profile, ssh_config=Path("/nonexistent")))
+    connection.connect()
+    yield SlurmClient(profile, connection)
+    connection.close()
+
+
+@pytest.fixture(scope="session")
+def bare_repo(testbed: Testbed) -> tuple[str, str, str]:
+    """A local bare repo with two commits the test user can clone: (path, first commit, second commit)."""
+    (testbed.dir / "repos").mkdir(mode=0o755, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="repo-", dir=testbed.dir / "repos"))
+    root.chmod(0o755)
+    work = root / "work"
+    work.mkdir()
+    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com", "-C", str(work)]
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "main.py").write_text(
+        "import json, pathlib, sys\n"
+        "print('VERSION', pathlib.Path('version.txt').read_text().strip())\n"
+        "print('ARGV', json.dumps(sys.argv[1:]))\n"
+        "sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0)\n"
+    )
+    (work / "version.txt").write_text("first\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], check=True)
+    first = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    (work / "version.txt").write_text("second\n")
+    subprocess.run([*git, "commit", "-qam", "second"], check=True)
+    second = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    bare = root / "project.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["chown", "-R", testbed.user, str(root)], check=True)  # the job runs as the test user
+    return str(bare), first, second

@@ -1,0 +1,76 @@
+"""The Clusters tab on the real testbed: connects, shows free GPUs, previews and submits a job.
+
+With MSQUANT_SCREENSHOT=PATH it also saves a picture of the tab (docs/clusters.png is made so).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from msquant_desktop.slurm.profiles import save_profiles
+
+pytestmark = pytest.mark.slurm
+
+
+def test_clusters_tab_connected_to_the_testbed(qtbot, testbed, profile, bare_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.app import create_main_window, create_services
+    from msquant_desktop.config.paths import resolve_paths
+
+    paths = resolve_paths(tmp_path / "app").ensure()
+    save_profiles(
+        paths.clusters_file,
+        [
+            profile.__class__(
+                **{
+                    **profile.__dict__,
+                    "allowed_partitions": ("debug", "big"),
+                    "allowed_gpu_types": ("a100", "h100"),
+                }
+            )
+        ],
+    )
+    services = create_services(paths)
+    window = create_main_window(services)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_tab("Clusters")
+    tab = window.tab_widget.currentWidget()
+    try:
+        qtbot.waitUntil(lambda: "connected" in tab.status_label.text(), timeout=10_000)
+        assert "testbed: connected" in window.cluster_status.text()
+        repo_path, first, _ = bare_repo
+        form = tab.form
+        form.repo_url.setText(repo_path)
+        form.commit.setText(first)
+        form.command.setText("sleep 20")
+        form.partition.setCurrentText("big")
+        form.gpu_type.setCurrentText("h100")
+        form.gpus.setValue(1)
+        form.time_limit.setText("00:05:00")
+        form.job_name.setText("train-llama")
+        form.preview_button.click()
+        assert "#SBATCH --gres=gpu:h100:1" in form.preview.toPlainText()
+        form.submit_button.click()
+        qtbot.waitUntil(
+            lambda: tab.jobs.rowCount() == 1 and tab.jobs.item(0, 4).text() == "RUNNING", timeout=20_000
+        )
+        tab.refresh_gpus()
+        qtbot.waitUntil(
+            lambda: tab.gpus.table.rowCount() == 3 and "1 free of 2" in tab.gpus.summary.text(),
+            timeout=10_000,
+        )
+        tab.test_connection()
+        qtbot.waitUntil(lambda: "SLURM 22" in tab.test_label.text(), timeout=10_000)
+        shot = os.environ.get("MSQUANT_SCREENSHOT")
+        if shot:
+            window.resize(1280, 800)
+            qtbot.wait(200)
+            assert window.grab().save(shot)
+        job_id = int(tab.jobs.item(0, 0).text())
+        services.clusters.cancel(job_id)
+        qtbot.waitUntil(lambda: tab.jobs.item(0, 4).text() == "CANCELLED", timeout=20_000)
+    finally:
+        window.close()
+        services.shutdown()
