@@ -99,7 +99,14 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # Qt override
         for guard in self._close_guards:
-            if not guard():
+            try:
+                keep_open = not guard()
+            except Exception:
+                # An exception escaping a Qt virtual override crashes shiboken 6.11 while it reports
+                # the error; a broken guard must never make the window impossible to close either.
+                log.exception("close guard failed; closing anyway")
+                keep_open = False
+            if keep_open:
                 event.ignore()
                 return
         self.save_state()

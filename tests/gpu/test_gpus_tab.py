@@ -187,5 +187,6 @@ def test_main_window_shows_the_gpu_summary(monkeypatch, app_paths, qtbot) -> Non
         window.show_tab("GPUs")
         tab = window.tab_widget.currentWidget()
         qtbot.waitUntil(lambda: tab.gpu_model.rowCount() == 8, timeout=15_000)
+        window.close()
     finally:
         services.shutdown()

@@ -15,7 +15,8 @@ def test_four_tabs_in_order(main_window) -> None:  # type: ignore[no-untyped-def
 
 
 def test_each_tab_shows_a_real_empty_state(main_window, qtbot) -> None:  # type: ignore[no-untyped-def]
-    for title in TAB_TITLES:
+    # The GPUs tab has no empty state: without a GPU it says so and still plots the host (checked below).
+    for title in ("Projects", "Clusters", "Jobs"):
         main_window.show_tab(title)
         tab: QWidget = main_window.tab_widget.currentWidget()
         empties = [w for w in tab.findChildren(EmptyState) if w.isVisible()]
@@ -23,6 +24,9 @@ def test_each_tab_shows_a_real_empty_state(main_window, qtbot) -> None:  # type:
         assert empties[0].title_label.text()
         assert len(empties[0].message_label.text()) > 40
         assert not tab.grab().isNull()
+    main_window.show_tab("GPUs")
+    gpus = main_window.tab_widget.currentWidget()
+    qtbot.waitUntil(lambda: "No NVIDIA GPU found" in gpus.status.text(), timeout=10_000)
 
 
 def test_status_bar_has_jobs_gpu_and_cluster_fields(main_window) -> None:  # type: ignore[no-untyped-def]
@@ -90,3 +94,11 @@ def test_none_refcount_is_stable_over_many_qt_calls(qtbot) -> None:  # type: ign
         edit.setText("x")
     after = sys.getrefcount(None)
     assert abs(after - before) < 500, f"None refcount moved by {after - before} over 10000 Qt calls"
+
+
+def test_a_failing_close_guard_never_traps_the_window(main_window) -> None:  # type: ignore[no-untyped-def]
+    def broken() -> bool:
+        raise RuntimeError("the store is gone")
+
+    main_window.add_close_guard(broken)
+    assert main_window.close() is True
