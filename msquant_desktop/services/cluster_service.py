@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.slurm import ClusterProfile, FinalState, SlurmSubmission, next_poll_interval
@@ -41,7 +41,6 @@ class _WorkerHandle(QObject):
     req_poll = Signal(object)
     req_cancel = Signal(int, str, str)
     req_passphrase = Signal(str)
-    req_stop = Signal()
 
 
 @dataclass
@@ -148,7 +147,9 @@ class ClusterService(QObject):
         handle.req_poll.connect(worker.poll)
         handle.req_cancel.connect(worker.cancel)
         handle.req_passphrase.connect(worker.set_passphrase)
-        handle.req_stop.connect(worker.stop)
+        # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there).
+        thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
+        thread.finished.connect(worker.deleteLater)
         worker.sig_status.connect(self._on_status)
         worker.sig_unknown_host_key.connect(self.sig_unknown_host_key)
         worker.sig_tested.connect(self.sig_tested)
@@ -170,10 +171,9 @@ class ClusterService(QObject):
     def _stop_cluster(self, name: str) -> None:
         cluster = self._clusters.pop(name)
         cluster.timer.stop()
-        cluster.handle.req_stop.emit()
         cluster.thread.quit()
-        cluster.thread.wait(10_000)
-        cluster.worker.deleteLater()
+        if not cluster.thread.wait(30_000):
+            log.error("the worker of cluster %s did not stop within 30 s", name)
 
     def shutdown(self) -> None:
         for name in list(self._clusters):
