@@ -217,3 +217,42 @@ class StateTransition:
     new: JobState
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """One row of the Jobs table: what a list shows, read without parsing the whole spec.
+
+    Lists of thousands of past jobs use this; a JobRecord is loaded for the one job in view.
+    """
+
+    id: int
+    name: str
+    kind: str
+    target: JobTarget
+    cluster: str | None
+    state: JobState
+    queue_position: int | None
+    project_id: int | None
+    project_name: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    gpu_indices: tuple[int, ...]
+    gpus_requested: int
+    exit_code: int | None
+    signal: int | None
+    reason: str
+    command: str
+    """The argv as JSON text (for search and tooltips)."""
+
+    @property
+    def outcome(self) -> JobOutcome | None:
+        if not self.state.is_final:
+            return None
+        return JobOutcome(self.state, self.exit_code, self.signal, self.reason)
+
+    def duration_seconds(self, now: datetime) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or now
+        return max(0.0, (end - self.started_at).total_seconds())

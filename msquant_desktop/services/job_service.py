@@ -19,7 +19,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from msquant_desktop.config.paths import AppPaths
-from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget, StateTransition
+from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobSummary, JobTarget, StateTransition
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.queue import StartJob
 from msquant_desktop.domain.runs import LOG_FILE, ExitRecord, outcome_from_exit
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 500
 LAUNCH_SETTLE_SECONDS = 10.0
+_FINAL_VALUES = frozenset(s.value for s in JobState if s.is_final)
 
 ExitExplainer = Callable[[JobRecord, ExitRecord | None], str | None]
 """Per-kind hook: a better reason for how a job ended (None keeps the generic one)."""
@@ -162,6 +163,13 @@ class JobService(QObject):
     def list_jobs(self) -> list[JobRecord]:
         """Every job, newest first (local and SLURM)."""
         return self._repo.list()
+
+    def summaries(self) -> list[JobSummary]:
+        """Every job as a light table row, newest first (local and SLURM)."""
+        return self._repo.summaries()
+
+    def summary(self, job_id: int) -> JobSummary:
+        return self._repo.summary(job_id)
 
     def running_count(self) -> int:
         return self._repo.count([JobState.STARTING, JobState.RUNNING, JobState.CANCELLING])
@@ -373,6 +381,26 @@ class JobService(QObject):
             self._running_count = count
             self.sig_running_count_changed.emit(count)
 
+    def _diff_signatures(self) -> None:
+        """Announce jobs added, changed or removed by anyone since the last look."""
+        known = self._signatures
+        watch = [job_id for job_id, sig in known.items() if sig[0] not in _FINAL_VALUES]
+        fresh = self._repo.signatures_live(max(known, default=0), watch)
+        total = self._repo.count()
+        if total != len(known) + len(fresh.keys() - known.keys()):
+            fresh = self._repo.signatures()  # something was deleted: compare everything once
+            for job_id in sorted(known.keys() - fresh.keys()):
+                del known[job_id]
+                self.sig_job_removed.emit(job_id)
+        for job_id, signature in sorted(fresh.items()):
+            if job_id not in known:
+                known[job_id] = signature
+                self.sig_job_added.emit(job_id)
+            elif known[job_id] != signature:
+                known[job_id] = signature
+                self.sig_job_changed.emit(job_id)
+        self._update_running_count()
+
     @Slot()
     def sync(self) -> None:
         """Notice jobs written by other processes (CLI, supervisors) or other connections."""
@@ -380,18 +408,7 @@ class JobService(QObject):
         version = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes)
         if version != self._seen_version:
             self._seen_version = version
-            fresh = self._repo.signatures()
-            for job_id in sorted(fresh.keys() - self._signatures.keys()):
-                self._signatures[job_id] = fresh[job_id]
-                self.sig_job_added.emit(job_id)
-            for job_id in sorted(self._signatures.keys() - fresh.keys()):
-                del self._signatures[job_id]
-                self.sig_job_removed.emit(job_id)
-            for job_id, signature in fresh.items():
-                if self._signatures.get(job_id) != signature:
-                    self._signatures[job_id] = signature
-                    self.sig_job_changed.emit(job_id)
-            self._update_running_count()
+            self._diff_signatures()
         for record in self._repo.active(target=JobTarget.LOCAL):
             if self._should_adopt(record):
                 self._adopt(record)  # e.g. started by `jobs run`: follow it live

@@ -13,6 +13,7 @@ from msquant_desktop.domain.jobs import (
     JobRecord,
     JobSpec,
     JobState,
+    JobSummary,
     JobTarget,
     StateTransition,
     can_transition,
@@ -84,6 +85,46 @@ def row_to_record(row: sqlite3.Row) -> JobRecord:
         reason=row["reason"],
         slurm_job_id=row["slurm_job_id"],
         result=json.loads(row["result"]),
+    )
+
+
+# The spec's JSON is only looked into where a row needs it (json_extract costs per row): the GPUs a
+# queued job asks for, and a project's name.  The command is fetched with the row only for active
+# jobs; search over past jobs uses the name.
+_SUMMARY_SQL = (
+    "SELECT id, name, kind, target, cluster, state, queue_position, project_id,"
+    " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.project_name') END,"
+    " started_at, finished_at, gpu_indices,"
+    " CASE WHEN state = 'QUEUED' THEN COALESCE(json_extract(spec, '$.gpus'), 0) ELSE 0 END,"
+    " exit_code, signal, reason,"
+    " CASE WHEN state IN ('QUEUED', 'STARTING', 'RUNNING', 'CANCELLING') THEN json_extract(spec, '$.argv')"
+    " ELSE '' END"
+    " FROM jobs"
+)
+_STATES = {s.value: s for s in JobState}
+_TARGETS = {t.value: t for t in JobTarget}
+
+
+def _row_to_summary(r: Sequence[Any]) -> JobSummary:
+    gpu_text = r[11]
+    return JobSummary(
+        id=r[0],
+        name=r[1],
+        kind=r[2],
+        target=_TARGETS[r[3]],
+        cluster=r[4],
+        state=_STATES[r[5]],
+        queue_position=r[6],
+        project_id=r[7],
+        project_name=r[8],
+        started_at=datetime.fromisoformat(r[9]) if r[9] else None,
+        finished_at=datetime.fromisoformat(r[10]) if r[10] else None,
+        gpu_indices=tuple(int(i) for i in gpu_text.split(",")) if gpu_text else (),
+        gpus_requested=int(r[12] or 0),
+        exit_code=r[13],
+        signal=r[14],
+        reason=r[15],
+        command=r[16] or "",
     )
 
 
@@ -167,6 +208,16 @@ class JobRepository:
             sql += " LIMIT ?"
             params.append(limit)
         return [row_to_record(r) for r in self._conn.execute(sql, params)]
+
+    def summaries(self) -> list[JobSummary]:
+        """Every job as a table row, newest first (fast: the spec is not parsed)."""
+        return [_row_to_summary(r) for r in self._conn.execute(_SUMMARY_SQL + " ORDER BY id DESC")]
+
+    def summary(self, job_id: int) -> JobSummary:
+        row = self._conn.execute(_SUMMARY_SQL + " WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no job with id {job_id}")
+        return _row_to_summary(row)
 
     def queued(self) -> list[JobRecord]:
         """Queued local jobs in the order they will start (SLURM's queue is the cluster's own)."""
@@ -263,6 +314,20 @@ class JobRepository:
     def signatures(self) -> dict[int, tuple[Any, ...]]:
         """A cheap fingerprint of every job (id -> changing columns) to notice others' writes."""
         return {int(r[0]): tuple(r[1:]) for r in self._conn.execute(self._SIGNATURE_SQL)}
+
+    def signatures_live(self, after_id: int, also: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+        """Fingerprints of jobs newer than `after_id`, jobs not final, and the ids in `also`.
+
+        Final jobs do not change on their own, so a poll only needs these (plus a count check to
+        notice deletions); the cost stays flat as the history grows.
+        """
+        live = [s.value for s in JobState if not s.is_final]
+        ids = list(also)
+        sql = (
+            f"{self._SIGNATURE_SQL} WHERE id > ? OR state IN ({','.join('?' * len(live))})"
+            f" OR id IN ({','.join('?' * len(ids))})"
+        )
+        return {int(r[0]): tuple(r[1:]) for r in self._conn.execute(sql, [after_id, *live, *ids])}
 
     def signatures_of(self, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
         marks = ",".join("?" * len(ids))

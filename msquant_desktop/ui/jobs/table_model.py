@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
-from msquant_desktop.domain.jobs import JobRecord, JobState
+from msquant_desktop.domain.jobs import JobState, JobSummary, JobTarget
 from msquant_desktop.services.job_service import JobService
 
 Index = QModelIndex | QPersistentModelIndex
@@ -39,6 +39,7 @@ class Column(IntEnum):
     EXIT = 8
 
 
+_ACTIVE = frozenset({JobState.STARTING, JobState.RUNNING, JobState.CANCELLING})
 HEADERS = ("Status", "Name", "Kind", "Project", "Started", "Duration", "GPUs", "Progress", "Exit")
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -117,8 +118,9 @@ class JobsTableModel(QAbstractTableModel):
     def __init__(self, service: JobService, parent: Any = None) -> None:
         super().__init__(parent)
         self._service = service
-        self._records: list[JobRecord] = []
+        self._records: list[JobSummary] = []
         self._neg_ids: list[int] = []  # -id per row (rows are newest first), for bisect
+        self.active_ids: set[int] = set()  # rows whose Duration runs with the clock
         service.sig_job_added.connect(self._on_added)
         service.sig_job_changed.connect(self._on_changed)
         service.sig_job_removed.connect(self._on_removed)
@@ -126,8 +128,9 @@ class JobsTableModel(QAbstractTableModel):
     # -- loading and updates -----------------------------------------------------------------------
     def load(self) -> None:
         self.beginResetModel()
-        self._records = self._service.list_jobs()
+        self._records = self._service.summaries()
         self._neg_ids = [-r.id for r in self._records]
+        self.active_ids = {r.id for r in self._records if r.state in _ACTIVE}
         self.endResetModel()
 
     def _row_of(self, job_id: int) -> int | None:
@@ -139,13 +142,14 @@ class JobsTableModel(QAbstractTableModel):
             self._on_changed(job_id)
             return
         try:
-            record = self._service.get(job_id)
+            record = self._service.summary(job_id)
         except KeyError:
             return
         row = bisect.bisect_left(self._neg_ids, -job_id)
         self.beginInsertRows(QModelIndex(), row, row)
         self._records.insert(row, record)
         self._neg_ids.insert(row, -job_id)
+        self._track(record)
         self.endInsertRows()
 
     def _on_changed(self, job_id: int) -> None:
@@ -154,7 +158,8 @@ class JobsTableModel(QAbstractTableModel):
             self._on_added(job_id)
             return
         try:
-            self._records[row] = self._service.get(job_id)
+            self._records[row] = record = self._service.summary(job_id)
+            self._track(record)
         except KeyError:
             self._on_removed(job_id)
             return
@@ -167,16 +172,24 @@ class JobsTableModel(QAbstractTableModel):
         self.beginRemoveRows(QModelIndex(), row, row)
         del self._records[row]
         del self._neg_ids[row]
+        self.active_ids.discard(job_id)
         self.endRemoveRows()
 
     def refresh_running_durations(self) -> None:
         """Called every second: running jobs' Duration cells change with the clock."""
-        for row, record in enumerate(self._records):
-            if record.state.is_active:
+        for job_id in self.active_ids:
+            row = self._row_of(job_id)
+            if row is not None:
                 index = self.index(row, Column.DURATION)
                 self.dataChanged.emit(index, index)
 
-    def record_at(self, row: int) -> JobRecord:
+    def _track(self, record: JobSummary) -> None:
+        if record.state in _ACTIVE:
+            self.active_ids.add(record.id)
+        else:
+            self.active_ids.discard(record.id)
+
+    def record_at(self, row: int) -> JobSummary:
         return self._records[row]
 
     # -- Qt model interface ------------------------------------------------------------------------
@@ -219,26 +232,21 @@ class JobsTableModel(QAbstractTableModel):
             if column is Column.EXIT and record.outcome:
                 return record.outcome.describe()
             if column is Column.NAME:
-                return " ".join(record.spec.argv)
+                return record.command
         return None
 
-    def _display(self, r: JobRecord, column: Column) -> str:
+    def _display(self, r: JobSummary, column: Column) -> str:
         if column is Column.STATUS:
             text = state_label(r.state)
             return (
                 f"{text} (#{r.queue_position})" if r.state is JobState.QUEUED and r.queue_position else text
             )
         if column is Column.NAME:
-            return r.spec.name
+            return r.name
         if column is Column.KIND:
-            return (
-                r.spec.kind.value
-                if r.spec.target.value == "local"
-                else f"{r.spec.kind.value} · {r.spec.cluster}"
-            )
+            return r.kind if r.target is JobTarget.LOCAL else f"{r.kind} · {r.cluster}"
         if column is Column.PROJECT:
-            name = r.spec.meta.get("project_name")
-            return str(name) if name else (f"#{r.spec.project_id}" if r.spec.project_id else "")
+            return r.project_name or (f"#{r.project_id}" if r.project_id else "")
         if column is Column.STARTED:
             return r.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if r.started_at else ""
         if column is Column.DURATION:
@@ -246,14 +254,14 @@ class JobsTableModel(QAbstractTableModel):
         if column is Column.GPUS:
             if r.gpu_indices:
                 return ",".join(str(i) for i in r.gpu_indices)
-            return str(r.spec.gpus) if r.spec.gpus else ""
+            return str(r.gpus_requested) if r.gpus_requested else ""
         if column is Column.PROGRESS:
             return ""
         if column is Column.EXIT:
             return r.outcome.describe() if r.outcome else ""
         return ""
 
-    def _sort_key(self, r: JobRecord, column: Column) -> Any:
+    def _sort_key(self, r: JobSummary, column: Column) -> Any:
         if column is Column.STARTED:
             return r.started_at.timestamp() if r.started_at else 0.0
         if column is Column.DURATION:
@@ -293,6 +301,8 @@ class JobsFilterProxy(QSortFilterProxyModel):
         self.endFilterChange()
 
     def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:
+        if not self._text and self._group == "All":
+            return True
         model = self.sourceModel()
         assert isinstance(model, JobsTableModel)
         record = model.record_at(source_row)
@@ -304,10 +314,10 @@ class JobsFilterProxy(QSortFilterProxyModel):
         haystack = " ".join(
             (
                 str(record.id),
-                record.spec.name,
-                record.spec.kind.value,
+                record.name,
+                record.kind,
                 record.state.value,
-                " ".join(record.spec.argv),
+                record.command,
             )
         ).lower()
         return all(word in haystack for word in self._text.split())
