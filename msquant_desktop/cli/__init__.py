@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = [
+    "msquant_desktop.cli.quantize",
+    "msquant_desktop.cli.demo_model",
+    "msquant_desktop.cli.verify",
+]
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
