@@ -38,11 +38,23 @@ class ProgressTracker:
         self._last_emit = -1e9
         self._last_key: tuple[int, str] | None = None
         self._module = ""
+        self._pending = ""
         self.fraction = 0.0
 
     def feed_stderr(self, text: str) -> None:
-        """A chunk of stderr; tqdm separates redraws with carriage returns."""
-        for segment in re.split(r"[\r\n]", text):
+        """A chunk of stderr; tqdm separates redraws with carriage returns.
+
+        A chunk may end inside a bar; that tail waits for the rest unless it is already a whole bar
+        (tqdm ends each redraw with its `[elapsed<eta, rate]` bracket).
+        """
+        segments = re.split(r"[\r\n]", self._pending + text)
+        self._pending = segments.pop()
+        if self._pending.endswith("]"):
+            segments.append(self._pending)
+            self._pending = ""
+        elif len(self._pending) > 4096:
+            self._pending = ""
+        for segment in segments:
             match = SUBGRAPH_BAR_RE.search(segment)
             if match:
                 k, n, phase, done, total = match.groups()
