@@ -260,3 +260,15 @@ def human_count(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return str(n)
+
+
+def explain_worker_exit(returncode: int | None, cancelled: bool) -> str | None:
+    """A better reason for how a quantization worker ended; None keeps the engine's generic one."""
+    if returncode == -9 and not cancelled:
+        return (
+            "killed by SIGKILL without a cancel: probably the OOM killer (the machine ran out of memory). "
+            "Use fewer calibration samples, a shorter sequence length, or a machine with more RAM"
+        )
+    if returncode == 2:
+        return "refused before starting: the inputs have problems (see the errors in the log)"
+    return None
