@@ -1,7 +1,8 @@
 """Overhead of our quantize worker vs a plain script calling llmcompressor's `oneshot` directly.
 
 Same model, scheme, data and limits; runs alternate (plain, worker, plain, worker, ...) so load from
-other work hits both alike.  Prints wall time and peak RSS (from wait4's rusage) for each, medians,
+other work hits both alike.  Prints wall time, CPU time (user+sys, less
+sensitive than wall time to other work sharing the cores) and peak RSS (from wait4's rusage) for each, medians,
 the ratios worker/plain, and the time from spawning the worker to its first progress event and to
 its first calibration progress event.
 
@@ -42,9 +43,10 @@ oneshot(model=model, recipe=recipe, output_dir=out, **kwargs)
 """
 
 
-def run_measured(argv: list[str], watch_events: bool) -> dict[str, float | None]:
+def run_measured(argv: list[str], watch_events: bool, threads: int) -> dict[str, float | None]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     first_progress: list[float] = []
     first_calibration: list[float] = []
 
@@ -68,6 +70,7 @@ def run_measured(argv: list[str], watch_events: bool) -> dict[str, float | None]
         raise SystemExit(f"{argv[:4]} failed with {proc.returncode}")
     return {
         "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,
         "first_progress_s": first_progress[0] if first_progress else None,
         "first_calibration_s": first_calibration[0] if first_calibration else None,
@@ -85,6 +88,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="OMP_NUM_THREADS for both (1: idle OpenMP threads spinning on a shared machine inflate timings)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="msquant-bench-") as tmp:
         model = Path(args.model) if args.model else Path(tmp) / "demo"
@@ -104,6 +113,7 @@ def main() -> int:
                     [sys.executable, "-c", PLAIN_SCRIPT, str(model), args.scheme, str(out_plain), str(data)]
                     + [str(args.samples), str(args.seq_len)],
                     watch_events=False,
+                    threads=args.threads,
                 )
             )
             worker = [sys.executable, "-m", "msquant_desktop", "quantize", "--model", str(model)]
@@ -117,7 +127,7 @@ def main() -> int:
                     "--seq-len",
                     str(args.seq_len),
                 ]
-            ours.append(run_measured(worker, watch_events=True))
+            ours.append(run_measured(worker, watch_events=True, threads=args.threads))
             print(
                 f"run {i + 1}: plain {json.dumps(plain[-1])}\n       ours  {json.dumps(ours[-1])}", flush=True
             )
@@ -125,10 +135,19 @@ def main() -> int:
     def med(rows: list[dict[str, float | None]], key: str) -> float:
         return statistics.median(float(r[key] or 0.0) for r in rows)
 
-    print(f"\nmodel {model.name}, scheme {args.scheme}, {args.runs} runs each, medians:")
-    for key in ("wall_s", "peak_rss_mib"):
+    def least(rows: list[dict[str, float | None]], key: str) -> float:
+        return min(float(r[key] or 0.0) for r in rows)
+
+    print(
+        f"\nmodel {model.name}, scheme {args.scheme}, {args.runs} runs each, OMP_NUM_THREADS={args.threads}:"
+    )
+    for key in ("wall_s", "cpu_s", "peak_rss_mib"):
         p, o = med(plain, key), med(ours, key)
-        print(f"  {key:14s} plain {p:8.2f}  ours {o:8.2f}  ratio {o / p:.3f}")
+        pl, ol = least(plain, key), least(ours, key)
+        print(
+            f"  {key:13s} median plain {p:8.2f} ours {o:8.2f} ratio {o / p:.3f} | "
+            f"min plain {pl:8.2f} ours {ol:8.2f} ratio {ol / pl:.3f}"
+        )
     print(f"  first progress event after spawn:    {med(ours, 'first_progress_s'):.2f} s")
     print(f"  first calibration progress event:    {med(ours, 'first_calibration_s'):.2f} s")
     return 0

@@ -93,9 +93,12 @@ def probe_python(python: str, timeout: float = 30.0) -> str | None:
     return None
 
 
-def detect_worker_environment(settings_python: str = "") -> WorkerEnvironment:
-    """The app's interpreter when it has llmcompressor, else Settings' worker Python, else none."""
-    if own_interpreter_has_llmcompressor():
+def detect_worker_environment(settings_python: str = "", consider_own: bool = True) -> WorkerEnvironment:
+    """The app's interpreter when it has llmcompressor, else Settings' worker Python, else none.
+
+    `consider_own=False` skips the app's interpreter (to describe what Settings' Python alone gives).
+    """
+    if consider_own and own_interpreter_has_llmcompressor():
         return WorkerEnvironment(
             sys.executable, True, f"Workers run with this app's Python ({sys.executable})."
         )
@@ -110,6 +113,10 @@ def detect_worker_environment(settings_python: str = "") -> WorkerEnvironment:
             False,
             f"No Python with llmcompressor: {problem}. Install it there with: "
             + INSTALL_COMMAND.replace("python", settings_python, 1),
+        )
+    if not consider_own:
+        return WorkerEnvironment(
+            None, False, f"No worker Python is set in Settings. Install llmcompressor with: {INSTALL_COMMAND}"
         )
     return WorkerEnvironment(
         None,

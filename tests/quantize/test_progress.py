@@ -65,3 +65,26 @@ def test_request_round_trips_to_worker_arguments() -> None:
     assert request_from_args(parser.parse_args(request.to_args())) == request
     empty = QuantizeRequest("m", "W8A16", "o", ignore=())
     assert request_from_args(parser.parse_args(empty.to_args())) == empty
+
+
+def test_sigkill_without_cancel_is_explained_as_a_probable_oom_kill() -> None:
+    from msquant_desktop.domain.quantize import explain_worker_exit
+
+    assert "OOM killer" in (explain_worker_exit(-9, cancelled=False) or "")
+    assert explain_worker_exit(-9, cancelled=True) is None  # the user asked for it
+    assert explain_worker_exit(-15, cancelled=True) is None
+    assert "inputs have problems" in (explain_worker_exit(2, cancelled=False) or "")
+
+
+def test_every_worker_module_is_kept_out_of_the_gui_by_a_contract() -> None:
+    import tomllib
+
+    from tests.conftest import REPO_ROOT
+
+    workers = {
+        f"msquant_desktop.quantize.{p.stem}"
+        for p in (REPO_ROOT / "msquant_desktop" / "quantize").glob("worker_*.py")
+    }
+    contracts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    forbidden = {m for c in contracts if c["type"] == "forbidden" for m in c["forbidden_modules"]}
+    assert workers and workers <= forbidden
