@@ -82,6 +82,7 @@ class QuantizeService(QObject):
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
         self._threads: list[threading.Thread] = []
+        self._closed = False
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_touched)
@@ -96,6 +97,11 @@ class QuantizeService(QObject):
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
+
+    def shutdown(self) -> None:
+        """Stop announcing; called before the store closes so late refreshes find nothing to read."""
+        self._closed = True
+        self.wait_idle(5.0)
 
     def wait_idle(self, timeout: float = 30.0) -> None:
         """Join background checks (for shutdown and tests)."""
@@ -177,7 +183,7 @@ class QuantizeService(QObject):
 
     def latest_demo_model(self) -> str | None:
         """Output folder of the newest finished demo-model job whose folder still exists."""
-        for record in self._jobs.list_jobs():
+        for record in [] if self._closed else self._jobs.list_jobs():
             if record.spec.meta.get("demo_model") and record.state is JobState.COMPLETED:
                 output = (record.result or {}).get("output")
                 if output and Path(output).is_dir():
@@ -186,6 +192,8 @@ class QuantizeService(QObject):
 
     def results(self) -> list[ResultRow]:
         """Finished quantizations, newest first, each with its newest verification."""
+        if self._closed:
+            return []
         records = self._jobs.list_jobs()
         verifications: dict[int, dict[str, Any]] = {}
         verifying: set[int] = set()
@@ -224,7 +232,8 @@ class QuantizeService(QObject):
 
     @Slot(int)
     def _on_job_touched(self, job_id: int) -> None:
-        self.sig_results_changed.emit()
+        if not self._closed:
+            self.sig_results_changed.emit()
 
     def _explain_exit(self, job: JobRecord, exit_record: Any) -> str | None:
         if exit_record is None:

@@ -18,7 +18,6 @@ def app_services(app_paths, qapp):  # type: ignore[no-untyped-def]
 
     services = create_services(app_paths)
     yield services
-    services.quantize.wait_idle()
     services.shutdown()
 
 
@@ -33,7 +32,8 @@ def quantize_ui(app_services, qtbot):  # type: ignore[no-untyped-def]
     ui = QuantizeUi(app_services.quantize, host)
     qtbot.addWidget(ui.results)
     qtbot.waitUntil(lambda: app_services.quantize.worker is not None, timeout=30_000)
-    return ui
+    yield ui
+    ui.results._refresh_timer.stop()
 
 
 def _wait_checked(qtbot, dialog) -> None:  # type: ignore[no-untyped-def]
