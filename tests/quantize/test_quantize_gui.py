@@ -155,3 +155,50 @@ def test_worker_python_detection_and_the_plain_message_when_none_has_llmcompress
     # This app's own interpreter has llmcompressor, so it wins, found without importing it.
     own = detect_worker_environment(system_python)
     assert own.available and own.own_interpreter
+
+
+@pytest.mark.quantize
+@pytest.mark.slow
+def test_cancel_through_the_engine_during_calibration_leaves_no_result(
+    app_services, quantize_ui, qtbot, demo_model: Path
+) -> None:
+    from msquant_desktop.domain.quantize import QuantizeRequest
+    from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT
+
+    jobs = app_services.jobs
+    calibrating: list[int] = []
+    jobs.sig_job_event.connect(
+        lambda job_id, event: calibrating.append(job_id) if event.get("phase") == "Calibrating" else None
+    )
+    request = QuantizeRequest(
+        str(demo_model), "GPTQ_W4A16", DEFAULT_OUTPUT, str(demo_model / "calibration.jsonl"), 128, 256
+    )
+    record = app_services.quantize.submit(request)
+    qtbot.waitUntil(lambda: record.id in calibrating, timeout=240_000)
+    jobs.cancel(record.id)
+    qtbot.waitUntil(lambda: jobs.get(record.id).state.is_final, timeout=60_000)
+    final = jobs.get(record.id)
+    assert final.state is JobState.CANCELLED, final.reason
+    run_dir = Path(str(final.run_dir))
+    assert not (run_dir / "quantized").exists() and not (run_dir / "quantized.partial").exists()
+    quantize_ui.results.refresh()
+    assert quantize_ui.results.model.rows == []
+
+
+@pytest.mark.quantize
+@pytest.mark.slow
+def test_demo_model_built_as_a_job_prefills_the_form(app_services, quantize_ui, qtbot) -> None:
+    jobs = app_services.jobs
+    added: list[int] = []
+    jobs.sig_job_added.connect(added.append)
+    quantize_ui.demo_action.trigger()
+    assert added, quantize_ui.results.empty.message_label.text()
+    qtbot.waitUntil(lambda: jobs.get(added[0]).state.is_final, timeout=240_000)
+    assert jobs.get(added[0]).state is JobState.COMPLETED, jobs.get(added[0]).reason
+    demo = app_services.quantize.latest_demo_model()
+    assert demo is not None and Path(demo).name == "demo-model" and (Path(demo) / "config.json").is_file()
+    dialog = quantize_ui.open_form()
+    assert dialog.model_edit.text() == demo
+    _wait_checked(qtbot, dialog)
+    assert dialog.start_button.isEnabled(), dialog.problems_label.text()
+    dialog.close()

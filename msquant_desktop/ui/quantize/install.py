@@ -25,6 +25,13 @@ class QuantizeUi:
         self.action.setToolTip("Quantize a local model folder with llmcompressor as a job")
         self.action.triggered.connect(lambda _checked=False: self.open_form())
         self.results = ResultsView(service, self.open_form)
+        self.demo_action = QAction("Build demo model", parent)
+        self.demo_action.setObjectName("action-build-demo-model")
+        self.demo_action.setToolTip(
+            "Build a tiny Llama model with its tokenizer and calibration data locally (no download) to try "
+            "quantization on; New quantization… then opens with it"
+        )
+        self.demo_action.triggered.connect(lambda _checked=False: self.results.build_demo_model())
         service.detect_worker()
 
     def open_form(self, model: str = "") -> NewQuantizationDialog:
@@ -49,5 +56,6 @@ def install_quantize_ui(jobs_tab: Any, service: QuantizeService) -> QuantizeUi:
     """Add the action and the Results view through the Jobs tab's extension hooks."""
     ui = QuantizeUi(service, jobs_tab)
     jobs_tab.add_toolbar_action(ui.action)
+    jobs_tab.add_toolbar_action(ui.demo_action)
     jobs_tab.add_view("Results", ui.results)
     return ui

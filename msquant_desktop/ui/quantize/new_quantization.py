@@ -93,6 +93,7 @@ class NewQuantizationDialog(QDialog):
         self.problems_label.setWordWrap(True)
         self.problems_label.setStyleSheet(ERROR_STYLE)
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problems_label.hide()
         self.add_ignore_button = QPushButton("Add these layers to the ignore list")
         self.add_ignore_button.hide()
         self.worker_label = QLabel("Looking for a Python with llmcompressor…")
@@ -110,6 +111,9 @@ class NewQuantizationDialog(QDialog):
         form.addRow("Sequence length", self.seq_len_spin)
         form.addRow("Ignore layers", self.ignore_edit)
         form.addRow("Output folder", _path_row(self.out_edit, self.out_browse))
+        out_help = QLabel("{run_dir} is the job's own run folder, created when the job starts.")
+        out_help.setEnabled(False)
+        form.addRow("", out_help)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.start_button = self.buttons.addButton("Start", QDialogButtonBox.ButtonRole.AcceptRole)
         self.start_button.setEnabled(False)
@@ -119,6 +123,7 @@ class NewQuantizationDialog(QDialog):
         layout.addWidget(self.problems_label)
         layout.addWidget(self.add_ignore_button, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addWidget(self.worker_label)
+        layout.addStretch(1)
         layout.addWidget(self.buttons)
         self.resize(720, 560)
 
@@ -208,6 +213,7 @@ class NewQuantizationDialog(QDialog):
             self.model_summary.setText("")
         problems = outcome.report.problems
         self.problems_label.setText("\n".join(f"• {p.message}" for p in problems))
+        self.problems_label.setVisible(bool(problems))
         self.add_ignore_button.setVisible(any(p.layers for p in problems))
         memory = outcome.memory
         if memory is None:
