@@ -105,6 +105,8 @@ class AppServices:
     gpu: object = None
     """GpuService: GPU and host sampling, history, doctor."""
     clusters: object = None  # ClusterService
+    quantize: object = None
+    """QuantizeService: checks, worker Python, quantization job specs, results."""
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -129,6 +131,10 @@ def create_services(paths: AppPaths) -> AppServices:
     jobs = JobService(JobRepository(conn), paths, settings)
     services.jobs = jobs
     services.on_shutdown.append(jobs.shutdown)  # before conn.close (reverse order); jobs keep running
+    from msquant_desktop.services.quantize_service import QuantizeService
+
+    services.quantize = quantize = QuantizeService(jobs, settings)
+    services.on_shutdown.append(quantize.shutdown)  # runs before jobs.shutdown and conn.close
     jobs.start()
     services.gpu = _create_gpu_service(services.settings)
     services.on_shutdown.append(services.gpu.shutdown)
@@ -173,6 +179,9 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         log_file=services.paths.log_file,
     )
     window.jobs_tab = jobs_tab  # type: ignore[attr-defined]
+    from msquant_desktop.ui.quantize.install import install_quantize_ui
+
+    window.quantize_ui = install_quantize_ui(jobs_tab, services.quantize)  # type: ignore[attr-defined]
 
     def show_running(count: int) -> None:
         window.jobs_status.setText(

@@ -18,6 +18,9 @@ SUBCOMMAND_MODULES: list[str] = [
     "msquant_desktop.cli.gpu",
     "msquant_desktop.cli.doctor",
     "msquant_desktop.cli.slurm",
+    "msquant_desktop.cli.quantize",
+    "msquant_desktop.cli.demo_model",
+    "msquant_desktop.cli.verify",
 ]
 
 

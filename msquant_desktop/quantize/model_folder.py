@@ -1,0 +1,199 @@
+"""Inspect a Hugging Face model folder without loading it: config.json, weights on disk, shapes.
+
+Cheap (reads JSON and safetensors headers only), so the form can run it on every folder change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from msquant_desktop.domain.quantize import SUPPORTED_ARCHITECTURES, looks_like_hub_name
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+DTYPE_BYTES = {
+    "float32": 4,
+    "float": 4,
+    "float16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "float8_e4m3fn": 1,
+    "int8": 1,
+}
+SAFETENSORS_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "I8": 1, "U8": 1, "I32": 4, "F64": 8}
+
+
+class ModelFolderError(ValueError):
+    """A model folder that cannot be quantized; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the form shows about a model folder."""
+
+    path: Path
+    architecture: str
+    model_type: str
+    parameters: int
+    dtype: str
+    size_on_disk: int
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    already_quantized: bool
+    linear_shapes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (out, in)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes the weights take in memory in their stored dtype."""
+        return self.parameters * DTYPE_BYTES.get(self.dtype, 4)
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if looks_like_hub_name(str(path), path.exists()):
+        raise ModelFolderError(
+            f"{path} looks like a Hugging Face hub name; this app works offline: download the model "
+            "first (e.g. `huggingface-cli download ORG/NAME --local-dir DIR`) and choose that folder"
+        )
+    if not path.exists():
+        raise ModelFolderError(f"model folder {path} does not exist")
+    if not path.is_dir():
+        raise ModelFolderError(f"{path} is a file; choose the folder that holds config.json")
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelFolderError(
+            f"{path} is not a model folder: it has no config.json "
+            "(choose the folder a Hugging Face model was saved or downloaded to)"
+        )
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelFolderError(f"{config_file} cannot be read as JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"{config_file} does not hold a JSON object")
+    return config
+
+
+def _safetensors_headers(path: Path) -> dict[str, dict[str, Any]]:
+    """Tensor name -> {dtype, shape} from every *.safetensors file's header (no tensor data read)."""
+    tensors: dict[str, dict[str, Any]] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        with file.open("rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                continue
+            (length,) = struct.unpack("<Q", raw)
+            if length > 100_000_000:
+                continue
+            try:
+                header = json.loads(fh.read(length))
+            except ValueError:
+                continue
+        for name, value in header.items():
+            if name != "__metadata__" and isinstance(value, dict):
+                tensors[name] = value
+    return tensors
+
+
+def _estimate_parameters(config: dict[str, Any]) -> int:
+    """Parameter count of a decoder-only transformer from its config (used when no safetensors)."""
+    hidden = int(config.get("hidden_size") or config.get("n_embd") or 0)
+    layers = int(config.get("num_hidden_layers") or config.get("n_layer") or 0)
+    inter = int(config.get("intermediate_size") or 4 * hidden)
+    vocab = int(config.get("vocab_size") or 0)
+    heads = int(config.get("num_attention_heads") or 1)
+    kv_heads = int(config.get("num_key_value_heads") or heads)
+    head_dim = int(config.get("head_dim") or (hidden // heads if heads else 0))
+    attn = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
+    mlp = 3 * hidden * inter
+    embed = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2)
+    return layers * (attn + mlp + 2 * hidden) + embed + hidden
+
+
+def inspect_model_folder(path: str | Path) -> ModelInfo:
+    """Read a model folder; raises ModelFolderError naming the problem."""
+    folder = Path(path).expanduser()
+    config = _read_config(folder)
+    architectures = config.get("architectures") or []
+    architecture = str(architectures[0]) if architectures else ""
+    if not architecture:
+        raise ModelFolderError(
+            f"{folder / 'config.json'} names no architecture (its 'architectures' is empty)"
+        )
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise ModelFolderError(
+            f"unsupported architecture {architecture}: quantization here handles decoder-only causal "
+            f"language models ({', '.join(sorted(SUPPORTED_ARCHITECTURES)[:6])}, ...)"
+        )
+    weights = [p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES]
+    if not weights:
+        raise ModelFolderError(
+            f"{folder} has a config.json but no weights (*.safetensors or *.bin): the download may be incomplete"
+        )
+    headers = _safetensors_headers(folder)
+    if headers:
+        parameters = 0
+        for info in headers.values():
+            count = 1
+            for dim in info.get("shape", []):
+                count *= int(dim)
+            parameters += count
+        dtypes = [str(info.get("dtype", "")) for info in headers.values()]
+        main = max(set(dtypes), key=dtypes.count) if dtypes else ""
+        dtype = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}.get(main, main.lower())
+    else:
+        parameters = _estimate_parameters(config)
+        dtype = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    linear_shapes = {
+        name[: -len(".weight")]: (int(info["shape"][0]), int(info["shape"][1]))
+        for name, info in headers.items()
+        if name.endswith(".weight") and len(info.get("shape", [])) == 2 and ".layers." in name
+    }
+    return ModelInfo(
+        path=folder,
+        architecture=architecture,
+        model_type=str(config.get("model_type", "")),
+        parameters=parameters,
+        dtype=dtype,
+        size_on_disk=folder_size(folder),
+        hidden_size=int(config.get("hidden_size") or config.get("n_embd") or 0),
+        num_layers=int(config.get("num_hidden_layers") or config.get("n_layer") or 0),
+        vocab_size=int(config.get("vocab_size") or 0),
+        already_quantized="quantization_config" in config,
+        linear_shapes=linear_shapes,
+    )
+
+
+def indivisible_layers(info: ModelInfo, group_size: int, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Linear layers whose input width is not a multiple of `group_size` (group quantization fails)."""
+    bad = []
+    for name, (_out, width_in) in sorted(info.linear_shapes.items()):
+        if any(matches_ignore(name, pattern) for pattern in ignore):
+            continue
+        if width_in % group_size:
+            bad.append(name)
+    return bad
+
+
+def matches_ignore(name: str, pattern: str) -> bool:
+    """llmcompressor's ignore rule: `re:REGEX` matches by regex, anything else by name or suffix."""
+    if pattern.startswith("re:"):
+        return re.match(pattern[3:], name) is not None
+    return name == pattern or name.endswith("." + pattern)
+
+
+def describe_indivisible(layers: list[str], group_size: int, widths: dict[str, tuple[int, int]]) -> str:
+    shown = ", ".join(f"{name} (in {widths[name][1]})" for name in layers[:6])
+    more = f" and {len(layers) - 6} more" if len(layers) > 6 else ""
+    return (
+        f"{len(layers)} layer(s) have an input width not divisible by the group size {group_size}: "
+        f"{shown}{more}. Add them to the ignore list (they stay unquantized) or choose another scheme."
+    )
