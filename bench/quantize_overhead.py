@@ -89,6 +89,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument(
+        "--paired", action="store_true", help="run plain and ours at the same time (fair on a loaded machine)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=1,

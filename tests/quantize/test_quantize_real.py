@@ -95,3 +95,32 @@ def test_cancel_during_calibration_leaves_no_process_and_no_result(demo_model: P
         pytest.fail("processes of the cancelled worker are still alive")
     assert not out.exists()
     assert not out.with_name("cancelled.partial").exists()
+
+
+EXTENDED = os.environ.get("MSQUANT_TEST_ALL_SCHEMES") == "1"
+RECIPE_YAML = """\
+quant_stage:
+  quant_modifiers:
+    QuantizationModifier:
+      targets: ["Linear"]
+      scheme: "W8A16"
+      ignore: ["lm_head"]
+"""
+
+
+@pytest.mark.skipif(not EXTENDED, reason="set MSQUANT_TEST_ALL_SCHEMES=1 (AWQ alone takes ~1 min on CPU)")
+@pytest.mark.parametrize("scheme", ["W8A16", "SMOOTHQUANT_GPTQ_W8A8", "AWQ_W4A16", "RECIPE"])
+def test_the_other_schemes(demo_model: Path, tmp_path: Path, scheme: str) -> None:
+    out = tmp_path / "out"
+    args = ["quantize", "--model", str(demo_model), "--scheme", scheme, "--out", str(out)]
+    if scheme in ("SMOOTHQUANT_GPTQ_W8A8", "AWQ_W4A16"):
+        args += ["--dataset", str(demo_model / "calibration.jsonl"), "--samples", "8", "--seq-len", "64"]
+    if scheme == "RECIPE":
+        (tmp_path / "recipe.yaml").write_text(RECIPE_YAML)
+        args += ["--recipe", str(tmp_path / "recipe.yaml")]
+    code, events, stdout, stderr = run_cli(*args, timeout=900)
+    assert code == 0, stdout[-3000:] + stderr[-3000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+    code, events, stdout, stderr = run_cli("verify", "--model", str(out), "--original", str(demo_model))
+    assert code == 0 and events[-1]["finite"], stdout[-3000:] + stderr[-3000:]
