@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBCOMMAND_MODULES: list[str] = []
+SUBCOMMAND_MODULES: list[str] = ["msquant_desktop.cli.projects_cmd"]
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
