@@ -101,6 +101,8 @@ class AppServices:
     paths: AppPaths
     settings: object
     conn: object
+    projects: object = None  # ProjectService
+    project_launcher: object = None  # ProjectLauncher
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -118,7 +120,24 @@ def create_services(paths: AppPaths) -> AppServices:
     conn = connect(paths.database)
     services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
     services.on_shutdown.append(conn.close)
+    _create_project_services(services)
     return services
+
+
+def _create_project_services(services: AppServices) -> None:
+    from msquant_desktop.services.project_launch import ProjectLauncher
+    from msquant_desktop.services.project_service import ProjectService
+
+    # The job engine and the cluster service are created before this when present.
+    jobs = getattr(services, "jobs", None)
+    clusters = getattr(services, "clusters", None)
+    projects = ProjectService(services.conn, jobs=jobs)  # type: ignore[arg-type]
+    launcher = ProjectLauncher(
+        projects, services.paths.data_dir / "project-snapshots", jobs=jobs, clusters=clusters
+    )
+    services.projects, services.project_launcher = projects, launcher
+    services.on_shutdown.append(projects.close)
+    services.on_shutdown.append(launcher.close)
 
 
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
@@ -129,7 +148,7 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.projects_tab import ProjectsTab
 
     tabs = [
-        ("Projects", ProjectsTab()),
+        ("Projects", ProjectsTab(services.projects, services.project_launcher)),  # type: ignore[arg-type]
         ("Clusters", ClustersTab()),
         ("Jobs", JobsTab()),
         ("GPUs", GpusTab()),

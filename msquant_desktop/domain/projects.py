@@ -15,6 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from msquant_desktop.domain.jobs import JobKind, JobSpec, JobTarget
+from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
+from msquant_desktop.domain.slurm import SlurmSubmission
+
 DEFAULT_ENTRY_POINT = "python train.py"
 
 # Keys of Project.extra (a JSON object in the store) that the Projects area uses.
@@ -203,3 +207,95 @@ def launch_warnings(status: RepoStatus, cluster: bool, pushed_commit: str | None
         else:
             warnings.append(f"No commit of HEAD {status.short_sha} is on a remote; push it first.")
     return warnings
+
+
+# ------------------------------------------------------------------------------------------------
+# A launch, fixed when the user clicks Launch
+# ------------------------------------------------------------------------------------------------
+
+PINNED_TREE_DEST = "{run_dir}/src"
+"""Where the wrapper checks out the pinned commit: inside the job's own run folder."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything a launch runs, resolved before anything runs (commit, command, composed config)."""
+
+    project_id: int
+    project_name: str
+    repo: str
+    entry_point: str
+    overrides: tuple[str, ...]
+    command: tuple[str, ...]  # exactly what runs: split entry point + overrides
+    commit: str  # full SHA: HEAD for Local, the newest pushed commit for Cluster
+    commit_subject: str
+    target: JobTarget
+    composed_config: str | None = None  # YAML, None for a project without Hydra
+    cluster: str | None = None
+    repo_url: str | None = None
+    dirty_count: int = 0
+    warnings: tuple[str, ...] = ()
+
+    def job_name(self) -> str:
+        return f"{self.project_name} @ {self.commit[:8]}"
+
+    def meta(self, patch: str | None = None) -> dict[str, Any]:
+        """What is stored with the job (shown in its details; read back by "Re-run with changes")."""
+        return {
+            "command": list(self.command),
+            "entry_point": self.entry_point,
+            "overrides": list(self.overrides),
+            "commit": self.commit,
+            "commit_subject": self.commit_subject,
+            "composed_config": self.composed_config,
+            "repo": self.repo,
+            "repo_url": self.repo_url,
+            "patch": patch,
+        }
+
+
+def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None) -> JobSpec:
+    """The JobSpec of a local launch: the pinned-run wrapper around the exact command.
+
+    `wrapper` is how this program invokes its `project-run` subcommand (runtime.self_command).
+    """
+    argv = [*wrapper, "--repo", plan.repo, "--commit", plan.commit, "--dest", PINNED_TREE_DEST]
+    if patch:
+        argv += ["--patch", patch]
+    argv += ["--", *plan.command]
+    return JobSpec(
+        name=plan.job_name(),
+        argv=tuple(argv),
+        kind=JobKind.PROJECT,
+        target=JobTarget.LOCAL,
+        cwd=RUN_DIR_PLACEHOLDER,
+        project_id=plan.project_id,
+        meta=plan.meta(patch),
+    )
+
+
+def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
+    """The cluster submission of a launch, at the pushed commit; the overrides go as their own args."""
+    if not plan.cluster:
+        raise OverrideError("choose a cluster to launch on")
+    if not plan.repo_url:
+        raise OverrideError("the project has no remote, so a cluster cannot fetch its code")
+    return SlurmSubmission(
+        cluster=plan.cluster,
+        job_name=plan.job_name(),
+        repo_url=plan.repo_url,
+        commit=plan.commit,
+        command=tuple(split_entry_point(plan.entry_point)),
+        overrides=plan.overrides,
+        project_id=plan.project_id,
+    )
+
+
+def preferred_remote_url(status: RepoStatus) -> str | None:
+    """The URL a cluster clones from: the upstream's remote, else origin, else the first remote."""
+    urls = dict(status.remotes)
+    if status.upstream and "/" in status.upstream:
+        name = status.upstream.split("/", 1)[0]
+        if name in urls:
+            return urls[name]
+    return urls.get("origin") or (status.remotes[0][1] if status.remotes else None)

@@ -1,0 +1,115 @@
+"""A project's jobs (local and SLURM) with status; details of the selected one; Re-run with changes."""
+
+from __future__ import annotations
+
+import shlex
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontDatabase
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from msquant_desktop.domain.jobs import JobRecord
+
+COLUMNS = ("Job", "Created", "Target", "Status", "Commit", "Overrides")
+
+
+def describe_job(job: JobRecord) -> str:
+    """The details pane: the exact command, commit and composed config stored with the job."""
+    meta = job.spec.meta
+    lines = [
+        f"Job #{job.id}: {job.spec.name}",
+        f"Status: {job.state.value}" + (f" ({job.outcome.describe()})" if job.outcome else ""),
+        f"Target: {job.spec.target.value}" + (f" on {job.spec.cluster}" if job.spec.cluster else ""),
+        f"Commit: {meta.get('commit', '?')} {meta.get('commit_subject', '')}".rstrip(),
+        f"Command: {shlex.join(meta.get('command', job.spec.argv))}",
+    ]
+    if meta.get("patch"):
+        lines.append(f"Uncommitted changes applied from: {meta['patch']}")
+    if job.run_dir:
+        lines.append(f"Run folder: {job.run_dir}")
+    if job.slurm_job_id:
+        lines.append(f"SLURM job: {job.slurm_job_id}")
+    config = meta.get("composed_config")
+    lines += ["", "Composed config:", config.rstrip()] if config else ["", "(no Hydra config)"]
+    return "\n".join(lines)
+
+
+class ProjectHistory(QWidget):
+    sig_rerun_requested = Signal(object)
+    """JobRecord: fill the launch form from this job."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._jobs: list[JobRecord] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.details.setPlaceholderText("Select a job to see its exact command, commit and composed config.")
+        self.rerun_button = QPushButton("Re-run with changes…")
+        self.rerun_button.setEnabled(False)
+        self.rerun_button.clicked.connect(self._on_rerun)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(self._on_rerun)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.details)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.rerun_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+
+    def set_jobs(self, jobs: list[JobRecord]) -> None:
+        selected = self.selected_job()
+        self._jobs = list(jobs)
+        self.table.setRowCount(len(jobs))
+        for row, job in enumerate(jobs):
+            meta = job.spec.meta
+            values = (
+                f"#{job.id}",
+                job.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+                job.spec.target.value + (f" ({job.spec.cluster})" if job.spec.cluster else ""),
+                job.state.value,
+                str(meta.get("commit", ""))[:8],
+                " ".join(meta.get("overrides", [])),
+            )
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        if selected is not None:
+            for row, job in enumerate(jobs):
+                if job.id == selected.id:
+                    self.table.selectRow(row)
+        self._on_selection()
+
+    def selected_job(self) -> JobRecord | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self._jobs[rows[0].row()] if rows and rows[0].row() < len(self._jobs) else None
+
+    def _on_selection(self) -> None:
+        job = self.selected_job()
+        self.rerun_button.setEnabled(job is not None)
+        self.details.setPlainText(describe_job(job) if job else "")
+
+    def _on_rerun(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.sig_rerun_requested.emit(job)
