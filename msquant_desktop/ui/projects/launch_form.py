@@ -58,7 +58,6 @@ class LaunchForm(QWidget):
         self.entry_point.setToolTip("Split like a shell would (quotes work), but run without a shell")
         self.config_label = QLabel("No Hydra config folder (conf/ or configs/): plain command")
         self.config_label.setWordWrap(True)
-        self.groups_form = QFormLayout()
         self.free_lines = QPlainTextEdit()
         self.free_lines.setPlaceholderText("key=value, one per line (e.g. trainer.opt.lr=0.01)")
         self.free_lines.setFont(mono)
@@ -99,9 +98,9 @@ class LaunchForm(QWidget):
         self.notice.setWordWrap(True)
 
         form = QFormLayout()
+        self._form = form
         form.addRow("Entry point", self.entry_point)
         form.addRow("Hydra", self.config_label)
-        form.addRow(self.groups_form)
         form.addRow("Overrides", self.free_lines)
         form.addRow("Target", targets)
         form.addRow("", self.snapshot_check)
@@ -128,14 +127,15 @@ class LaunchForm(QWidget):
         """Rebuild the group pickers, keeping the choices the user made where they still exist."""
         previous = self.group_choices()
         self._layout = layout
-        while self.groups_form.rowCount():
-            self.groups_form.removeRow(0)
+        for combo in self.pickers.values():
+            self._form.removeRow(combo)
         self.pickers.clear()
         if layout is None:
             self.config_label.setText("No Hydra config folder (conf/ or configs/): plain command")
         else:
             self.config_label.setText(f"{layout.config_dir}  ·  primary config: {layout.primary}.yaml")
-            for group, options in layout.groups:
+            # Group pickers go right under the "Hydra" row (row 1).
+            for row, (group, options) in enumerate(layout.groups, start=2):
                 combo = QComboBox()
                 default = layout.default_for(group)
                 if default is None:
@@ -146,7 +146,7 @@ class LaunchForm(QWidget):
                 combo.setCurrentIndex(max(0, combo.findData(wanted)))
                 combo.currentIndexChanged.connect(self.update_command)
                 self.pickers[group] = combo
-                self.groups_form.addRow(group, combo)
+                self._form.insertRow(row, group, combo)
         self.update_command()
 
     def prefill(self, entry_point: str, overrides: Sequence[str]) -> None:
