@@ -144,7 +144,7 @@ def newest_pushed_commit(repo: str | Path, commit: str = "HEAD") -> str | None:
     line = git(repo, "rev-list", "--first-parent", "--max-count=2000", commit).stdout.split()
     for sha in line:
         if sha not in unpushed:
-            return sha
+            return str(sha)
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,7 +65,7 @@ class ProjectRepository:
         row = self._conn.execute("SELECT * FROM projects WHERE path = ?", (path,)).fetchone()
         return _row_to_project(row) if row is not None else None
 
-    def remember_launch(self, project_id: int, entry_point: str, overrides: list[str]) -> Project:
+    def remember_launch(self, project_id: int, entry_point: str, overrides: Sequence[str]) -> Project:
         """Keep the entry point and overrides of the last launch, to pre-fill the form next time."""
         extra = dict(self.get(project_id).extra)
         extra[EXTRA_LAST_OVERRIDES] = list(overrides)

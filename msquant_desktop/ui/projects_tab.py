@@ -117,6 +117,8 @@ class ProjectsTab(QWidget):
         self.details.sig_fetch_requested.connect(self.fetch_current)
         self.form.sig_preview_requested.connect(self.preview_config)
         self.form.sig_launch_requested.connect(self.launch)
+        self.form.sig_config_dir_requested.connect(self.choose_config_dir)
+        self.form.sig_primary_chosen.connect(self.choose_primary)
         self.history.sig_rerun_requested.connect(self.rerun_with_changes)
         service.sig_projects_changed.connect(self.reload)
         service.sig_project_added.connect(self.select_project)
@@ -191,6 +193,20 @@ class ProjectsTab(QWidget):
             self.details.fetch_button.setEnabled(False)
             self.details.fetch_button.setText("Fetching…")
             self.service.fetch(project_id)
+
+    def choose_config_dir(self) -> None:
+        project_id = self.current_project_id()
+        if project_id is None:
+            return
+        project = self.service.project(project_id)
+        folder = QFileDialog.getExistingDirectory(self, "Choose the Hydra config folder", project.path)
+        if folder:
+            self.service.set_config(project_id, folder, None)
+
+    def choose_primary(self, name: str) -> None:
+        project_id = self.current_project_id()
+        if project_id is not None:
+            self.service.set_config(project_id, self.service.project(project_id).config_dir, name)
 
     # -- showing a project -------------------------------------------------------------------------
     def _on_current_changed(self, *_args: object) -> None:

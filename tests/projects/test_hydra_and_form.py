@@ -110,3 +110,24 @@ def test_cluster_launch_warnings(sample_repo: SampleRepo) -> None:
     assert any("uncommitted" in w for w in warnings)
     assert any(f"pushed commit {sample_repo.pushed[:8]}" in w for w in warnings)
     assert len(launch_warnings(status, cluster=False, pushed_commit=pushed)) == 1
+
+
+def test_configs_folder_user_folder_and_primary_choice(tmp_path: Path) -> None:
+    (tmp_path / "configs" / "db").mkdir(parents=True)
+    (tmp_path / "configs" / "train.yaml").write_text("defaults:\n  - db: pg\nlr: 1\n")
+    (tmp_path / "configs" / "eval.yaml").write_text("split: test\n")
+    (tmp_path / "configs" / "db" / "pg.yaml").write_text("port: 5432\n")
+    layout = discover(tmp_path)
+    assert layout is not None and (layout.primary, layout.primaries) == ("train", ("eval", "train"))
+    assert layout.default_for("db") == "pg"
+    evaluation = discover(tmp_path, None, "eval")
+    assert evaluation is not None and evaluation.defaults == ()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "main.yaml").write_text("x: 1\n")
+    custom = discover(tmp_path, "elsewhere")
+    assert custom is not None and custom.primary == "main" and custom.groups == ()
+    with pytest.raises(HydraError, match="has no nope.yaml"):
+        discover(tmp_path, None, "nope")
+    # A group that is not in the defaults list is added with '+', as Hydra requires.
+    assert build_overrides(evaluation, {"db": "pg"}, "") == ["+db=pg"]
+    assert "port: 5432" in compose_yaml(tmp_path / "configs", "eval", ["+db=pg"])

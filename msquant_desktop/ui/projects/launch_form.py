@@ -47,6 +47,10 @@ class LaunchForm(QWidget):
     """The user clicked Launch (read `entry_point()`, `overrides()`, `target()`, `cluster()`)."""
     sig_preview_requested = Signal()
     """The user asked for the composed config."""
+    sig_config_dir_requested = Signal()
+    """The user wants to choose the Hydra config folder."""
+    sig_primary_chosen = Signal(str)
+    """The user chose another primary config (name without .yaml)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +62,15 @@ class LaunchForm(QWidget):
         self.entry_point.setToolTip("Split like a shell would (quotes work), but run without a shell")
         self.config_label = QLabel("No Hydra config folder (conf/ or configs/): plain command")
         self.config_label.setWordWrap(True)
+        self.primary_combo = QComboBox()
+        self.primary_combo.setToolTip("The primary config (config_name of @hydra.main)")
+        self.primary_combo.hide()
+        self.config_dir_button = QPushButton("Config folder…")
+        self.config_dir_button.setToolTip("Use another Hydra config folder than conf/ or configs/")
+        hydra_row = QHBoxLayout()
+        hydra_row.addWidget(self.config_label, 1)
+        hydra_row.addWidget(self.primary_combo)
+        hydra_row.addWidget(self.config_dir_button)
         self.free_lines = QPlainTextEdit()
         self.free_lines.setPlaceholderText("key=value, one per line (e.g. trainer.opt.lr=0.01)")
         self.free_lines.setFont(mono)
@@ -100,7 +113,7 @@ class LaunchForm(QWidget):
         form = QFormLayout()
         self._form = form
         form.addRow("Entry point", self.entry_point)
-        form.addRow("Hydra", self.config_label)
+        form.addRow("Hydra", hydra_row)
         form.addRow("Overrides", self.free_lines)
         form.addRow("Target", targets)
         form.addRow("", self.snapshot_check)
@@ -119,6 +132,10 @@ class LaunchForm(QWidget):
         self.free_lines.textChanged.connect(self.update_command)
         self.cluster_radio.toggled.connect(self._on_target_toggled)
         self.preview_button.clicked.connect(self.sig_preview_requested)
+        self.config_dir_button.clicked.connect(self.sig_config_dir_requested)
+        self.primary_combo.activated.connect(
+            lambda _index: self.sig_primary_chosen.emit(self.primary_combo.currentText())
+        )
         self.launch_button.clicked.connect(self.sig_launch_requested)
         self.update_command()
 
@@ -130,10 +147,14 @@ class LaunchForm(QWidget):
         for combo in self.pickers.values():
             self._form.removeRow(combo)
         self.pickers.clear()
+        self.primary_combo.clear()
+        self.primary_combo.setVisible(layout is not None and len(layout.primaries) > 1)
         if layout is None:
             self.config_label.setText("No Hydra config folder (conf/ or configs/): plain command")
         else:
             self.config_label.setText(f"{layout.config_dir}  ·  primary config: {layout.primary}.yaml")
+            self.primary_combo.addItems(list(layout.primaries))
+            self.primary_combo.setCurrentText(layout.primary)
             # Group pickers go right under the "Hydra" row (row 1).
             for row, (group, options) in enumerate(layout.groups, start=2):
                 combo = QComboBox()
