@@ -179,6 +179,25 @@ def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
     return app
 
 
+STARTUP_PROBE_ENV = "MSQUANT_STARTUP_PROBE"
+"""When set, the app prints the seconds from process start to the first painted window and quits."""
+
+
+def _report_startup_and_quit(app) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import psutil
+    from PySide6.QtCore import QTimer
+
+    def report() -> None:
+        elapsed = time.time() - psutil.Process().create_time()
+        print(f"startup-to-window-shown {elapsed:.3f} s", flush=True)
+        app.quit()
+
+    # A zero timer runs after the first show/paint events have been processed.
+    QTimer.singleShot(0, report)
+
+
 def run_gui(paths: AppPaths) -> int:
     problem = display_problem()
     if problem:
@@ -192,6 +211,8 @@ def run_gui(paths: AppPaths) -> int:
     window = create_main_window(services)
     window.show()
     log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
+    if os.environ.get(STARTUP_PROBE_ENV):
+        _report_startup_and_quit(app)
     try:
         return int(app.exec())
     finally:

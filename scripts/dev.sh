@@ -79,7 +79,7 @@ case "$command" in
     ;;
   test)
     install_system_packages "${RUNTIME_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
-    install_python_packages "quantize,dev"
+    install_python_packages "quantize,dev,bundle"
     export QT_QPA_PLATFORM=offscreen
     exec "$VENV/bin/python" -m pytest --durations=20 "$@"
     ;;
