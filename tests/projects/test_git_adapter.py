@@ -79,3 +79,18 @@ def test_pinned_tree_has_the_commit_plus_the_snapshot(sample_repo: SampleRepo, t
 
     clean = prepare_pinned_tree(work, sample_repo.pushed, tmp_path / "run2" / "src", None)
     assert 'VERSION = "v1"' in (clean / "train.py").read_text()
+
+
+def test_fresh_repository_and_detached_head(tmp_path: Path, sample_repo: SampleRepo) -> None:
+    from tests.projects.conftest import init_repo
+
+    fresh = tmp_path / "fresh"
+    init_repo(fresh)
+    (fresh / "a.txt").write_text("a\n")
+    st = g.status(fresh)
+    assert (st.head_sha, st.head_text(), st.dirty_count, st.upstream) == ("", "no commits yet", 1, None)
+    assert st.ahead_behind_text() == "no upstream"
+
+    git(sample_repo.work, "checkout", "-q", "--detach", sample_repo.pushed)
+    st = g.status(sample_repo.work)
+    assert st.branch is None and st.head_sha == sample_repo.pushed and st.upstream is None

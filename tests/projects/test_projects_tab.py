@@ -185,3 +185,31 @@ def test_local_launch_runs_the_pinned_commit_and_exactly_the_form_command(  # ty
     assert tab.form.command() == form_command
     assert tab.form.group_choices() == {"model": "large", "trainer": "fast"}
     assert tab.details.last_job.text().startswith(f"#{job_id} completed")
+
+
+def test_cluster_launch_plan_uses_the_pushed_commit(qtbot, tab: ProjectsTab, sample_repo: SampleRepo) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.domain.jobs import JobTarget
+    from msquant_desktop.domain.projects import slurm_submission
+
+    add_and_wait(qtbot, tab, sample_repo.work)
+    project_id = tab.current_project_id()
+    assert project_id is not None
+    # Without a cluster service the target is disabled and says why.
+    assert not tab.form.cluster_radio.isEnabled() and "Clusters" in tab.form.cluster_radio.toolTip()
+    with qtbot.waitSignal(tab.launcher.sig_plan_ready, timeout=30000) as ready:
+        tab.launcher.prepare(project_id, "python train.py", ["model=large"], JobTarget.SLURM, "gpu-cluster")
+    plan = ready.args[0]
+    assert plan.commit == sample_repo.pushed and plan.commit_subject == "first model"
+    assert any("not on any remote" in w for w in plan.warnings)
+    submission = slurm_submission(plan)
+    assert (submission.cluster, submission.commit, submission.repo_url) == (
+        "gpu-cluster",
+        sample_repo.pushed,
+        str(sample_repo.remote),
+    )
+    assert submission.command == ("python", "train.py") and submission.overrides == ("model=large",)
+    # Submitting without a cluster service is refused with a message, nothing is stored.
+    with qtbot.waitSignal(tab.launcher.sig_launch_failed, timeout=10000) as failed:
+        tab.launcher.launch(plan)
+    assert "cluster launches are not available" in failed.args[0]
+    assert tab.service.history(project_id) == []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -66,6 +66,9 @@ class ProjectHistory(QWidget):
         self.rerun_button = QPushButton("Re-run with changes…")
         self.rerun_button.setEnabled(False)
         self.rerun_button.clicked.connect(self._on_rerun)
+        self.open_run_button = QPushButton("Open run folder")
+        self.open_run_button.setEnabled(False)
+        self.open_run_button.clicked.connect(self._on_open_run_folder)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.doubleClicked.connect(self._on_rerun)
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -73,6 +76,7 @@ class ProjectHistory(QWidget):
         splitter.addWidget(self.details)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.open_run_button)
         buttons.addWidget(self.rerun_button)
         layout = QVBoxLayout(self)
         layout.addWidget(splitter, 1)
@@ -107,9 +111,15 @@ class ProjectHistory(QWidget):
     def _on_selection(self) -> None:
         job = self.selected_job()
         self.rerun_button.setEnabled(job is not None)
+        self.open_run_button.setEnabled(bool(job and job.run_dir))
         self.details.setPlainText(describe_job(job) if job else "")
 
     def _on_rerun(self) -> None:
         job = self.selected_job()
         if job is not None:
             self.sig_rerun_requested.emit(job)
+
+    def _on_open_run_folder(self) -> None:
+        job = self.selected_job()
+        if job is not None and job.run_dir:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(job.run_dir))
