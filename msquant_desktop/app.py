@@ -101,6 +101,7 @@ class AppServices:
     paths: AppPaths
     settings: object
     conn: object
+    jobs: object = None
     projects: object = None  # ProjectService
     project_launcher: object = None  # ProjectLauncher
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
@@ -114,12 +115,19 @@ class AppServices:
 
 
 def create_services(paths: AppPaths) -> AppServices:
+    from msquant_desktop.services.job_service import JobService
     from msquant_desktop.services.settings_service import SettingsService
     from msquant_desktop.store import connect
+    from msquant_desktop.store.jobs_repo import JobRepository
 
     conn = connect(paths.database)
-    services = AppServices(paths=paths, settings=SettingsService(paths.settings_file), conn=conn)
+    settings = SettingsService(paths.settings_file)
+    services = AppServices(paths=paths, settings=settings, conn=conn)
     services.on_shutdown.append(conn.close)
+    jobs = JobService(JobRepository(conn), paths, settings)
+    services.jobs = jobs
+    services.on_shutdown.append(jobs.shutdown)  # before conn.close (reverse order); jobs keep running
+    jobs.start()
     _create_project_services(services)
     return services
 
@@ -143,22 +151,35 @@ def _create_project_services(services: AppServices) -> None:
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.clusters_tab import ClustersTab
     from msquant_desktop.ui.gpus_tab import GpusTab
+    from msquant_desktop.ui.jobs.close_guard import ask_with_dialog, make_close_guard
     from msquant_desktop.ui.jobs_tab import JobsTab
     from msquant_desktop.ui.main_window import MainWindow
     from msquant_desktop.ui.projects_tab import ProjectsTab
 
+    jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
     tabs = [
         ("Projects", ProjectsTab(services.projects, services.project_launcher)),  # type: ignore[arg-type]
         ("Clusters", ClustersTab()),
-        ("Jobs", JobsTab()),
+        ("Jobs", jobs_tab),
         ("GPUs", GpusTab()),
     ]
-    return MainWindow(
+    window = MainWindow(
         tabs,
         settings=services.settings,  # type: ignore[arg-type]
         ui_state_file=services.paths.config_dir / "ui-state.json",
         log_file=services.paths.log_file,
     )
+    window.jobs_tab = jobs_tab  # type: ignore[attr-defined]
+
+    def show_running(count: int) -> None:
+        window.jobs_status.setText(
+            "No jobs running" if count == 0 else f"{count} job{'s' if count != 1 else ''} running"
+        )
+
+    services.jobs.sig_running_count_changed.connect(show_running)  # type: ignore[attr-defined]
+    show_running(services.jobs.running_count())  # type: ignore[attr-defined]
+    window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))  # type: ignore[arg-type]
+    return window
 
 
 def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
@@ -226,7 +247,14 @@ def run_gui(paths: AppPaths) -> int:
 SelfTestCheck = Callable[[AppServices, object], str | None]
 """An extra self-test step: returns None when fine, else what failed."""
 
-SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = []
+
+def _job_self_test(services: AppServices, window: object) -> str | None:
+    from msquant_desktop.services.job_selftest import run_job_self_test
+
+    return run_job_self_test(services, window)
+
+
+SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [("local job through the supervisor", _job_self_test)]
 
 
 def run_self_test(data_dir: str | None) -> int:

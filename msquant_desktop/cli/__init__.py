@@ -7,13 +7,21 @@ none of them may import torch/llmcompressor at module level (the worker does tha
 
 from __future__ import annotations
 
-import argparse
-import importlib
+from typing import TYPE_CHECKING
 
-SUBCOMMAND_MODULES: list[str] = ["msquant_desktop.cli.projects_cmd"]
+if TYPE_CHECKING:  # imported lazily: the job supervisor's fast path loads this package
+    import argparse
+
+SUBCOMMAND_MODULES: list[str] = [
+    "msquant_desktop.cli.jobs",
+    "msquant_desktop.cli.supervise",
+    "msquant_desktop.cli.projects_cmd",
+]
 
 
 def add_subcommands(parser: argparse.ArgumentParser) -> None:
+    import importlib
+
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -17,6 +17,7 @@ from msquant_desktop.domain.jobs import (
     StateTransition,
     can_transition,
 )
+from msquant_desktop.domain.queue import Decision, QueuedJob, RejectJob, StartJob, next_runnable
 from msquant_desktop.store.db import StoreError, transaction
 
 # Columns a caller may set together with a state change.
@@ -219,6 +220,54 @@ class JobRepository:
             rest = [i for i in queued if i not in set(ordered_ids)]
             for position, job_id in enumerate([i for i in ordered_ids if i in set(queued)] + rest, 1):
                 self._conn.execute("UPDATE jobs SET queue_position = ? WHERE id = ?", (position, job_id))
+
+    def claim_next(self, max_running: int, gpu_count: int) -> tuple[Decision, JobRecord | None]:
+        """Decide (domain.queue.next_runnable) and take the next local job in one write transaction.
+
+        The transaction serializes every process sharing the store (the app and `jobs run`), so the
+        concurrency limit and GPU slots hold across all of them.  A started job is moved to STARTING
+        with its GPU indices; a job that can never run is moved to FAILED_TO_START with the reason.
+        """
+        with transaction(self._conn):
+            active = self.active(target=JobTarget.LOCAL)
+            queued = [QueuedJob(r.id, r.spec.gpus) for r in self.queued()]
+            busy = [i for r in active for i in r.gpu_indices]
+            decision = next_runnable(queued, len(active), max_running, gpu_count, busy)
+            if isinstance(decision, StartJob):
+                record = self.transition(
+                    decision.job_id, JobState.STARTING, "slot free", gpu_indices=decision.gpu_indices
+                )
+                return decision, record
+            if isinstance(decision, RejectJob):
+                self.transition(decision.job_id, JobState.STARTING, "rejected by the queue")
+                record = self.transition(
+                    decision.job_id, JobState.FAILED_TO_START, decision.reason, reason=decision.reason
+                )
+                return decision, record
+            return None, None
+
+    def finish_if_active(self, job_id: int, new: JobState, note: str = "", **fields: Any) -> JobRecord | None:
+        """Move a job to final state `new` unless it already is final (the app and the supervisor may
+        both record the same end; the first one wins).  None when nothing changed."""
+        with transaction(self._conn):
+            row = self._conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or JobState(row["state"]).is_final:
+                return None
+            return self.transition(job_id, new, note, **fields)
+
+    _SIGNATURE_SQL = (
+        "SELECT id, state, queue_position, pid, started_at, finished_at, exit_code, signal, reason,"
+        " slurm_job_id, length(result), run_dir FROM jobs"
+    )
+
+    def signatures(self) -> dict[int, tuple[Any, ...]]:
+        """A cheap fingerprint of every job (id -> changing columns) to notice others' writes."""
+        return {int(r[0]): tuple(r[1:]) for r in self._conn.execute(self._SIGNATURE_SQL)}
+
+    def signatures_of(self, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
+        marks = ",".join("?" * len(ids))
+        rows = self._conn.execute(f"{self._SIGNATURE_SQL} WHERE id IN ({marks})", list(ids))
+        return {int(r[0]): tuple(r[1:]) for r in rows}
 
     def delete(self, job_id: int) -> None:
         """Forget a job.  Refused while it may still own processes."""

@@ -33,11 +33,9 @@ class EmptyState(QWidget):
         self.buttons: list[QPushButton] = []
         button_row = QHBoxLayout()
         button_row.addStretch(1)
+        self._button_row = button_row
         for text, callback in actions or []:
-            button = QPushButton(text)
-            button.clicked.connect(callback)
-            button_row.addWidget(button)
-            self.buttons.append(button)
+            self.add_action(text, callback)
         button_row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addStretch(1)
@@ -46,6 +44,15 @@ class EmptyState(QWidget):
         layout.addSpacing(12)
         layout.addLayout(button_row)
         layout.addStretch(2)
+
+    def add_action(self, text: str, callback: Callable[[], None]) -> QPushButton:
+        """Another first step (e.g. an area adds "New quantization…" to the Jobs tab)."""
+        button = QPushButton(text)
+        button.clicked.connect(callback)
+        # Before the trailing stretch, after the other buttons.
+        self._button_row.insertWidget(len(self.buttons) + 1, button)
+        self.buttons.append(button)
+        return button
 
     def set_message(self, message: str) -> None:
         self.message_label.setText(message)

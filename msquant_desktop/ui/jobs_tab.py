@@ -1,23 +1,317 @@
-"""Jobs tab (issue 3 fills it): supervised local jobs and SLURM jobs in one table."""
+"""Jobs tab: supervised local jobs and SLURM jobs in one table, a details pane with the live log,
+and the actions (new, cancel, re-run, open folder, delete, queue order).
+
+Other areas extend it: `add_toolbar_action()` (e.g. "New quantization…") and `add_view()` (e.g. a
+"Results" sub-view next to "All jobs").
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QStackedWidget, QVBoxLayout, QWidget
+import logging
+from typing import Any
 
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QHeaderView,
+    QLineEdit,
+    QMessageBox,
+    QSizePolicy,
+    QSplitter,
+    QStackedWidget,
+    QSystemTrayIcon,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from msquant_desktop.domain.jobs import JobState
+from msquant_desktop.services.job_service import JobService
+from msquant_desktop.store import StoreError
 from msquant_desktop.ui.empty_state import EmptyState
+from msquant_desktop.ui.jobs.details import JobDetails
+from msquant_desktop.ui.jobs.new_command_dialog import NewCommandDialog
+from msquant_desktop.ui.jobs.table_model import (
+    FILTERS,
+    JOB_ID_ROLE,
+    Column,
+    JobsFilterProxy,
+    JobsTableModel,
+    ProgressDelegate,
+    state_label,
+)
+
+log = logging.getLogger(__name__)
 
 
 class JobsTab(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, service: JobService, settings: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.service = service
+        self._settings = settings
+        max_lines = settings.settings.log_view_max_lines if settings is not None else 10_000
         self.empty = EmptyState(
             "No jobs yet",
             "Run a quantization or any command as a supervised job: live logs, a queue, and a cancel "
-            "that stops the whole process tree.",
-            [],
+            "that stops the whole process tree. Jobs keep running when the app closes.",
+            [("New command job…", self.new_command_job)],
         )
+        self.model = JobsTableModel(service, self)
+        self.proxy = JobsFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setObjectName("jobs_table")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.setItemDelegateForColumn(Column.PROGRESS, ProgressDelegate(self.table))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        for column, width in (
+            (Column.STATUS, 130),
+            (Column.KIND, 80),
+            (Column.PROJECT, 90),
+            (Column.STARTED, 140),
+            (Column.DURATION, 90),
+            (Column.GPUS, 50),
+            (Column.PROGRESS, 200),
+            (Column.EXIT, 150),
+        ):
+            self.table.setColumnWidth(column, width)
+        self.details = JobDetails(service, max_lines)
+        self.details.log_view.sig_open_full_log.connect(self.open_full_log)
+
+        self.toolbar = QToolBar()
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.new_action = self._action("New command job…", self.new_command_job)
+        self.cancel_action = self._action("Cancel", self.cancel_selected)
+        self.rerun_action = self._action("Re-run", self.rerun_selected)
+        self.open_folder_action = self._action("Open run folder", self.open_run_folder)
+        self.delete_action = self._action("Delete", self.delete_selected)
+        self.up_action = self._action("Move up", lambda: self._move(-1))
+        self.down_action = self._action("Move down", lambda: self._move(+1))
+        self.up_action.setToolTip("Start this queued job earlier")
+        self.down_action.setToolTip("Start this queued job later")
+        for action in (
+            self.new_action,
+            self.cancel_action,
+            self.rerun_action,
+            self.open_folder_action,
+            self.delete_action,
+            self.up_action,
+            self.down_action,
+        ):
+            self.toolbar.addAction(action)
+        self._extra_actions_at = self.toolbar.insertSeparator(self.cancel_action)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.toolbar.addWidget(spacer)
+        self.state_filter = QComboBox()
+        self.state_filter.addItems(list(FILTERS))
+        self.state_filter.currentTextChanged.connect(self.proxy.set_group)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Filter jobs…")
+        self.search.setClearButtonEnabled(True)
+        self.search.setFixedWidth(220)
+        self.search.textChanged.connect(self.proxy.set_text)
+        self.toolbar.addWidget(self.state_filter)
+        self.toolbar.addWidget(self.search)
+
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.details)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([330, 400])
+        self.views = QTabWidget()
+        self.views.setDocumentMode(True)
+        self.views.addTab(splitter, "All jobs")
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(0, 0, 0, 0)
+        content_layout.addWidget(self.toolbar)
+        content_layout.addWidget(self.views, 1)
+
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty)
+        self.stack.addWidget(content)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
+
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
+            sig.connect(self._update_stack)
+        self.model.rowsInserted.connect(self._on_rows_inserted)
+        service.sig_job_changed.connect(self._on_job_changed)
+        self._clock = QTimer(self)
+        self._clock.setObjectName("jobs-tab-durations")
+        self._clock.setInterval(1000)
+        self._clock.timeout.connect(self.model.refresh_running_durations)
+        self._clock.start()
+        self._active_seen: set[int] = set()
+        self.notifications: list[str] = []
+        self._tray: QSystemTrayIcon | None = None
+        self.model.load()
+        self._active_seen = {
+            r.id for r in (self.model.record_at(i) for i in range(self.model.rowCount())) if r.state.is_active
+        }
+        self._update_actions()
+
+    # -- extension points for other areas ---------------------------------------------------------------
+    def add_toolbar_action(self, action: QAction) -> None:
+        """Add an action before Cancel (e.g. "New quantization…"); also offered in the empty state."""
+        action.setIconText(action.text())
+        self.toolbar.insertAction(self._extra_actions_at, action)
+        self.empty.add_action(action.text(), action.trigger)
+
+    def add_view(self, title: str, widget: QWidget) -> None:
+        """Add a sub-view next to "All jobs" (e.g. "Results")."""
+        self.views.addTab(widget, title)
+
+    # -- actions ----------------------------------------------------------------------------------------
+    def _action(self, text: str, slot: Any) -> QAction:
+        action = QAction(text, self)
+        action.setIconText(text)  # keep the "…": tool buttons strip it from the plain text
+        action.triggered.connect(slot)
+        return action
+
+    def selected_job_id(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        return int(rows[0].data(JOB_ID_ROLE)) if rows else None
+
+    def select_job(self, job_id: int) -> None:
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if index.data(JOB_ID_ROLE) == job_id:
+                flags = (
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+                )
+                self.table.selectionModel().select(index, flags)
+                self.table.scrollTo(index)
+                return
+
+    def new_command_job(self) -> None:
+        dialog = NewCommandDialog(self.service.gpu_count, self)
+        if dialog.exec() == NewCommandDialog.DialogCode.Accepted:
+            record = self.service.submit(dialog.spec())
+            self.select_job(record.id)
+
+    def cancel_selected(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self._guarded(lambda: self.service.cancel(job_id))
+
+    def rerun_selected(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self._guarded(lambda: self.select_job(self.service.rerun(job_id).id))
+
+    def delete_selected(self, confirm: bool = True) -> None:
+        job_id = self.selected_job_id()
+        if job_id is None:
+            return
+        if confirm:
+            answer = QMessageBox.question(self, "Delete job", f"Delete job #{job_id} and its run folder?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+        self._guarded(lambda: self.service.delete(job_id))
+
+    def open_run_folder(self) -> None:
+        job_id = self.selected_job_id()
+        folder = self.service.run_dir(job_id) if job_id is not None else None
+        if folder is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+
+    def open_full_log(self) -> None:
+        job_id = self.details.job_id
+        path = self.service.log_file(job_id) if job_id is not None else None
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def _move(self, delta: int) -> None:
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            self.service.move_in_queue(job_id, delta)
+            self.select_job(job_id)
+
+    def _guarded(self, work: Any) -> None:
+        try:
+            work()
+        except (StoreError, ValueError, KeyError) as exc:
+            QMessageBox.warning(self, "Jobs", str(exc))
+
+    # -- reacting ---------------------------------------------------------------------------------------
+    def _update_stack(self, *args: Any) -> None:
+        self.stack.setCurrentIndex(1 if self.model.rowCount() else 0)
+
+    def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
+        if self.selected_job_id() is None and self.model.rowCount():
+            self.select_job(self.model.record_at(first).id)
+
+    def _on_selection(self, *args: Any) -> None:
+        self.details.show_job(self.selected_job_id())
+        self._update_actions()
+
+    def _on_job_changed(self, job_id: int) -> None:
+        if job_id == self.selected_job_id():
+            self._update_actions()
+        try:
+            record = self.service.get(job_id)
+        except KeyError:
+            return
+        if record.state.is_active:
+            self._active_seen.add(job_id)
+        elif record.state.is_final and job_id in self._active_seen:
+            self._active_seen.discard(job_id)
+            self._notify_finished(
+                record.spec.name, job_id, record.outcome.describe() if record.outcome else ""
+            )
+
+    def _update_actions(self) -> None:
+        job_id = self.selected_job_id()
+        record = self.service.get(job_id) if job_id is not None else None
+        has = record is not None
+        self.cancel_action.setEnabled(bool(record and record.state.is_cancellable))
+        self.cancel_action.setText(
+            "Cancelling…" if record and record.state is JobState.CANCELLING else "Cancel"
+        )
+        self.rerun_action.setEnabled(has)
+        self.open_folder_action.setEnabled(bool(record and record.run_dir))
+        self.delete_action.setEnabled(bool(record and not record.state.is_active))
+        self.delete_action.setToolTip(
+            "Cancel it first: a running job cannot be deleted"
+            if record and record.state.is_active
+            else "Forget this job"
+        )
+        queued = bool(record and record.state is JobState.QUEUED and record.spec.target.value == "local")
+        self.up_action.setEnabled(queued)
+        self.down_action.setEnabled(queued)
+
+    def _notify_finished(self, name: str, job_id: int, outcome: str) -> None:
+        enabled = self._settings is None or self._settings.settings.notify_when_job_finishes
+        window = self.window()
+        if not enabled or window.isActiveWindow():
+            return
+        message = f"Job #{job_id} {name}: {outcome or 'finished'}"
+        self.notifications.append(message)
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(QApplication.windowIcon(), self)
+                self._tray.show()
+            self._tray.showMessage("Job finished", message)
+        else:
+            QApplication.alert(window)
+
+    def state_text(self, job_id: int) -> str:
+        return state_label(self.service.get(job_id).state)

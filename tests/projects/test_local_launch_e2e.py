@@ -8,13 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-import pytest
-
 from msquant_desktop.domain.jobs import JobSpec, JobState
 from tests.projects.conftest import TRAIN_PY, SampleRepo, commit_all, git
-
-# Runs once the job engine (issue 3) is on this branch; until then there is no engine to launch into.
-pytest.importorskip("msquant_desktop.services.job_service")
 
 
 def wait_final(qtbot, jobs, job_id: int, timeout_ms: int = 60000) -> None:  # type: ignore[no-untyped-def]
@@ -75,6 +70,17 @@ def test_local_launch_through_the_job_engine(qtbot, tmp_path: Path, sample_repo:
 
         qtbot.waitUntil(lambda: tab.history.table.rowCount() == 1, timeout=10000)
         qtbot.waitUntil(lambda: tab.history.table.item(0, 3).text() == "COMPLETED", timeout=10000)
+        assert tab.details.last_job.text().startswith(f"#{job_id} completed")
+
+        # "Re-run with changes" fills the form from the job: the same command again.
+        tab.form.free_lines.setPlainText("")
+        tab.form.set_group_choices({"model": "small"})
+        tab.history.table.selectRow(0)
+        assert sample_repo.unpushed in tab.history.details.toPlainText()
+        assert tab.history.open_run_button.isEnabled()
+        tab.history.rerun_button.click()
+        assert tab.form.command() == form_command
+        assert tab.form.group_choices() == {"model": "large", "trainer": "default"}
     finally:
         for job_id in jobs.local_active_ids():
             jobs.cancel(job_id)

@@ -1,0 +1,363 @@
+"""The job supervisor: one small Qt-free process per local job.
+
+It makes itself a child subreaper (orphaned descendants, even `setsid` escapees, are re-parented to
+it instead of PID 1), forks and execs the job in its own process group, writes every output line to
+the run folder's stream-tagged log and forwards the same bytes on its stdout to the app, keeps events
+in `events.jsonl`, and writes `exit.json` atomically when the job has ended — also when the app is
+long gone.  On SIGTERM it stops the whole tree: TERM to every descendant, a grace period, KILL.
+
+Deliberately NOT set: PR_SET_PDEATHSIG.  Jobs must survive the app crashing or quitting.
+Never dies of a dead pipe: SIGPIPE is ignored and every write to the app is guarded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from msquant_desktop.domain.logformat import (
+    STDERR_TAG,
+    STDOUT_TAG,
+    LineSplitter,
+    meta_line,
+    parse_event,
+    tag_lines,
+)
+from msquant_desktop.domain.markers import EVENT_PREFIX
+from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SUPERVISOR_FILE
+from msquant_desktop.supervisor import proctree
+
+if TYPE_CHECKING:
+    from typing import Any
+
+# Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
+# at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
+
+PR_SET_CHILD_SUBREAPER = 36
+READ_SIZE = 65536
+LINGER_SECONDS = 1.0
+"""After the main process exits, how long its leftovers may keep the output open before they are
+stopped (a job's processes end with the job, so nothing keeps holding GPU memory)."""
+LEFTOVER_GRACE_SECONDS = 3.0
+_EVENT_BYTES = EVENT_PREFIX.encode()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def set_child_subreaper() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _write_atomic(path: str, data: dict[str, Any], durable: bool = True) -> None:
+    """Write `path.partial`, (fsync,) rename: readers see no file or the whole file."""
+    tmp = path + ".partial"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, json.dumps(data, indent=1).encode())
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _exit_record(
+    returncode: int | None,
+    started_at: str,
+    cancelled: bool = False,
+    spawn_error: str = "",
+    job_pid: int | None = None,
+    leftovers_killed: int = 0,
+) -> dict[str, Any]:
+    """The fields of domain/runs.ExitRecord."""
+    return {
+        "returncode": returncode,
+        "cancelled": cancelled,
+        "spawn_error": spawn_error,
+        "started_at": started_at,
+        "ended_at": _now(),
+        "job_pid": job_pid,
+        "leftovers_killed": leftovers_killed,
+        "extra": {},
+    }
+
+
+class _AppPipe:
+    """Our stdout towards the app.  The first failed write (the app died) turns forwarding off."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.open = True
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while self.open and view:
+            try:
+                written = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except OSError:
+                self.open = False
+                return
+            view = view[written:]
+
+
+class Supervisor:
+    def __init__(self, run_dir: str, app_fd: int = 1) -> None:
+        self.run_dir = run_dir
+        with open(os.path.join(run_dir, LAUNCH_FILE), encoding="utf-8") as fh:
+            launch = json.load(fh)
+        self.argv: list[str] = [str(a) for a in launch["argv"]]
+        self.cwd: str = str(launch.get("cwd") or run_dir)
+        self.env: dict[str, str] = {str(k): str(v) for k, v in launch["env"].items()}
+        self.grace = float(launch.get("grace_seconds", 10.0))
+        self.run_dir_marker = self.env.get("MSQUANT_RUN_DIR", run_dir)
+        self.app = _AppPipe(app_fd)
+        self.log_fd = os.open(os.path.join(run_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.events_fd = os.open(
+            os.path.join(run_dir, EVENTS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
+        self.stop_requested = False
+        self.child_pid = 0
+        self.child_status: int | None = None
+
+    # -- output --------------------------------------------------------------------------------------
+    def _emit(self, tagged: bytes) -> None:
+        if not tagged:
+            return
+        _write_all(self.log_fd, tagged)
+        self.app.send(tagged)
+
+    def _handle_lines(self, tag: bytes, lines: bytes) -> None:
+        if not lines:
+            return
+        if tag is STDOUT_TAG and _EVENT_BYTES in lines:
+            events = [e for e in (parse_event(ln) for ln in lines.split(b"\n")) if e is not None]
+            if events:
+                _write_all(self.events_fd, b"".join(json.dumps(e).encode() + b"\n" for e in events))
+        self._emit(tag_lines(tag, lines))
+
+    def _meta(self, message: dict[str, Any]) -> None:
+        self._emit(meta_line(message))
+
+    # -- signals -------------------------------------------------------------------------------------
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
+
+    def _install_signals(self) -> int:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGCHLD, lambda s, f: None)  # only to wake the select loop
+        return wake_r
+
+    # -- life ------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started_at = _now()
+        wake_r = self._install_signals()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        exec_r, exec_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the job
+            _exec_job(self.argv, self.cwd, self.env, out_w, err_w, exec_w)
+        self.child_pid = pid
+        for fd in (out_w, err_w, exec_w):
+            os.close(fd)
+        spawn_error = _read_all(exec_r).decode("utf-8", "replace")
+        os.close(exec_r)
+        if spawn_error:
+            os.waitpid(pid, 0)
+            self._emit(tag_lines(STDERR_TAG, f"msquant: could not start the job: {spawn_error}\n".encode()))
+            return self._finish(_exit_record(None, started_at, spawn_error=spawn_error), [out_r, err_r])
+        self._meta({"type": "started", "job_pid": pid, "at": started_at})
+        leftovers = self._pump(out_r, err_r, wake_r)
+        status = self.child_status
+        returncode = None if status is None else os.waitstatus_to_exitcode(status)
+        record = _exit_record(
+            returncode, started_at, self.stop_requested, job_pid=pid, leftovers_killed=leftovers
+        )
+        return self._finish(record, [])
+
+    def _finish(self, record: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        for fd in fds:
+            os.close(fd)
+        _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
+        self._meta({"type": "exited", **record})
+        os.close(self.log_fd)
+        os.close(self.events_fd)
+        return record
+
+    def _reap(self) -> None:
+        """Collect every exited child: ours, and orphans re-parented to us as subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.child_pid:
+                self.child_status = status
+
+    def _pump(self, out_r: int, err_r: int, wake_r: int) -> int:
+        """Move output until the job and all its descendants are gone; returns leftovers stopped."""
+        selector = selectors.DefaultSelector()
+        splitters = {out_r: (STDOUT_TAG, LineSplitter()), err_r: (STDERR_TAG, LineSplitter())}
+        for fd in (out_r, err_r, wake_r):
+            selector.register(fd, selectors.EVENT_READ)
+        open_streams = {out_r, err_r}
+        stopping_since: float | None = None  # when we began stopping the tree
+        killed = False
+        exited_at: float | None = None
+        leftovers = 0
+        me = os.getpid()
+        while True:
+            busy = stopping_since is not None or exited_at is not None
+            for key, _ in selector.select(0.01 if busy else None):
+                fd = int(key.fd)
+                if fd == wake_r:
+                    _drain(wake_r)
+                    continue
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except InterruptedError:
+                    continue
+                tag, splitter = splitters[fd]
+                if data:
+                    self._handle_lines(tag, splitter.feed(data))
+                else:
+                    self._handle_lines(tag, splitter.flush())
+                    selector.unregister(fd)
+                    os.close(fd)
+                    open_streams.discard(fd)
+            self._reap()
+            now = time.monotonic()
+            if self.child_status is not None and exited_at is None:
+                exited_at = now
+            if self.stop_requested and stopping_since is None:
+                stopping_since = now
+                self._signal_tree(signal.SIGTERM, me)
+            if exited_at is None and stopping_since is None:
+                continue  # the common case while output flows: no /proc walk per read
+            tree = proctree.descendants(me)
+            if exited_at is not None and not tree and not open_streams:
+                break
+            if exited_at is not None and tree and stopping_since is None and now - exited_at > LINGER_SECONDS:
+                # The main process is done but left processes behind: stop them like a cancel would.
+                leftovers = len(tree)
+                stopping_since = now
+                self._signal_tree(signal.SIGTERM, me)
+            if stopping_since is not None and not killed:
+                grace = self.grace if self.stop_requested else min(self.grace, LEFTOVER_GRACE_SECONDS)
+                if now - stopping_since >= grace:
+                    killed = True
+                    self._signal_tree(signal.SIGKILL, me)
+            if killed and tree:
+                self._signal_tree(signal.SIGKILL, me)
+            if exited_at is not None and not tree and open_streams and now - exited_at > LINGER_SECONDS:
+                break  # someone outside our tree holds the pipe; the job itself is over
+        # Last sweep: anything still carrying the marker (should be nothing) goes too.
+        stray = proctree.pids_with_marker(self.run_dir_marker, exclude={me})
+        proctree.signal_all(stray, signal.SIGKILL)
+        selector.close()
+        for fd in open_streams:
+            os.close(fd)
+        return leftovers + len(stray)
+
+    def _signal_tree(self, sig: int, me: int) -> None:
+        try:
+            os.killpg(self.child_pid, sig)  # the job's own group: one call reaches most of it
+        except (ProcessLookupError, PermissionError):
+            pass
+        proctree.signal_all(proctree.descendants(me), sig)
+
+
+def _exec_job(argv: list[str], cwd: str, env: dict[str, str], out_w: int, err_w: int, exec_w: int) -> None:
+    """In the forked child: become the job.  Never returns."""
+    try:
+        os.setpgid(0, 0)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGPIPE, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)
+    except BaseException as exc:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        detail = f"{argv[0]}: {message}"
+        if isinstance(exc, OSError) and exc.errno == errno.ENOENT and not os.path.isdir(cwd):
+            detail = f"working directory {cwd} does not exist"
+        try:
+            os.write(exec_w, detail.encode("utf-8", "replace"))
+        finally:
+            os._exit(127)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[written:]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except InterruptedError:
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
+def supervise(run_dir: str) -> dict[str, Any]:
+    """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand)."""
+    if os.getsid(0) != os.getpid():
+        try:
+            os.setsid()  # started without a new session (tests, a shell): make our own
+        except OSError:
+            pass
+    set_child_subreaper()
+    _write_atomic(
+        os.path.join(run_dir, SUPERVISOR_FILE),
+        {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": _now()},
+        durable=False,  # only useful while this process lives
+    )
+    supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno())
+    return supervisor.run()
