@@ -157,8 +157,9 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.projects_tab import ProjectsTab
 
     jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
+    projects_tab = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
     tabs = [
-        ("Projects", ProjectsTab(services.projects, services.project_launcher)),  # type: ignore[arg-type]
+        ("Projects", projects_tab),
         ("Clusters", ClustersTab()),
         ("Jobs", jobs_tab),
         ("GPUs", GpusTab()),
@@ -170,6 +171,13 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         log_file=services.paths.log_file,
     )
     window.jobs_tab = jobs_tab  # type: ignore[attr-defined]
+    window.projects_tab = projects_tab  # type: ignore[attr-defined]
+
+    def show_job(job_id: int) -> None:
+        window.show_tab("Jobs")
+        jobs_tab.select_job(job_id)
+
+    projects_tab.sig_show_job.connect(show_job)
 
     def show_running(count: int) -> None:
         window.jobs_status.setText(

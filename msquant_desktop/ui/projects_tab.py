@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -44,6 +44,9 @@ def ask_with_dialog(parent: QWidget) -> Ask:
 
 
 class ProjectsTab(QWidget):
+    sig_show_job = Signal(int)
+    """Job id: the user wants to see this job in the Jobs tab (wired by the composition root)."""
+
     def __init__(
         self,
         service: ProjectService,
@@ -120,6 +123,7 @@ class ProjectsTab(QWidget):
         self.form.sig_config_dir_requested.connect(self.choose_config_dir)
         self.form.sig_primary_chosen.connect(self.choose_primary)
         self.history.sig_rerun_requested.connect(self.rerun_with_changes)
+        self.history.sig_show_job_requested.connect(self.sig_show_job)
         service.sig_projects_changed.connect(self.reload)
         service.sig_project_added.connect(self.select_project)
         service.sig_add_refused.connect(self._on_add_refused)

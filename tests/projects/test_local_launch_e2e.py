@@ -8,23 +8,32 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from msquant_desktop.domain.jobs import JobSpec, JobState
 from tests.projects.conftest import TRAIN_PY, SampleRepo, commit_all, git
+
+
+@pytest.fixture
+def services(app_paths, qapp):  # type: ignore[no-untyped-def]
+    from msquant_desktop.app import create_services
+
+    s = create_services(app_paths)
+    yield s
+    s.shutdown()
 
 
 def wait_final(qtbot, jobs, job_id: int, timeout_ms: int = 60000) -> None:  # type: ignore[no-untyped-def]
     qtbot.waitUntil(lambda: jobs.get(job_id).state.is_final, timeout=timeout_ms)
 
 
-def test_local_launch_through_the_job_engine(qtbot, tmp_path: Path, sample_repo: SampleRepo) -> None:  # type: ignore[no-untyped-def]
-    from msquant_desktop.app import create_services
-    from msquant_desktop.config.paths import resolve_paths
-    from msquant_desktop.ui.projects_tab import ProjectsTab
+def test_local_launch_through_the_job_engine(qtbot, services, sample_repo: SampleRepo) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.app import create_main_window
 
-    paths = resolve_paths(tmp_path / "data").ensure()
-    services = create_services(paths)  # the app's real job engine, project service and launcher
-    tab = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
-    qtbot.addWidget(tab)
+    # The app's real services (job engine, project service, launcher) and main window.
+    window = create_main_window(services)
+    qtbot.addWidget(window)
+    tab = window.projects_tab
     tab.ask = lambda title, text: True
     jobs = services.jobs  # type: ignore[attr-defined]
     try:
@@ -81,9 +90,12 @@ def test_local_launch_through_the_job_engine(qtbot, tmp_path: Path, sample_repo:
         tab.history.rerun_button.click()
         assert tab.form.command() == form_command
         assert tab.form.group_choices() == {"model": "large", "trainer": "default"}
+
+        # The history links to the job in the Jobs tab (live log, full stored spec).
+        tab.history.show_job_button.click()
+        assert window.current_tab_title() == "Jobs" and window.jobs_tab.selected_job_id() == job_id
     finally:
         for job_id in jobs.local_active_ids():
             jobs.cancel(job_id)
         for job_id in jobs.local_active_ids():
             wait_final(qtbot, jobs, job_id)
-        services.shutdown()

@@ -48,6 +48,8 @@ def describe_job(job: JobRecord) -> str:
 class ProjectHistory(QWidget):
     sig_rerun_requested = Signal(object)
     """JobRecord: fill the launch form from this job."""
+    sig_show_job_requested = Signal(int)
+    """Job id: show it in the Jobs tab (its live log and full details)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +68,9 @@ class ProjectHistory(QWidget):
         self.rerun_button = QPushButton("Re-run with changes…")
         self.rerun_button.setEnabled(False)
         self.rerun_button.clicked.connect(self._on_rerun)
+        self.show_job_button = QPushButton("Show in Jobs tab")
+        self.show_job_button.setEnabled(False)
+        self.show_job_button.clicked.connect(self._on_show_job)
         self.open_run_button = QPushButton("Open run folder")
         self.open_run_button.setEnabled(False)
         self.open_run_button.clicked.connect(self._on_open_run_folder)
@@ -76,6 +81,7 @@ class ProjectHistory(QWidget):
         splitter.addWidget(self.details)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.show_job_button)
         buttons.addWidget(self.open_run_button)
         buttons.addWidget(self.rerun_button)
         layout = QVBoxLayout(self)
@@ -112,6 +118,7 @@ class ProjectHistory(QWidget):
         job = self.selected_job()
         self.rerun_button.setEnabled(job is not None)
         self.open_run_button.setEnabled(bool(job and job.run_dir))
+        self.show_job_button.setEnabled(job is not None)
         self.details.setPlainText(describe_job(job) if job else "")
 
     def _on_rerun(self) -> None:
@@ -123,3 +130,8 @@ class ProjectHistory(QWidget):
         job = self.selected_job()
         if job is not None and job.run_dir:
             QDesktopServices.openUrl(QUrl.fromLocalFile(job.run_dir))
+
+    def _on_show_job(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.sig_show_job_requested.emit(job.id)
