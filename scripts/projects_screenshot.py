@@ -15,8 +15,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 FILES = {
-    "train.py": "import hydra\n\n@hydra.main(config_path='conf', config_name='config', version_base=None)\n"
-    "def main(cfg):\n    print(cfg)\n\nif __name__ == '__main__':\n    main()\n",
+    "train.py": "import sys\n\nprint('training with', sys.argv[1:])\n",
     "conf/config.yaml": "defaults:\n  - model: small\n  - trainer: default\n  - _self_\nseed: 1\n"
     "data:\n  path: /data/mnist\n  batch: 64\n",
     "conf/model/small.yaml": "hidden: 64\nlayers: 2\n",
@@ -78,6 +77,13 @@ def main() -> int:
 
         services.projects.add_project(str(make_sample(Path(tmp))))  # type: ignore[attr-defined]
         wait(lambda: bool(tab.form.pickers) and tab.details.head.text() not in ("—", "reading…"))
+        # One real local launch, so the history and "Last job" have something to show.
+        tab.ask = lambda title, text: True
+        tab.form.entry_point.setText("python3 train.py")
+        tab.form.set_group_choices({"trainer": "fast"})
+        tab.launch()
+        wait(lambda: "submitted" in tab.form.notice.text())
+        wait(lambda: "completed" in tab.details.last_job.text())
         tab.form.set_group_choices({"model": "large"})
         tab.form.free_lines.setPlainText("trainer.opt.lr=0.01\n+tag=baseline")
         tab.preview_config()
@@ -86,6 +92,12 @@ def main() -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(out))
         print(f"saved {out}")
+        tab.pages.setCurrentWidget(tab.history)
+        tab.history.table.selectRow(0)
+        app.processEvents()
+        history_out = out.with_name(out.stem + "-history.png")
+        window.grab().save(str(history_out))
+        print(f"saved {history_out}")
         window.close()
         services.shutdown()
     return 0
