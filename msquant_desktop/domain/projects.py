@@ -218,6 +218,18 @@ PINNED_TREE_DEST = "{run_dir}/src"
 
 
 @dataclass(frozen=True)
+class ClusterResources:
+    """What a cluster launch asks SLURM for (checked against the cluster's profile when submitted)."""
+
+    partition: str | None = None
+    gpu_type: str | None = None
+    gpus: int = 0
+    cpus: int = 1
+    memory: str | None = None  # e.g. "16G"
+    time_limit: str | None = None  # e.g. "01:00:00"
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     """Everything a launch runs, resolved before anything runs (commit, command, composed config)."""
 
@@ -235,6 +247,7 @@ class LaunchPlan:
     repo_url: str | None = None
     dirty_count: int = 0
     warnings: tuple[str, ...] = ()
+    resources: ClusterResources | None = None
 
     def job_name(self) -> str:
         return f"{self.project_name} @ {self.commit[:8]}"
@@ -280,15 +293,48 @@ def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
         raise OverrideError("choose a cluster to launch on")
     if not plan.repo_url:
         raise OverrideError("the project has no remote, so a cluster cannot fetch its code")
+    res = plan.resources or ClusterResources()
     return SlurmSubmission(
         cluster=plan.cluster,
-        job_name=plan.job_name(),
+        job_name=plan.job_name().replace(" @ ", "-"),
         repo_url=plan.repo_url,
         commit=plan.commit,
         command=tuple(split_entry_point(plan.entry_point)),
         overrides=plan.overrides,
+        partition=res.partition,
+        gpu_type=res.gpu_type,
+        gpus=res.gpus,
+        cpus=res.cpus,
+        memory=res.memory,
+        time_limit=res.time_limit,
         project_id=plan.project_id,
     )
+
+
+LAUNCH_FACTS_FILE = "project-launch.json"
+"""In a SLURM job's local run folder: the LaunchPlan's meta (composed config included), written at
+submit, because the cluster service stores only the SlurmSubmission in the job's spec."""
+
+
+def job_launch_facts(meta: Mapping[str, Any], saved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The launch facts of a project job, local or SLURM, in one shape (the keys of LaunchPlan.meta).
+
+    Local jobs carry them in their meta; SLURM jobs carry a `submission` (and, when launched from the
+    Projects tab, a `saved` copy of the plan's meta from LAUNCH_FACTS_FILE).
+    """
+    facts: dict[str, Any] = dict(saved or {})
+    submission = meta.get("submission")
+    if isinstance(submission, Mapping):
+        command = [*submission.get("command", []), *submission.get("overrides", [])]
+        facts.setdefault("command", command)
+        facts.setdefault("entry_point", shlex.join(submission.get("command", [])))
+        facts.setdefault("overrides", list(submission.get("overrides", [])))
+        facts.setdefault("commit", submission.get("commit", ""))
+        facts.setdefault("repo_url", submission.get("repo_url"))
+    for key, value in meta.items():
+        if key != "submission":
+            facts.setdefault(key, value)
+    return facts
 
 
 def preferred_remote_url(status: RepoStatus) -> str | None:

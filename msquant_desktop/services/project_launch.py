@@ -8,6 +8,7 @@ the dirty-tree snapshot (Local, when asked) and submits to the job engine or the
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from PySide6.QtCore import QObject, Signal
 
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobTarget
 from msquant_desktop.domain.projects import (
+    LAUNCH_FACTS_FILE,
+    ClusterResources,
     LaunchPlan,
     build_command,
     launch_warnings,
@@ -55,6 +58,8 @@ class ProjectLauncher(QObject):
     sig_launched = Signal(int)
     """The job id of a submitted launch."""
     sig_launch_failed = Signal(str)
+    sig_targets_changed = Signal()
+    """The clusters one can launch on changed (re-read `cluster_names()`)."""
 
     def __init__(
         self,
@@ -72,6 +77,9 @@ class ProjectLauncher(QObject):
         self._clusters = clusters
         self._cluster_names = cluster_names
         self._tasks = BackgroundTasks("project-launch", workers=1, parent=self)
+        profiles_changed = getattr(clusters, "sig_profiles_changed", None)
+        if profiles_changed is not None:
+            profiles_changed.connect(self.sig_targets_changed)
 
     @property
     def local_available(self) -> bool:
@@ -91,6 +99,7 @@ class ProjectLauncher(QObject):
         overrides: Sequence[str],
         target: JobTarget,
         cluster: str | None = None,
+        resources: ClusterResources | None = None,
     ) -> None:
         """Resolve a launch; raises OverrideError at once for a malformed form, else answers by signal."""
         command = build_command(entry_point, overrides)
@@ -131,6 +140,7 @@ class ProjectLauncher(QObject):
                 repo_url=preferred_remote_url(status),
                 dirty_count=status.dirty_count,
                 warnings=tuple(launch_warnings(status, target is JobTarget.SLURM, pushed)),
+                resources=resources if target is JobTarget.SLURM else None,
             )
 
         def done(ok: bool, value: Any) -> None:
@@ -171,6 +181,16 @@ class ProjectLauncher(QObject):
             self._submit(lambda: self._require(self._jobs, "local").submit(spec), plan)
 
         self._tasks.run(work, done)
+
+    def _submit_to_cluster(self, plan: LaunchPlan) -> JobRecord:
+        record = self._require(self._clusters, "cluster").submit(slurm_submission(plan))
+        if record.run_dir:
+            # The cluster service keeps only the submission; keep the composed config next to it.
+            try:
+                Path(record.run_dir, LAUNCH_FACTS_FILE).write_text(json.dumps(plan.meta(), indent=2))
+            except OSError as exc:
+                log.warning("could not save the launch facts of job %s: %s", record.id, exc)
+        return record  # type: ignore[no-any-return]
 
     def _require(self, service: Any, what: str) -> Any:
         if service is None:

@@ -7,6 +7,7 @@ the same project only schedules one more.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -15,8 +16,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from msquant_desktop.domain.jobs import JobRecord
-from msquant_desktop.domain.projects import EXTRA_CONFIG_NAME, HydraLayout, Project, RepoStatus
+from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.domain.projects import (
+    EXTRA_CONFIG_NAME,
+    LAUNCH_FACTS_FILE,
+    HydraLayout,
+    Project,
+    RepoStatus,
+    job_launch_facts,
+)
 from msquant_desktop.projects import git
 from msquant_desktop.projects.hydra_config import compose_in_child, discover
 from msquant_desktop.services.project_tasks import BackgroundTasks
@@ -186,6 +194,16 @@ class ProjectService(QObject):
 
     def job(self, job_id: int) -> JobRecord | None:
         return self._jobs_repo.find(job_id)
+
+    def launch_facts(self, job: JobRecord) -> dict[str, Any]:
+        """Command, commit, overrides and composed config of a project job, local or SLURM."""
+        saved: dict[str, Any] | None = None
+        if job.spec.target is JobTarget.SLURM and job.run_dir:
+            try:
+                saved = json.loads(Path(job.run_dir, LAUNCH_FACTS_FILE).read_text())
+            except (OSError, ValueError):
+                saved = None  # submitted from elsewhere (CLI): the submission alone
+        return job_launch_facts(job.spec.meta, saved)
 
     def _on_job_touched(self, job_id: int) -> None:
         record = self._jobs_repo.find(job_id)

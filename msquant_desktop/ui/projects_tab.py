@@ -85,7 +85,7 @@ class ProjectsTab(QWidget):
 
         self.details = ProjectDetails()
         self.form = LaunchForm()
-        self.history = ProjectHistory()
+        self.history = ProjectHistory(service.launch_facts)
         self.pages = QTabWidget()
         # Scrollable so the tab never forces a tall minimum size on the window.
         form_scroll = QScrollArea()
@@ -141,9 +141,15 @@ class ProjectsTab(QWidget):
         app = QGuiApplication.instance()
         if isinstance(app, QGuiApplication):
             app.applicationStateChanged.connect(self._on_application_state)
-        self.form.set_targets(launcher.local_available, launcher.cluster_available, launcher.cluster_names())
+        launcher.sig_targets_changed.connect(self._update_targets)
+        self._update_targets()
         self.reload()
         self.service.refresh_all()
+
+    def _update_targets(self) -> None:
+        self.form.set_targets(
+            self.launcher.local_available, self.launcher.cluster_available, self.launcher.cluster_names()
+        )
 
     # -- list --------------------------------------------------------------------------------------
     def current_project_id(self) -> int | None:
@@ -220,12 +226,16 @@ class ProjectsTab(QWidget):
         project = self.service.project(project_id)
         self.details.show_project(project)
         self.details.show_status(self.service.status(project_id))
-        self.details.show_last_job(self.service.last_job(project_id))
+        self._show_last_job(project_id)
         self.form.set_layout(self.service.layout(project_id))
         self.form.prefill(project.entry_point, project.extra.get("last_overrides", []))
         self.form.preview.clear()
         self.form.notice.clear()
         self.history.set_jobs(self.service.history(project_id))
+
+    def _show_last_job(self, project_id: int) -> None:
+        job = self.service.last_job(project_id)
+        self.details.show_last_job(job, self.service.launch_facts(job) if job else None)
 
     def _on_status(self, project_id: int, status: RepoStatus) -> None:
         if project_id == self.current_project_id():
@@ -253,7 +263,7 @@ class ProjectsTab(QWidget):
     def _on_history_changed(self, project_id: int) -> None:
         if project_id == self.current_project_id():
             self.history.set_jobs(self.service.history(project_id))
-            self.details.show_last_job(self.service.last_job(project_id))
+            self._show_last_job(project_id)
 
     def _on_application_state(self, state: Qt.ApplicationState) -> None:
         # The user may have committed or edited in another window: re-read git when we come back.
@@ -299,6 +309,7 @@ class ProjectsTab(QWidget):
                 self.form.overrides(),
                 self.form.target(),
                 self.form.cluster(),
+                self.form.resources(),
             )
         except (OverrideError, LaunchRefused) as exc:
             self._on_launch_problem(str(exc))
@@ -337,7 +348,7 @@ class ProjectsTab(QWidget):
         self.form.notice.setText(text)
 
     def rerun_with_changes(self, job: JobRecord) -> None:
-        meta = job.spec.meta
+        meta = self.service.launch_facts(job)
         self.form.prefill(
             str(meta.get("entry_point", self.form.entry_point.text())), meta.get("overrides", [])
         )

@@ -131,3 +131,20 @@ def test_configs_folder_user_folder_and_primary_choice(tmp_path: Path) -> None:
     # A group that is not in the defaults list is added with '+', as Hydra requires.
     assert build_overrides(evaluation, {"db": "pg"}, "") == ["+db=pg"]
     assert "port: 5432" in compose_yaml(tmp_path / "configs", "eval", ["+db=pg"])
+
+
+def test_launch_facts_of_local_and_slurm_jobs_have_one_shape() -> None:
+    from msquant_desktop.domain.projects import job_launch_facts
+
+    local = {"command": ["python", "train.py", "a=1"], "commit": "abc", "overrides": ["a=1"]}
+    assert job_launch_facts(local) == local
+    # The cluster service keeps the SlurmSubmission (as a dict) in the job's meta.
+    slurm = {
+        "run_id": "r1",
+        "submission": {"command": ["python", "t.py"], "overrides": ["a=1"], "commit": "def", "repo_url": "u"},
+    }
+    facts = job_launch_facts(slurm)
+    assert facts["command"] == ["python", "t.py", "a=1"] and facts["entry_point"] == "python t.py"
+    assert (facts["commit"], facts["overrides"], facts["run_id"]) == ("def", ["a=1"], "r1")
+    saved = {"composed_config": "a: 1\n", "commit": "def", "commit_subject": "s"}
+    assert job_launch_facts(slurm, saved)["composed_config"] == "a: 1\n"

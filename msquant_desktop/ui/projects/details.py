@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -81,11 +83,11 @@ class ProjectDetails(QGroupBox):
         self.problem.setText(message)
         self.problem.show()
 
-    def show_last_job(self, job: JobRecord | None) -> None:
+    def show_last_job(self, job: JobRecord | None, facts: dict[str, Any] | None = None) -> None:
         if job is None:
             self.last_job.setText("none yet")
             return
-        commit = str(job.spec.meta.get("commit", ""))[:8]
+        commit = str((facts or {}).get("commit", ""))[:8]
         self.last_job.setText(
             f"#{job.id} {job.state.value.lower()} · {job.spec.target.value} · {commit} · "
             f"{job.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}"

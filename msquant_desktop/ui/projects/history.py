@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
@@ -24,9 +26,12 @@ from msquant_desktop.domain.jobs import JobRecord
 COLUMNS = ("Job", "Created", "Target", "Status", "Commit", "Overrides")
 
 
-def describe_job(job: JobRecord) -> str:
+Facts = Callable[[JobRecord], dict[str, Any]]
+"""A job's launch facts (command, commit, overrides, composed config), local or SLURM."""
+
+
+def describe_job(job: JobRecord, meta: dict[str, Any]) -> str:
     """The details pane: the exact command, commit and composed config stored with the job."""
-    meta = job.spec.meta
     lines = [
         f"Job #{job.id}: {job.spec.name}",
         f"Status: {job.state.value}" + (f" ({job.outcome.describe()})" if job.outcome else ""),
@@ -51,8 +56,9 @@ class ProjectHistory(QWidget):
     sig_show_job_requested = Signal(int)
     """Job id: show it in the Jobs tab (its live log and full details)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, facts: Facts, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._facts = facts
         self._jobs: list[JobRecord] = []
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -96,7 +102,7 @@ class ProjectHistory(QWidget):
         self._jobs = list(jobs)
         self.table.setRowCount(len(jobs))
         for row, job in enumerate(jobs):
-            meta = job.spec.meta
+            meta = self._facts(job)
             values = (
                 f"#{job.id}",
                 job.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
@@ -122,7 +128,7 @@ class ProjectHistory(QWidget):
         self.rerun_button.setEnabled(job is not None)
         self.open_run_button.setEnabled(bool(job and job.run_dir))
         self.show_job_button.setEnabled(job is not None)
-        self.details.setPlainText(describe_job(job) if job else "")
+        self.details.setPlainText(describe_job(job, self._facts(job)) if job else "")
 
     def _on_rerun(self) -> None:
         job = self.selected_job()

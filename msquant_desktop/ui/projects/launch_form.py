@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QRadioButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
 from msquant_desktop.domain.jobs import JobTarget
 from msquant_desktop.domain.projects import (
     DEFAULT_ENTRY_POINT,
+    ClusterResources,
     HydraLayout,
     OverrideError,
     build_command,
@@ -95,6 +97,23 @@ class LaunchForm(QWidget):
             "Local runs check out the exact commit in the job's run folder; tick this to apply the "
             "current uncommitted changes on top (taken when you click Launch)."
         )
+        self.partition = QLineEdit()
+        self.partition.setPlaceholderText("partition (default)")
+        self.gpus = QSpinBox()
+        self.gpus.setRange(0, 64)
+        self.gpus.setPrefix("GPUs ")
+        self.cpus = QSpinBox()
+        self.cpus.setRange(1, 512)
+        self.cpus.setPrefix("CPUs ")
+        self.memory = QLineEdit()
+        self.memory.setPlaceholderText("memory, e.g. 16G")
+        self.time_limit = QLineEdit()
+        self.time_limit.setPlaceholderText("time, e.g. 01:00:00")
+        self.resources_row = QWidget()
+        resources = QHBoxLayout(self.resources_row)
+        resources.setContentsMargins(0, 0, 0, 0)
+        for w in (self.partition, self.gpus, self.cpus, self.memory, self.time_limit):
+            resources.addWidget(w)
         targets = QHBoxLayout()
         for w in (self.local_radio, self.cluster_radio, self.cluster_combo):
             targets.addWidget(w)
@@ -117,6 +136,7 @@ class LaunchForm(QWidget):
         form.addRow("Overrides", self.free_lines)
         form.addRow("Target", targets)
         form.addRow("", self.snapshot_check)
+        form.addRow("Resources", self.resources_row)
         form.addRow("Command", self.command_view)
         buttons = QHBoxLayout()
         buttons.addWidget(self.form_error, 1)
@@ -185,8 +205,11 @@ class LaunchForm(QWidget):
         self.local_radio.setToolTip("" if local else LOCAL_UNAVAILABLE_TIP)
         self.cluster_radio.setEnabled(cluster)
         self.cluster_radio.setToolTip("" if cluster else CLUSTER_UNAVAILABLE_TIP)
+        chosen = self.cluster_combo.currentText()
         self.cluster_combo.clear()
         self.cluster_combo.addItems(list(clusters))
+        if chosen in clusters:
+            self.cluster_combo.setCurrentText(chosen)
         if not cluster:
             self.local_radio.setChecked(True)
         self._on_target_toggled()
@@ -224,7 +247,18 @@ class LaunchForm(QWidget):
             self.form_error.setText(str(exc))
             self.launch_button.setEnabled(False)
 
+    def resources(self) -> ClusterResources:
+        """What a cluster launch asks SLURM for (empty fields: the cluster's defaults)."""
+        return ClusterResources(
+            partition=self.partition.text().strip() or None,
+            gpus=self.gpus.value(),
+            cpus=self.cpus.value(),
+            memory=self.memory.text().strip() or None,
+            time_limit=self.time_limit.text().strip() or None,
+        )
+
     def _on_target_toggled(self) -> None:
         cluster = self.cluster_radio.isChecked()
         self.cluster_combo.setEnabled(cluster)
+        self.resources_row.setEnabled(cluster)
         self.snapshot_check.setEnabled(not cluster)
