@@ -141,7 +141,11 @@ def _create_project_services(services: AppServices) -> None:
     clusters = getattr(services, "clusters", None)
     projects = ProjectService(services.conn, jobs=jobs)  # type: ignore[arg-type]
     launcher = ProjectLauncher(
-        projects, services.paths.data_dir / "project-snapshots", jobs=jobs, clusters=clusters
+        projects,
+        services.paths.data_dir / "project-snapshots",
+        jobs=jobs,
+        clusters=clusters,
+        cluster_names=(lambda: [p.name for p in clusters.profiles()]) if clusters is not None else None,
     )
     services.projects, services.project_launcher = projects, launcher
     services.on_shutdown.append(projects.close)
