@@ -39,15 +39,31 @@ def main() -> int:
         app = create_qapplication([sys.argv[0]])
         services = create_services(paths)
         jobs = services.jobs
-        done = jobs.submit(JobSpec(name="eval perplexity", argv=("sh", "-c", "echo ppl=6.41; echo '@@MSQUANT-EVENT@@ {\"type\":\"result\",\"perplexity\":6.41,\"tokens\":32768}'")))
-        jobs.submit(JobSpec(name="export onnx", argv=("sh", "-c", "echo exporting; echo 'error: opset 19 not supported' >&2; exit 2")))
+        done = jobs.submit(
+            JobSpec(
+                name="eval perplexity",
+                argv=(
+                    "sh",
+                    "-c",
+                    'echo ppl=6.41; echo \'@@MSQUANT-EVENT@@ {"type":"result","perplexity":6.41,"tokens":32768}\'',
+                ),
+            )
+        )
+        jobs.submit(
+            JobSpec(
+                name="export onnx",
+                argv=("sh", "-c", "echo exporting; echo 'error: opset 19 not supported' >&2; exit 2"),
+            )
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not jobs.get(done.id).state.is_final:
             app.processEvents()
             time.sleep(0.02)
         time.sleep(0.5)
         app.processEvents()
-        running = jobs.submit(JobSpec(name="finetune llama-tiny", argv=(sys.executable, "-c", TRAINER), gpus=0))
+        running = jobs.submit(
+            JobSpec(name="finetune llama-tiny", argv=(sys.executable, "-c", TRAINER), gpus=0)
+        )
         jobs.submit(JobSpec(name="sweep lr=1e-4", argv=("sleep", "30")))
         jobs.submit(JobSpec(name="sweep lr=3e-4", argv=("sleep", "30")))
         window = create_main_window(services)

@@ -112,8 +112,8 @@ class LaunchForm(QWidget):
         self.resources_row = QWidget()
         resources = QHBoxLayout(self.resources_row)
         resources.setContentsMargins(0, 0, 0, 0)
-        for w in (self.partition, self.gpus, self.cpus, self.memory, self.time_limit):
-            resources.addWidget(w)
+        for field_widget in (self.partition, self.gpus, self.cpus, self.memory, self.time_limit):
+            resources.addWidget(field_widget)
         targets = QHBoxLayout()
         for w in (self.local_radio, self.cluster_radio, self.cluster_combo):
             targets.addWidget(w)
