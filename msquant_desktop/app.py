@@ -266,7 +266,16 @@ def _job_self_test(services: AppServices, window: object) -> str | None:
     return run_job_self_test(services, window)
 
 
-SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [("local job through the supervisor", _job_self_test)]
+def _projects_self_test(services: AppServices, window: object) -> str | None:
+    from msquant_desktop.services.project_selftest import run_projects_self_test
+
+    return run_projects_self_test()
+
+
+SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [
+    ("local job through the supervisor", _job_self_test),
+    ("projects: git and Hydra composition", _projects_self_test),
+]
 
 
 def run_self_test(data_dir: str | None) -> int:

@@ -89,7 +89,7 @@ def remotes(repo: str | Path) -> list[tuple[str, str]]:
 def status(repo: str | Path) -> RepoStatus:
     """Branch, HEAD, dirty count and ahead/behind from what git already knows (no network)."""
     root = work_tree_root(repo)
-    out = git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=normal").stdout
+    out = git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=all").stdout
     head_sha = ""
     branch: str | None = None
     upstream: str | None = None
