@@ -87,7 +87,8 @@ class ProjectLauncher(QObject):
 
     @property
     def cluster_available(self) -> bool:
-        return self._clusters is not None
+        """A cluster service exists and at least one cluster is configured."""
+        return self._clusters is not None and bool(self.cluster_names())
 
     def cluster_names(self) -> list[str]:
         return list(self._cluster_names()) if self._cluster_names else []

@@ -55,7 +55,9 @@ class ProjectService(QObject):
     sig_history_changed = Signal(int)
     """(project id): one of the project's jobs was added or changed."""
 
-    def __init__(self, conn: sqlite3.Connection, jobs: Any = None, parent: QObject | None = None) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, jobs: Any = None, clusters: Any = None, parent: QObject | None = None
+    ) -> None:
         super().__init__(parent)
         self._repo = ProjectRepository(conn)
         self._jobs_repo = JobRepository(conn)
@@ -65,9 +67,12 @@ class ProjectService(QObject):
         self._refreshing: set[int] = set()
         self._refresh_again: set[int] = set()
         self._compose_counter = 0
+        # Local jobs change through the job engine, SLURM jobs through the cluster service.
         if jobs is not None:
             jobs.sig_job_added.connect(self._on_job_touched)
             jobs.sig_job_changed.connect(self._on_job_touched)
+        if clusters is not None:
+            clusters.sig_job_changed.connect(self._on_job_touched)
 
     # -- the list ----------------------------------------------------------------------------------
     def projects(self) -> list[Project]:
