@@ -107,6 +107,8 @@ class AppServices:
     clusters: object = None  # ClusterService
     quantize: object = None
     """QuantizeService: checks, worker Python, quantization job specs, results."""
+    projects: object = None  # ProjectService
+    project_launcher: object = None  # ProjectLauncher
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def shutdown(self) -> None:
@@ -144,6 +146,7 @@ def create_services(paths: AppPaths) -> AppServices:
     clusters = services.clusters
     jobs.set_remote_canceller(lambda record: clusters.cancel(record.id))
     clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
+    _create_project_services(services)
     return services
 
 
@@ -157,6 +160,26 @@ def _create_gpu_service(settings_service):  # type: ignore[no-untyped-def]
     return gpu
 
 
+def _create_project_services(services: AppServices) -> None:
+    from msquant_desktop.services.project_launch import ProjectLauncher
+    from msquant_desktop.services.project_service import ProjectService
+
+    # The job engine and the cluster service are created before this when present.
+    jobs = getattr(services, "jobs", None)
+    clusters = getattr(services, "clusters", None)
+    projects = ProjectService(services.conn, jobs=jobs, clusters=clusters)  # type: ignore[arg-type]
+    launcher = ProjectLauncher(
+        projects,
+        services.paths.data_dir / "project-snapshots",
+        jobs=jobs,
+        clusters=clusters,
+        cluster_names=(lambda: [p.name for p in clusters.profiles()]) if clusters is not None else None,
+    )
+    services.projects, services.project_launcher = projects, launcher
+    services.on_shutdown.append(projects.close)
+    services.on_shutdown.append(launcher.close)
+
+
 def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.clusters_tab import ClustersTab
     from msquant_desktop.ui.gpus_tab import GpusTab
@@ -166,8 +189,9 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.projects_tab import ProjectsTab
 
     jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
+    projects_tab = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
     tabs = [
-        ("Projects", ProjectsTab()),
+        ("Projects", projects_tab),
         ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
         ("Jobs", jobs_tab),
         ("GPUs", GpusTab(services.gpu)),  # type: ignore[arg-type]
@@ -182,6 +206,13 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     from msquant_desktop.ui.quantize.install import install_quantize_ui
 
     window.quantize_ui = install_quantize_ui(jobs_tab, services.quantize)  # type: ignore[attr-defined]
+    window.projects_tab = projects_tab  # type: ignore[attr-defined]
+
+    def show_job(job_id: int) -> None:
+        window.show_tab("Jobs")
+        jobs_tab.select_job(job_id)
+
+    projects_tab.sig_show_job.connect(show_job)
 
     def show_running(count: int) -> None:
         window.jobs_status.setText(
@@ -274,7 +305,16 @@ def _job_self_test(services: AppServices, window: object) -> str | None:
     return run_job_self_test(services, window)
 
 
-SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [("local job through the supervisor", _job_self_test)]
+def _projects_self_test(services: AppServices, window: object) -> str | None:
+    from msquant_desktop.services.project_selftest import run_projects_self_test
+
+    return run_projects_self_test()
+
+
+SELF_TEST_CHECKS: list[tuple[str, SelfTestCheck]] = [
+    ("local job through the supervisor", _job_self_test),
+    ("projects: git and Hydra composition", _projects_self_test),
+]
 
 
 def run_self_test(data_dir: str | None) -> int:

@@ -1,12 +1,29 @@
-"""Projects: local git repositories jobs are launched from.  Standard library only."""
+"""Projects: local git repositories jobs are launched from.  Standard library only.
+
+Besides the stored `Project`, this module holds the pure rules of the launch form: what a Hydra
+override must look like, which overrides a set of group choices produces, and the exact argv a launch
+runs (the entry point split like a shell would, then each override as one argument, never through a
+shell).
+"""
 
 from __future__ import annotations
 
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from msquant_desktop.domain.jobs import JobKind, JobSpec, JobTarget
+from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
+from msquant_desktop.domain.slurm import SlurmSubmission
+
 DEFAULT_ENTRY_POINT = "python train.py"
+
+# Keys of Project.extra (a JSON object in the store) that the Projects area uses.
+EXTRA_CONFIG_NAME = "config_name"
+EXTRA_LAST_OVERRIDES = "last_overrides"
 
 
 @dataclass(frozen=True)
@@ -18,3 +35,313 @@ class Project:
     config_dir: str | None = None
     entry_point: str = DEFAULT_ENTRY_POINT
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_name(self) -> str | None:
+        """The primary Hydra config the user chose (None: discovered)."""
+        value = self.extra.get(EXTRA_CONFIG_NAME)
+        return str(value) if value else None
+
+
+@dataclass(frozen=True)
+class RepoStatus:
+    """What git already knows about a work tree (no network)."""
+
+    root: str
+    branch: str | None  # None: detached HEAD
+    head_sha: str  # full SHA; "" in a repository without commits
+    head_subject: str
+    dirty_count: int  # changed, staged or untracked files
+    upstream: str | None = None
+    ahead: int | None = None  # None: no upstream
+    behind: int | None = None
+    remotes: tuple[tuple[str, str], ...] = ()  # (name, fetch URL)
+
+    @property
+    def short_sha(self) -> str:
+        return self.head_sha[:8]
+
+    def head_text(self) -> str:
+        return f"{self.short_sha} {self.head_subject}" if self.head_sha else "no commits yet"
+
+    def ahead_behind_text(self) -> str:
+        if self.upstream is None:
+            return "no upstream"
+        return f"{self.ahead} ahead, {self.behind} behind {self.upstream}"
+
+
+@dataclass(frozen=True)
+class HydraLayout:
+    """A project's Hydra config tree as found on disk."""
+
+    config_dir: str
+    primary: str  # config name without .yaml
+    primaries: tuple[str, ...]  # every top-level config the user may choose
+    groups: tuple[tuple[str, tuple[str, ...]], ...]  # (group, options), groups sorted
+    defaults: tuple[tuple[str, str], ...]  # (group, option) from the primary's defaults list
+
+    def options(self, group: str) -> tuple[str, ...]:
+        return dict(self.groups).get(group, ())
+
+    def default_for(self, group: str) -> str | None:
+        return dict(self.defaults).get(group)
+
+
+class OverrideError(ValueError):
+    """An override line that is not of the form Hydra accepts; the message names the line."""
+
+
+# key: dotted path, optionally a group with a package (`db@backup`), optionally prefixed by + ++ or ~.
+_OVERRIDE_KEY = re.compile(r"^(\+\+|\+|~)?[A-Za-z_][\w\-]*(?:[./][\w\-]+)*(?:@[\w.\-]*)?$")
+
+
+def validate_override(text: str) -> str:
+    """Check one `key=value` override and return it unchanged.
+
+    Only the shape is checked here (Hydra checks the meaning when it composes).  Overrides are passed
+    as single argv elements, never through a shell, so characters such as `;` or `$` in a value arrive
+    verbatim and are allowed.
+    """
+    if text != text.strip():
+        raise OverrideError(f"override {text!r}: remove the spaces around it")
+    if not text:
+        raise OverrideError("an override cannot be empty")
+    key, sep, _value = text.partition("=")
+    if not sep and not key.startswith("~"):
+        raise OverrideError(f"override {text!r} has no '=': write it as key=value")
+    if not _OVERRIDE_KEY.match(key):
+        raise OverrideError(
+            f"override {text!r}: {key!r} is not a config key (letters, digits, _ and - joined by . or /, "
+            "optionally prefixed by +, ++ or ~)"
+        )
+    return text
+
+
+def parse_override_lines(text: str) -> list[str]:
+    """The free `key=value` lines of the form: blank lines and `#` comments skipped, each validated."""
+    overrides: list[str] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            overrides.append(validate_override(line))
+        except OverrideError as exc:
+            raise OverrideError(f"line {number}: {exc}") from None
+    return overrides
+
+
+def group_overrides(layout: HydraLayout | None, choices: Mapping[str, str]) -> list[str]:
+    """`group=option` for each picker whose choice differs from the primary config's default.
+
+    Groups are emitted in the layout's order, so the same choices always give the same command.
+    """
+    if layout is None:
+        return []
+    result: list[str] = []
+    for group, _options in layout.groups:
+        chosen = choices.get(group)
+        if not chosen or chosen == layout.default_for(group):
+            continue
+        key = group if layout.default_for(group) is not None else f"+{group}"
+        result.append(f"{key}={chosen}")
+    return result
+
+
+def build_overrides(layout: HydraLayout | None, choices: Mapping[str, str], free_lines: str) -> list[str]:
+    """All overrides of a launch: group pickers first, then the free lines (validated)."""
+    return [*group_overrides(layout, choices), *parse_override_lines(free_lines)]
+
+
+def split_entry_point(entry_point: str) -> list[str]:
+    """The entry point split the way a POSIX shell would split it (quotes honoured, nothing expanded)."""
+    try:
+        words = shlex.split(entry_point)
+    except ValueError as exc:
+        raise OverrideError(f"entry point {entry_point!r}: {exc}") from None
+    if not words:
+        raise OverrideError("the entry point is empty: enter the command to run, e.g. python train.py")
+    return words
+
+
+def build_command(entry_point: str, overrides: Sequence[str]) -> tuple[str, ...]:
+    """The exact argv a launch runs: the split entry point followed by one argument per override."""
+    return (*split_entry_point(entry_point), *(validate_override(o) for o in overrides))
+
+
+def split_prefill(layout: HydraLayout | None, overrides: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Turn a past job's overrides back into (group choices, free lines) for "Re-run with changes"."""
+    choices: dict[str, str] = {}
+    free: list[str] = []
+    groups = dict(layout.groups) if layout else {}
+    for override in overrides:
+        key, _sep, value = override.partition("=")
+        group = key.removeprefix("+")
+        if group in groups and value in groups[group] and group not in choices:
+            choices[group] = value
+        else:
+            free.append(override)
+    return choices, free
+
+
+def launch_warnings(status: RepoStatus, cluster: bool, pushed_commit: str | None) -> list[str]:
+    """What the user should know before a launch from a tree in `status`."""
+    warnings: list[str] = []
+    if status.dirty_count:
+        if cluster:
+            warnings.append(
+                f"{status.dirty_count} uncommitted file(s) are not part of the commit and will not reach "
+                "the cluster."
+            )
+        else:
+            warnings.append(
+                f"{status.dirty_count} uncommitted file(s): the run uses commit {status.short_sha} "
+                "plus a snapshot of them only if 'Include uncommitted changes' is ticked."
+            )
+    if cluster and status.head_sha and pushed_commit != status.head_sha:
+        if pushed_commit:
+            warnings.append(
+                f"HEAD {status.short_sha} is not on any remote; the cluster runs the pushed commit "
+                f"{pushed_commit[:8]} instead. Push to run HEAD."
+            )
+        else:
+            warnings.append(f"No commit of HEAD {status.short_sha} is on a remote; push it first.")
+    return warnings
+
+
+# ------------------------------------------------------------------------------------------------
+# A launch, fixed when the user clicks Launch
+# ------------------------------------------------------------------------------------------------
+
+PINNED_TREE_DEST = "{run_dir}/src"
+"""Where the wrapper checks out the pinned commit: inside the job's own run folder."""
+
+
+@dataclass(frozen=True)
+class ClusterResources:
+    """What a cluster launch asks SLURM for (checked against the cluster's profile when submitted)."""
+
+    partition: str | None = None
+    gpu_type: str | None = None
+    gpus: int = 0
+    cpus: int = 1
+    memory: str | None = None  # e.g. "16G"
+    time_limit: str | None = None  # e.g. "01:00:00"
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything a launch runs, resolved before anything runs (commit, command, composed config)."""
+
+    project_id: int
+    project_name: str
+    repo: str
+    entry_point: str
+    overrides: tuple[str, ...]
+    command: tuple[str, ...]  # exactly what runs: split entry point + overrides
+    commit: str  # full SHA: HEAD for Local, the newest pushed commit for Cluster
+    commit_subject: str
+    target: JobTarget
+    composed_config: str | None = None  # YAML, None for a project without Hydra
+    cluster: str | None = None
+    repo_url: str | None = None
+    dirty_count: int = 0
+    warnings: tuple[str, ...] = ()
+    resources: ClusterResources | None = None
+
+    def job_name(self) -> str:
+        return f"{self.project_name} @ {self.commit[:8]}"
+
+    def meta(self, patch: str | None = None) -> dict[str, Any]:
+        """What is stored with the job (shown in its details; read back by "Re-run with changes")."""
+        return {
+            "command": list(self.command),
+            "entry_point": self.entry_point,
+            "overrides": list(self.overrides),
+            "commit": self.commit,
+            "commit_subject": self.commit_subject,
+            "composed_config": self.composed_config,
+            "repo": self.repo,
+            "repo_url": self.repo_url,
+            "patch": patch,
+        }
+
+
+def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None) -> JobSpec:
+    """The JobSpec of a local launch: the pinned-run wrapper around the exact command.
+
+    `wrapper` is how this program invokes its `project-run` subcommand (runtime.self_command).
+    """
+    argv = [*wrapper, "--repo", plan.repo, "--commit", plan.commit, "--dest", PINNED_TREE_DEST]
+    if patch:
+        argv += ["--patch", patch]
+    argv += ["--", *plan.command]
+    return JobSpec(
+        name=plan.job_name(),
+        argv=tuple(argv),
+        kind=JobKind.PROJECT,
+        target=JobTarget.LOCAL,
+        cwd=RUN_DIR_PLACEHOLDER,
+        project_id=plan.project_id,
+        meta=plan.meta(patch),
+    )
+
+
+def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
+    """The cluster submission of a launch, at the pushed commit; the overrides go as their own args."""
+    if not plan.cluster:
+        raise OverrideError("choose a cluster to launch on")
+    if not plan.repo_url:
+        raise OverrideError("the project has no remote, so a cluster cannot fetch its code")
+    res = plan.resources or ClusterResources()
+    return SlurmSubmission(
+        cluster=plan.cluster,
+        job_name=plan.job_name().replace(" @ ", "-"),
+        repo_url=plan.repo_url,
+        commit=plan.commit,
+        command=tuple(split_entry_point(plan.entry_point)),
+        overrides=plan.overrides,
+        partition=res.partition,
+        gpu_type=res.gpu_type,
+        gpus=res.gpus,
+        cpus=res.cpus,
+        memory=res.memory,
+        time_limit=res.time_limit,
+        project_id=plan.project_id,
+    )
+
+
+LAUNCH_FACTS_FILE = "project-launch.json"
+"""In a SLURM job's local run folder: the LaunchPlan's meta (composed config included), written at
+submit, because the cluster service stores only the SlurmSubmission in the job's spec."""
+
+
+def job_launch_facts(meta: Mapping[str, Any], saved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The launch facts of a project job, local or SLURM, in one shape (the keys of LaunchPlan.meta).
+
+    Local jobs carry them in their meta; SLURM jobs carry a `submission` (and, when launched from the
+    Projects tab, a `saved` copy of the plan's meta from LAUNCH_FACTS_FILE).
+    """
+    facts: dict[str, Any] = dict(saved or {})
+    submission = meta.get("submission")
+    if isinstance(submission, Mapping):
+        command = [*submission.get("command", []), *submission.get("overrides", [])]
+        facts.setdefault("command", command)
+        facts.setdefault("entry_point", shlex.join(submission.get("command", [])))
+        facts.setdefault("overrides", list(submission.get("overrides", [])))
+        facts.setdefault("commit", submission.get("commit", ""))
+        facts.setdefault("repo_url", submission.get("repo_url"))
+    for key, value in meta.items():
+        if key != "submission":
+            facts.setdefault(key, value)
+    return facts
+
+
+def preferred_remote_url(status: RepoStatus) -> str | None:
+    """The URL a cluster clones from: the upstream's remote, else origin, else the first remote."""
+    urls = dict(status.remotes)
+    if status.upstream and "/" in status.upstream:
+        name = status.upstream.split("/", 1)[0]
+        if name in urls:
+            return urls[name]
+    return urls.get("origin") or (status.remotes[0][1] if status.remotes else None)

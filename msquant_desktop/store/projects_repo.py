@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from msquant_desktop.domain.projects import DEFAULT_ENTRY_POINT, Project
+from msquant_desktop.domain.projects import DEFAULT_ENTRY_POINT, EXTRA_LAST_OVERRIDES, Project
 from msquant_desktop.store.db import StoreError, transaction
 
 
@@ -59,6 +60,24 @@ class ProjectRepository:
                 f"UPDATE projects SET {assignments} WHERE id = ?", (*values.values(), project_id)
             )
         return self.get(project_id)
+
+    def find_by_path(self, path: str) -> Project | None:
+        row = self._conn.execute("SELECT * FROM projects WHERE path = ?", (path,)).fetchone()
+        return _row_to_project(row) if row is not None else None
+
+    def remember_launch(self, project_id: int, entry_point: str, overrides: Sequence[str]) -> Project:
+        """Keep the entry point and overrides of the last launch, to pre-fill the form next time."""
+        extra = dict(self.get(project_id).extra)
+        extra[EXTRA_LAST_OVERRIDES] = list(overrides)
+        return self.update(project_id, entry_point=entry_point, extra=extra)
+
+    def set_extra(self, project_id: int, key: str, value: Any) -> Project:
+        extra = dict(self.get(project_id).extra)
+        if value is None:
+            extra.pop(key, None)
+        else:
+            extra[key] = value
+        return self.update(project_id, extra=extra)
 
     def remove(self, project_id: int) -> None:
         """Forget a project (its jobs stay in history, unlinked)."""

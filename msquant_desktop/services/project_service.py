@@ -1,0 +1,223 @@
+"""Projects: the list in the store, git status and Hydra layout per project, fetch, compose, history.
+
+All git and Hydra work runs on worker threads (git commands, the compose child process); results come
+back as signals on the main thread.  Refreshes are coalesced: asking again while one is running for
+the same project only schedules one more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.domain.projects import (
+    EXTRA_CONFIG_NAME,
+    LAUNCH_FACTS_FILE,
+    HydraLayout,
+    Project,
+    RepoStatus,
+    job_launch_facts,
+)
+from msquant_desktop.projects import git
+from msquant_desktop.projects.hydra_config import compose_in_child, discover
+from msquant_desktop.services.project_tasks import BackgroundTasks
+from msquant_desktop.store.jobs_repo import JobRepository
+from msquant_desktop.store.projects_repo import ProjectRepository
+
+log = logging.getLogger(__name__)
+
+
+class ProjectService(QObject):
+    sig_projects_changed = Signal()
+    """A project was added, removed or changed; re-read `projects()`."""
+    sig_project_added = Signal(int)
+    """A folder was accepted as a project (its id)."""
+    sig_add_refused = Signal(str, str)
+    """(folder, why): the folder cannot be added (not a git work tree, already added, ...)."""
+    sig_status_ready = Signal(int, object)
+    """(project id, RepoStatus): fresh git status."""
+    sig_status_failed = Signal(int, str)
+    """(project id, git's message): the repository could not be read (moved, deleted, ...)."""
+    sig_layout_ready = Signal(int, object)
+    """(project id, HydraLayout | None): the Hydra config tree (None: plain commands only)."""
+    sig_layout_failed = Signal(int, str)
+    sig_fetch_finished = Signal(int, str)
+    """(project id, error or ""): a Fetch ended; a status refresh follows."""
+    sig_compose_finished = Signal(int, str, str)
+    """(request id, YAML, Hydra's error or ""): a composition preview ended."""
+    sig_history_changed = Signal(int)
+    """(project id): one of the project's jobs was added or changed."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, jobs: Any = None, clusters: Any = None, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._repo = ProjectRepository(conn)
+        self._jobs_repo = JobRepository(conn)
+        self._tasks = BackgroundTasks("projects", workers=2, parent=self)
+        self._status: dict[int, RepoStatus] = {}
+        self._layouts: dict[int, HydraLayout | None] = {}
+        self._refreshing: set[int] = set()
+        self._refresh_again: set[int] = set()
+        self._compose_counter = 0
+        # Local jobs change through the job engine, SLURM jobs through the cluster service.
+        if jobs is not None:
+            jobs.sig_job_added.connect(self._on_job_touched)
+            jobs.sig_job_changed.connect(self._on_job_touched)
+        if clusters is not None:
+            clusters.sig_job_changed.connect(self._on_job_touched)
+
+    # -- the list ----------------------------------------------------------------------------------
+    def projects(self) -> list[Project]:
+        return self._repo.list()
+
+    def project(self, project_id: int) -> Project:
+        return self._repo.get(project_id)
+
+    def status(self, project_id: int) -> RepoStatus | None:
+        """The last status read (None before the first refresh ends)."""
+        return self._status.get(project_id)
+
+    def layout(self, project_id: int) -> HydraLayout | None:
+        return self._layouts.get(project_id)
+
+    def add_project(self, folder: str) -> None:
+        """Check the folder in a worker; answers with sig_project_added or sig_add_refused."""
+
+        def done(ok: bool, value: Any) -> None:
+            if not ok:
+                self.sig_add_refused.emit(folder, str(value))
+                return
+            root = str(value)
+            if self._repo.find_by_path(root) is not None:
+                self.sig_add_refused.emit(folder, f"{root} is already a project")
+                return
+            project = self._repo.add(Path(root).name, root)
+            self.sig_projects_changed.emit()
+            self.sig_project_added.emit(project.id)
+            self.refresh(project.id)
+
+        self._tasks.run(lambda: git.work_tree_root(folder), done)
+
+    def remove_project(self, project_id: int) -> None:
+        """Forget a project; its jobs stay in history.  The repository itself is not touched."""
+        self._repo.remove(project_id)
+        self._status.pop(project_id, None)
+        self._layouts.pop(project_id, None)
+        self.sig_projects_changed.emit()
+
+    def set_config(self, project_id: int, config_dir: str | None, config_name: str | None) -> None:
+        """Use another Hydra config folder / primary config (None: discover)."""
+        self._repo.update(project_id, config_dir=config_dir or None)
+        self._repo.set_extra(project_id, EXTRA_CONFIG_NAME, config_name or None)
+        self.sig_projects_changed.emit()
+        self.refresh(project_id)
+
+    def remember_launch(self, project_id: int, entry_point: str, overrides: Sequence[str]) -> None:
+        self._repo.remember_launch(project_id, entry_point, list(overrides))
+
+    # -- git and Hydra, off the main thread --------------------------------------------------------
+    def refresh_all(self) -> None:
+        for project in self._repo.list():
+            self.refresh(project.id)
+
+    def refresh(self, project_id: int) -> None:
+        """Re-read git status and the Hydra layout of one project."""
+        if project_id in self._refreshing:
+            self._refresh_again.add(project_id)
+            return
+        try:
+            project = self._repo.get(project_id)
+        except KeyError:
+            return
+        self._refreshing.add(project_id)
+
+        def work() -> tuple[RepoStatus, HydraLayout | None, str]:
+            status = git.status(project.path)
+            try:
+                return status, discover(project.path, project.config_dir, project.config_name), ""
+            except Exception as exc:
+                return status, None, str(exc)
+
+        def done(ok: bool, value: Any) -> None:
+            self._refreshing.discard(project_id)
+            if ok:
+                status, layout, layout_error = value
+                self._status[project_id] = status
+                self._layouts[project_id] = layout
+                self.sig_status_ready.emit(project_id, status)
+                if layout_error:
+                    self.sig_layout_failed.emit(project_id, layout_error)
+                else:
+                    self.sig_layout_ready.emit(project_id, layout)
+            else:
+                self._status.pop(project_id, None)
+                self.sig_status_failed.emit(project_id, str(value))
+            if project_id in self._refresh_again:
+                self._refresh_again.discard(project_id)
+                self.refresh(project_id)
+
+        self._tasks.run(work, done)
+
+    def fetch(self, project_id: int) -> None:
+        """`git fetch --all` (network), then a refresh so ahead/behind and 'pushed' are current."""
+        path = self._repo.get(project_id).path
+
+        def done(ok: bool, value: Any) -> None:
+            self.sig_fetch_finished.emit(project_id, "" if ok else str(value))
+            self.refresh(project_id)
+
+        self._tasks.run(lambda: git.fetch(path), done)
+
+    def compose(self, layout: HydraLayout, overrides: Sequence[str]) -> int:
+        """Compose in a child process; returns the request id named by sig_compose_finished."""
+        self._compose_counter += 1
+        request = self._compose_counter
+        args = (layout.config_dir, layout.primary, list(overrides))
+
+        def done(ok: bool, value: Any) -> None:
+            self.sig_compose_finished.emit(request, str(value) if ok else "", "" if ok else str(value))
+
+        self._tasks.run(lambda: compose_in_child(*args), done)
+        return request
+
+    # -- history -----------------------------------------------------------------------------------
+    def history(self, project_id: int, limit: int = 200) -> list[JobRecord]:
+        """The project's jobs, local and SLURM, newest first."""
+        return self._jobs_repo.list(project_id=project_id, limit=limit)
+
+    def last_job(self, project_id: int) -> JobRecord | None:
+        jobs = self._jobs_repo.list(project_id=project_id, limit=1)
+        return jobs[0] if jobs else None
+
+    def job(self, job_id: int) -> JobRecord | None:
+        return self._jobs_repo.find(job_id)
+
+    def launch_facts(self, job: JobRecord) -> dict[str, Any]:
+        """Command, commit, overrides and composed config of a project job, local or SLURM."""
+        saved: dict[str, Any] | None = None
+        if job.spec.target is JobTarget.SLURM and job.run_dir:
+            try:
+                saved = json.loads(Path(job.run_dir, LAUNCH_FACTS_FILE).read_text())
+            except (OSError, ValueError):
+                saved = None  # submitted from elsewhere (CLI): the submission alone
+        return job_launch_facts(job.spec.meta, saved)
+
+    def _on_job_touched(self, job_id: int) -> None:
+        record = self._jobs_repo.find(job_id)
+        if record is not None and record.spec.project_id is not None:
+            self.sig_history_changed.emit(record.spec.project_id)
+
+    @property
+    def busy(self) -> bool:
+        return self._tasks.pending > 0
+
+    def close(self) -> None:
+        self._tasks.close()

@@ -1,0 +1,1 @@
+"""Widgets of the Projects tab: details, launch form, history."""

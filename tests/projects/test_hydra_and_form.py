@@ -1,0 +1,150 @@
+"""Hydra discovery and composition (Hydra's own API and messages) and the form's pure rules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.projects import (
+    OverrideError,
+    build_command,
+    build_overrides,
+    launch_warnings,
+    parse_override_lines,
+    split_prefill,
+)
+from msquant_desktop.projects import git as g
+from msquant_desktop.projects.hydra_config import HydraError, compose_in_child, compose_yaml, discover
+from tests.projects.conftest import SampleRepo
+
+
+def test_discovery_finds_groups_options_and_defaults(sample_repo: SampleRepo) -> None:
+    layout = discover(sample_repo.work)
+    assert layout is not None
+    assert layout.config_dir == str(sample_repo.work / "conf")
+    assert layout.primary == "config"
+    assert layout.groups == (("model", ("large", "small")), ("trainer", ("default", "fast")))
+    assert layout.defaults == (("model", "small"), ("trainer", "default"))
+
+
+def test_project_without_hydra_has_no_layout(tmp_path: Path) -> None:
+    assert discover(tmp_path) is None
+    with pytest.raises(HydraError, match="does not exist"):
+        discover(tmp_path, "nope")
+
+
+def test_compose_with_valid_overrides_nested_keys(sample_repo: SampleRepo) -> None:
+    conf = sample_repo.work / "conf"
+    text = compose_yaml(conf, "config", ["model=large", "trainer.opt.lr=0.5", "+data.workers=4"])
+    assert "hidden: 512" in text and "lr: 0.5" in text and "workers: 4" in text and "name: sgd" in text
+
+
+@pytest.mark.parametrize(
+    ("override", "hydra_says"),
+    [
+        ("model=huge", "Could not find 'model/huge'"),
+        ("nokey=3", "Could not override 'nokey'"),
+        ("data.batch=[1,2", "no viable alternative"),
+    ],
+)
+def test_compose_refuses_invalid_overrides_with_hydras_message(
+    sample_repo: SampleRepo, override: str, hydra_says: str
+) -> None:
+    with pytest.raises(HydraError, match=hydra_says.replace("[", r"\[")):
+        compose_yaml(sample_repo.work / "conf", "config", [override])
+
+
+def test_compose_in_a_child_process(sample_repo: SampleRepo) -> None:
+    conf = sample_repo.work / "conf"
+    assert "epochs: 1" in compose_in_child(conf, "config", ["trainer=fast"])
+    with pytest.raises(HydraError, match="Available options in 'model'"):
+        compose_in_child(conf, "config", ["model=huge"])
+
+
+def test_overrides_from_pickers_and_free_lines(sample_repo: SampleRepo) -> None:
+    layout = discover(sample_repo.work)
+    choices = {"model": "large", "trainer": "default"}  # trainer is the default: no override
+    free = "# comments and blank lines are skipped\n\ntrainer.opt.lr=0.5\nname='a b;$(rm -rf /)'\n"
+    overrides = build_overrides(layout, choices, free)
+    assert overrides == ["model=large", "trainer.opt.lr=0.5", "name='a b;$(rm -rf /)'"]
+    entry = f"{sys.executable} train.py --flag 'two words'"
+    assert build_command(entry, overrides) == (
+        sys.executable,
+        "train.py",
+        "--flag",
+        "two words",
+        *overrides,
+    )
+    assert split_prefill(layout, overrides) == ({"model": "large"}, overrides[1:])
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("lr", "has no '='"),
+        ("=3", "is not a config key"),
+        ("a b=1", "is not a config key"),
+        ("x;y=1", "not a"),
+    ],
+)
+def test_bad_override_lines_are_named(line: str, problem: str) -> None:
+    with pytest.raises(OverrideError, match=problem) as info:
+        parse_override_lines(f"ok=1\n{line}\n")
+    assert "line 2" in str(info.value)
+
+
+def test_bad_entry_points() -> None:
+    with pytest.raises(OverrideError, match="entry point is empty"):
+        build_command("  ", [])
+    with pytest.raises(OverrideError, match="No closing quotation"):
+        build_command("python 'train.py", [])
+
+
+def test_cluster_launch_warnings(sample_repo: SampleRepo) -> None:
+    (sample_repo.work / "scratch.py").write_text("x = 1\n")
+    status = g.status(sample_repo.work)
+    pushed = g.newest_pushed_commit(sample_repo.work)
+    warnings = launch_warnings(status, cluster=True, pushed_commit=pushed)
+    assert any("uncommitted" in w for w in warnings)
+    assert any(f"pushed commit {sample_repo.pushed[:8]}" in w for w in warnings)
+    assert len(launch_warnings(status, cluster=False, pushed_commit=pushed)) == 1
+
+
+def test_configs_folder_user_folder_and_primary_choice(tmp_path: Path) -> None:
+    (tmp_path / "configs" / "db").mkdir(parents=True)
+    (tmp_path / "configs" / "train.yaml").write_text("defaults:\n  - db: pg\nlr: 1\n")
+    (tmp_path / "configs" / "eval.yaml").write_text("split: test\n")
+    (tmp_path / "configs" / "db" / "pg.yaml").write_text("port: 5432\n")
+    layout = discover(tmp_path)
+    assert layout is not None and (layout.primary, layout.primaries) == ("train", ("eval", "train"))
+    assert layout.default_for("db") == "pg"
+    evaluation = discover(tmp_path, None, "eval")
+    assert evaluation is not None and evaluation.defaults == ()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "main.yaml").write_text("x: 1\n")
+    custom = discover(tmp_path, "elsewhere")
+    assert custom is not None and custom.primary == "main" and custom.groups == ()
+    with pytest.raises(HydraError, match="has no nope.yaml"):
+        discover(tmp_path, None, "nope")
+    # A group that is not in the defaults list is added with '+', as Hydra requires.
+    assert build_overrides(evaluation, {"db": "pg"}, "") == ["+db=pg"]
+    assert "port: 5432" in compose_yaml(tmp_path / "configs", "eval", ["+db=pg"])
+
+
+def test_launch_facts_of_local_and_slurm_jobs_have_one_shape() -> None:
+    from msquant_desktop.domain.projects import job_launch_facts
+
+    local = {"command": ["python", "train.py", "a=1"], "commit": "abc", "overrides": ["a=1"]}
+    assert job_launch_facts(local) == local
+    # The cluster service keeps the SlurmSubmission (as a dict) in the job's meta.
+    slurm = {
+        "run_id": "r1",
+        "submission": {"command": ["python", "t.py"], "overrides": ["a=1"], "commit": "def", "repo_url": "u"},
+    }
+    facts = job_launch_facts(slurm)
+    assert facts["command"] == ["python", "t.py", "a=1"] and facts["entry_point"] == "python t.py"
+    assert (facts["commit"], facts["overrides"], facts["run_id"]) == ("def", ["a=1"], "r1")
+    saved = {"composed_config": "a: 1\n", "commit": "def", "commit_subject": "s"}
+    assert job_launch_facts(slurm, saved)["composed_config"] == "a: 1\n"
