@@ -190,11 +190,12 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
 
     jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
     projects_tab = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
+    gpus_tab = GpusTab(services.gpu)  # type: ignore[arg-type]
     tabs = [
         ("Projects", projects_tab),
         ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
         ("Jobs", jobs_tab),
-        ("GPUs", GpusTab(services.gpu)),  # type: ignore[arg-type]
+        ("GPUs", gpus_tab),
     ]
     window = MainWindow(
         tabs,
@@ -213,6 +214,7 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
         jobs_tab.select_job(job_id)
 
     projects_tab.sig_show_job.connect(show_job)
+    gpus_tab.sig_job_activated.connect(show_job)  # a process on a GPU, double-clicked: its job
 
     def show_running(count: int) -> None:
         window.jobs_status.setText(
@@ -240,7 +242,10 @@ def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
     from msquant_desktop.services.qtlog import install_qt_message_handler
 
     install_qt_message_handler()
+    from msquant_desktop.services.gc_policy import install_main_thread_gc
+
     app = QApplication.instance() or QApplication(argv)
+    install_main_thread_gc(app)  # worker threads must never destroy GUI objects (see the module)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("msquant")
     app.setApplicationVersion(__version__)

@@ -35,3 +35,26 @@ def app_paths(data_dir: Path):  # type: ignore[no-untyped-def]
 def run_cli_argv(*args: str) -> list[str]:
     """argv that runs our CLI in a child process with this interpreter."""
     return [sys.executable, "-m", "msquant_desktop", *args]
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_on_the_gui_thread(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Tests with Qt get the app's policy: cyclic GC only on the GUI thread (services/gc_policy.py).
+
+    Without it a collection on a worker thread can destroy a GUI-thread QObject there and deadlock.
+    Installed once per session (the QApplication lives that long); between tests the due
+    collections run here, on the main thread, so Qt-free tests keep their garbage collected too.
+    """
+    collector = None
+    if "qapp" in request.fixturenames:
+        from msquant_desktop.services.gc_policy import install_main_thread_gc
+
+        collector = install_main_thread_gc(request.getfixturevalue("qapp"))
+    yield
+    if collector is None and "PySide6.QtCore" in sys.modules:
+        from msquant_desktop.services import gc_policy
+
+        app = sys.modules["PySide6.QtCore"].QCoreApplication.instance()
+        collector = app.findChild(gc_policy.MainThreadGarbageCollector) if app is not None else None
+    if collector is not None:
+        collector.collect_if_due()

@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         help="find orphaned job processes, GPU memory nobody holds and throttled GPUs",
         description="Look for processes carrying a job marker whose job is over or whose supervisor is "
         "gone, GPU memory held by processes whose parent is init or by no process at all, and GPUs "
-        f"slowed by heat or power caps. Exits 0 when nothing is wrong, {EXIT_FINDINGS} otherwise.",
+        f"slowed by heat or power caps. Exits 0 when nothing is wrong (with --clean: when all it found "
+        f"was cleaned up), {EXIT_FINDINGS} otherwise.",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
@@ -92,4 +93,9 @@ def handle(args: argparse.Namespace, ctx: CliContext) -> int:
     else:
         for outcome in outcomes:
             print(outcome.describe())
-    return 0
+    # Clean only when everything found is gone now: throttling or memory nobody holds is still there.
+    left = [f for f in report.findings if not f.cleanable]
+    failed = [
+        o for o in outcomes if o.skipped and not o.skipped.startswith(("already gone", "pid now belongs"))
+    ]
+    return 0 if not left and not failed else EXIT_FINDINGS

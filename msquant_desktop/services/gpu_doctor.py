@@ -28,12 +28,12 @@ from msquant_desktop.domain.gpu import (
 from msquant_desktop.domain.jobs import JobState
 from msquant_desktop.gpu.procs import (
     MarkedProcess,
-    is_alive,
     process_facts,
     scan_marked_processes,
     terminate_tree,
 )
 from msquant_desktop.store.jobs_repo import JobRepository
+from msquant_desktop.supervisor import control, proctree
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,20 @@ class _JobLookup:
     store_exists: bool
     state: JobState | None
     supervisor_alive: bool | None
+
+
+def _supervisor_alive(pid: int, start_after_boot: float | None, run_dir: str | None) -> bool:
+    """Is the job's supervisor still the process the engine started?  Decided exactly as the engine
+    decides it (pid + start time in seconds after boot, as the store keeps it, + the run-folder
+    marker), never by the pid alone and never against psutil's epoch-based create time."""
+    if run_dir:
+        return control.supervisor_alive(pid, start_after_boot, Path(run_dir))
+    actual = proctree.start_time(pid)
+    return (
+        proctree.alive(pid)
+        and actual is not None
+        and (start_after_boot is None or abs(actual - start_after_boot) <= 0.05)
+    )
 
 
 class _StoreReader:
@@ -68,7 +82,7 @@ class _StoreReader:
             return None
         if job is None:
             return _JobLookup(True, None, None)
-        alive = None if job.pid is None else is_alive(job.pid, job.pid_start_time)
+        alive = None if job.pid is None else _supervisor_alive(job.pid, job.pid_start_time, job.run_dir)
         return _JobLookup(True, job.state, alive)
 
     def close(self) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +14,11 @@ import pytest
 
 from msquant_desktop.domain.gpu import FindingKind, GpuProcess, GpuReading, GpuSnapshot, ProcessDetails
 from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.domain.markers import RUN_DIR_ENV
 from msquant_desktop.gpu.procs import read_marker, scan_marked_processes, terminate_tree
 from msquant_desktop.services.gpu_doctor import clean_up, diagnose, find_orphans
 from msquant_desktop.store import JobRepository, connect
+from msquant_desktop.supervisor import proctree
 from tests.gpu.procs_helpers import Spawned, kill_quietly, marker, running, spawn_reparented
 
 
@@ -41,10 +46,9 @@ def _job(repo: JobRepository, state: JobState, supervisor_pid: int | None) -> in
 
 
 def test_reparented_orphans_are_found_and_cleaned_and_nothing_else_is_touched(
-    tmp_path: Path, repo: JobRepository, spawned: list[Spawned]
+    tmp_path: Path, repo: JobRepository, spawned: list[Spawned], request: pytest.FixtureRequest
 ) -> None:
     store = tmp_path / "store.sqlite3"
-    me = psutil.Process()
     # 1. job finished, its worker (with a child, ignoring SIGTERM) lives on
     done_job = _job(repo, JobState.COMPLETED, None)
     done = spawn_reparented(
@@ -55,9 +59,14 @@ def test_reparented_orphans_are_found_and_cleaned_and_nothing_else_is_touched(
     lost_job = _job(repo, JobState.RUNNING, lost.supervisor_pid)
     lost = spawn_reparented(tmp_path, marker(lost_job, store, tmp_path / "r2"))
     repo.update(lost_job, pid=lost.supervisor_pid)
-    # 3. an active job whose supervisor (this test process) is alive: not an orphan
-    live_job = _job(repo, JobState.RUNNING, me.pid)
-    repo.update(live_job, pid_start_time=me.create_time())
+    # 3. an active job whose supervisor is alive: not an orphan.  The stand-in supervisor is recorded
+    # the way the engine records a real one: start time in seconds after boot, run-folder marker.
+    stand_in = subprocess.Popen(
+        ["sleep", "600"], env={**os.environ, RUN_DIR_ENV: str(tmp_path / "r3")}, start_new_session=True
+    )
+    request.addfinalizer(lambda: (stand_in.kill(), stand_in.wait()))
+    live_job = _job(repo, JobState.RUNNING, stand_in.pid)
+    repo.update(live_job, pid_start_time=proctree.start_time(stand_in.pid), run_dir=str(tmp_path / "r3"))
     live = spawn_reparented(tmp_path, marker(live_job, store, tmp_path / "r3"))
     # 4. an unrelated process of the same user, also re-parented: never touched
     unrelated = spawn_reparented(tmp_path, None)
@@ -121,3 +130,30 @@ def test_doctor_reports_reparented_gpu_holders_unowned_memory_and_throttling(
         assert [f.pid for f in holders] == [holder.pid] and holders[0].cleanable
     else:  # adopted by a subreaper (e.g. a container's init shim), not by init itself
         assert holders == []
+
+
+def test_a_job_running_under_a_real_supervisor_is_never_called_an_orphan(data_dir: Path) -> None:
+    """The doctor decides "supervisor alive" the way the engine recorded it (start time after boot)."""
+    from tests.jobs.helpers import child_env
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "msquant_desktop", "--data-dir", str(data_dir), "jobs", *args]
+        return subprocess.run(argv, env=child_env(), capture_output=True, text=True, timeout=60)
+
+    run = cli("run", "--", "sh", "-c", "sleep 60 & wait")
+    assert run.returncode == 0, run.stderr
+    job_id = int(run.stdout.split()[1])
+    try:
+        deadline = time.monotonic() + 15
+        ours: list[int] = []
+        while time.monotonic() < deadline and len(ours) < 2:  # the shell and its sleep
+            ours = [p.pid for p in scan_marked_processes() if p.marker.job_id == job_id]
+            time.sleep(0.05)
+        assert len(ours) >= 2, "the job's processes carry the marker"
+        assert [f for f in find_orphans() if f.pid in ours] == []
+    finally:
+        assert cli("cancel", str(job_id)).returncode == 0
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(p.marker.job_id == job_id for p in scan_marked_processes()):
+        time.sleep(0.05)
+    assert not [p for p in scan_marked_processes() if p.marker.job_id == job_id]
