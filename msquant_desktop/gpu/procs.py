@@ -141,6 +141,23 @@ def process_facts(pid: int) -> tuple[int, float, int, str] | None:
         return None
 
 
+def session_subreapers() -> frozenset[int]:
+    """Per-user service managers (`systemd --user`) that adopt a desktop session's orphans.
+
+    On a desktop a process whose parent died is re-parented to the user's manager, not to init, so
+    "parent is init" alone would miss most orphans there.  Our own supervisors are subreapers too,
+    but what they adopt is still supervised, so they are not listed.
+    """
+    found: set[int] = set()
+    for proc in psutil.process_iter(["name", "ppid"]):
+        try:
+            if proc.info["name"] == "systemd" and proc.pid != 1:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return frozenset(found)
+
+
 def _protected_pids() -> set[int]:
     """This process and its ancestors: a clean-up must never end the program doing it."""
     pids = {0, 1, os.getpid()}

@@ -30,6 +30,7 @@ from msquant_desktop.gpu.procs import (
     MarkedProcess,
     process_facts,
     scan_marked_processes,
+    session_subreapers,
     terminate_tree,
 )
 from msquant_desktop.store.jobs_repo import JobRepository
@@ -140,6 +141,7 @@ def diagnose(reading: GpuReading | None, marked: list[MarkedProcess] | None = No
     uid = os.getuid()
     if reading is None:
         return DoctorReport(tuple(findings), "GPUs not sampled")
+    subreapers = session_subreapers() if reading.processes else frozenset()
     for proc in reading.processes:
         if proc.pid in reported:
             continue
@@ -147,14 +149,14 @@ def diagnose(reading: GpuReading | None, marked: list[MarkedProcess] | None = No
         if facts is None:
             continue
         ppid, created, owner, command = facts
-        if gpu_holder_reparented(ppid):
+        if gpu_holder_reparented(ppid, subreapers):
             reported.add(proc.pid)
             mib = f"{proc.used_memory_bytes / 2**20:.0f} MiB" if proc.used_memory_bytes else "memory"
             whose = "" if owner == uid else " (another user's: left alone)"
             findings.append(
                 Finding(
                     kind=FindingKind.REPARENTED_GPU_HOLDER,
-                    message=f"pid {proc.pid} holds {mib} on GPU {proc.gpu_index} and its parent is init{whose}",
+                    message=f"pid {proc.pid} holds {mib} on GPU {proc.gpu_index} and its parent is {'init' if ppid == 1 else 'the session manager'} (it was orphaned){whose}",
                     pid=proc.pid,
                     create_time=created,
                     gpu_index=proc.gpu_index,
