@@ -9,8 +9,6 @@ from typing import Any
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.gpu import DoctorReport
-from msquant_desktop.gpu.monitor import GpuMonitor
-from msquant_desktop.services.gpu_doctor import clean_up, diagnose
 
 EXIT_FINDINGS = 5
 """Something was found (0: nothing wrong)."""
@@ -45,6 +43,10 @@ def report_to_dict(report: DoctorReport) -> dict[str, Any]:
 
 
 def handle(args: argparse.Namespace, ctx: CliContext) -> int:
+    # Imported here: every subcommand builds this parser, and NVML/psutil/numpy cost ~16 MB and ~0.25 s.
+    from msquant_desktop.gpu.monitor import GpuMonitor
+    from msquant_desktop.services.gpu_doctor import clean_up, diagnose
+
     try:
         monitor = GpuMonitor()
     except ValueError as exc:

@@ -10,9 +10,8 @@ from dataclasses import asdict
 from typing import Any
 
 from msquant_desktop.cli.context import CliContext
+from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
 from msquant_desktop.domain.gpu import GpuReading, describe_throttle
-from msquant_desktop.gpu.monitor import GpuMonitor
-from msquant_desktop.services.gpu_service import MIN_INTERVAL_S
 
 EXIT_NO_GPU = 4
 """Distinct from failures (1) and usage errors (2): scripts can tell "no GPU here" apart."""
@@ -75,6 +74,8 @@ def handle(args: argparse.Namespace, ctx: CliContext) -> int:
         print(f"msquant-desktop gpu: --watch must be at least {MIN_INTERVAL_S} seconds", file=sys.stderr)
         return 2
     try:
+        from msquant_desktop.gpu.monitor import GpuMonitor  # NVML and numpy: only when asked
+
         monitor = GpuMonitor()
     except ValueError as exc:  # a bad MSQUANT_FAKE_NVML scenario name
         print(f"msquant-desktop gpu: {exc}", file=sys.stderr)

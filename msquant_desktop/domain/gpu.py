@@ -17,6 +17,10 @@ from msquant_desktop.domain.jobs import JobState
 # ------------------------------------------------------------------------------------------------
 
 
+MIN_SAMPLE_INTERVAL_S = 0.25
+"""The fastest sampling the GPU service and `gpu --watch` allow."""
+
+
 @dataclass(frozen=True)
 class GpuProcess:
     """A process that holds a context on a GPU."""

@@ -13,14 +13,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
-from msquant_desktop.domain.gpu import DoctorReport, Finding, GpuReading
+from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S, DoctorReport, Finding, GpuReading
 from msquant_desktop.gpu.history import GpuHistory
 from msquant_desktop.gpu.monitor import GpuMonitor
 from msquant_desktop.services.gpu_doctor import clean_up, diagnose
 
 log = logging.getLogger(__name__)
 
-MIN_INTERVAL_S = 0.25
+MIN_INTERVAL_S = MIN_SAMPLE_INTERVAL_S
 DEFAULT_INTERVAL_S = 1.0
 DEFAULT_HISTORY_S = 3600
 

@@ -155,9 +155,7 @@ class ProjectLauncher(QObject):
     def launch(self, plan: LaunchPlan, include_snapshot: bool = False) -> None:
         """Submit a prepared plan; answers with sig_launched(job id) or sig_launch_failed."""
         if plan.target is JobTarget.SLURM:
-            self._submit(
-                lambda: self._require(self._clusters, "cluster").submit(slurm_submission(plan)), plan
-            )
+            self._submit(lambda: self._submit_to_cluster(plan), plan)
             return
         snapshot = include_snapshot and plan.dirty_count > 0
 
@@ -184,7 +182,10 @@ class ProjectLauncher(QObject):
         self._tasks.run(work, done)
 
     def _submit_to_cluster(self, plan: LaunchPlan) -> JobRecord:
-        record = self._require(self._clusters, "cluster").submit(slurm_submission(plan))
+        clusters = self._require(self._clusters, "cluster")
+        if not self.cluster_names():
+            raise LaunchRefused("cluster launches are not available: no cluster is configured (Clusters tab)")
+        record = clusters.submit(slurm_submission(plan))
         if record.run_dir:
             # The cluster service keeps only the submission; keep the composed config next to it.
             try:

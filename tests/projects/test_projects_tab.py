@@ -99,7 +99,7 @@ def test_cluster_launch_plan_uses_the_pushed_commit(qtbot, tab: ProjectsTab, sam
     add_and_wait(qtbot, tab, sample_repo.work)
     project_id = tab.current_project_id()
     assert project_id is not None
-    # Without a cluster service the target is disabled and says why.
+    # With no cluster configured the target is disabled and says why.
     assert not tab.form.cluster_radio.isEnabled() and "Clusters" in tab.form.cluster_radio.toolTip()
     with qtbot.waitSignal(tab.launcher.sig_plan_ready, timeout=30000) as ready:
         tab.launcher.prepare(project_id, "python train.py", ["model=large"], JobTarget.SLURM, "gpu-cluster")
@@ -113,7 +113,7 @@ def test_cluster_launch_plan_uses_the_pushed_commit(qtbot, tab: ProjectsTab, sam
         str(sample_repo.remote),
     )
     assert submission.command == ("python", "train.py") and submission.overrides == ("model=large",)
-    # Submitting without a cluster service is refused with a message, nothing is stored.
+    # Submitting with no cluster configured is refused with a message, nothing is stored.
     with qtbot.waitSignal(tab.launcher.sig_launch_failed, timeout=10000) as failed:
         tab.launcher.launch(plan)
     assert "cluster launches are not available" in failed.args[0]
