@@ -55,8 +55,9 @@ def test_reparented_orphans_are_found_and_cleaned_and_nothing_else_is_touched(
         tmp_path, marker(done_job, store, tmp_path / "r1"), ignore_term=True, with_child=True
     )
     # 2. job still RUNNING in the store, but the supervisor recorded for it is dead
-    lost = spawn_reparented(tmp_path, marker(0, store, tmp_path / "r2"))
-    lost_job = _job(repo, JobState.RUNNING, lost.supervisor_pid)
+    stand_in_for_a_dead_supervisor = spawn_reparented(tmp_path, marker(0, store, tmp_path / "r2"))
+    spawned.append(stand_in_for_a_dead_supervisor)
+    lost_job = _job(repo, JobState.RUNNING, stand_in_for_a_dead_supervisor.supervisor_pid)
     lost = spawn_reparented(tmp_path, marker(lost_job, store, tmp_path / "r2"))
     repo.update(lost_job, pid=lost.supervisor_pid)
     # 3. an active job whose supervisor is alive: not an orphan.  The stand-in supervisor is recorded
