@@ -79,7 +79,7 @@ def main() -> None:
     tab = JobsTab(service)
     tab.show()
     total = service._repo.count()
-    for target in (10_000, 50_000, 100_000):
+    for target in (10_000, 25_000, 50_000):
         if total < target:
             seed(service, target - total)
             total = target

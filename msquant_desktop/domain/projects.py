@@ -287,6 +287,16 @@ def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None) 
     )
 
 
+_NOT_IN_SLURM_NAMES = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def slurm_job_name(name: str) -> str:
+    """A job name SLURM and our script accept (letters, digits, . _ + -): a project folder may be
+    called "My Projekt ü" and still run on a cluster."""
+    cleaned = _NOT_IN_SLURM_NAMES.sub("_", name.replace(" @ ", "-")).strip("_.")
+    return cleaned[:64] or "job"
+
+
 def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
     """The cluster submission of a launch, at the pushed commit; the overrides go as their own args."""
     if not plan.cluster:
@@ -296,7 +306,7 @@ def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
     res = plan.resources or ClusterResources()
     return SlurmSubmission(
         cluster=plan.cluster,
-        job_name=plan.job_name().replace(" @ ", "-"),
+        job_name=slurm_job_name(plan.job_name()),
         repo_url=plan.repo_url,
         commit=plan.commit,
         command=tuple(split_entry_point(plan.entry_point)),

@@ -148,3 +148,16 @@ def test_launch_facts_of_local_and_slurm_jobs_have_one_shape() -> None:
     assert (facts["commit"], facts["overrides"], facts["run_id"]) == ("def", ["a=1"], "r1")
     saved = {"composed_config": "a: 1\n", "commit": "def", "commit_subject": "s"}
     assert job_launch_facts(slurm, saved)["composed_config"] == "a: 1\n"
+
+
+@pytest.mark.parametrize(
+    "project", ["My Project", "modèle-ü", "a;b$(rm -rf ~)", "   ", "x" * 200, "mnist-demo"]
+)
+def test_any_project_folder_name_gives_a_job_name_the_cluster_accepts(project: str) -> None:
+    from msquant_desktop.domain.projects import slurm_job_name
+    from msquant_desktop.slurm.script import _NAME_OK
+
+    name = slurm_job_name(f"{project} @ 0123abcd")
+    assert _NAME_OK.match(name) and len(name) <= 64
+    if project == "mnist-demo":
+        assert name == "mnist-demo-0123abcd"
