@@ -41,6 +41,9 @@ def _style(plot: pg.PlotItem, title: str, unit: str, y_range: tuple[float, float
     plot.setMouseEnabled(x=False, y=False)
     plot.hideButtons()
     plot.setClipToView(True)
+    # The x range is pinned by refresh(); letting pyqtgraph auto-range it as well costs a data-bounds
+    # pass over every curve on every update (~20% of a refresh).
+    plot.disableAutoRange(axis="x")
     plot.setDownsampling(auto=True, mode="peak")
     plot.getAxis("bottom").setLabel("seconds ago")
     if y_range is not None:
@@ -112,6 +115,7 @@ class GpuPlots(QWidget):
         layout.addWidget(self.gpu_view, 2)
         layout.addLayout(side, 1)
         self.refreshes = 0
+        self._x_window: float | None = None
 
     def set_has_gpus(self, has_gpus: bool) -> None:
         """Without GPUs only the host plot is shown."""
@@ -137,8 +141,10 @@ class GpuPlots(QWidget):
         now = _newest_time(history)
         if now is None:
             return
-        for plot in (*self.gpu_plots, self.overview_plot, self.host_plot):
-            plot.setXRange(-window_s, 0, padding=0)
+        if window_s != self._x_window:  # unchanged ranges would still re-layout the axes
+            self._x_window = window_s
+            for plot in (*self.gpu_plots, self.overview_plot, self.host_plot):
+                plot.setXRange(-window_s, 0, padding=0)
         if history.gpus and 0 <= selected < len(history.gpus):
             buffer = history.gpus[selected]
             x = buffer.times(last) - now
