@@ -6,6 +6,8 @@ becomes visible again it catches up from the history at once.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -52,6 +54,7 @@ class GpusTab(QWidget):
         self._service = service
         self._shown = False
         self._gpu_count = -1
+        self._last_redraw = float("-inf")
 
         self.status = QLabel("Waiting for the first sample…")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -104,7 +107,7 @@ class GpusTab(QWidget):
         super().showEvent(event)
         self._shown = True
         if self._service.latest is not None:
-            self._on_reading(self._service.latest)
+            self._take(self._service.latest, redraw_plots=True)  # catch up at once, due or not
 
     def hideEvent(self, event: QHideEvent) -> None:  # Qt override
         super().hideEvent(event)
@@ -117,12 +120,25 @@ class GpusTab(QWidget):
     # -- readings ---------------------------------------------------------------------------------------
     @Slot(object)
     def _on_reading(self, reading: GpuReading) -> None:
-        if not self._shown:
-            return
+        if self._shown:
+            self._take(reading, redraw_plots=self._plots_due())
+
+    def _take(self, reading: GpuReading, redraw_plots: bool) -> None:
         self._update_header(reading)
         self.gpu_model.update(reading)
         self.process_model.update(reading)
-        self._redraw()
+        if redraw_plots:
+            self._redraw()
+
+    def _plots_due(self) -> bool:
+        """Has time moved the curves by a whole pixel since the last redraw?
+
+        An hour in a ~600 px chart is ~6 s per pixel: redrawing on every 1 s sample would repaint six
+        charts for motion nobody can see.  Nothing is lost by waiting: the next redraw draws every
+        sample from the history.  A new window or GPU choice redraws at once (see `_redraw`).
+        """
+        seconds_per_pixel = float(self.window_choice.currentData()) / max(1, self.plots.chart_width_px())
+        return time.monotonic() - self._last_redraw >= seconds_per_pixel * 0.95
 
     def _update_header(self, reading: GpuReading) -> None:
         if reading.unavailable:
@@ -151,6 +167,7 @@ class GpusTab(QWidget):
     def _redraw(self) -> None:
         if not self._shown:
             return
+        self._last_redraw = time.monotonic()
         latest = self._service.latest
         selected = max(0, self.selector.currentIndex())
         limit = None

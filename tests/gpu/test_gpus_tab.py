@@ -65,6 +65,8 @@ def test_two_gpus_fill_plots_and_tables_off_the_gui_thread(qtbot, make_tab) -> N
     assert tab.gpu_model.cell(0, 3) == "0.4 / 80 GiB (0%)" and "/ 700 W" in tab.gpu_model.cell(0, 5)
 
     plots = tab.plots
+    tab.window_choice.setCurrentIndex(0)  # 1 min: every sample moves the curves by pixels, so each redraws
+    _wait_samples(qtbot, service, 3)
     assert plots.gpu_view.isVisibleTo(tab) and len(plots.overview_curves) == 2
     x, y = plots.gpu_curves[0].getData()
     assert len(x) >= 3 and x[-1] == 0.0 and (x[:-1] < 0).all()  # newest at 0, seconds ago to the left
@@ -82,6 +84,11 @@ def test_two_gpus_fill_plots_and_tables_off_the_gui_thread(qtbot, make_tab) -> N
     assert tab.redraws_paused and plots.refreshes == refreshes
     tab.show()
     assert plots.refreshes == refreshes + 1
+    # 1 h in a chart of a few hundred pixels: a redraw only when a pixel's worth of time has passed.
+    assert 3600 / plots.chart_width_px() > 2 * service.interval_s
+    before = plots.refreshes
+    _wait_samples(qtbot, service, 2)
+    assert plots.refreshes == before
 
 
 def test_without_nvml_the_tab_says_so_and_plots_the_host(qtbot, make_tab) -> None:  # type: ignore[no-untyped-def]

@@ -117,6 +117,10 @@ class GpuPlots(QWidget):
         self.refreshes = 0
         self._x_window: float | None = None
 
+    def chart_width_px(self) -> int:
+        """Width of one chart's data area (they are all about as wide)."""
+        return int(self.gpu_plots[0].getViewBox().width())
+
     def set_has_gpus(self, has_gpus: bool) -> None:
         """Without GPUs only the host plot is shown."""
         self.gpu_view.setVisible(has_gpus)
