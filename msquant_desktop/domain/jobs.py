@@ -174,8 +174,32 @@ class JobSpec:
         )
 
 
+class _HowItEnded:
+    """Outcome and duration, shared by the full record and the Jobs table's summary row."""
+
+    __slots__ = ()
+    state: JobState
+    exit_code: int | None
+    signal: int | None
+    reason: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def outcome(self) -> JobOutcome | None:
+        if not self.state.is_final:
+            return None
+        return JobOutcome(self.state, self.exit_code, self.signal, self.reason)
+
+    def duration_seconds(self, now: datetime) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or now
+        return max(0.0, (end - self.started_at).total_seconds())
+
+
 @dataclass(frozen=True)
-class JobRecord:
+class JobRecord(_HowItEnded):
     """A job as the store knows it: its spec plus everything learned while it ran."""
 
     id: int
@@ -195,18 +219,6 @@ class JobRecord:
     slurm_job_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def outcome(self) -> JobOutcome | None:
-        if not self.state.is_final:
-            return None
-        return JobOutcome(self.state, self.exit_code, self.signal, self.reason)
-
-    def duration_seconds(self, now: datetime) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at or now
-        return max(0.0, (end - self.started_at).total_seconds())
-
 
 @dataclass(frozen=True)
 class StateTransition:
@@ -220,7 +232,7 @@ class StateTransition:
 
 
 @dataclass(frozen=True, slots=True)
-class JobSummary:
+class JobSummary(_HowItEnded):
     """One row of the Jobs table: what a list shows, read without parsing the whole spec.
 
     Lists of thousands of past jobs use this; a JobRecord is loaded for the one job in view.
@@ -244,15 +256,3 @@ class JobSummary:
     reason: str
     command: str
     """The argv as JSON text (for search and tooltips)."""
-
-    @property
-    def outcome(self) -> JobOutcome | None:
-        if not self.state.is_final:
-            return None
-        return JobOutcome(self.state, self.exit_code, self.signal, self.reason)
-
-    def duration_seconds(self, now: datetime) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at or now
-        return max(0.0, (end - self.started_at).total_seconds())
