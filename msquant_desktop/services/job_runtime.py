@@ -35,6 +35,8 @@ class JobRuntime(QObject):
         self.run_dir = run_dir
         self.pid: int | None = None
         self.pid_start_time: float | None = None
+        self.never_started = False
+        """The supervisor process could not even be started (so the job never ran)."""
         self._ended = False
 
     def stop(self) -> bool:
@@ -120,6 +122,7 @@ class SupervisedRuntime(JobRuntime):
     @Slot(QProcess.ProcessError)
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
+            self.never_started = True
             self._end(None, f"the supervisor could not be started: {self.process.errorString()}")
 
 

@@ -322,8 +322,12 @@ class JobService(QObject):
             self.schedule()
             return
         if record is None:
-            self._kill_unsupervised(job)
-            self._finish(job_id, JobState.LOST, why)
+            if runtime is not None and runtime.never_started:
+                # Nothing ran, so nothing can be left over; same state as `jobs run` records.
+                self._finish(job_id, JobState.FAILED_TO_START, why)
+            else:
+                self._kill_unsupervised(job)
+                self._finish(job_id, JobState.LOST, why)
         else:
             outcome = outcome_from_exit(record)
             reason = outcome.reason

@@ -53,6 +53,23 @@ def test_failures_and_failed_to_start_are_told_apart(make_engine, qtbot) -> None
     assert lost.state is JobState.FAILED_TO_START and "No such file" in lost.reason
 
 
+def test_a_supervisor_that_cannot_start_is_failed_to_start_as_in_the_cli(
+    make_engine, qtbot, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """E.g. the app's executable was removed or moved while it ran: QProcess cannot start it."""
+    import msquant_desktop.services.job_service as job_service
+
+    monkeypatch.setattr(job_service, "self_command", lambda *args: ["/nonexistent/msquant-desktop", *args])
+    service = make_engine()
+    record = service.submit(JobSpec(name="never runs", argv=("true",)))
+    final = wait_final(qtbot, service, record.id)
+    assert final.state is JobState.FAILED_TO_START
+    assert "the supervisor could not be started" in final.reason
+    monkeypatch.undo()
+    after = service.submit(JobSpec(name="next", argv=("true",)))  # the queue moves on
+    assert wait_final(qtbot, service, after.id).state is JobState.COMPLETED
+
+
 def test_cancel_stops_the_tree_and_delete_is_refused_while_running(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     service = make_engine(grace=0.5)
     script = "import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); subprocess.Popen(['setsid', 'sleep', '300']); print('up', flush=True); time.sleep(300)"
