@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from quantize_common import model_folder
+
 from msquant_desktop.domain.quantize import parse_event
 
 PLAIN_SCRIPT = """
@@ -99,13 +101,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="msquant-bench-") as tmp:
-        model = Path(args.model) if args.model else Path(tmp) / "demo"
-        if not args.model:
-            subprocess.run(
-                [sys.executable, "-m", "msquant_desktop", "demo-model", "--out", str(model)],
-                check=True,
-                capture_output=True,
-            )
+        model = model_folder(args.model, tmp)
         data = model / "calibration.jsonl"
         plain: list[dict[str, float | None]] = []
         ours: list[dict[str, float | None]] = []

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from quantize_common import model_folder
 
 from msquant_desktop.app import create_main_window, create_qapplication, create_services
 from msquant_desktop.config.paths import resolve_paths
@@ -33,13 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     rows: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="msquant-bench-") as tmp:
-        model = Path(args.model) if args.model else Path(tmp) / "demo"
-        if not args.model:
-            subprocess.run(
-                [sys.executable, "-m", "msquant_desktop", "demo-model", "--out", str(model)],
-                check=True,
-                capture_output=True,
-            )
+        model = model_folder(args.model, tmp)
         app = create_qapplication([sys.argv[0]])
         services = create_services(resolve_paths(Path(tmp) / "data").ensure())
         window = create_main_window(services)

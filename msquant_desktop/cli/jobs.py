@@ -100,11 +100,18 @@ def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def _find_or_say(repo: JobRepository, job_id: int) -> JobRecord | None:
+    """The job, or None after telling the user there is no such job."""
+    record = repo.find(job_id)
+    if record is None:
+        print(f"msquant-desktop: no job with id {job_id}", file=sys.stderr)
+    return record
+
+
 def cmd_show(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = _repo(ctx)
-    record = repo.find(args.id)
+    record = _find_or_say(repo, args.id)
     if record is None:
-        print(f"msquant-desktop: no job with id {args.id}", file=sys.stderr)
         return 1
     data = _summary(record)
     data["spec"] = record.spec.to_dict()
@@ -124,9 +131,8 @@ def cmd_show(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = _repo(ctx)
-    record = repo.find(args.id)
+    record = _find_or_say(repo, args.id)
     if record is None:
-        print(f"msquant-desktop: no job with id {args.id}", file=sys.stderr)
         return 1
     if not record.run_dir:
         print(f"job {args.id} has no output yet ({record.state.value.lower()})", file=sys.stderr)
@@ -175,9 +181,8 @@ def _print_log(run_dir: Path, repo: JobRepository, job_id: int, follow: bool) ->
 
 def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = _repo(ctx)
-    record = repo.find(args.id)
+    record = _find_or_say(repo, args.id)
     if record is None:
-        print(f"msquant-desktop: no job with id {args.id}", file=sys.stderr)
         return 1
     if record.spec.target is JobTarget.SLURM:
         print(

@@ -5,7 +5,7 @@
 - Host keys are checked against known_hosts with RejectPolicy semantics, but by hand so the errors can
   carry what the UI needs: an unknown key raises `UnknownHostKey` with its SHA256 fingerprint (the UI
   asks, and `accept_host_key` saves it); a changed key raises `HostKeyChanged` naming the file and
-  line.  Nothing is ever added silently (no AutoAddPolicy / WarningPolicy).
+  line.  Nothing is ever added silently: a key is saved only after the user accepts it.
 - `~/.ssh/config` aliases are resolved with paramiko.SSHConfig (HostName, User, Port, IdentityFile,
   ProxyJump).
 """
