@@ -19,13 +19,12 @@ from typing import Any
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
-from msquant_desktop.domain.queue import StartJob
-from msquant_desktop.domain.runs import LOG_FILE
+from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.runtime import self_command
-from msquant_desktop.store import StoreError
+from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.store.jobs_repo import JobRepository
-from msquant_desktop.store.run_folders import prepare_run, read_exit_record
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.store.run_folders import read_exit_record
+from msquant_desktop.supervisor import control
 
 WAIT_POLL_SECONDS = 0.25
 
@@ -63,7 +62,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _repo(ctx: CliContext) -> JobRepository:
-    return JobRepository(ctx.conn)
+    """The store, with every job whose supervisor is gone settled first: reading the jobs is enough
+    to give such a job its final state, with or without an open app (job_lifecycle.inspect)."""
+    repo = JobRepository(ctx.conn)
+    lifecycle.settle_unwatched(repo)
+    return repo
 
 
 def _summary(r: JobRecord) -> dict[str, Any]:
@@ -189,25 +192,12 @@ def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
             "SLURM jobs are cancelled from the app's Clusters area (scancel on the cluster)", file=sys.stderr
         )
         return 1
-    if record.state is JobState.QUEUED:
-        repo.transition(
-            args.id, JobState.CANCELLED, "removed from the queue (CLI)", reason="removed from the queue"
-        )
-        print(f"job {args.id} removed from the queue")
-        return 0
-    if not record.state.is_active:
-        print(f"job {args.id} already ended: {record.state.value}")
-        return 0
-    run_dir = Path(record.run_dir) if record.run_dir else None
-    if record.state is not JobState.CANCELLING:
-        repo.transition(args.id, JobState.CANCELLING, "cancel requested (CLI)")
-    if run_dir and control.request_stop(record.pid, record.pid_start_time, run_dir):
-        print(f"job {args.id}: cancelling (TERM, then KILL after {ctx.settings.cancel_grace_seconds:g} s)")
-        return 0
-    killed = proctree.kill_marked_processes(str(run_dir), ctx.settings.cancel_grace_seconds) if run_dir else 0
-    reason = f"cancelled without a supervisor; {killed} process(es) stopped"
-    repo.finish_if_active(args.id, JobState.CANCELLED, reason, reason=reason)
-    print(f"job {args.id}: {reason}")
+    grace = ctx.settings.cancel_grace_seconds
+    result = lifecycle.cancel_now(repo, args.id, grace, note_suffix=" (CLI)")
+    if result.words == "cancelling":
+        print(f"job {args.id}: cancelling (TERM, then KILL after {grace:g} s)")
+    else:
+        print(f"job {args.id}: {result.words}")
     return 0
 
 
@@ -235,19 +225,21 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = _repo(ctx)
     record = repo.create(spec, JobState.QUEUED, "submitted from the command line")
     print(f"job {record.id} queued")
+    me = lifecycle.ProcessIdentity.of_this_process()
     announced = False
     while True:
         current = repo.get(record.id)
         if current.state is not JobState.QUEUED:
             print(f"job {record.id} was started elsewhere (the app): {current.state.value}")
             return 0
-        if repo.queued()[0].id == record.id:
-            decision, claimed = repo.claim_next(ctx.settings.max_concurrent_jobs, control.detect_gpu_count())
-            if claimed is not None and claimed.id == record.id:
-                if not isinstance(decision, StartJob):
-                    print(f"msquant-desktop: job {record.id} cannot run: {claimed.reason}", file=sys.stderr)
-                    return 1
-                return _launch_detached(repo, claimed, ctx)
+        claimed = lifecycle.claim(
+            repo, ctx.settings.max_concurrent_jobs, control.detect_gpu_count(), me, only_job=record.id
+        )
+        if claimed is not None:
+            if claimed.state is not JobState.STARTING:
+                print(f"msquant-desktop: job {record.id} cannot run: {claimed.reason}", file=sys.stderr)
+                return 1
+            return _launch_detached(repo, claimed, ctx)
         if args.no_wait:
             print(f"job {record.id} waits in the queue; the app starts it when a slot is free")
             return 0
@@ -260,48 +252,42 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _launch_detached(repo: JobRepository, record: JobRecord, ctx: CliContext) -> int:
-    """Start the supervisor in its own session, not tied to this terminal, and record it."""
-    try:
-        record, launch = prepare_run(
-            repo,
-            record,
-            ctx.paths.runs_dir,
-            ctx.paths.database,
-            ctx.settings.cancel_grace_seconds,
-            dict(os.environ),
+    """Start the supervisor in its own session, not tied to this terminal.  The supervisor records
+    RUNNING (and the end) itself, as for a job the app starts."""
+    prepared = lifecycle.prepare_launch(
+        repo,
+        record,
+        ctx.paths.runs_dir,
+        ctx.paths.database,
+        ctx.settings.cancel_grace_seconds,
+        dict(os.environ),
+    )
+    if not isinstance(prepared, lifecycle.Launch):
+        print(
+            f"msquant-desktop: job {record.id}: {prepared.outcome.describe() if prepared.outcome else prepared.state.value}",
+            file=sys.stderr,
         )
-    except OSError as exc:
-        repo.finish_if_active(
-            record.id, JobState.FAILED_TO_START, str(exc), reason=f"could not create the run folder: {exc}"
-        )
-        print(f"msquant-desktop: {exc}", file=sys.stderr)
         return 1
-    run_dir = str(record.run_dir)
-    try:
-        proc = subprocess.Popen(  # detached on purpose: the job outlives this command
-            self_command("_supervise", "--run-dir", run_dir),
-            cwd=run_dir,
-            env=launch["env"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        reason = f"the supervisor could not be started: {exc}"
-        repo.finish_if_active(record.id, JobState.FAILED_TO_START, reason, reason=reason)
-        print(f"msquant-desktop: {reason}", file=sys.stderr)
+    run_dir = str(prepared.run_dir)
+    argv = self_command("_supervise", "--run-dir", run_dir)
+    problem = lifecycle.supervisor_problem(argv)
+    if problem is None:
+        try:
+            subprocess.Popen(  # detached on purpose: the job outlives this command
+                argv,
+                cwd=run_dir,
+                env=prepared.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            problem = str(exc)
+    if problem is not None:
+        final = lifecycle.fail_to_start(repo, record.id, problem)
+        print(f"msquant-desktop: {final.reason}", file=sys.stderr)
         return 1
-    try:
-        repo.transition(
-            record.id,
-            JobState.RUNNING,
-            "started from the command line",
-            pid=proc.pid,
-            pid_start_time=proctree.start_time(proc.pid),
-        )
-    except StoreError:
-        pass  # it ended already and the supervisor recorded that
     print(f"job {record.id} running; run folder {run_dir}")
     print(f"follow it with: msquant-desktop jobs logs {record.id} --follow")
     return 0

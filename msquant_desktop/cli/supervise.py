@@ -32,15 +32,13 @@ def main(argv: list[str]) -> int:
     run_dir = argv[1]
     from msquant_desktop.supervisor.runner import supervise
 
+    store = _StoreLink(run_dir)
     try:
-        record = supervise(run_dir)
+        record = supervise(run_dir, on_started=store.job_started)
     except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
         _say(f"supervisor failed: {type(exc).__name__}: {exc}")
         return 1
-    try:
-        _record_in_store(run_dir, record)
-    except Exception as exc:
-        _say(f"could not record the job's end in the store: {exc}")
+    store.job_ended(record)
     return 0
 
 
@@ -51,35 +49,67 @@ def _say(text: str) -> None:
         pass  # the app is gone; never die of a dead pipe
 
 
-def _record_in_store(run_dir_text: str, exit_data: dict) -> None:  # type: ignore[type-arg]
-    """Write the final state unless the app (or a cancel) already did."""
-    import json
-    from pathlib import Path
+class _StoreLink:
+    """The supervisor's two writes to the store, through the one job lifecycle.
 
-    from msquant_desktop.domain.markers import STORE_ENV
-    from msquant_desktop.domain.runs import LAUNCH_FILE, ExitRecord, outcome_from_exit
-    from msquant_desktop.store import connect
-    from msquant_desktop.store.jobs_repo import JobRepository
-    from msquant_desktop.store.run_folders import last_event_of_type, read_events
+    RUNNING is written by the supervisor itself as soon as the job's process exists, and the final
+    state as soon as exit.json is written: the history is right even when no app runs, and a job that
+    ends in a millisecond still has its RUNNING step and start time.  A store that cannot be written
+    never stops the job: the app (or the next `jobs` command) settles it from the run folder.
+    """
 
-    run_dir = Path(run_dir_text)
-    launch = json.loads((run_dir / LAUNCH_FILE).read_text(encoding="utf-8"))
-    store_path = launch["env"].get(STORE_ENV)
-    if not store_path:
-        return
-    outcome = outcome_from_exit(ExitRecord.from_dict(exit_data))
-    result = last_event_of_type(read_events(run_dir), "result")
-    conn = connect(Path(store_path))
-    try:
-        fields: dict[str, object] = {
-            "exit_code": outcome.exit_code,
-            "signal": outcome.signal,
-            "reason": outcome.reason,
-        }
-        if result is not None:
-            fields["result"] = result
-        JobRepository(conn).finish_if_active(
-            int(launch["job_id"]), outcome.state, "recorded by the supervisor", **fields
-        )
-    finally:
-        conn.close()
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        import json
+        from pathlib import Path
+
+        from msquant_desktop.domain.markers import STORE_ENV
+        from msquant_desktop.domain.runfiles import LAUNCH_FILE
+        from msquant_desktop.store import connect
+        from msquant_desktop.store.jobs_repo import JobRepository
+
+        launch = json.loads((Path(self.run_dir) / LAUNCH_FILE).read_text(encoding="utf-8"))
+        store_path = launch["env"].get(STORE_ENV)
+        if not store_path:
+            return None, None, 0
+        conn = connect(Path(store_path))
+        return conn, JobRepository(conn), int(launch["job_id"])
+
+    def job_started(self, job_pid: int) -> bool:
+        """Record RUNNING; True when the job was cancelled meanwhile (stop it now)."""
+        try:
+            from msquant_desktop.domain.jobs import JobState
+            from msquant_desktop.services import job_lifecycle
+
+            conn, repo, job_id = self._open()
+            if repo is None:
+                return False
+            try:
+                me = job_lifecycle.ProcessIdentity.of_this_process()
+                return job_lifecycle.mark_running(repo, job_id, me, job_pid) is JobState.CANCELLING
+            finally:
+                conn.close()
+        except Exception as exc:
+            _say(f"could not record the job's start in the store: {exc}")
+            return False
+
+    def job_ended(self, exit_data: dict) -> None:  # type: ignore[type-arg]
+        """Write the final state unless the app (or a cancel) already did."""
+        try:
+            from msquant_desktop.domain.runs import ExitRecord
+            from msquant_desktop.services import job_lifecycle
+
+            conn, repo, job_id = self._open()
+            if repo is None:
+                return
+            try:
+                job = repo.get(job_id)
+                job_lifecycle.finish_from_exit(
+                    repo, job, ExitRecord.from_dict(exit_data), "recorded by the supervisor"
+                )
+            finally:
+                conn.close()
+        except Exception as exc:
+            _say(f"could not record the job's end in the store: {exc}")

@@ -74,6 +74,9 @@ FINAL_STATES = frozenset(
     }
 )
 ACTIVE_STATES = frozenset({JobState.STARTING, JobState.RUNNING, JobState.CANCELLING})
+"""Jobs that own (or may own) processes; the store's SQL is built from this set too."""
+UNFINISHED_STATES = frozenset({JobState.QUEUED} | ACTIVE_STATES)
+"""Every state that is not final."""
 
 # Which transitions are legal.  Anything else is a bug in the caller and is refused by the store.
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -218,6 +221,10 @@ class JobRecord(_HowItEnded):
     reason: str = ""
     slurm_job_id: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    claimer_pid: int | None = None
+    """The process that moved it QUEUED -> STARTING (the app or `jobs run`): while that process lives
+    and no supervisor exists yet, the job is being launched; once it is gone, the launch failed."""
+    claimer_start_time: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from msquant_desktop.domain.jobs import JobOutcome, JobState
+from msquant_desktop.domain.jobs import JobKind, JobOutcome, JobState
 from msquant_desktop.domain.runfiles import (  # noqa: F401 - re-exported for callers
     EVENTS_FILE,
     EXIT_FILE,
@@ -96,12 +96,24 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def outcome_from_exit(record: ExitRecord) -> JobOutcome:
-    """The final state an exit record means, with a generic explanation where one helps.
+def outcome_from_exit(record: ExitRecord, kind: JobKind = JobKind.COMMAND) -> JobOutcome:
+    """The final state an exit record means, with the best explanation there is.
 
     A cancel always ends CANCELLED (whatever signal finally took the job down); SIGKILL that nobody
-    asked for is, on Linux, almost always the kernel's OOM killer.
+    asked for is, on Linux, almost always the kernel's OOM killer.  A job kind may explain its own
+    exits better (a quantization worker's exit 2 means its inputs were refused).
     """
+    outcome = _generic_outcome(record)
+    if kind is JobKind.QUANTIZE:
+        from msquant_desktop.domain.quantize import explain_worker_exit
+
+        better = explain_worker_exit(record.returncode, record.cancelled) if not record.spawn_error else None
+        if better:
+            return JobOutcome(outcome.state, outcome.exit_code, outcome.signal, better)
+    return outcome
+
+
+def _generic_outcome(record: ExitRecord) -> JobOutcome:
     if record.spawn_error:
         return JobOutcome(JobState.FAILED_TO_START, reason=record.spawn_error)
     rc = record.returncode

@@ -39,10 +39,6 @@ class JobRuntime(QObject):
         """The supervisor process could not even be started (so the job never ran)."""
         self._ended = False
 
-    def stop(self) -> bool:
-        """Ask the supervisor to stop the job tree; False when it is already gone."""
-        return control.request_stop(self.pid, self.pid_start_time, self.run_dir)
-
     def detach(self) -> None:
         """Forget the job without touching it (the app quits; the supervisor carries on)."""
 
@@ -73,15 +69,18 @@ class SupervisedRuntime(JobRuntime):
         self.process.readyReadStandardError.connect(self._on_stderr)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_error)
+        self.process.started.connect(self._on_started)
         self._argv = argv
 
-    def start(self) -> bool:
+    def start(self) -> None:
+        """Start the supervisor; `started` (pid known) or `sig_ended` (could not start) follows.
+        Never waits: the GUI thread does not block on a fork/exec."""
         self.process.start(self._argv[0], self._argv[1:])
-        if not self.process.waitForStarted(5000):
-            return False
+
+    @Slot()
+    def _on_started(self) -> None:
         self.pid = int(self.process.processId())
         self.pid_start_time = proctree.start_time(self.pid)
-        return True
 
     def detach(self) -> None:
         # WORKAROUND: QProcess kills a running child when it is destroyed; marking it NotRunning
@@ -90,6 +89,7 @@ class SupervisedRuntime(JobRuntime):
             signal.disconnect()
         self.process.finished.disconnect()
         self.process.errorOccurred.disconnect()
+        self.process.started.disconnect()
         self.process.setProcessState(QProcess.ProcessState.NotRunning)
         self._ended = True
 

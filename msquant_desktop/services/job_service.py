@@ -1,16 +1,16 @@
 """The local job engine as the GUI sees it: queue, launch, live output, cancel, re-adoption.
 
-Every state change goes through the store first and is then announced by a signal.  Decisions about
-what starts next are made inside one store transaction (`JobRepository.claim_next`), so the limits
-hold across the app and `jobs run` in a terminal.  Jobs written by other processes or other areas
-(SLURM) are noticed by a cheap fingerprint poll of the jobs table.
+A thin QtCore adapter over `services/job_lifecycle.py`, which decides every step of a job's life for
+the app, the CLI and the supervisor alike: this class calls it, turns its results into signals, runs
+its blocking parts (stopping unsupervised processes, removing folders) on threads, and never waits
+on the GUI thread.  Jobs written by other processes or other areas (SLURM) are noticed by a cheap
+fingerprint poll of the jobs table.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,27 +19,31 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from msquant_desktop.config.paths import AppPaths
-from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobSummary, JobTarget, StateTransition
+from msquant_desktop.domain.jobs import (
+    ACTIVE_STATES,
+    JobRecord,
+    JobSpec,
+    JobState,
+    JobSummary,
+    JobTarget,
+    StateTransition,
+)
 from msquant_desktop.domain.logformat import DecodedChunk
-from msquant_desktop.domain.queue import StartJob
-from msquant_desktop.domain.runs import LOG_FILE, ExitRecord, outcome_from_exit
+from msquant_desktop.domain.runfiles import LOG_FILE
+from msquant_desktop.domain.runs import ExitRecord
 from msquant_desktop.runtime import self_command
-from msquant_desktop.services.job_recovery import adopt_or_settle
+from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
 from msquant_desktop.store import StoreError
-from msquant_desktop.store.jobs_repo import JobRepository, utcnow
-from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events, read_log_tail
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.store.jobs_repo import JobRepository
+from msquant_desktop.store.run_folders import read_log_tail
 from msquant_desktop.supervisor.control import detect_gpu_count
 
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 500
-LAUNCH_SETTLE_SECONDS = 10.0
 _FINAL_VALUES = frozenset(s.value for s in JobState if s.is_final)
 
-ExitExplainer = Callable[[JobRecord, ExitRecord | None], str | None]
-"""Per-kind hook: a better reason for how a job ended (None keeps the generic one)."""
 RemoteCanceller = Callable[[JobRecord], None]
 """Cancels a SLURM job (the Clusters area plugs this in)."""
 
@@ -55,8 +59,18 @@ class JobService(QObject):
     """(job id, complete line(s) of output, is_stderr), in order."""
     sig_job_event = Signal(int, object)
     """(job id, dict) from a `@@MSQUANT-EVENT@@ {json}` stdout line."""
+    sig_job_progress = Signal(int, object)
+    """(job id, the progress event dict): a running job's progress; views update from the event
+    itself (no store read), so it is not also announced as a job change."""
+    sig_log_skipped = Signal(int, int)
+    """(job id, lines): the supervisor could not hand this many lines to a busy app; they are in the
+    run folder's log."""
     sig_running_count_changed = Signal(int)
     """How many local jobs are active now."""
+    sig_deletes_pending = Signal(int)
+    """How many deleted jobs' folders are still being removed (0: all gone)."""
+    _sig_done_on_thread = Signal(object)
+    """Internal: a callable to run on the GUI thread when blocking work on a thread has finished."""
 
     def __init__(
         self,
@@ -73,8 +87,16 @@ class JobService(QObject):
         self.gpu_count = detect_gpu_count() if gpu_count is None else gpu_count
         self._runtimes: dict[int, JobRuntime] = {}
         self._progress: dict[int, dict[str, Any]] = {}
-        self._explainers: dict[str, ExitExplainer] = {}
         self._remote_canceller: RemoteCanceller | None = None
+        self._identity = lifecycle.ProcessIdentity.of_this_process()
+        self._deletes_pending = 0
+        self._closed = False
+        self._schedule_timer = QTimer(self)
+        self._schedule_timer.setObjectName("job-service-next-launch")
+        self._schedule_timer.setSingleShot(True)
+        self._schedule_timer.setInterval(0)
+        self._schedule_timer.timeout.connect(self.schedule)
+        self._sig_done_on_thread.connect(lambda done: None if self._closed else done())
         self._signatures = repo.signatures()
         self._seen_version: tuple[int, int] = (-1, -1)
         self._running_count = -1
@@ -88,9 +110,7 @@ class JobService(QObject):
     # -- life ----------------------------------------------------------------------------------------
     def start(self) -> None:
         """Re-adopt what the store calls active, start what can start, then watch the store."""
-        for record in self._repo.active(target=JobTarget.LOCAL):
-            if self._should_adopt(record):
-                self._adopt(record)
+        self._adopt_unwatched()
         self.schedule()
         self._sync_timer.start()
         self._update_running_count()
@@ -99,6 +119,8 @@ class JobService(QObject):
         """Stop watching.  Running jobs keep running (their supervisors record their end) unless
         `cancel_running`, in which case each supervisor is asked to stop its tree first."""
         self._sync_timer.stop()
+        self._schedule_timer.stop()
+        self._closed = True
         for job_id, runtime in list(self._runtimes.items()):
             if cancel_running:
                 self.cancel(job_id)
@@ -116,46 +138,52 @@ class JobService(QObject):
         return self._repo.get(record.id)
 
     def cancel(self, job_id: int) -> None:
+        """Cancel a queued or running job (never waits: stopping happens in the supervisor or on a
+        thread).  SLURM jobs go to the Clusters area's canceller."""
         record = self._repo.get(job_id)
         if record.spec.target is JobTarget.SLURM:
             if self._remote_canceller is None:
                 raise StoreError("no SLURM connection is set up to cancel this job")
             self._remote_canceller(record)
             return
-        if record.state is JobState.QUEUED:
-            self._repo.transition(
-                job_id, JobState.CANCELLED, "removed from the queue", reason="removed from the queue"
-            )
-            self._note(job_id)
-            return
-        if not record.state.is_active or record.state is JobState.CANCELLING:
-            return
-        runtime = self._runtimes.get(job_id)
-        asked = runtime.stop() if runtime else False
-        self._repo.transition(job_id, JobState.CANCELLING, "cancel requested")
+        result = lifecycle.request_cancel(self._repo, job_id)
         self._note(job_id)
-        if not asked:
-            self._kill_unsupervised(self._repo.get(job_id))
+        if result.stop_unsupervised is not None:
+            run_dir, grace = result.stop_unsupervised, self._settings.settings.cancel_grace_seconds
+            self._on_thread(f"cancel-job-{job_id}", lambda: lifecycle.cancel_unsupervised(run_dir, grace))
 
     def rerun(self, job_id: int) -> JobRecord:
         return self.submit(self._repo.get(job_id).spec)
 
-    def delete(self, job_id: int) -> None:
-        """Forget a finished or queued job and its run folder.  StoreError while it is active."""
-        record = self._repo.get(job_id)
-        self._repo.delete(job_id)
+    def delete(self, job_id: int, also_remove: tuple[Path, ...] = ()) -> None:
+        """Forget a job that is not active; its run folder (and `also_remove`, e.g. the quantized
+        model it made) is removed on a thread.  StoreError while it is active."""
+        run_dir = lifecycle.delete(self._repo, job_id, self._paths.runs_dir)
         runtime = self._runtimes.pop(job_id, None)
         if runtime is not None:  # its supervisor already recorded the end and is exiting
             runtime.detach()
             runtime.deleteLater()
-        if record.run_dir:
-            run_dir = Path(record.run_dir)
-            if run_dir.parent == self._paths.runs_dir and run_dir.is_dir():
-                shutil.rmtree(run_dir, ignore_errors=True)
         self._progress.pop(job_id, None)
         self._signatures.pop(job_id, None)
         self.sig_job_removed.emit(job_id)
         self._update_running_count()
+        folders = [*also_remove, *([run_dir] if run_dir else [])]
+        if folders:
+            self._deletes_pending += 1
+            self.sig_deletes_pending.emit(self._deletes_pending)
+
+            def remove() -> None:
+                for folder in folders:
+                    lifecycle.remove_folder(folder)
+
+            self._on_thread(f"delete-job-{job_id}", remove, self._delete_finished)
+
+    def _delete_finished(self) -> None:
+        self._deletes_pending -= 1
+        self.sig_deletes_pending.emit(self._deletes_pending)
+
+    def deletes_pending(self) -> int:
+        return self._deletes_pending
 
     def get(self, job_id: int) -> JobRecord:
         return self._repo.get(job_id)
@@ -172,7 +200,7 @@ class JobService(QObject):
         return self._repo.summary(job_id)
 
     def running_count(self) -> int:
-        return self._repo.count([JobState.STARTING, JobState.RUNNING, JobState.CANCELLING])
+        return self._repo.count(ACTIVE_STATES)
 
     def local_active_ids(self) -> list[int]:
         return [r.id for r in self._repo.active(target=JobTarget.LOCAL)]
@@ -215,10 +243,6 @@ class JobService(QObject):
     def set_remote_canceller(self, canceller: RemoteCanceller | None) -> None:
         self._remote_canceller = canceller
 
-    def set_exit_explainer(self, kind: str, explainer: ExitExplainer) -> None:
-        """Let an area explain how its kind of job ended (e.g. quantization's memory estimate)."""
-        self._explainers[str(kind)] = explainer
-
     def notify_changed(self, job_id: int) -> None:
         """For areas that write jobs through their own repository: announce the change now."""
         self._note(job_id, added=job_id not in self._signatures)
@@ -226,38 +250,48 @@ class JobService(QObject):
     # -- scheduling ----------------------------------------------------------------------------------------
     @Slot()
     def schedule(self) -> None:
-        """Start queued jobs while slots and GPUs allow (event-driven; also on every sync)."""
+        """Start the next queued job if slots and GPUs allow (event-driven; also on every sync).
+
+        One launch per turn of the event loop: twenty jobs submitted at once start in twenty short
+        steps instead of one long stall of the GUI thread.
+        """
+        if self._closed:
+            return
         settings = self._settings.settings
-        while True:
-            decision, record = self._repo.claim_next(settings.max_concurrent_jobs, self.gpu_count)
-            if record is None:
-                break
-            self._note(record.id)
-            if isinstance(decision, StartJob):
-                self._launch(record)
+        record = lifecycle.claim(self._repo, settings.max_concurrent_jobs, self.gpu_count, self._identity)
+        if record is None:
+            return
+        self._note(record.id)
+        if record.state is JobState.STARTING:
+            self._launch(record)
+        self._schedule_soon()
+
+    def _schedule_soon(self) -> None:
+        if not self._closed and not self._schedule_timer.isActive():
+            self._schedule_timer.start()
 
     def _launch(self, record: JobRecord) -> None:
         settings = self._settings.settings
-        try:
-            record, launch = prepare_run(
-                self._repo,
-                record,
-                self._paths.runs_dir,
-                self._paths.database,
-                settings.cancel_grace_seconds,
-                dict(os.environ),
-            )
-        except OSError as exc:
-            self._finish(record.id, JobState.FAILED_TO_START, f"could not create the run folder: {exc}")
-            return
-        run_dir = Path(str(record.run_dir))
-        runtime = SupervisedRuntime(
-            record.id, run_dir, self_command("_supervise", "--run-dir", str(run_dir)), launch["env"], self
+        prepared = lifecycle.prepare_launch(
+            self._repo,
+            record,
+            self._paths.runs_dir,
+            self._paths.database,
+            settings.cancel_grace_seconds,
+            dict(os.environ),
         )
+        if not isinstance(prepared, lifecycle.Launch):
+            self._note(record.id)
+            return
+        argv = self_command("_supervise", "--run-dir", str(prepared.run_dir))
+        problem = lifecycle.supervisor_problem(argv)
+        if problem is not None:
+            lifecycle.fail_to_start(self._repo, record.id, problem)
+            self._note(record.id)
+            return
+        runtime = SupervisedRuntime(record.id, prepared.run_dir, argv, prepared.env, self)
         self._attach(runtime)
-        if not runtime.start():
-            return  # sig_ended (FailedToStart) already settled it
-        self._repo.update(record.id, pid=runtime.pid, pid_start_time=runtime.pid_start_time)
+        runtime.start()  # `started` / `sig_ended` report back; never waits
         self._note(record.id)
 
     def _attach(self, runtime: JobRuntime) -> None:
@@ -265,110 +299,97 @@ class JobService(QObject):
         runtime.sig_output.connect(lambda chunk, job_id=runtime.job_id: self._on_output(job_id, chunk))
         runtime.sig_ended.connect(lambda rec, why, job_id=runtime.job_id: self._on_ended(job_id, rec, why))
 
-    def _should_adopt(self, record: JobRecord) -> bool:
-        if record.id in self._runtimes:
-            return False
-        if record.pid or record.state is not JobState.STARTING:
-            return True
-        # Another process (`jobs run`) may be launching it this very moment: give it time.
-        last = self._repo.transitions(record.id)[-1].at
-        return (utcnow() - last).total_seconds() > LAUNCH_SETTLE_SECONDS
-
-    def _adopt(self, record: JobRecord) -> None:
-        """Take over an active job started by an earlier app or another process."""
-        if record.id in self._runtimes:
-            return
-        decision = adopt_or_settle(self._repo, record)
-        if decision is None:  # settled from its exit record, or LOST
+    def _adopt_unwatched(self) -> None:
+        """Every active local job this app does not follow yet: adopt, leave to its launcher, or
+        settle (as `job_lifecycle.inspect` decides)."""
+        for record in self._repo.active(target=JobTarget.LOCAL):
+            if record.id in self._runtimes:
+                continue
+            found = lifecycle.inspect(self._repo, record)
+            if isinstance(found, lifecycle.Adopt):
+                if found.progress:
+                    self._progress[record.id] = found.progress
+                runtime = AdoptedRuntime(
+                    record.id,
+                    Path(str(record.run_dir)),
+                    found.supervisor.pid,
+                    found.supervisor.start_time,
+                    found.log_offset,
+                    self,
+                )
+                self._attach(runtime)
+            elif isinstance(found, lifecycle.Settled):
+                self._cleanup_on_thread(found)
             self._note(record.id)
-            return
-        pid, start, offset, events = decision
-        self._progress[record.id] = last_event_of_type(events, "progress") or {}
-        if not self._progress[record.id]:
-            del self._progress[record.id]
-        runtime = AdoptedRuntime(record.id, Path(str(record.run_dir)), pid, start, offset, self)
-        self._attach(runtime)
-        if record.state is JobState.STARTING:
-            self._repo.transition(record.id, JobState.RUNNING, "re-adopted")
-        self._note(record.id)
 
     # -- runtime events --------------------------------------------------------------------------------------
     def _on_output(self, job_id: int, chunk: DecodedChunk) -> None:
         for meta in chunk.metas:
-            if meta.get("type") == "started":
-                record = self._repo.get(job_id)
-                if record.state is JobState.STARTING:
-                    self._repo.transition(job_id, JobState.RUNNING, f"job pid {meta.get('job_pid')}")
-                    self._note(job_id)
+            kind = meta.get("type")
+            if kind == "started":
+                runtime = self._runtimes.get(job_id)
+                if (
+                    runtime is not None
+                    and runtime.pid is not None
+                    and self._repo.get(job_id).state is JobState.STARTING
+                ):
+                    # The supervisor records RUNNING itself; this only covers a store it could not write.
+                    identity = lifecycle.ProcessIdentity(runtime.pid, runtime.pid_start_time)
+                    lifecycle.mark_running(self._repo, job_id, identity, meta.get("job_pid"))
+                self._note(job_id)
+            elif kind == "skipped":
+                self.sig_log_skipped.emit(job_id, int(meta.get("lines", 0)))
         for text, is_err in chunk.texts:
             self.sig_log_text.emit(job_id, text, is_err)
         for event in chunk.events:
             kind = event.get("type")
             if kind == "progress":
                 self._progress[job_id] = event
-                self.sig_job_changed.emit(job_id)
+                self.sig_job_progress.emit(job_id, event)
             elif kind == "result":
                 self._repo.update(job_id, result=event)
                 self._note(job_id)
             self.sig_job_event.emit(job_id, event)
 
-    def _on_ended(self, job_id: int, record: ExitRecord | None, why: str) -> None:
+    def _on_ended(self, job_id: int, exit_record: ExitRecord | None, why: str) -> None:
         runtime = self._runtimes.pop(job_id, None)
         if runtime is not None:
             runtime.deleteLater()
         self._progress.pop(job_id, None)
         job = self._repo.find(job_id)
-        if job is None:
-            self.schedule()
-            return
-        if record is None:
-            if runtime is not None and runtime.never_started:
-                # Nothing ran, so nothing can be left over; same state as `jobs run` records.
-                self._finish(job_id, JobState.FAILED_TO_START, why)
+        if job is not None and job.state.is_active:
+            if exit_record is not None:
+                lifecycle.finish_from_exit(self._repo, job, exit_record, "job ended")
+            elif runtime is not None and runtime.never_started:
+                lifecycle.fail_to_start(self._repo, job_id, why)
             else:
-                self._kill_unsupervised(job)
-                self._finish(job_id, JobState.LOST, why)
-        else:
-            outcome = outcome_from_exit(record)
-            reason = outcome.reason
-            explainer = self._explainers.get(job.spec.kind.value)
-            if explainer is not None:
-                try:
-                    reason = explainer(job, record) or reason
-                except Exception:
-                    log.exception("exit explainer for %s failed", job.spec.kind.value)
-            result = (
-                last_event_of_type(read_events(Path(str(job.run_dir))), "result") if job.run_dir else None
-            )
-            fields: dict[str, Any] = {
-                "exit_code": outcome.exit_code,
-                "signal": outcome.signal,
-                "reason": reason,
-            }
-            if result is not None:
-                fields["result"] = result
-            if self._repo.finish_if_active(job_id, outcome.state, "job ended", **fields) is None:
-                # The supervisor recorded the end first; keep its state, add our explanation.
-                self._repo.update(job_id, reason=reason)
+                found = lifecycle.inspect(self._repo, job)
+                if isinstance(found, lifecycle.Settled):
+                    self._cleanup_on_thread(found)
+                elif isinstance(found, lifecycle.Adopt):  # e.g. a second look found it alive after all
+                    log.warning("job %d: %s, but its supervisor is alive; following it", job_id, why)
             self._note(job_id)
-        self.schedule()
+        self._schedule_soon()
 
-    def _finish(self, job_id: int, state: JobState, reason: str) -> None:
-        self._repo.finish_if_active(job_id, state, reason, reason=reason)
-        self._note(job_id)
+    # -- blocking work, off the GUI thread ---------------------------------------------------------------
+    def _cleanup_on_thread(self, settled: lifecycle.Settled) -> None:
+        if settled.cleanup is not None:
+            self._on_thread(f"cleanup-job-{settled.record.id}", settled.cleanup)
 
-    def _kill_unsupervised(self, record: JobRecord) -> None:
-        """The supervisor is gone but the job's processes may not be: stop them off the GUI thread."""
-        if not record.run_dir:
-            return
-        grace = self._settings.settings.cancel_grace_seconds
-        run_dir = record.run_dir
-        threading.Thread(
-            target=proctree.kill_marked_processes,
-            args=(run_dir, grace),
-            name=f"kill-job-{record.id}",
-            daemon=True,
-        ).start()
+    def _on_thread(
+        self, name: str, work: Callable[[], object], done: Callable[[], None] | None = None
+    ) -> None:
+        """Run `work` on a thread; `done` afterwards on the GUI thread (by a queued signal)."""
+
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                log.exception("%s failed", name)
+            if done is not None:
+                self._sig_done_on_thread.emit(done)
+
+        threading.Thread(target=run, name=name, daemon=True).start()
 
     # -- noticing changes -------------------------------------------------------------------------------------
     def _note(self, job_id: int, added: bool = False) -> None:
@@ -413,7 +434,5 @@ class JobService(QObject):
         if version != self._seen_version:
             self._seen_version = version
             self._diff_signatures()
-        for record in self._repo.active(target=JobTarget.LOCAL):
-            if self._should_adopt(record):
-                self._adopt(record)  # e.g. started by `jobs run`: follow it live
+        self._adopt_unwatched()  # e.g. started by `jobs run`: follow it live
         self.schedule()

@@ -8,7 +8,6 @@ form's inputs (model folder, data, widths, memory) in a thread so the form never
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from msquant_desktop.domain.quantize import (
     SCHEMES_BY_ID,
     QuantizeRequest,
     QuantizeResult,
-    explain_worker_exit,
 )
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
@@ -86,8 +84,6 @@ class QuantizeService(QObject):
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_touched)
-        if hasattr(jobs, "set_exit_explainer"):
-            jobs.set_exit_explainer(JobKind.QUANTIZE.value, self._explain_exit)
         if hasattr(settings, "sig_settings_changed"):
             settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
 
@@ -223,19 +219,13 @@ class QuantizeService(QObject):
         return rows
 
     def delete_result(self, row: ResultRow) -> None:
-        """Delete the quantized model folder and forget its job (and the job's run folder)."""
+        """Delete the quantized model folder and forget its job; both folders go on a thread."""
         output = Path(row.result.output)
-        if output.is_dir() and (output / "config.json").is_file():
-            shutil.rmtree(output)
-        self._jobs.delete(row.job_id)
+        model = (output,) if output.is_dir() and (output / "config.json").is_file() else ()
+        self._jobs.delete(row.job_id, also_remove=model)
         self.sig_results_changed.emit()
 
     @Slot(int)
     def _on_job_touched(self, job_id: int) -> None:
         if not self._closed:
             self.sig_results_changed.emit()
-
-    def _explain_exit(self, job: JobRecord, exit_record: Any) -> str | None:
-        if exit_record is None:
-            return None
-        return explain_worker_exit(exit_record.returncode, bool(exit_record.cancelled))

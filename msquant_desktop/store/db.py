@@ -89,8 +89,19 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_2(conn: sqlite3.Connection) -> None:
+    # Who claimed a STARTING job (the app or `jobs run`): a dead claimer means a failed launch.
+    _run_script(
+        conn,
+        """
+        ALTER TABLE jobs ADD COLUMN claimer_pid INTEGER;
+        ALTER TABLE jobs ADD COLUMN claimer_start_time REAL
+        """,
+    )
+
+
 # Index i holds the migration that takes the schema from version i to i + 1.  Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from msquant_desktop.domain.jobs import (
     ACTIVE_STATES,
+    UNFINISHED_STATES,
     JobRecord,
     JobSpec,
     JobState,
@@ -36,6 +37,8 @@ _UPDATABLE = frozenset(
         "slurm_job_id",
         "result",
         "queue_position",
+        "claimer_pid",
+        "claimer_start_time",
     }
 )
 
@@ -85,7 +88,14 @@ def row_to_record(row: sqlite3.Row) -> JobRecord:
         reason=row["reason"],
         slurm_job_id=row["slurm_job_id"],
         result=json.loads(row["result"]),
+        claimer_pid=row["claimer_pid"],
+        claimer_start_time=row["claimer_start_time"],
     )
+
+
+def _in_states(states: Iterable[JobState]) -> str:
+    """`('A', 'B')` for SQL, from the domain's own state sets (values are enum literals, not input)."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(states)) + ")"
 
 
 # The spec's JSON is only looked into where a row needs it (json_extract costs per row): the GPUs a
@@ -97,7 +107,7 @@ _SUMMARY_SQL = (
     " started_at, finished_at, gpu_indices,"
     " CASE WHEN state = 'QUEUED' THEN COALESCE(json_extract(spec, '$.gpus'), 0) ELSE 0 END,"
     " exit_code, signal, reason,"
-    " CASE WHEN state IN ('QUEUED', 'STARTING', 'RUNNING', 'CANCELLING') THEN json_extract(spec, '$.argv')"
+    f" CASE WHEN state IN {_in_states(UNFINISHED_STATES)} THEN json_extract(spec, '$.argv')"
     " ELSE '' END"
     " FROM jobs"
 )
@@ -272,21 +282,37 @@ class JobRepository:
             for position, job_id in enumerate([i for i in ordered_ids if i in set(queued)] + rest, 1):
                 self._conn.execute("UPDATE jobs SET queue_position = ? WHERE id = ?", (position, job_id))
 
-    def claim_next(self, max_running: int, gpu_count: int) -> tuple[Decision, JobRecord | None]:
+    def claim_next(
+        self,
+        max_running: int,
+        gpu_count: int,
+        claimer: tuple[int, float | None] | None = None,
+        only_job: int | None = None,
+    ) -> tuple[Decision, JobRecord | None]:
         """Decide (domain.queue.next_runnable) and take the next local job in one write transaction.
 
         The transaction serializes every process sharing the store (the app and `jobs run`), so the
         concurrency limit and GPU slots hold across all of them.  A started job is moved to STARTING
-        with its GPU indices; a job that can never run is moved to FAILED_TO_START with the reason.
+        with its GPU indices and the claiming process's (pid, start time); a job that can never run is
+        moved to FAILED_TO_START with the reason.  With `only_job`, nothing is taken unless that job
+        heads the queue (decided inside the same transaction).
         """
         with transaction(self._conn):
             active = self.active(target=JobTarget.LOCAL)
             queued = [QueuedJob(r.id, r.spec.gpus) for r in self.queued()]
+            if only_job is not None and (not queued or queued[0].job_id != only_job):
+                return None, None
             busy = [i for r in active for i in r.gpu_indices]
             decision = next_runnable(queued, len(active), max_running, gpu_count, busy)
             if isinstance(decision, StartJob):
+                pid, start = claimer if claimer is not None else (None, None)
                 record = self.transition(
-                    decision.job_id, JobState.STARTING, "slot free", gpu_indices=decision.gpu_indices
+                    decision.job_id,
+                    JobState.STARTING,
+                    "slot free",
+                    gpu_indices=decision.gpu_indices,
+                    claimer_pid=pid,
+                    claimer_start_time=start,
                 )
                 return decision, record
             if isinstance(decision, RejectJob):
@@ -321,13 +347,12 @@ class JobRepository:
         Final jobs do not change on their own, so a poll only needs these (plus a count check to
         notice deletions); the cost stays flat as the history grows.
         """
-        live = [s.value for s in JobState if not s.is_final]
         ids = list(also)
         sql = (
-            f"{self._SIGNATURE_SQL} WHERE id > ? OR state IN ({','.join('?' * len(live))})"
+            f"{self._SIGNATURE_SQL} WHERE id > ? OR state IN {_in_states(UNFINISHED_STATES)}"
             f" OR id IN ({','.join('?' * len(ids))})"
         )
-        return {int(r[0]): tuple(r[1:]) for r in self._conn.execute(sql, [after_id, *live, *ids])}
+        return {int(r[0]): tuple(r[1:]) for r in self._conn.execute(sql, [after_id, *ids])}
 
     def signatures_of(self, ids: Sequence[int]) -> dict[int, tuple[Any, ...]]:
         marks = ",".join("?" * len(ids))

@@ -36,7 +36,11 @@ from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE,
 from msquant_desktop.supervisor import proctree
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    StartedHook = Callable[[int], bool]
+    """Called once the job's process exists (with its pid); True asks the supervisor to stop it."""
 
 # Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
 # at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
@@ -117,8 +121,9 @@ class _AppPipe:
 
 
 class Supervisor:
-    def __init__(self, run_dir: str, app_fd: int = 1) -> None:
+    def __init__(self, run_dir: str, app_fd: int = 1, on_started: StartedHook | None = None) -> None:
         self.run_dir = run_dir
+        self.on_started = on_started
         with open(os.path.join(run_dir, LAUNCH_FILE), encoding="utf-8") as fh:
             launch = json.load(fh)
         self.argv: list[str] = [str(a) for a in launch["argv"]]
@@ -174,6 +179,12 @@ class Supervisor:
     def run(self) -> dict[str, Any]:
         started_at = _now()
         wake_r = self._install_signals()
+        # Only now may others find us (and send SIGTERM to cancel): our handler is in place.
+        _write_atomic(
+            os.path.join(self.run_dir, SUPERVISOR_FILE),
+            {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": started_at},
+            durable=False,  # only useful while this process lives
+        )
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         exec_r, exec_w = os.pipe()
@@ -189,6 +200,8 @@ class Supervisor:
             os.waitpid(pid, 0)
             self._emit(tag_lines(STDERR_TAG, f"msquant: could not start the job: {spawn_error}\n".encode()))
             return self._finish(_exit_record(None, started_at, spawn_error=spawn_error), [out_r, err_r])
+        if self.on_started is not None and self.on_started(pid):
+            os.kill(os.getpid(), signal.SIGTERM)  # cancelled while starting: stop as a cancel does
         self._meta({"type": "started", "job_pid": pid, "at": started_at})
         leftovers = self._pump(out_r, err_r, wake_r)
         status = self.child_status
@@ -346,7 +359,7 @@ def _drain(fd: int) -> None:
         pass
 
 
-def supervise(run_dir: str) -> dict[str, Any]:
+def supervise(run_dir: str, on_started: StartedHook | None = None) -> dict[str, Any]:
     """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand)."""
     if os.getsid(0) != os.getpid():
         try:
@@ -354,10 +367,5 @@ def supervise(run_dir: str) -> dict[str, Any]:
         except OSError:
             pass
     set_child_subreaper()
-    _write_atomic(
-        os.path.join(run_dir, SUPERVISOR_FILE),
-        {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": _now()},
-        durable=False,  # only useful while this process lives
-    )
-    supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno())
+    supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno(), on_started=on_started)
     return supervisor.run()

@@ -86,8 +86,9 @@ def test_cancel_stops_the_tree_and_delete_is_refused_while_running(make_engine, 
     run_dir = service.run_dir(record.id)
     # The supervisor itself carries the marker too and exits right after recording the end.
     assert run_dir is not None and wait_for(lambda: marked(run_dir) == [], timeout=5)
-    service.delete(record.id)
-    assert not run_dir.exists()
+    service.delete(record.id)  # the folder goes on a thread; the job is gone from the store at once
+    assert service._repo.find(record.id) is None
+    qtbot.waitUntil(lambda: not run_dir.exists() and service.deletes_pending() == 0, timeout=5000)
 
 
 def test_queue_holds_the_limit_reorders_and_cancels_queued_jobs_instantly(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
@@ -118,6 +119,8 @@ def test_gpu_slots_are_handed_out_through_cuda_visible_devices(make_engine, qtbo
     a = service.submit(JobSpec(name="a", argv=show, gpus=1))
     b = service.submit(JobSpec(name="b", argv=show, gpus=2))  # must wait: only one GPU is free
     c = service.submit(JobSpec(name="c", argv=show, gpus=0))  # waits behind b (strict order)
+    texts: list[str] = []  # connected before c can start: its only line comes early
+    service.sig_log_text.connect(lambda j, t, e: texts.append(t) if j == c.id else None)
     too_big = service.submit(JobSpec(name="huge", argv=show, gpus=3))
     assert service.get(a.id).gpu_indices == (0,)
     assert service.get(b.id).state is JobState.QUEUED and service.get(c.id).state is JobState.QUEUED
@@ -126,8 +129,6 @@ def test_gpu_slots_are_handed_out_through_cuda_visible_devices(make_engine, qtbo
     assert service.get(b.id).gpu_indices == (0, 1)
     qtbot.waitUntil(lambda: service.get(too_big.id).state is JobState.FAILED_TO_START, timeout=15000)
     assert "this machine has 2 GPUs" in service.get(too_big.id).reason
-    texts: list[str] = []
-    service.sig_log_text.connect(lambda j, t, e: texts.append(t) if j == c.id else None)
     qtbot.waitUntil(lambda: any("CVD=" in t for t in texts), timeout=15000)
     assert "CVD=\n" in "".join(texts)  # asked for no GPU: sees none
 

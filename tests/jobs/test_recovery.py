@@ -54,7 +54,7 @@ def test_kill_9_of_the_app_then_restart_recovers_running_finished_and_lost_jobs(
     finished = service.get(finisher)
     assert finished.state is JobState.FAILED and finished.exit_code == 7
     lost = service.get(sleeper)
-    assert lost.state is JobState.LOST and "no supervisor" in lost.reason
+    assert lost.state is JobState.LOST and "supervisor vanished" in lost.reason
 
     # The running one keeps streaming from its log file, and cancel works.
     fresh: list[str] = []

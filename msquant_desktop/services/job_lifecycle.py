@@ -1,0 +1,407 @@
+"""The life of a local job, decided in one place.
+
+Qt-free on purpose: the app's `JobService` (a thin QtCore adapter that turns these results into
+signals), the `jobs` CLI and the supervisor (`_supervise`) all call these functions, so a job ends in
+the same state with the same reason whoever happens to be watching — the way pueue's daemon is the
+only writer of task state.  Every function takes the caller's `JobRepository` (one connection per
+thread) and returns what happened as a value; nothing here emits, sleeps on the GUI's behalf or
+decides what a caller shows.
+
+The steps of a job's life and who calls them:
+
+    claim()                 app / `jobs run`        QUEUED -> STARTING (claimer recorded), or rejected
+    prepare_launch()        app / `jobs run`        run folder + launch.json; refuses a cancelled job
+    supervisor_problem()    app / `jobs run`        a supervisor command that cannot be executed
+    fail_to_start()         app / `jobs run`        the supervisor could not be spawned
+    mark_running()          supervisor (app too)    STARTING -> RUNNING with the supervisor's identity
+    finish_from_exit()      supervisor / app / any  the exit record -> the final state
+    inspect()               app / every CLI read    an active job nobody here watches: adopt, wait, settle
+    request_cancel()        app / `jobs cancel`     QUEUED -> CANCELLED, or CANCELLING + TERM to the supervisor
+    cancel_unsupervised()   app (thread) / CLI      no supervisor: stop the marked processes, then CANCELLED
+    delete()                app                     forget a final job; the caller removes its folder
+
+Blocking work (waiting out a grace period, removing folders) is handed back as a value, so the app can
+run it on a thread and the CLI inline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
+from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
+from msquant_desktop.store.jobs_repo import JobRepository
+from msquant_desktop.store.run_folders import (
+    last_event_of_type,
+    log_end_offset,
+    prepare_run,
+    read_events,
+    read_exit_record,
+)
+from msquant_desktop.supervisor import control, proctree
+
+LEFTOVER_GRACE_SECONDS = 1.0
+"""Processes left by a vanished supervisor get TERM, this long, then KILL (nobody asked for them)."""
+
+
+# -- identities --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A live process as the store keeps it: pid and start time (never the pid alone)."""
+
+    pid: int
+    start_time: float | None
+
+    @classmethod
+    def of_this_process(cls) -> ProcessIdentity:
+        pid = os.getpid()
+        return cls(pid, proctree.start_time(pid))
+
+    def alive(self) -> bool:
+        """Still the same process (a reused pid has another start time)."""
+        if not proctree.alive(self.pid):
+            return False
+        actual = proctree.start_time(self.pid)
+        return actual is not None and self.start_time is not None and abs(actual - self.start_time) <= 0.05
+
+
+# -- claiming and launching --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Launch:
+    """A STARTING job whose run folder is ready: spawn `supervisor_argv` with `env` in `run_dir`."""
+
+    record: JobRecord
+    run_dir: Path
+    env: dict[str, str]
+
+
+def claim(
+    repo: JobRepository,
+    max_running: int,
+    gpu_count: int,
+    claimer: ProcessIdentity,
+    only_job: int | None = None,
+) -> JobRecord | None:
+    """Take the head of the local queue in one store transaction, or None when nothing may start.
+
+    `only_job`: claim only when that job heads the queue (`jobs run` starts its own job, never
+    another's) — decided inside the same transaction, so two claimers cannot both win.  A head that
+    can never run comes back FAILED_TO_START (the queue moves on); callers launch only STARTING ones.
+    """
+    _decision, record = repo.claim_next(
+        max_running, gpu_count, claimer=(claimer.pid, claimer.start_time), only_job=only_job
+    )
+    return record
+
+
+def prepare_launch(
+    repo: JobRepository,
+    record: JobRecord,
+    runs_dir: Path,
+    store_path: Path,
+    grace_seconds: float,
+    base_env: dict[str, str],
+) -> Launch | JobRecord:
+    """Make the run folder and launch files of a claimed job.
+
+    Returns the Launch, or the job's final record when it must not start: the run folder could not
+    be made (FAILED_TO_START), or the user cancelled it while it was being claimed (CANCELLED).
+    """
+    current = repo.get(record.id)
+    if current.state is JobState.CANCELLING:
+        return _finish(repo, record.id, JobState.CANCELLED, "cancelled before it started")
+    if current.state is not JobState.STARTING:
+        return current
+    try:
+        prepared, launch = prepare_run(repo, current, runs_dir, store_path, grace_seconds, base_env)
+    except OSError as exc:
+        return _finish(repo, record.id, JobState.FAILED_TO_START, f"could not create the run folder: {exc}")
+    return Launch(prepared, Path(str(prepared.run_dir)), dict(launch["env"]))
+
+
+def supervisor_problem(argv: list[str]) -> str | None:
+    """Why the supervisor command cannot be executed (checked the same way by the app and the CLI,
+    so both record the same reason), or None when it looks runnable."""
+    program = argv[0]
+    path = program if os.sep in program else shutil.which(program)
+    if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        return f"{program} is not an executable file"
+    return None
+
+
+def fail_to_start(repo: JobRepository, job_id: int, detail: str) -> JobRecord:
+    """The supervisor could not be started: nothing ran, so nothing can be left over."""
+    return _finish(repo, job_id, JobState.FAILED_TO_START, f"the supervisor could not be started: {detail}")
+
+
+def mark_running(
+    repo: JobRepository, job_id: int, supervisor: ProcessIdentity, job_pid: int | None
+) -> JobState:
+    """The supervisor has started the job: STARTING -> RUNNING with the supervisor's identity.
+
+    Called by the supervisor itself (so every job that ran has a RUNNING step and a start time,
+    however fast it ends and whoever watches) and, as a fallback, by the app when it sees the
+    supervisor's `started` message.  Returns the job's state afterwards; CANCELLING means the user
+    cancelled while it was starting and the supervisor should stop the job now.
+    """
+    record = repo.find(job_id)
+    if record is None:
+        return JobState.LOST
+    if record.state is JobState.STARTING:
+        note = f"job pid {job_pid}" if job_pid else "supervisor started"
+        record = repo.transition(
+            job_id, JobState.RUNNING, note, pid=supervisor.pid, pid_start_time=supervisor.start_time
+        )
+    elif record.state is JobState.CANCELLING and record.pid is None:
+        repo.update(job_id, pid=supervisor.pid, pid_start_time=supervisor.start_time, started_at=_now())
+    return record.state
+
+
+# -- the end ------------------------------------------------------------------------------------------
+def finish_from_exit(repo: JobRepository, job: JobRecord, exit_record: ExitRecord, note: str) -> JobRecord:
+    """Record the final state an exit record means (the first writer wins; later ones change nothing).
+
+    The only place where "exit record -> final state" is decided: `domain.runs.outcome_from_exit`
+    gives the state and its reason (with the job kind's own explanation), the run folder's last
+    `result` event is kept with it.
+    """
+    outcome = outcome_from_exit(exit_record, job.spec.kind)
+    fields: dict[str, Any] = {
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "reason": outcome.reason,
+    }
+    if job.run_dir:
+        result = last_event_of_type(read_events(Path(job.run_dir)), "result")
+        if result is not None:
+            fields["result"] = result
+    if job.started_at is None and exit_record.started_at:
+        fields["started_at"] = _parse_time(exit_record.started_at)
+    repo.finish_if_active(job.id, outcome.state, note, **fields)
+    return repo.get(job.id)
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The job runs under a live supervisor: follow it (log from `log_offset`)."""
+
+    record: JobRecord
+    supervisor: ProcessIdentity
+    log_offset: int
+    progress: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A live claimer (this app, another app, `jobs run`) is starting it right now: leave it."""
+
+    record: JobRecord
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The job was given its final state.  `cleanup` (blocking: TERM, a short grace, KILL) stops
+    processes it left behind; run it on a thread in the GUI, inline in the CLI."""
+
+    record: JobRecord
+    cleanup: Callable[[], int] | None = None
+
+
+Inspection = Adopt | Pending | Settled
+
+
+def inspect(repo: JobRepository, record: JobRecord) -> Inspection:
+    """Decide the fate of an active local job that the caller does not watch itself.
+
+    Used when the app starts (re-adoption), on every sync for jobs other processes run, and by every
+    CLI command that reads jobs (so a job whose supervisor is gone never stays RUNNING for want of an
+    open app).  Alive is pid + start time + the run-folder marker, never the pid alone.
+    """
+    if not record.state.is_active:
+        return Settled(record)
+    run_dir = Path(record.run_dir) if record.run_dir else None
+    if run_dir is not None:
+        exit_record = read_exit_record(run_dir)
+        if exit_record is not None:  # decides first: a supervisor may linger a moment after writing it
+            return Settled(finish_from_exit(repo, record, exit_record, "ended while nobody was watching"))
+        supervisor = _supervisor_of(record, run_dir)
+        if supervisor is not None and control.supervisor_alive(
+            supervisor.pid, supervisor.start_time, run_dir
+        ):
+            if record.state is JobState.STARTING:
+                mark_running(repo, record.id, supervisor, None)
+            elif record.pid is None:
+                repo.update(record.id, pid=supervisor.pid, pid_start_time=supervisor.start_time)
+            current = repo.get(record.id)
+            events = read_events(run_dir)
+            return Adopt(current, supervisor, log_end_offset(run_dir), last_event_of_type(events, "progress"))
+    if record.state is JobState.STARTING and record.pid is None and _claimer_alive(record):
+        return Pending(record)
+    return _settle_without_supervisor(repo, record, run_dir)
+
+
+def _settle_without_supervisor(repo: JobRepository, record: JobRecord, run_dir: Path | None) -> Settled:
+    leftovers = proctree.pids_with_marker(str(run_dir)) if run_dir is not None else []
+    if record.state is JobState.STARTING and record.pid is None:
+        who = _claimer_words(record)
+        where = "before its run folder was made" if run_dir is None else "before starting its supervisor"
+        state, reason = JobState.FAILED_TO_START, f"{who} ended {where}"
+    elif record.state is JobState.CANCELLING:
+        state, reason = JobState.CANCELLED, "cancelled; its supervisor vanished without recording the end"
+    else:
+        state, reason = JobState.LOST, "its supervisor vanished without recording the job's end"
+    if leftovers:
+        reason += f"; {len(leftovers)} unsupervised process(es) of the job were stopped"
+    final = _finish(repo, record.id, state, reason)
+    cleanup = None
+    if leftovers and run_dir is not None:
+        marker = str(run_dir)
+        cleanup = lambda: proctree.kill_marked_processes(marker, LEFTOVER_GRACE_SECONDS)  # noqa: E731
+    return Settled(final, cleanup)
+
+
+def settle_unwatched(repo: JobRepository) -> list[Settled]:
+    """`inspect` every active local job; the ones that were settled (cleanups already run).
+
+    For commands without an event loop (the CLI): blocking is fine there, and it means that reading
+    the jobs is enough to settle a job whose supervisor is gone.
+    """
+    settled = []
+    for record in repo.active(target=JobTarget.LOCAL):
+        found = inspect(repo, record)
+        if isinstance(found, Settled) and found.record.state.is_final:
+            if found.cleanup is not None:
+                found.cleanup()
+            settled.append(found)
+    return settled
+
+
+# -- cancel --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cancel:
+    """What a cancel request did.  `stop_unsupervised` is set when no supervisor is there to stop the
+    tree: the caller must call `cancel_unsupervised` (blocking) and then `finish_cancel`."""
+
+    record: JobRecord
+    words: str
+    stop_unsupervised: Path | None = None
+
+
+def request_cancel(repo: JobRepository, job_id: int, note_suffix: str = "") -> Cancel:
+    """Cancel a local job: the one rule for the app and `jobs cancel`.
+
+    QUEUED -> CANCELLED at once.  Otherwise CANCELLING, and the supervisor (checked by identity) gets
+    SIGTERM: it stops the tree (TERM, the grace, KILL) and records CANCELLED.  A job that is still
+    being claimed stays CANCELLING and its launcher refuses to start it.  With no supervisor at all
+    the caller stops the marked processes itself.
+    """
+    record = repo.get(job_id)
+    if record.spec.target is not JobTarget.LOCAL:
+        raise ValueError("SLURM jobs are cancelled by the Clusters area (scancel on the cluster)")
+    if record.state is JobState.QUEUED:
+        final = repo.transition(
+            job_id,
+            JobState.CANCELLED,
+            "removed from the queue" + note_suffix,
+            reason="removed from the queue",
+        )
+        return Cancel(final, "removed from the queue")
+    if not record.state.is_active:
+        return Cancel(record, f"already ended: {record.state.value}")
+    found = inspect(repo, record)
+    if isinstance(found, Settled):  # its supervisor was gone: the job already has its final state
+        if found.cleanup is not None:
+            return Cancel(found.record, f"already ended: {found.record.state.value}", _run_dir(found.record))
+        return Cancel(found.record, f"already ended: {found.record.state.value}")
+    record = found.record
+    if record.state is not JobState.CANCELLING:
+        record = repo.transition(job_id, JobState.CANCELLING, "cancel requested" + note_suffix)
+    if isinstance(found, Pending):
+        return Cancel(record, "cancelled before it started")
+    if control.request_stop(found.supervisor.pid, found.supervisor.start_time, Path(str(record.run_dir))):
+        return Cancel(record, "cancelling")
+    # The supervisor ended between the two looks: its exit record (if any) decides.
+    again = inspect(repo, repo.get(job_id))
+    if isinstance(again, Settled):
+        return Cancel(again.record, f"ended: {again.record.state.value}", _run_dir(again.record))
+    return Cancel(again.record, "cancelling")
+
+
+def cancel_unsupervised(run_dir: Path, grace_seconds: float) -> int:
+    """TERM -> grace -> KILL every process carrying the job's run-folder marker (blocking)."""
+    return proctree.kill_marked_processes(str(run_dir), grace_seconds)
+
+
+def cancel_now(repo: JobRepository, job_id: int, grace_seconds: float, note_suffix: str = "") -> Cancel:
+    """`request_cancel` plus, where no supervisor can do it, stopping the processes right here."""
+    result = request_cancel(repo, job_id, note_suffix)
+    if result.stop_unsupervised is not None:
+        cancel_unsupervised(result.stop_unsupervised, grace_seconds)
+    return result
+
+
+# -- delete ---------------------------------------------------------------------------------------------
+def delete(repo: JobRepository, job_id: int, runs_dir: Path) -> Path | None:
+    """Forget a job that is not active; returns its run folder for the caller to remove (our own
+    folders only: one directly under `runs_dir`).  StoreError while the job is active."""
+    record = repo.get(job_id)
+    repo.delete(job_id)
+    if record.run_dir:
+        run_dir = Path(record.run_dir)
+        if run_dir.parent == runs_dir and run_dir.is_dir():
+            return run_dir
+    return None
+
+
+def remove_folder(path: Path) -> None:
+    """Remove a run folder (blocking; a thread in the GUI).  Errors leave what could not go."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _finish(repo: JobRepository, job_id: int, state: JobState, reason: str) -> JobRecord:
+    repo.finish_if_active(job_id, state, reason, reason=reason)
+    return repo.get(job_id)
+
+
+def _supervisor_of(record: JobRecord, run_dir: Path) -> ProcessIdentity | None:
+    if record.pid is not None:
+        return ProcessIdentity(record.pid, record.pid_start_time)
+    found = control.supervisor_identity(run_dir)
+    return ProcessIdentity(*found) if found is not None else None
+
+
+def _claimer_alive(record: JobRecord) -> bool:
+    if record.claimer_pid is None:
+        return False
+    return ProcessIdentity(record.claimer_pid, record.claimer_start_time).alive()
+
+
+def _claimer_words(record: JobRecord) -> str:
+    if record.claimer_pid is None:
+        return "the process starting it"
+    return f"the process starting it (pid {record.claimer_pid})"
+
+
+def _run_dir(record: JobRecord) -> Path | None:
+    return Path(record.run_dir) if record.run_dir else None
+
+
+def _now() -> Any:
+    from msquant_desktop.store.jobs_repo import utcnow
+
+    return utcnow()
+
+
+def _parse_time(text: str) -> Any:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
