@@ -71,6 +71,8 @@ def _encode(column: str, value: Any) -> Any:
 
 def row_to_record(row: sqlite3.Row) -> JobRecord:
     gpu_text = row["gpu_indices"]
+    # A store opened read-only (the doctor looking at another store) may be of an older schema.
+    claimed = "claimer_pid" in row.keys()
     return JobRecord(
         id=row["id"],
         spec=JobSpec.from_dict(json.loads(row["spec"])),
@@ -88,8 +90,8 @@ def row_to_record(row: sqlite3.Row) -> JobRecord:
         reason=row["reason"],
         slurm_job_id=row["slurm_job_id"],
         result=json.loads(row["result"]),
-        claimer_pid=row["claimer_pid"],
-        claimer_start_time=row["claimer_start_time"],
+        claimer_pid=row["claimer_pid"] if claimed else None,
+        claimer_start_time=row["claimer_start_time"] if claimed else None,
     )
 
 

@@ -126,8 +126,8 @@ def test_form_to_job_to_result_then_verify_and_delete(
     output = Path(row.result.output)
     results.table.selectRow(0)
     results.delete_selected(confirm=False)
-    assert not output.exists()
     qtbot.waitUntil(lambda: results.stack.currentWidget() is results.empty, timeout=10_000)
+    qtbot.waitUntil(lambda: not output.exists(), timeout=10_000)  # removed on a thread
 
 
 def test_worker_python_detection_and_the_plain_message_when_none_has_llmcompressor(tmp_path: Path) -> None:
