@@ -60,6 +60,7 @@ class _StoreLink:
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
+        self._started = None  # type: ignore[var-annotated]
 
     def _open(self):  # type: ignore[no-untyped-def]
         import json
@@ -77,26 +78,38 @@ class _StoreLink:
         conn = connect(Path(store_path))
         return conn, JobRepository(conn), int(launch["job_id"])
 
-    def job_started(self, job_pid: int) -> bool:
-        """Record RUNNING; True when the job was cancelled meanwhile (stop it now)."""
+    def job_started(self, job_pid: int) -> None:
+        """Record RUNNING on a thread: importing the store costs tens of milliseconds, and the job's
+        output must keep flowing (the app, when there is one, marks RUNNING on our `started` line)."""
+        import threading
+
+        self._started = threading.Thread(target=self._record_running, args=(job_pid,), name="record-running")
+        self._started.start()
+
+    def _record_running(self, job_pid: int) -> None:
         try:
+            import os
+            import signal
+
             from msquant_desktop.domain.jobs import JobState
             from msquant_desktop.services import job_lifecycle
 
             conn, repo, job_id = self._open()
             if repo is None:
-                return False
+                return
             try:
                 me = job_lifecycle.ProcessIdentity.of_this_process()
-                return job_lifecycle.mark_running(repo, job_id, me, job_pid) is JobState.CANCELLING
+                if job_lifecycle.mark_running(repo, job_id, me, job_pid) is JobState.CANCELLING:
+                    os.kill(os.getpid(), signal.SIGTERM)  # cancelled while starting: stop it as a cancel does
             finally:
                 conn.close()
         except Exception as exc:
             _say(f"could not record the job's start in the store: {exc}")
-            return False
 
     def job_ended(self, exit_data: dict) -> None:  # type: ignore[type-arg]
-        """Write the final state unless the app (or a cancel) already did."""
+        """Write the final state unless the app (or a cancel) already did; RUNNING always first."""
+        if self._started is not None:
+            self._started.join(timeout=30)
         try:
             from msquant_desktop.domain.runs import ExitRecord
             from msquant_desktop.services import job_lifecycle

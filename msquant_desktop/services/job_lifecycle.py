@@ -251,9 +251,9 @@ def _settle_without_supervisor(repo: JobRepository, record: JobRecord, run_dir: 
         who = _claimer_words(record)
         where = "before its run folder was made" if run_dir is None else "before starting its supervisor"
         state, reason = JobState.FAILED_TO_START, f"{who} ended {where}"
-    elif record.state is JobState.CANCELLING:
-        state, reason = JobState.CANCELLED, "cancelled; its supervisor vanished without recording the end"
     else:
+        # Also when it was being cancelled: without an exit record nobody knows how the job ended,
+        # and the state must not depend on whether the cancel or the death was noticed first.
         state, reason = JobState.LOST, "its supervisor vanished without recording the job's end"
     if leftovers:
         reason += f"; {len(leftovers)} unsupervised process(es) of the job were stopped"

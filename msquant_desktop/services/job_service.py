@@ -328,14 +328,13 @@ class JobService(QObject):
             kind = meta.get("type")
             if kind == "started":
                 runtime = self._runtimes.get(job_id)
-                if (
-                    runtime is not None
-                    and runtime.pid is not None
-                    and self._repo.get(job_id).state is JobState.STARTING
-                ):
-                    # The supervisor records RUNNING itself; this only covers a store it could not write.
+                if runtime is not None and runtime.pid is not None:
+                    # The supervisor records RUNNING too (from a thread, so usually later): the first
+                    # writer wins.  Cancelled while it started: make sure the supervisor heard of it.
                     identity = lifecycle.ProcessIdentity(runtime.pid, runtime.pid_start_time)
-                    lifecycle.mark_running(self._repo, job_id, identity, meta.get("job_pid"))
+                    state = lifecycle.mark_running(self._repo, job_id, identity, meta.get("job_pid"))
+                    if state is JobState.CANCELLING:
+                        lifecycle.request_cancel(self._repo, job_id)
                 self._note(job_id)
             elif kind == "skipped":
                 self.sig_log_skipped.emit(job_id, int(meta.get("lines", 0)))

@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    StartedHook = Callable[[int], bool]
-    """Called once the job's process exists (with its pid); True asks the supervisor to stop it."""
+    StartedHook = Callable[[int], None]
+    """Called once the job's process exists, with its pid (a cancel arrives as our own SIGTERM)."""
 
 # Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
 # at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
@@ -200,9 +200,9 @@ class Supervisor:
             os.waitpid(pid, 0)
             self._emit(tag_lines(STDERR_TAG, f"msquant: could not start the job: {spawn_error}\n".encode()))
             return self._finish(_exit_record(None, started_at, spawn_error=spawn_error), [out_r, err_r])
-        if self.on_started is not None and self.on_started(pid):
-            os.kill(os.getpid(), signal.SIGTERM)  # cancelled while starting: stop as a cancel does
         self._meta({"type": "started", "job_pid": pid, "at": started_at})
+        if self.on_started is not None:
+            self.on_started(pid)  # must not block: the job's output waits in the pipe meanwhile
         leftovers = self._pump(out_r, err_r, wake_r)
         status = self.child_status
         returncode = None if status is None else os.waitstatus_to_exitcode(status)
