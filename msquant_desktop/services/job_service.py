@@ -55,6 +55,8 @@ class JobService(QObject):
     """(job id, complete line(s) of output, is_stderr), in order."""
     sig_job_event = Signal(int, object)
     """(job id, dict) from a `@@MSQUANT-EVENT@@ {json}` stdout line."""
+    sig_job_progress = Signal(int, object)
+    """(job id, the progress event dict) from a job's `progress` event."""
     sig_running_count_changed = Signal(int)
     """How many local jobs are active now."""
 
@@ -306,7 +308,7 @@ class JobService(QObject):
             kind = event.get("type")
             if kind == "progress":
                 self._progress[job_id] = event
-                self.sig_job_changed.emit(job_id)
+                self.sig_job_progress.emit(job_id, event)
             elif kind == "result":
                 self._repo.update(job_id, result=event)
                 self._note(job_id)
