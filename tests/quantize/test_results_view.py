@@ -130,6 +130,21 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
     assert seen["changed"] and set(seen["changed"]) == {(0, 0)}
     assert seen["inserted"] == [(0, 0)] and seen["reset"] == [] and seen["removed"] == []
 
+    # A newer verification that fails is what the row shows now (the newest finished one wins).
+    failing = jobs.submit(
+        JobSpec(
+            name="Verify again",
+            argv=(sys.executable, "-c", "raise SystemExit(3)"),
+            kind=JobKind.VERIFY,
+            meta={"verifies": quant.id},
+        )
+    )
+    assert _wait_final(qtbot, jobs, failing.id) is JobState.FAILED
+    qtbot.waitUntil(lambda: model.data(model.index(0, 7)) == "failed (exit 3)")
+    assert seen["inserted"] == [(0, 0)] and seen["reset"] == [] and set(seen["changed"]) == {(0, 0)}
+    jobs.delete(failing.id)  # forgetting it brings the earlier verification back
+    assert model.data(model.index(0, 7)) == "loads in 0.5 s"
+
     # Delete: the model folder goes, and so does the one row (no reset).
     view.table.selectRow(0)
     assert view.delete_button.isEnabled()
