@@ -193,7 +193,7 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
     gpus_tab = GpusTab(services.gpu)  # type: ignore[arg-type]
     tabs = [
         ("Projects", projects_tab),
-        ("Clusters", ClustersTab(services.clusters)),  # type: ignore[arg-type]
+        ("Clusters", ClustersTab(services.clusters, jobs=services.jobs)),  # type: ignore[arg-type]
         ("Jobs", jobs_tab),
         ("GPUs", gpus_tab),
     ]

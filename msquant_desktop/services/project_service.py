@@ -211,9 +211,12 @@ class ProjectService(QObject):
         return job_launch_facts(job.spec.meta, saved)
 
     def _on_job_touched(self, job_id: int) -> None:
-        record = self._jobs_repo.find(job_id)
-        if record is not None and record.spec.project_id is not None:
-            self.sig_history_changed.emit(record.spec.project_id)
+        try:  # the light row: its spec is not parsed for every job change
+            project_id = self._jobs_repo.summary(job_id).project_id
+        except KeyError:
+            return
+        if project_id is not None:
+            self.sig_history_changed.emit(project_id)
 
     @property
     def busy(self) -> bool:

@@ -3,6 +3,9 @@
 Quantizations, verifications and demo models are ordinary jobs of the local engine (`JobService`);
 this service builds their specs, lists finished quantizations from the store, and re-checks the
 form's inputs (model folder, data, widths, memory) in a thread so the form never blocks.
+
+Results are read in full once (`results()`); after that each job change updates one row
+(`services/quantize_results.py`) and is announced by `sig_result_changed` / `sig_result_removed`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState
+from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobSummary
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
-from msquant_desktop.domain.quantize import (
-    SCHEMES_BY_ID,
-    QuantizeRequest,
-    QuantizeResult,
-)
+from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
+from msquant_desktop.services.quantize_results import OTHER_KIND, ResultRow, ResultsIndex
+
+__all__ = ["CheckOutcome", "QuantizeService", "ResultRow", "run_check"]
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +43,6 @@ class CheckOutcome:
     memory: MemoryEstimate | None
 
 
-@dataclass(frozen=True)
-class ResultRow:
-    """One finished quantization, with its latest verification (if any)."""
-
-    job_id: int
-    result: QuantizeResult
-    finished_at: str
-    verification: dict[str, Any] | None = None
-    verifying: bool = False
-
-    @property
-    def output_exists(self) -> bool:
-        return Path(self.result.output).is_dir()
-
-
 def run_check(request: QuantizeRequest) -> CheckOutcome:
     """Blocking: the full pre-launch check plus a memory estimate when the model could be read."""
     report = check_request(request)
@@ -70,8 +57,10 @@ class QuantizeService(QObject):
     """A `CheckOutcome` for the request last passed to `check()` (older ones are dropped)."""
     sig_worker_environment = Signal(object)
     """The `WorkerEnvironment` found by `detect_worker()`."""
-    sig_results_changed = Signal()
-    """The list of finished quantizations (or their verifications) changed."""
+    sig_result_changed = Signal(object)
+    """A `ResultRow` that appeared or changed (a quantization finished, its verification moved on)."""
+    sig_result_removed = Signal(int)
+    """(quantize job id) whose row is gone: the job was deleted or is no longer a finished quantization."""
 
     def __init__(self, jobs: Any, settings: Any, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -81,9 +70,10 @@ class QuantizeService(QObject):
         self.worker: WorkerEnvironment | None = None
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._index = ResultsIndex()
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
-        jobs.sig_job_removed.connect(self._on_job_touched)
+        jobs.sig_job_removed.connect(self._on_job_removed)
         if hasattr(settings, "sig_settings_changed"):
             settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
 
@@ -187,45 +177,62 @@ class QuantizeService(QObject):
         return None
 
     def results(self) -> list[ResultRow]:
-        """Finished quantizations, newest first, each with its newest verification."""
+        """Finished quantizations, newest first, each with its newest verification (one full read;
+        later changes arrive row by row through `sig_result_changed` / `sig_result_removed`)."""
         if self._closed:
             return []
-        records = self._jobs.list_jobs()
-        verifications: dict[int, dict[str, Any]] = {}
-        verifying: set[int] = set()
-        for record in records:
-            target = record.spec.meta.get("verifies") if record.spec.kind is JobKind.VERIFY else None
-            if target is None:
-                continue
-            if record.state is JobState.COMPLETED and record.result:
-                verifications.setdefault(int(target), record.result)
-            elif not record.state.is_final:
-                verifying.add(int(target))
-            elif int(target) not in verifications:
-                verifications[int(target)] = {
-                    "failed": record.outcome.describe() if record.outcome else "failed"
-                }
-        rows = []
-        for record in records:
-            if record.spec.kind is not JobKind.QUANTIZE or record.state is not JobState.COMPLETED:
-                continue
-            result = QuantizeResult.from_event(record.result or {})
-            if result is None:
-                continue
-            finished = record.finished_at.isoformat(timespec="seconds") if record.finished_at else ""
-            rows.append(
-                ResultRow(record.id, result, finished, verifications.get(record.id), record.id in verifying)
-            )
-        return rows
+        return self._index.load(self._jobs.list_jobs())
 
     def delete_result(self, row: ResultRow) -> None:
         """Delete the quantized model folder and forget its job; both folders go on a thread."""
         output = Path(row.result.output)
         model = (output,) if output.is_dir() and (output / "config.json").is_file() else ()
-        self._jobs.delete(row.job_id, also_remove=model)
-        self.sig_results_changed.emit()
+        self._jobs.delete(row.job_id, also_remove=model)  # sig_job_removed takes the row away
 
     @Slot(int)
     def _on_job_touched(self, job_id: int) -> None:
-        if not self._closed:
-            self.sig_results_changed.emit()
+        """A job was added or changed: update its row, or the row of the model it verifies."""
+        if self._closed or not self._index.loaded:
+            return  # nobody has asked for results yet: nothing to keep up to date
+        kind = self._index.kind(job_id)
+        summary: JobSummary | None = None
+        if kind is None:  # newer than the load: one light read says what it is
+            summary = self._summary(job_id)
+            if summary is None:
+                self._on_job_removed(job_id)
+                return
+            kind = self._index.note_kind(job_id, summary.kind)
+        if kind == OTHER_KIND:
+            return
+        if kind == JobKind.QUANTIZE.value:
+            summary = summary or self._summary(job_id)
+            completed = summary is not None and summary.state is JobState.COMPLETED
+            record = self._jobs.get(job_id) if completed else None
+            self._announce(self._index.update_quantization(job_id, record))
+        else:
+            try:
+                record = self._jobs.get(job_id)
+            except KeyError:
+                self._on_job_removed(job_id)
+                return
+            self._announce(self._index.update_verification(record))
+
+    @Slot(int)
+    def _on_job_removed(self, job_id: int) -> None:
+        if not self._closed and self._index.loaded:
+            self._announce(self._index.forget(job_id))
+
+    def _summary(self, job_id: int) -> JobSummary | None:
+        try:
+            return self._jobs.summary(job_id)  # type: ignore[no-any-return]
+        except KeyError:
+            return None
+
+    def _announce(self, job_id: int | None) -> None:
+        if job_id is None:
+            return
+        row = self._index.row(job_id)
+        if row is None:
+            self.sig_result_removed.emit(job_id)
+        else:
+            self.sig_result_changed.emit(row)

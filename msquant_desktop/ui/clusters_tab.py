@@ -1,10 +1,17 @@
-"""Clusters tab: profiles, connection status, free GPUs, submit with script preview, SLURM job list."""
+"""Clusters tab: profiles, connection status, free GPUs, submit with script preview, SLURM job list.
+
+The job list is read in full when the profiles load; after that each changed job reads its own row
+(`find` by id) and updates, inserts or removes that row only; GPU refreshes update changed nodes.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -15,8 +22,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -27,15 +33,21 @@ from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.slurm.profiles import ProfileError, dump_profiles, import_profiles
 from msquant_desktop.ui.clusters.dialogs import ProfilesDialog, ask_host_key
 from msquant_desktop.ui.clusters.gpu_panel import GpuPanel
+from msquant_desktop.ui.clusters.models import JOBS_SHOWN, SlurmJobsModel
 from msquant_desktop.ui.clusters.submit_form import SubmitForm
 from msquant_desktop.ui.empty_state import EmptyState
 
-JOB_COLUMNS = ("ID", "Name", "Cluster", "SLURM id", "State", "Exit", "Links")
 GPU_REFRESH_MS = 15_000
 
 
 class ClustersTab(QWidget):
-    def __init__(self, service: ClusterService | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        service: ClusterService | None = None,
+        parent: QWidget | None = None,
+        jobs: Any = None,
+    ) -> None:
+        """`jobs` (the JobService) tells of SLURM jobs deleted in the Jobs tab."""
         super().__init__(parent)
         self._service = service
         self.host_key_prompt = ask_host_key  # replaceable in tests
@@ -79,12 +91,15 @@ class ClustersTab(QWidget):
             top.addWidget(button)
 
         self.gpus = GpuPanel()
-        self.jobs = QTableWidget(0, len(JOB_COLUMNS))
-        self.jobs.setHorizontalHeaderLabels(JOB_COLUMNS)
+        self.jobs_model = SlurmJobsModel(self)
+        self.jobs = QTableView()
+        self.jobs.setModel(self.jobs_model)
         self.jobs.verticalHeader().setVisible(False)
-        self.jobs.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.jobs.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.jobs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.jobs.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.jobs.horizontalHeader().setStretchLastSection(True)
+        for signal in (self.jobs_model.rowsInserted, self.jobs_model.modelReset):
+            signal.connect(self.jobs.resizeColumnsToContents)
         self.cancel_button = QPushButton("Cancel selected job")
         self.cancel_button.clicked.connect(self.cancel_selected)
         left = QWidget()
@@ -121,7 +136,9 @@ class ClustersTab(QWidget):
         service.sig_tested.connect(self._on_tested)
         service.sig_unknown_host_key.connect(self._on_unknown_host_key)
         service.sig_passphrase_needed.connect(self._on_passphrase_needed)
-        service.sig_job_changed.connect(lambda _id: self.reload_jobs())
+        service.sig_job_changed.connect(self._on_job_changed)
+        if jobs is not None:
+            jobs.sig_job_removed.connect(self._on_job_removed)
         service.sig_profiles_changed.connect(self.reload_profiles)
         service.sig_error.connect(self.test_label.setText)
         self.reload_profiles()
@@ -262,30 +279,21 @@ class ClustersTab(QWidget):
 
     @Slot()
     def reload_jobs(self) -> None:
+        """Every shown SLURM job read again (profiles loaded); still row-level changes in the table."""
         assert self._service is not None
-        jobs = self._service.repo.list(target=JobTarget.SLURM, limit=200)
-        self.jobs.setRowCount(len(jobs))
-        for row, job in enumerate(jobs):
-            links = job.result.get("wandb_urls", []) or job.result.get("wandb_sync", [])
-            values = (
-                job.id,
-                job.spec.name,
-                job.spec.cluster or "",
-                job.slurm_job_id or "-",
-                job.state.value,
-                job.outcome.describe() if job.outcome else "",
-                " ".join(links),
-            )
-            for col, value in enumerate(values):
-                item = QTableWidgetItem(str(value))
-                item.setData(Qt.ItemDataRole.UserRole, job.id)
-                self.jobs.setItem(row, col, item)
-        self.jobs.resizeColumnsToContents()
+        self.jobs_model.load(self._service.repo.list(target=JobTarget.SLURM, limit=JOBS_SHOWN))
+
+    @Slot(int)
+    def _on_job_changed(self, job_id: int) -> None:
+        assert self._service is not None
+        self.jobs_model.apply(job_id, self._service.repo.find(job_id))
+
+    @Slot(int)
+    def _on_job_removed(self, job_id: int) -> None:
+        self.jobs_model.apply(job_id, None)
 
     @Slot()
     def cancel_selected(self) -> None:
         assert self._service is not None
-        for index in self.jobs.selectionModel().selectedRows():
-            item = self.jobs.item(index.row(), 0)
-            if item is not None:
-                self._service.cancel(int(item.data(Qt.ItemDataRole.UserRole)))
+        for job_id in [self.jobs_model.job_id_at(i.row()) for i in self.jobs.selectionModel().selectedRows()]:
+            self._service.cancel(job_id)

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from msquant_desktop.domain.jobs import JobState
+from msquant_desktop.domain.jobs import JobRecord, JobState, JobSummary
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.store import StoreError
 from msquant_desktop.ui.empty_state import EmptyState
@@ -90,6 +90,7 @@ class JobsTab(QWidget):
             self.table.setColumnWidth(column, width)
         self.details = JobDetails(service, max_lines)
         self.details.log_view.sig_open_full_log.connect(self.open_full_log)
+        self.details.sig_record_shown.connect(self._update_actions)
 
         self.toolbar = QToolBar()
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
@@ -153,7 +154,7 @@ class JobsTab(QWidget):
         for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
             sig.connect(self._update_stack)
         self.model.rowsInserted.connect(self._on_rows_inserted)
-        service.sig_job_changed.connect(self._on_job_changed)
+        self.model.sig_summary_changed.connect(self._on_summary_changed)
         self._clock = QTimer(self)
         self._clock.setObjectName("jobs-tab-durations")
         self._clock.setInterval(1000)
@@ -166,7 +167,7 @@ class JobsTab(QWidget):
         self._active_seen = {
             r.id for r in (self.model.record_at(i) for i in range(self.model.rowCount())) if r.state.is_active
         }
-        self._update_actions()
+        self._update_actions(None)
 
     # -- extension points for other areas ---------------------------------------------------------------
     def add_toolbar_action(self, action: QAction) -> None:
@@ -260,27 +261,22 @@ class JobsTab(QWidget):
             self.select_job(self.model.record_at(first).id)
 
     def _on_selection(self, *args: Any) -> None:
-        self.details.show_job(self.selected_job_id())
-        self._update_actions()
+        self.details.show_job(self.selected_job_id())  # its sig_record_shown updates the actions
 
-    def _on_job_changed(self, job_id: int) -> None:
-        if job_id == self.selected_job_id():
-            self._update_actions()
-        try:
-            record = self.service.get(job_id)
-        except KeyError:
-            return
-        if record.state.is_active:
-            self._active_seen.add(job_id)
-        elif record.state.is_final and job_id in self._active_seen:
-            self._active_seen.discard(job_id)
+    def _on_summary_changed(self, summary: JobSummary) -> None:
+        """A row was inserted or updated: notice jobs that finished (from the row, no store read)."""
+        if summary.state.is_active:
+            self._active_seen.add(summary.id)
+        elif summary.state.is_final and summary.id in self._active_seen:
+            self._active_seen.discard(summary.id)
             self._notify_finished(
-                record.spec.name, job_id, record.outcome.describe() if record.outcome else ""
+                summary.name, summary.id, summary.outcome.describe() if summary.outcome else ""
             )
 
-    def _update_actions(self) -> None:
-        job_id = self.selected_job_id()
-        record = self.service.get(job_id) if job_id is not None else None
+    def _update_actions(self, record: JobRecord | None) -> None:
+        """Enable the actions for the shown job (the details pane read its record already)."""
+        if record is not None and record.id != self.selected_job_id():
+            record = None
         has = record is not None
         self.cancel_action.setEnabled(bool(record and record.state.is_cancellable))
         self.cancel_action.setText(

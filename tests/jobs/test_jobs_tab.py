@@ -125,3 +125,61 @@ def test_a_million_line_flood_keeps_the_window_responsive(make_engine, qtbot) ->
     assert run_dir is not None
     with (run_dir / "output.log").open("rb") as fh:
         assert sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b"")) >= 1_000_000
+
+
+def test_a_thousand_progress_events_read_nothing_from_the_store_and_repaint_one_cell(
+    make_engine, qtbot
+) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.ui.jobs.table_model import PROGRESS_ROLE, progress_text
+
+    service = make_engine()
+    in_slots: list[str] = []  # statements run by the progress slots themselves
+    during_flood: list[str] = []  # everything from the first event to the last (500 ms syncs too)
+    in_progress_slots = [False]
+    events: list[dict] = []
+
+    def trace(sql: str) -> None:
+        if in_progress_slots[0]:
+            in_slots.append(sql)
+        if events and len(events) < 1000:
+            during_flood.append(sql)
+
+    # Slots run in the order they were connected: these two bracket every view's progress slot.
+    service.sig_job_progress.connect(lambda _id, event: in_progress_slots.__setitem__(0, True))
+    tab = _tab(qtbot, service)
+    service.sig_job_progress.connect(
+        lambda _id, event: (events.append(event), in_progress_slots.__setitem__(0, False))
+    )
+    changed_cells: list[tuple[int, int, int, int]] = []
+    tab.model.dataChanged.connect(
+        lambda a, b, _roles: changed_cells.append((a.row(), a.column(), b.row(), b.column()))
+    )
+    service._repo.connection.set_trace_callback(trace)
+    script = (
+        "import json, time\n"
+        "for i in range(1, 1001):\n"
+        "    event = {'type': 'progress', 'stage': 'Calibrating', 'fraction': i / 1000, 'eta_s': 1000 - i}\n"
+        "    print('@@MSQUANT-EVENT@@ ' + json.dumps(event), flush=True)\n"
+        "print('all sent', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    record = service.submit(JobSpec(name="progress", argv=(sys.executable, "-c", script)))
+    try:
+        qtbot.waitUntil(lambda: len(events) == 1000, timeout=30_000)
+    finally:
+        service._repo.connection.set_trace_callback(None)
+    assert in_slots == [], f"{len(in_slots)} store statements in progress slots: {in_slots[:5]}"
+    # Nothing else reads per event either (a job-changed signal per event would read ≥ 1,000 times).
+    assert len(during_flood) < 100, f"{len(during_flood)} statements during the flood: {during_flood[:5]}"
+    assert service.get(record.id).state is JobState.RUNNING
+    last = events[-1]
+    assert last["fraction"] == 1.0
+    cell = tab.proxy.index(0, Column.PROGRESS)
+    assert cell.data(PROGRESS_ROLE) == (1.0, progress_text(last)) == (1.0, "Calibrating · 100% · ETA 0.0 s")
+    progress_cells = [c for c in changed_cells if c == (0, Column.PROGRESS, 0, Column.PROGRESS)]
+    assert len(progress_cells) >= 999  # one per distinct event (the first may come with the row)
+    assert tab.details.progress.isVisible() and tab.details.progress.value() == 1000
+    assert tab.details.progress.format() == "Calibrating · 100% · ETA 0.0 s"
+    service.cancel(record.id)
+    assert wait_final(qtbot, service, record.id).state is JobState.CANCELLED
+    qtbot.waitUntil(lambda: cell.data(PROGRESS_ROLE) is None and not tab.details.progress.isVisible())

@@ -33,7 +33,6 @@ def quantize_ui(app_services, qtbot):  # type: ignore[no-untyped-def]
     qtbot.addWidget(ui.results)
     qtbot.waitUntil(lambda: app_services.quantize.worker is not None, timeout=30_000)
     yield ui
-    ui.results._refresh_timer.stop()
 
 
 def _wait_checked(qtbot, dialog) -> None:  # type: ignore[no-untyped-def]

@@ -53,12 +53,11 @@ def test_clusters_tab_connected_to_the_testbed(qtbot, testbed, profile, bare_rep
         form.preview_button.click()
         assert "#SBATCH --gres=gpu:h100:1" in form.preview.toPlainText()
         form.submit_button.click()
-        qtbot.waitUntil(
-            lambda: tab.jobs.rowCount() == 1 and tab.jobs.item(0, 4).text() == "RUNNING", timeout=20_000
-        )
+        jobs = tab.jobs_model
+        qtbot.waitUntil(lambda: jobs.rowCount() == 1 and jobs.index(0, 4).data() == "RUNNING", timeout=20_000)
         tab.refresh_gpus()
         qtbot.waitUntil(
-            lambda: tab.gpus.table.rowCount() == 3 and "1 free of 2" in tab.gpus.summary.text(),
+            lambda: tab.gpus.model.rowCount() == 3 and "1 free of 2" in tab.gpus.summary.text(),
             timeout=10_000,
         )
         tab.test_connection()
@@ -68,9 +67,9 @@ def test_clusters_tab_connected_to_the_testbed(qtbot, testbed, profile, bare_rep
             window.resize(1280, 800)
             qtbot.wait(200)
             assert window.grab().save(shot)
-        job_id = int(tab.jobs.item(0, 0).text())
+        job_id = int(jobs.index(0, 0).data())
         services.clusters.cancel(job_id)
-        qtbot.waitUntil(lambda: tab.jobs.item(0, 4).text() == "CANCELLED", timeout=20_000)
+        qtbot.waitUntil(lambda: jobs.index(0, 4).data() == "CANCELLED", timeout=20_000)
     finally:
         window.close()
         services.shutdown()

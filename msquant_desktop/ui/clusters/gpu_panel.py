@@ -1,14 +1,13 @@
-"""Free GPUs of one cluster: per node and type, rolled up per type and partition, pending demand."""
+"""Free GPUs of one cluster: per node and type, rolled up per type and partition, pending demand.
+
+Each refresh updates the node rows that changed (`GpuNodesModel`), not the whole table."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from msquant_desktop.slurm.gpus import GpuView
-
-COLUMNS = ("Node", "State", "Partitions", "GPU type", "Total", "Used", "Free", "CPUs free", "Memory free")
+from msquant_desktop.ui.clusters.models import GpuNodesModel
 
 
 class GpuPanel(QWidget):
@@ -16,11 +15,16 @@ class GpuPanel(QWidget):
         super().__init__(parent)
         self.summary = QLabel("Not loaded yet")
         self.summary.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.model = GpuNodesModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # Widths follow new rows, not every changed count (a poll changes a few cells at most).
+        for signal in (self.model.rowsInserted, self.model.modelReset):
+            signal.connect(self.table.resizeColumnsToContents)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
@@ -30,28 +34,7 @@ class GpuPanel(QWidget):
         self.summary.setText(f"Free GPUs not available: {message}")
 
     def show_view(self, view: GpuView) -> None:
-        self.table.setRowCount(len(view.rows))
-        for row, r in enumerate(view.rows):
-            values = (
-                r.node,
-                r.state,
-                ",".join(r.partitions),
-                r.gpu_type or "(untyped)",
-                r.gpus.total,
-                r.gpus.used,
-                r.gpus.free,
-                r.cpus_free,
-                f"{r.memory_free_mb / 1024:.1f} GiB",
-            )
-            for col, value in enumerate(values):
-                item = QTableWidgetItem(str(value))
-                if isinstance(value, int):
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if not r.usable:
-                    item.setForeground(QColor("#888888"))
-                    item.setToolTip(f"excluded: {r.state}" + (f" ({r.reason})" if r.reason else ""))
-                self.table.setItem(row, col, item)
-        self.table.resizeColumnsToContents()
+        self.model.set_rows(view.rows)
         types = "; ".join(
             f"{t or 'gpu'}: {c.free} free of {c.total}"
             + (f", {view.pending[t]} wanted by pending jobs" if view.pending.get(t) else "")

@@ -1,4 +1,7 @@
-"""The details pane of one job: header with progress, live log, spec and history, result."""
+"""The details pane of one job: header with progress, live log, spec and history, result.
+
+The record is read once per change of the shown job (`sig_record_shown` hands it on, so the tab's
+actions need no read of their own); progress comes from `sig_job_progress` events alone."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import json
 import shlex
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFormLayout,
     QHeaderView,
@@ -28,6 +31,9 @@ from msquant_desktop.ui.jobs.table_model import STATE_COLORS, progress_text, sta
 
 
 class JobDetails(QWidget):
+    sig_record_shown = Signal(object)
+    """The shown job's `JobRecord` whenever it is (re)read and differs, or None when none is shown."""
+
     def __init__(
         self, service: JobService, max_log_lines: int = 10_000, parent: QWidget | None = None
     ) -> None:
@@ -85,18 +91,20 @@ class JobDetails(QWidget):
 
         service.sig_log_text.connect(self._on_log_text)
         service.sig_job_changed.connect(self._on_job_changed)
+        service.sig_job_progress.connect(self._on_progress)
         service.sig_job_removed.connect(self._on_job_removed)
 
     def show_job(self, job_id: int | None) -> None:
         if job_id == self.job_id:
             return
         self.job_id = job_id
-        self._shown: JobRecord | None = None
+        self._shown = None
         self.log_view.clear()
         if job_id is None:
             self.title.setText("Select a job to see its log")
             self.progress.setVisible(False)
             self._show_result({})
+            self.sig_record_shown.emit(None)
             return
         lines, hidden = self._service.log_tail(job_id, self.log_view.text.maximumBlockCount())
         self.log_view.show_hidden(hidden)
@@ -121,6 +129,10 @@ class JobDetails(QWidget):
         if job_id == self.job_id:
             self._refresh()
 
+    def _on_progress(self, job_id: int, event: dict[str, Any]) -> None:
+        if job_id == self.job_id and self._shown is not None and self._shown.state.is_active:
+            self._show_progress(event)
+
     def _on_job_removed(self, job_id: int) -> None:
         if job_id == self.job_id:
             self.show_job(None)
@@ -133,24 +145,30 @@ class JobDetails(QWidget):
         except KeyError:
             self.show_job(None)
             return
+        if record == self._shown:
+            return
+        self._shown = record
         color = STATE_COLORS[record.state]
         self.title.setText(
             f"#{record.id} {html.escape(record.spec.name)} — <span style='color:{color}'>{state_label(record.state)}</span>"
         )
-        event = self._service.progress(record.id) if record.state.is_active else None
+        # The engine's last event (kept in memory) covers events sent before this job was shown.
+        self._show_progress(self._service.progress(record.id) if record.state.is_active else None)
+        self._fill_info(record)
+        self._show_result(record.result)
+        self.sig_record_shown.emit(record)
+
+    def _show_progress(self, event: dict[str, Any] | None) -> None:
         self.progress.setVisible(bool(event))
-        if event:
-            fraction = event.get("fraction")
-            if isinstance(fraction, int | float):
-                self.progress.setRange(0, 1000)
-                self.progress.setValue(int(max(0.0, min(1.0, float(fraction))) * 1000))
-            else:
-                self.progress.setRange(0, 0)
-            self.progress.setFormat(progress_text(event) or "working…")
-        if record != self._shown:  # progress events alone do not rebuild the form
-            self._shown = record
-            self._fill_info(record)
-            self._show_result(record.result)
+        if not event:
+            return
+        fraction = event.get("fraction")
+        if isinstance(fraction, int | float):
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(max(0.0, min(1.0, float(fraction))) * 1000))
+        else:
+            self.progress.setRange(0, 0)
+        self.progress.setFormat(progress_text(event) or "working…")
 
     def _fill_info(self, r: JobRecord) -> None:
         while self.info_form.rowCount():

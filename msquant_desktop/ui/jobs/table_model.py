@@ -1,5 +1,9 @@
 """The Jobs table: a QAbstractTableModel over the store (via JobService), a filter proxy, and a
-delegate that paints the progress column.  Fine-grained inserts/updates; reset only on a full load."""
+delegate that paints the progress column.  Fine-grained inserts/updates; reset only on a full load.
+
+Progress comes from `sig_job_progress` events, never from the store: each event replaces the row's
+(fraction, text) pair and repaints that one cell, so a job printing thousands of progress lines costs
+no query and no full-row repaint."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
@@ -101,6 +106,17 @@ def format_duration(seconds: float | None) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+ProgressValue = tuple[float, str]
+"""What PROGRESS_ROLE gives: (fraction 0..1, or -1 when unknown; stage · percent · ETA)."""
+
+
+def progress_value(event: dict[str, Any] | None) -> ProgressValue | None:
+    if not event:
+        return None
+    fraction = event.get("fraction")
+    return (float(fraction) if isinstance(fraction, int | float) else -1.0, progress_text(event))
+
+
 def progress_text(event: dict[str, Any]) -> str:
     parts = []
     if event.get("stage"):
@@ -115,23 +131,36 @@ def progress_text(event: dict[str, Any]) -> str:
 
 
 class JobsTableModel(QAbstractTableModel):
+    sig_summary_changed = Signal(object)
+    """A row's `JobSummary` after it was inserted or updated (the store read once, for every view)."""
+
     def __init__(self, service: JobService, parent: Any = None) -> None:
         super().__init__(parent)
         self._service = service
         self._records: list[JobSummary] = []
         self._neg_ids: list[int] = []  # -id per row (rows are newest first), for bisect
         self.active_ids: set[int] = set()  # rows whose Duration runs with the clock
+        self._progress: dict[int, ProgressValue] = {}  # active jobs' last progress, from events
         service.sig_job_added.connect(self._on_added)
         service.sig_job_changed.connect(self._on_changed)
         service.sig_job_removed.connect(self._on_removed)
+        service.sig_job_progress.connect(self._on_progress)
 
     # -- loading and updates -----------------------------------------------------------------------
     def load(self) -> None:
         self.beginResetModel()
         self._records = self._service.summaries()
         self._neg_ids = [-r.id for r in self._records]
-        self.active_ids = {r.id for r in self._records if r.state in _ACTIVE}
+        self.active_ids = set()
+        self._progress = {}
+        for record in self._records:
+            self._track(record)
         self.endResetModel()
+
+    def summary_of(self, job_id: int) -> JobSummary | None:
+        """The row's summary as last read (no store read)."""
+        row = self._row_of(job_id)
+        return self._records[row] if row is not None else None
 
     def _row_of(self, job_id: int) -> int | None:
         i = bisect.bisect_left(self._neg_ids, -job_id)
@@ -151,6 +180,7 @@ class JobsTableModel(QAbstractTableModel):
         self._neg_ids.insert(row, -job_id)
         self._track(record)
         self.endInsertRows()
+        self.sig_summary_changed.emit(record)
 
     def _on_changed(self, job_id: int) -> None:
         row = self._row_of(job_id)
@@ -164,6 +194,7 @@ class JobsTableModel(QAbstractTableModel):
             self._on_removed(job_id)
             return
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
+        self.sig_summary_changed.emit(record)
 
     def _on_removed(self, job_id: int) -> None:
         row = self._row_of(job_id)
@@ -173,7 +204,22 @@ class JobsTableModel(QAbstractTableModel):
         del self._records[row]
         del self._neg_ids[row]
         self.active_ids.discard(job_id)
+        self._progress.pop(job_id, None)
         self.endRemoveRows()
+
+    def _on_progress(self, job_id: int, event: dict[str, Any]) -> None:
+        """One progress event: new value for the row, one cell repainted, no store read."""
+        value = progress_value(event)
+        if value is None:
+            return
+        row = self._row_of(job_id)
+        if row is None or self._records[row].state not in _ACTIVE:
+            return  # its row arrives (with the service's last progress) on the next add/change
+        if self._progress.get(job_id) == value:
+            return
+        self._progress[job_id] = value
+        index = self.index(row, Column.PROGRESS)
+        self.dataChanged.emit(index, index, [PROGRESS_ROLE])
 
     def refresh_running_durations(self) -> None:
         """Called every second: running jobs' Duration cells change with the clock."""
@@ -186,8 +232,13 @@ class JobsTableModel(QAbstractTableModel):
     def _track(self, record: JobSummary) -> None:
         if record.state in _ACTIVE:
             self.active_ids.add(record.id)
+            if record.id not in self._progress:  # e.g. re-adopted: the engine kept its last event
+                value = progress_value(self._service.progress(record.id))
+                if value is not None:
+                    self._progress[record.id] = value
         else:
             self.active_ids.discard(record.id)
+            self._progress.pop(record.id, None)
 
     def record_at(self, row: int) -> JobSummary:
         return self._records[row]
@@ -218,11 +269,7 @@ class JobsTableModel(QAbstractTableModel):
         if role == SORT_ROLE:
             return self._sort_key(record, column)
         if role == PROGRESS_ROLE and column is Column.PROGRESS:
-            event = self._service.progress(record.id) if record.state.is_active else None
-            if not event:
-                return None
-            fraction = event.get("fraction")
-            return (float(fraction) if isinstance(fraction, int | float) else -1.0, progress_text(event))
+            return self._progress.get(record.id)
         if column is Column.STATUS:
             if role == Qt.ItemDataRole.DecorationRole:
                 return state_icon(record.state)

@@ -1,14 +1,16 @@
 """Results: finished quantizations with sizes, ratio, duration and path; Open folder, Verify, Delete.
 
 An empty state offers the first steps: a new quantization, or building the demo model to try one on.
+The table is loaded once; then each changed result inserts, updates or removes its own row.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -46,18 +48,49 @@ def describe_verification(row: ResultRow) -> str:
 
 
 class ResultsModel(QAbstractTableModel):
-    """Adapts the service's result rows; a full reset only when the list is reloaded."""
+    """Adapts the service's result rows (newest first); a full reset only when the list is reloaded,
+    otherwise one row inserted, changed or removed per changed result."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.rows: list[ResultRow] = []
+        self._neg_ids: list[int] = []  # -job id per row, for bisect
 
     def set_rows(self, rows: list[ResultRow]) -> None:
+        """A full load (rows newest first)."""
         if rows == self.rows:
             return
         self.beginResetModel()
-        self.rows = rows
+        self.rows = list(rows)
+        self._neg_ids = [-r.job_id for r in self.rows]
         self.endResetModel()
+
+    def row_of(self, job_id: int) -> int | None:
+        i = bisect.bisect_left(self._neg_ids, -job_id)
+        return i if i < len(self._neg_ids) and self._neg_ids[i] == -job_id else None
+
+    def upsert(self, row: ResultRow) -> None:
+        """Insert a new result at its place or update the one row it replaces."""
+        at = self.row_of(row.job_id)
+        if at is not None:
+            if self.rows[at] != row:
+                self.rows[at] = row
+                self.dataChanged.emit(self.index(at, 0), self.index(at, len(COLUMNS) - 1))
+            return
+        at = bisect.bisect_left(self._neg_ids, -row.job_id)
+        self.beginInsertRows(QModelIndex(), at, at)
+        self.rows.insert(at, row)
+        self._neg_ids.insert(at, -row.job_id)
+        self.endInsertRows()
+
+    def remove(self, job_id: int) -> None:
+        at = self.row_of(job_id)
+        if at is None:
+            return
+        self.beginRemoveRows(QModelIndex(), at, at)
+        del self.rows[at]
+        del self._neg_ids[at]
+        self.endRemoveRows()
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
@@ -142,12 +175,12 @@ class ResultsView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.stack)
 
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setObjectName("quantize-results-refresh")
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(200)
-        self._refresh_timer.timeout.connect(self.refresh)
-        service.sig_results_changed.connect(self._refresh_timer.start)
+        service.sig_result_changed.connect(self._on_result_changed)
+        service.sig_result_removed.connect(self._on_result_removed)
+        for signal in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
+            signal.connect(self._update_stack)
+        for signal in (self.model.dataChanged, self.model.rowsRemoved):
+            signal.connect(self._update_buttons)
         self.new_button.clicked.connect(open_new_quantization)
         self.open_button.clicked.connect(self.open_selected)
         self.verify_button.clicked.connect(self.verify_selected)
@@ -157,21 +190,33 @@ class ResultsView(QWidget):
 
     @Slot()
     def refresh(self) -> None:
+        """Reload every result (a model reset); changes after this come row by row."""
         selected = self.selected_row()
         self.model.set_rows(self._service.results())
-        self.stack.setCurrentIndex(1 if self.model.rows else 0)
-        if selected is not None:
-            for i, row in enumerate(self.model.rows):
-                if row.job_id == selected.job_id:
-                    self.table.selectRow(i)
+        self._update_stack()
+        at = self.model.row_of(selected.job_id) if selected is not None else None
+        if at is not None:
+            self.table.selectRow(at)
         self._update_buttons()
+
+    @Slot(object)
+    def _on_result_changed(self, row: ResultRow) -> None:
+        self.model.upsert(row)
+
+    @Slot(int)
+    def _on_result_removed(self, job_id: int) -> None:
+        self.model.remove(job_id)
+
+    @Slot()
+    def _update_stack(self, *_args: Any) -> None:
+        self.stack.setCurrentIndex(1 if self.model.rows else 0)
 
     def selected_row(self) -> ResultRow | None:
         indexes = self.table.selectionModel().selectedRows()
         return self.model.rows[indexes[0].row()] if indexes else None
 
     @Slot()
-    def _update_buttons(self) -> None:
+    def _update_buttons(self, *_args: Any) -> None:
         row = self.selected_row()
         exists = row is not None and row.output_exists
         self.open_button.setEnabled(exists)
@@ -209,8 +254,7 @@ class ResultsView(QWidget):
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
-        self._service.delete_result(row)
-        self.refresh()
+        self._service.delete_result(row)  # its row goes with sig_result_removed
 
     @Slot()
     def build_demo_model(self) -> None:
