@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl, Slot
 from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLineEdit,
     QMessageBox,
+    QProgressBar,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -117,6 +118,15 @@ class JobsTab(QWidget):
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.toolbar.addWidget(spacer)
+        # Deleted jobs' folders are removed on a thread (a big run folder takes seconds): say so.
+        self.deleting = QProgressBar()
+        self.deleting.setObjectName("jobs_deleting")
+        self.deleting.setRange(0, 0)  # busy indicator
+        self.deleting.setFixedWidth(180)
+        self.deleting.setTextVisible(True)
+        self.deleting_action = self.toolbar.addWidget(self.deleting)
+        self.deleting_action.setVisible(False)
+        service.sig_deletes_pending.connect(self._on_deletes_pending)
         self.state_filter = QComboBox()
         self.state_filter.addItems(list(FILTERS))
         self.state_filter.currentTextChanged.connect(self.proxy.set_group)
@@ -227,6 +237,12 @@ class JobsTab(QWidget):
             if answer != QMessageBox.StandardButton.Yes:
                 return
         self._guarded(lambda: self.service.delete(job_id))
+
+    @Slot(int)
+    def _on_deletes_pending(self, count: int) -> None:
+        self.deleting.setFormat(f"Removing {count} deleted job folder{'s' if count != 1 else ''}…")
+        self.deleting.setToolTip("The jobs are gone from the list; their files are being removed")
+        self.deleting_action.setVisible(count > 0)
 
     def open_run_folder(self) -> None:
         job_id = self.selected_job_id()

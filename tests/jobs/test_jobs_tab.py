@@ -62,6 +62,19 @@ def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> 
     assert tab.cancel_action.text() == "Cancelling…" and not tab.cancel_action.isEnabled()
     assert wait_final(qtbot, service, record.id).state is JobState.CANCELLED
     qtbot.waitUntil(tab.delete_action.isEnabled, timeout=5000)
+    run_dir = service.run_dir(record.id)
+    assert run_dir is not None
+    for i in range(2000):  # enough files that removing them is seen as work in progress
+        (run_dir / f"f{i}").write_bytes(b"x" * 1024)
+    shown: list[tuple[int, bool, str]] = []
+    service.sig_deletes_pending.connect(
+        lambda n: shown.append((n, tab.deleting_action.isVisible(), tab.deleting.format()))
+    )
+    tab.delete_selected(confirm=False)  # returns at once; the folder goes on a thread
+    assert record.id not in [tab.model.record_at(i).id for i in range(tab.model.rowCount())]
+    qtbot.waitUntil(lambda: not run_dir.exists(), timeout=10000)
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=5000)
+    assert shown == [(1, True, "Removing 1 deleted job folder…"), (0, False, "Removing 0 deleted job folders…")]
 
 
 def test_other_areas_can_add_actions_and_views(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
