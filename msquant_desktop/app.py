@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from msquant_desktop.config.logsetup import setup_logging
 from msquant_desktop.config.paths import DATA_DIR_ENV, AppPaths, resolve_paths
 from msquant_desktop.domain.settings import SettingsError
 from msquant_desktop.store import StoreError
+from msquant_desktop.store.db import store_error
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.self_test:
         return run_self_test(args.data_dir)
-    paths = resolve_paths(args.data_dir).ensure()
-    setup_logging(paths.log_file, logging.DEBUG if args.debug else logging.INFO)
+    paths = resolve_paths(args.data_dir)
     try:
+        try:
+            paths.ensure()
+            setup_logging(paths.log_file, logging.DEBUG if args.debug else logging.INFO)
+        except OSError as exc:
+            raise StoreError(folder_problem(exc, paths.data_dir)) from exc
         if getattr(args, "func", None) is not None:
             return int(args.func(args, CliContext(paths)))
         if args.command is not None:
@@ -76,11 +82,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreError, SettingsError) as exc:
         print(f"msquant-desktop: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except sqlite3.Error as exc:  # a store that broke while in use (disk full, damaged pages)
+        print(f"msquant-desktop: {store_error(paths.database, exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
+        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
 
 
 # ------------------------------------------------------------------------------------------------
 # GUI composition
 # ------------------------------------------------------------------------------------------------
+
+
+def folder_problem(exc: OSError, fallback: Path) -> str:
+    """One line for a data, config or log folder that cannot be used, with what to do about it."""
+    import errno
+
+    where = exc.filename or fallback
+    if exc.errno == errno.ENOSPC:
+        todo = "free some disk space"
+    elif exc.errno == errno.ENOTDIR:
+        todo = "a part of it is a file, not a folder: pass another --data-dir"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        todo = "it is read-only or not yours: fix its permissions or pass another --data-dir"
+    else:
+        todo = "pass another --data-dir"
+    return f"cannot use {where} ({exc.strerror}): {todo}"
 
 
 def display_problem() -> str | None:

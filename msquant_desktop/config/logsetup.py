@@ -11,7 +11,12 @@ FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def setup_logging(log_file: Path, level: int = logging.INFO, console: bool = True) -> None:
-    """Route all logging to `log_file` (rotating, 5 x 2 MB) and, when `console`, to stderr."""
+    """Route all logging to `log_file` (rotating, 5 x 2 MB) and, when `console`, to stderr.
+
+    Raises OSError when the log file cannot be opened (read-only or full disk: the caller says so in
+    one line).  A write that fails later (the disk filled up) is dropped, never a traceback on stderr.
+    """
+    logging.raiseExceptions = False
     log_file.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     root.setLevel(level)

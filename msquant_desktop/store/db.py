@@ -1,7 +1,10 @@
 """The SQLite store: one file, WAL, foreign keys, versioned migrations in `PRAGMA user_version`.
 
 A database written by a newer version of the app is refused before anything writes to it: the
-version is read straight from the file header (bytes 60..63), so the file stays byte-identical.
+version is read straight from the file header (bytes 60..63) and from the newest copy of page 1 in
+the -wal file, so the file and its -wal stay byte-identical.  A store that is empty, damaged,
+read-only or on a full disk is never replaced: `store_error` turns SQLite's error into one line that
+names the file and what to do.
 """
 
 from __future__ import annotations
@@ -108,23 +111,84 @@ SCHEMA_VERSION = len(MIGRATIONS)
 def read_user_version_from_header(path: Path) -> int | None:
     """`PRAGMA user_version` read from the file header without opening it through SQLite.
 
-    None when the file does not exist or is empty (a new store).  Raises StoreError when the file is
-    not an SQLite database at all.
+    None when the file does not exist (a new store).  Raises StoreError when it is empty (a store
+    that lost its contents is never silently replaced by a new one) or not an SQLite database.
     """
     try:
         with path.open("rb") as fh:
             header = fh.read(100)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise StoreError(f"cannot read the store {path} ({exc.strerror}): fix its permissions") from exc
     if not header:
-        return None
+        raise StoreError(
+            f"the store {path} is empty (0 bytes): its history is gone or it was truncated. "
+            "Restore it from a backup, or move it away to start a new one"
+        )
     if len(header) < 100 or not header.startswith(SQLITE_HEADER):
         raise StoreError(f"{path} is not an SQLite database; move it away or pass another --data-dir")
+    _check_not_truncated(path, header)
     return int.from_bytes(header[USER_VERSION_OFFSET : USER_VERSION_OFFSET + 4], "big", signed=True)
+
+
+def _check_not_truncated(path: Path, header: bytes) -> None:
+    """A file shorter than the page count its header claims lost its tail (SQLite would only notice
+    when a query reaches a missing page).  The count is valid when the "version-valid-for" number
+    (offset 92) equals the change counter (offset 24), as SQLite's file format says."""
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if pages == 0 or header[92:96] != header[24:28]:
+        return
+    size = path.stat().st_size
+    if size < pages * page_size:
+        raise StoreError(
+            f"the store {path} is damaged (it is {size} bytes; its header says {pages * page_size}): "
+            "move it away (with its -wal and -shm files) to start a new one, or restore a backup; "
+            "run folders are not affected"
+        )
+
+
+_WAL_MAGIC = (0x377F0682, 0x377F0683)
+
+
+def read_user_version_from_wal(path: Path) -> int | None:
+    """`user_version` in the newest committed-looking copy of page 1 in `<path>-wal`, or None.
+
+    A newer app may have written its schema version only to the -wal so far (not checkpointed).
+    Frames are valid when their salts match the WAL header's (checksums are not verified: a torn
+    last frame can only make us see an older version, which the main file then decides).
+    """
+    wal = path.with_name(path.name + "-wal")
+    try:
+        with wal.open("rb") as fh:
+            header = fh.read(32)
+            if len(header) < 32 or int.from_bytes(header[0:4], "big") not in _WAL_MAGIC:
+                return None
+            page_size = int.from_bytes(header[8:12], "big")
+            salts = header[16:24]
+            version = None
+            while True:
+                frame = fh.read(24)
+                if len(frame) < 24:
+                    break
+                page = fh.read(page_size)
+                if len(page) < page_size or frame[8:16] != salts:
+                    break
+                if int.from_bytes(frame[0:4], "big") == 1:
+                    raw = page[USER_VERSION_OFFSET : USER_VERSION_OFFSET + 4]
+                    version = int.from_bytes(raw, "big", signed=True)
+            return version
+    except OSError:
+        return None
 
 
 def check_not_newer(path: Path) -> None:
     version = read_user_version_from_header(path)
+    in_wal = read_user_version_from_wal(path) if version is not None else None
+    if in_wal is not None and (version is None or in_wal > version):
+        version = in_wal
     if version is not None and version > SCHEMA_VERSION:
         raise NewerSchemaError(
             f"The database {path} was written by a newer version of MSQuant Desktop "
@@ -134,17 +198,54 @@ def check_not_newer(path: Path) -> None:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating and migrating as needed) the store at `path`."""
+    """Open (creating and migrating as needed) the store at `path`.  StoreError with one clear line
+    when it cannot be used; nothing is replaced."""
     check_not_newer(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise store_error(path, exc) from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads page 1: damage shows here
+        migrate(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise store_error(path, exc) from exc
     return conn
+
+
+def store_error(path: Path | str, exc: BaseException) -> StoreError:
+    """One line for a user: what is wrong with the store at `path` and what to do about it."""
+    if isinstance(exc, StoreError):
+        return exc
+    text = str(exc)
+    lowered = text.lower()
+    if "malformed" in lowered or "not a database" in lowered or "corrupt" in lowered:
+        return StoreError(
+            f"the store {path} is damaged ({text}). Move it away (with its -wal and -shm files) to start "
+            "a new one, or restore a backup; run folders are not affected"
+        )
+    if "disk is full" in lowered or "no space" in lowered or getattr(exc, "errno", None) == 28:
+        return StoreError(f"no space left for the store {path}: free some disk space and try again")
+    if (
+        "readonly" in lowered
+        or "read-only" in lowered
+        or "permission" in lowered
+        or "unable to open" in lowered
+    ):
+        return StoreError(
+            f"cannot write the store {path} (read-only or no permission): fix the permissions of its "
+            "folder or pass another --data-dir"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(f"the store {path} is busy (another process holds a write lock): try again")
+    return StoreError(f"the store {path} cannot be used: {text}")
 
 
 def migrate(conn: sqlite3.Connection, path: Path | str = "<memory>") -> None:
