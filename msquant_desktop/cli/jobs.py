@@ -20,6 +20,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.runfiles import LOG_FILE
+from msquant_desktop.domain.secrets import extra_patterns
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.store.jobs_repo import JobRepository
@@ -261,6 +262,7 @@ def _launch_detached(repo: JobRepository, record: JobRecord, ctx: CliContext) ->
         ctx.paths.database,
         ctx.settings.cancel_grace_seconds,
         dict(os.environ),
+        extra_patterns(ctx.settings.secret_env_names),
     )
     if not isinstance(prepared, lifecycle.Launch):
         print(

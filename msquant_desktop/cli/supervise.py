@@ -72,7 +72,9 @@ class _StoreLink:
         from msquant_desktop.store.jobs_repo import JobRepository
 
         launch = json.loads((Path(self.run_dir) / LAUNCH_FILE).read_text(encoding="utf-8"))
-        store_path = launch["env"].get(STORE_ENV)
+        import os
+
+        store_path = os.environ.get(STORE_ENV) or launch["env"].get(STORE_ENV)
         if not store_path:
             return None, None, 0
         conn = connect(Path(store_path))

@@ -43,8 +43,11 @@ class AppPaths:
         return self.log_dir / "msquant-desktop.log"
 
     def ensure(self) -> AppPaths:
+        """Create the folders, private to the user (0700): run records and logs are theirs alone."""
         for d in (self.config_dir, self.data_dir, self.log_dir, self.runs_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if d.stat().st_uid == os.getuid() and d.stat().st_mode & 0o077:
+                d.chmod(0o700)
         return self
 
 

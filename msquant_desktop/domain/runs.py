@@ -151,25 +151,32 @@ def build_launch(
     gpu_indices: tuple[int, ...],
     base_env: dict[str, str],
     grace_seconds: float,
-) -> dict[str, Any]:
-    """What the supervisor executes: placeholders resolved, markers and GPU slots in the environment.
+    secret_patterns: tuple[str, ...] = (),
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the supervisor executes, and the full environment to start it with.
 
+    Returns (launch record, environment).  The record is what `launch.json` keeps: argv and cwd with
+    placeholders resolved, and only the variables this job sets on top of the inherited environment
+    (the spec's, the markers, the GPU slots) with secret-looking values redacted — never the user's
+    whole environment.  The supervisor passes its own (full) environment to the job.
     A job that asked for no GPU gets `CUDA_VISIBLE_DEVICES=""` so it cannot take one by accident.
     """
     from msquant_desktop.domain.markers import JOB_ID_ENV, RUN_DIR_ENV, STORE_ENV
+    from msquant_desktop.domain.secrets import redact_env
 
-    env = dict(base_env)
-    env.update(dict(spec_env))
-    env[JOB_ID_ENV] = str(job_id)
-    env[RUN_DIR_ENV] = run_dir
-    env[STORE_ENV] = store_path
-    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
-    env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
+    own = dict(spec_env)
+    own[JOB_ID_ENV] = str(job_id)
+    own[RUN_DIR_ENV] = run_dir
+    own[STORE_ENV] = store_path
+    own["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
+    own["PYTHONUNBUFFERED"] = base_env.get("PYTHONUNBUFFERED", dict(spec_env).get("PYTHONUNBUFFERED", "1"))
+    env = {**base_env, **own}
     cwd = resolve_placeholder(spec_cwd, run_dir) if spec_cwd else run_dir
-    return {
+    record = {
         "job_id": job_id,
         "argv": [resolve_placeholder(a, run_dir) for a in spec_argv],
         "cwd": cwd,
-        "env": env,
+        "env": redact_env(own, secret_patterns),
         "grace_seconds": grace_seconds,
     }
+    return record, env

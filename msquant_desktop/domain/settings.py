@@ -23,6 +23,9 @@ class Settings:
     worker_python: str = ""
     notify_when_job_finishes: bool = True
     log_view_max_lines: int = 10_000
+    secret_env_names: str = ""
+    """More names (comma-separated, `*` wildcards) whose values never go into run records, besides
+    *TOKEN*, *KEY*, *SECRET*, *PASSWORD*."""
 
     def validate(self) -> Settings:
         if self.max_concurrent_jobs < 1:

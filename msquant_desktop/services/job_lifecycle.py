@@ -106,6 +106,7 @@ def prepare_launch(
     store_path: Path,
     grace_seconds: float,
     base_env: dict[str, str],
+    secret_patterns: tuple[str, ...] = (),
 ) -> Launch | JobRecord:
     """Make the run folder and launch files of a claimed job.
 
@@ -118,10 +119,12 @@ def prepare_launch(
     if current.state is not JobState.STARTING:
         return current
     try:
-        prepared, launch = prepare_run(repo, current, runs_dir, store_path, grace_seconds, base_env)
+        prepared, env = prepare_run(
+            repo, current, runs_dir, store_path, grace_seconds, base_env, secret_patterns
+        )
     except OSError as exc:
         return _finish(repo, record.id, JobState.FAILED_TO_START, f"could not create the run folder: {exc}")
-    return Launch(prepared, Path(str(prepared.run_dir)), dict(launch["env"]))
+    return Launch(prepared, Path(str(prepared.run_dir)), env)
 
 
 def supervisor_problem(argv: list[str]) -> str | None:

@@ -31,6 +31,7 @@ from msquant_desktop.domain.jobs import (
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
+from msquant_desktop.domain.secrets import extra_patterns
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
@@ -279,6 +280,7 @@ class JobService(QObject):
             self._paths.database,
             settings.cancel_grace_seconds,
             dict(os.environ),
+            extra_patterns(settings.secret_env_names),
         )
         if not isinstance(prepared, lifecycle.Launch):
             self._note(record.id)

@@ -35,7 +35,7 @@ def create_run_folder(runs_dir: Path, kind: str, now: datetime | None = None) ->
         name = run_folder_name(now or datetime.now(UTC), kind, secrets.token_hex(3))
         path = runs_dir / name
         try:
-            path.mkdir()
+            path.mkdir(mode=0o700)  # private: logs and launch facts are the user's own
         except FileExistsError:
             now = None  # a fresh timestamp and id on the next try
             continue
@@ -46,7 +46,8 @@ def create_run_folder(runs_dir: Path, kind: str, now: datetime | None = None) ->
 def write_json_atomic(path: Path, data: dict[str, Any], durable: bool = True) -> None:
     """Write to a `.partial` file, (fsync,) rename: readers see the old file or the whole new one."""
     tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
         fh.flush()
         if durable:
@@ -156,16 +157,18 @@ def prepare_run(
     store_path: Path,
     grace_seconds: float,
     base_env: dict[str, str],
-) -> tuple[Any, dict[str, Any]]:
-    """Make the run folder of a STARTING job and write its spec and launch files.
+    secret_patterns: tuple[str, ...] = (),
+) -> tuple[Any, dict[str, str]]:
+    """Make the run folder of a STARTING job and write its spec and launch files (secrets redacted).
 
-    Returns the updated JobRecord (with `run_dir`) and the launch description (argv, cwd, env).
+    Returns the updated JobRecord (with `run_dir`) and the full environment to start the supervisor with.
     """
     from msquant_desktop.domain.runs import build_launch
+    from msquant_desktop.domain.secrets import redact_env
 
     spec = record.spec
     run_dir = create_run_folder(runs_dir, spec.kind.value)
-    launch = build_launch(
+    launch, env = build_launch(
         spec.argv,
         spec.cwd,
         spec.env,
@@ -175,9 +178,12 @@ def prepare_run(
         record.gpu_indices,
         base_env,
         grace_seconds,
+        secret_patterns,
     )
-    write_launch_files(run_dir, {"job_id": record.id, **spec.to_dict()}, launch)
-    return repo.update(record.id, run_dir=str(run_dir)), launch
+    spec_record = {"job_id": record.id, **spec.to_dict()}
+    spec_record["env"] = [list(kv) for kv in redact_env(dict(spec.env), secret_patterns).items()]
+    write_launch_files(run_dir, spec_record, launch)
+    return repo.update(record.id, run_dir=str(run_dir)), env
 
 
 def log_end_offset(run_dir: Path) -> int:

@@ -69,7 +69,7 @@ def set_child_subreaper() -> bool:
 def _write_atomic(path: str, data: dict[str, Any], durable: bool = True) -> None:
     """Write `path.partial`, (fsync,) rename: readers see no file or the whole file."""
     tmp = path + ".partial"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, json.dumps(data, indent=1).encode())
         if durable:
@@ -128,13 +128,14 @@ class Supervisor:
             launch = json.load(fh)
         self.argv: list[str] = [str(a) for a in launch["argv"]]
         self.cwd: str = str(launch.get("cwd") or run_dir)
-        self.env: dict[str, str] = {str(k): str(v) for k, v in launch["env"].items()}
+        # Our own environment is the job's: launch.json keeps only a redacted record of what was added.
+        self.env: dict[str, str] = dict(os.environ)
         self.grace = float(launch.get("grace_seconds", 10.0))
         self.run_dir_marker = self.env.get("MSQUANT_RUN_DIR", run_dir)
         self.app = _AppPipe(app_fd)
-        self.log_fd = os.open(os.path.join(run_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.log_fd = os.open(os.path.join(run_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self.events_fd = os.open(
-            os.path.join(run_dir, EVENTS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+            os.path.join(run_dir, EVENTS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
         self.stop_requested = False
         self.child_pid = 0

@@ -68,20 +68,25 @@ def test_exit_records_explain_themselves(record: ExitRecord, state: JobState, wo
 
 
 def test_launch_resolves_run_dir_and_sets_markers() -> None:
-    launch = build_launch(
+    launch, env = build_launch(
         ("prog", "--out", "{run_dir}/model"),
         "{run_dir}",
-        (("A", "1"),),
+        (("A", "1"), ("MY_PRIVATE_THING", "p"), ("HF_TOKEN", "hf_typed")),
         7,
         "/r/x",
         "/s.db",
         (1, 3),
-        {"PATH": "/bin"},
+        {"PATH": "/bin", "WANDB_API_KEY": "wb_secret", "HOME": "/home/u"},
         2.0,
+        ("MY_PRIVATE*",),
     )
     assert launch["argv"] == ["prog", "--out", "/r/x/model"] and launch["cwd"] == "/r/x"
-    env = launch["env"]
     assert (
         env["MSQUANT_JOB_ID"] == "7" and env["MSQUANT_RUN_DIR"] == "/r/x" and env["MSQUANT_STORE"] == "/s.db"
     )
     assert env["CUDA_VISIBLE_DEVICES"] == "1,3" and env["A"] == "1" and env["PATH"] == "/bin"
+    assert env["WANDB_API_KEY"] == "wb_secret" and env["HF_TOKEN"] == "hf_typed"  # the job gets them all
+    recorded = launch["env"]  # what launch.json keeps: only what the job adds, secrets redacted
+    assert "PATH" not in recorded and "HOME" not in recorded and "WANDB_API_KEY" not in recorded
+    assert recorded["A"] == "1" and recorded["MSQUANT_RUN_DIR"] == "/r/x"
+    assert recorded["HF_TOKEN"] != "hf_typed" and recorded["MY_PRIVATE_THING"] != "p"
