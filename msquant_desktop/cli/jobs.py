@@ -20,7 +20,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.queue import StartJob
-from msquant_desktop.domain.runs import LOG_FILE
+from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.runtime import self_command
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
@@ -83,7 +83,7 @@ def _summary(r: JobRecord) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    records = _repo(ctx).list(limit=args.limit)
+    records = _repo(ctx).list_jobs(limit=args.limit)
     if args.json:
         print(json.dumps([_summary(r) for r in records], indent=1))
         return 0

@@ -22,7 +22,8 @@ from msquant_desktop.config.paths import AppPaths
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobSummary, JobTarget, StateTransition
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.queue import StartJob
-from msquant_desktop.domain.runs import LOG_FILE, ExitRecord, outcome_from_exit
+from msquant_desktop.domain.runfiles import LOG_FILE
+from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.job_recovery import adopt_or_settle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
@@ -162,7 +163,7 @@ class JobService(QObject):
 
     def list_jobs(self) -> list[JobRecord]:
         """Every job, newest first (local and SLURM)."""
-        return self._repo.list()
+        return self._repo.list_jobs()
 
     def summaries(self) -> list[JobSummary]:
         """Every job as a light table row, newest first (local and SLURM)."""

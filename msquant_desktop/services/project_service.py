@@ -76,7 +76,7 @@ class ProjectService(QObject):
 
     # -- the list ----------------------------------------------------------------------------------
     def projects(self) -> list[Project]:
-        return self._repo.list()
+        return self._repo.list_projects()
 
     def project(self, project_id: int) -> Project:
         return self._repo.get(project_id)
@@ -125,7 +125,7 @@ class ProjectService(QObject):
 
     # -- git and Hydra, off the main thread --------------------------------------------------------
     def refresh_all(self) -> None:
-        for project in self._repo.list():
+        for project in self._repo.list_projects():
             self.refresh(project.id)
 
     def refresh(self, project_id: int) -> None:
@@ -191,10 +191,10 @@ class ProjectService(QObject):
     # -- history -----------------------------------------------------------------------------------
     def history(self, project_id: int, limit: int = 200) -> list[JobRecord]:
         """The project's jobs, local and SLURM, newest first."""
-        return self._jobs_repo.list(project_id=project_id, limit=limit)
+        return self._jobs_repo.list_jobs(project_id=project_id, limit=limit)
 
     def last_job(self, project_id: int) -> JobRecord | None:
-        jobs = self._jobs_repo.list(project_id=project_id, limit=1)
+        jobs = self._jobs_repo.list_jobs(project_id=project_id, limit=1)
         return jobs[0] if jobs else None
 
     def job(self, job_id: int) -> JobRecord | None:

@@ -263,7 +263,7 @@ class ClustersTab(QWidget):
     @Slot()
     def reload_jobs(self) -> None:
         assert self._service is not None
-        jobs = self._service.repo.list(target=JobTarget.SLURM, limit=200)
+        jobs = self._service.repo.list_jobs(target=JobTarget.SLURM, limit=200)
         self.jobs.setRowCount(len(jobs))
         for row, job in enumerate(jobs):
             links = job.result.get("wandb_urls", []) or job.result.get("wandb_sync", [])
