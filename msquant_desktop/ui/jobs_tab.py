@@ -217,7 +217,9 @@ class JobsTab(QWidget):
         if job_id is not None:
             self._guarded(lambda: self.select_job(self.service.rerun(job_id).id))
 
-    def delete_selected(self, confirm: bool = True) -> None:
+    def delete_selected(self, *, confirm: bool = True) -> None:
+        # `confirm` is keyword-only: the Delete action's triggered(bool) would fill a positional one
+        # with False and delete without asking.
         job_id = self.selected_job_id()
         if job_id is None:
             return

@@ -64,6 +64,34 @@ def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> 
     qtbot.waitUntil(tab.delete_action.isEnabled, timeout=5000)
 
 
+def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QMessageBox
+
+    service = make_engine()
+    tab = _tab(qtbot, service)
+    record = service.submit(JobSpec(name="done", argv=(sys.executable, "-c", "pass")))
+    wait_final(qtbot, service, record.id)
+    run_dir = service.run_dir(record.id)
+    assert run_dir is not None and run_dir.is_dir()
+    asked: list[str] = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(_parent, _title: str, text: str, *_args):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    tab.select_job(record.id)
+    qtbot.waitUntil(tab.delete_action.isEnabled, timeout=5000)
+    tab.delete_action.trigger()  # what the toolbar button and the menu do
+    assert asked == [f"Delete job #{record.id} and its run folder?"]
+    assert service.get(record.id).state is JobState.COMPLETED and run_dir.is_dir()
+    answer[0] = QMessageBox.StandardButton.Yes
+    tab.delete_action.trigger()
+    assert len(asked) == 2 and not run_dir.exists()
+    assert service.summaries() == []
+
+
 def test_other_areas_can_add_actions_and_views(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     tab = _tab(qtbot, make_engine())
     triggered: list[bool] = []

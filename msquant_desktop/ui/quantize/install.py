@@ -24,7 +24,8 @@ class QuantizeUi:
         self.action.setObjectName("action-new-quantization")
         self.action.setToolTip("Quantize a local model folder with llmcompressor as a job")
         self.action.triggered.connect(lambda _checked=False: self.open_form())
-        self.results = ResultsView(service, self.open_form)
+        # Not `open_form` itself: a button's clicked(bool) would pass its checked flag as the model.
+        self.results = ResultsView(service, self.open_new_form)
         self.demo_action = QAction("Build demo model", parent)
         self.demo_action.setObjectName("action-build-demo-model")
         self.demo_action.setToolTip(
@@ -33,6 +34,10 @@ class QuantizeUi:
         )
         self.demo_action.triggered.connect(lambda _checked=False: self.results.build_demo_model())
         service.detect_worker()
+
+    def open_new_form(self) -> None:
+        """Open the form for a new quantization (the Results view's buttons)."""
+        self.open_form()
 
     def open_form(self, model: str = "") -> NewQuantizationDialog:
         """Open the form (non-modal), pre-filled with `model` or the newest demo model."""
