@@ -30,7 +30,7 @@ from msquant_desktop.supervisor import control, proctree
 WAIT_POLL_SECONDS = 0.25
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = subparsers.add_parser("jobs", help="list, follow, cancel and run local jobs")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 

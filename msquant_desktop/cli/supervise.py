@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 USAGE = "usage: msquant-desktop _supervise --run-dir DIR"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # No help text: a helper process's entry point, not something a user types.
     parser = subparsers.add_parser("_supervise")
     parser.add_argument("--run-dir", required=True)
@@ -51,7 +52,7 @@ def _say(text: str) -> None:
         pass  # the app is gone; never die of a dead pipe
 
 
-def _record_in_store(run_dir_text: str, exit_data: dict) -> None:  # type: ignore[type-arg]
+def _record_in_store(run_dir_text: str, exit_data: dict[str, Any]) -> None:
     """Write the final state unless the app (or a cancel) already did."""
     import json
     from pathlib import Path

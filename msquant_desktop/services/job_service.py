@@ -27,6 +27,7 @@ from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.job_recovery import adopt_or_settle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
+from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository, utcnow
 from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events, read_log_tail
@@ -63,14 +64,14 @@ class JobService(QObject):
         self,
         repo: JobRepository,
         paths: AppPaths,
-        settings: Any,
+        settings: SettingsSource,
         gpu_count: int | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._repo = repo
         self._paths = paths
-        self._settings = settings  # SettingsService: .settings and sig_settings_changed
+        self._settings = settings
         self.gpu_count = detect_gpu_count() if gpu_count is None else gpu_count
         self._runtimes: dict[int, JobRuntime] = {}
         self._progress: dict[int, dict[str, Any]] = {}
@@ -83,8 +84,7 @@ class JobService(QObject):
         self._sync_timer.setObjectName("job-service-sync")
         self._sync_timer.setInterval(SYNC_INTERVAL_MS)
         self._sync_timer.timeout.connect(self.sync)
-        if hasattr(settings, "sig_settings_changed"):
-            settings.sig_settings_changed.connect(lambda _s: self.schedule())
+        settings.sig_settings_changed.connect(lambda _s: self.schedule())
 
     # -- life ----------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -28,6 +28,7 @@ from msquant_desktop.domain.projects import (
 from msquant_desktop.projects import git
 from msquant_desktop.projects.hydra_config import compose_in_child, discover
 from msquant_desktop.services.project_tasks import BackgroundTasks
+from msquant_desktop.services.protocols import JobChanges, JobFeed
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.projects_repo import ProjectRepository
 
@@ -56,7 +57,11 @@ class ProjectService(QObject):
     """(project id): one of the project's jobs was added or changed."""
 
     def __init__(
-        self, conn: sqlite3.Connection, jobs: Any = None, clusters: Any = None, parent: QObject | None = None
+        self,
+        conn: sqlite3.Connection,
+        jobs: JobFeed | None = None,
+        clusters: JobChanges | None = None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._repo = ProjectRepository(conn)

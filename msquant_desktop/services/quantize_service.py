@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ from msquant_desktop.domain.quantize import (
     QuantizeResult,
     explain_worker_exit,
 )
+from msquant_desktop.domain.runs import ExitRecord
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
+from msquant_desktop.services.protocols import LocalJobs, SettingsSource
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +78,10 @@ class QuantizeService(QObject):
     sig_results_changed = Signal()
     """The list of finished quantizations (or their verifications) changed."""
 
-    def __init__(self, jobs: Any, settings: Any, parent: QObject | None = None) -> None:
+    def __init__(self, jobs: LocalJobs, settings: SettingsSource, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._jobs = jobs  # JobService
-        self._settings = settings  # SettingsService
+        self._jobs = jobs
+        self._settings = settings
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
         self._threads: list[threading.Thread] = []
@@ -86,13 +89,11 @@ class QuantizeService(QObject):
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_touched)
-        if hasattr(jobs, "set_exit_explainer"):
-            jobs.set_exit_explainer(JobKind.QUANTIZE.value, self._explain_exit)
-        if hasattr(settings, "sig_settings_changed"):
-            settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
+        jobs.set_exit_explainer(JobKind.QUANTIZE.value, self._explain_exit)
+        settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
 
     # -- background work -----------------------------------------------------------------------------
-    def _in_thread(self, name: str, work: Any) -> None:
+    def _in_thread(self, name: str, work: Callable[[], None]) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads.append(thread)
@@ -125,7 +126,7 @@ class QuantizeService(QObject):
 
     def detect_worker(self) -> None:
         """Find the worker Python in a thread; `sig_worker_environment` follows."""
-        settings_python = getattr(getattr(self._settings, "settings", None), "worker_python", "") or ""
+        settings_python = self._settings.settings.worker_python
 
         def work() -> None:
             environment = detect_worker_environment(settings_python)
@@ -154,7 +155,7 @@ class QuantizeService(QObject):
         )
 
     def submit(self, request: QuantizeRequest) -> JobRecord:
-        return self._jobs.submit(self.quantize_spec(request))  # type: ignore[no-any-return]
+        return self._jobs.submit(self.quantize_spec(request))
 
     def submit_demo_model(self, size: str = "tiny") -> JobRecord:
         argv, env = self._command("demo-model", ["--size", size, "--out", DEMO_OUTPUT])
@@ -165,7 +166,7 @@ class QuantizeService(QObject):
             env=env,
             meta={"demo_model": size},
         )
-        return self._jobs.submit(spec)  # type: ignore[no-any-return]
+        return self._jobs.submit(spec)
 
     def submit_verify(self, row: ResultRow) -> JobRecord:
         args = ["--model", row.result.output]
@@ -179,7 +180,7 @@ class QuantizeService(QObject):
             env=env,
             meta={"verifies": row.job_id},
         )
-        return self._jobs.submit(spec)  # type: ignore[no-any-return]
+        return self._jobs.submit(spec)
 
     def latest_demo_model(self) -> str | None:
         """Output folder of the newest finished demo-model job whose folder still exists."""
@@ -235,7 +236,7 @@ class QuantizeService(QObject):
         if not self._closed:
             self.sig_results_changed.emit()
 
-    def _explain_exit(self, job: JobRecord, exit_record: Any) -> str | None:
+    def _explain_exit(self, job: JobRecord, exit_record: ExitRecord | None) -> str | None:
         if exit_record is None:
             return None
-        return explain_worker_exit(exit_record.returncode, bool(exit_record.cancelled))
+        return explain_worker_exit(exit_record.returncode, exit_record.cancelled)

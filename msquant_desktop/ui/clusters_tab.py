@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from msquant_desktop.domain.jobs import JobTarget
 from msquant_desktop.domain.slurm import SlurmSubmission
 from msquant_desktop.services.cluster_service import ClusterService
+from msquant_desktop.slurm.gpus import GpuView
 from msquant_desktop.slurm.profiles import ProfileError, dump_profiles, import_profiles
 from msquant_desktop.ui.clusters.dialogs import ProfilesDialog, ask_host_key
 from msquant_desktop.ui.clusters.gpu_panel import GpuPanel
@@ -214,8 +215,8 @@ class ClustersTab(QWidget):
             return
         if isinstance(view, str):
             self.gpus.show_error(view)
-        else:
-            self.gpus.show_view(view)  # type: ignore[arg-type]
+        elif isinstance(view, GpuView):
+            self.gpus.show_view(view)
 
     @Slot(str, str, str, str, str)
     def _on_unknown_host_key(

@@ -8,6 +8,7 @@ Other areas extend it: `add_toolbar_action()` (e.g. "New quantization…") and `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobState
 from msquant_desktop.services.job_service import JobService
+from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.jobs.details import JobDetails
@@ -50,7 +52,9 @@ log = logging.getLogger(__name__)
 
 
 class JobsTab(QWidget):
-    def __init__(self, service: JobService, settings: Any = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, service: JobService, settings: SettingsSource | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.service = service
         self._settings = settings
@@ -180,7 +184,7 @@ class JobsTab(QWidget):
         self.views.addTab(widget, title)
 
     # -- actions ----------------------------------------------------------------------------------------
-    def _action(self, text: str, slot: Any) -> QAction:
+    def _action(self, text: str, slot: Callable[[], object]) -> QAction:
         action = QAction(text, self)
         action.setIconText(text)  # keep the "…": tool buttons strip it from the plain text
         action.triggered.connect(slot)
@@ -247,7 +251,7 @@ class JobsTab(QWidget):
             self.service.move_in_queue(job_id, delta)
             self.select_job(job_id)
 
-    def _guarded(self, work: Any) -> None:
+    def _guarded(self, work: Callable[[], object]) -> None:
         try:
             work()
         except (StoreError, ValueError, KeyError) as exc:

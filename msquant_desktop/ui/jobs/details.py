@@ -91,7 +91,7 @@ class JobDetails(QWidget):
         if job_id == self.job_id:
             return
         self.job_id = job_id
-        self._shown: JobRecord | None = None
+        self._shown = None
         self.log_view.clear()
         if job_id is None:
             self.title.setText("Select a job to see its log")

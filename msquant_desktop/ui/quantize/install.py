@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
 from msquant_desktop.services.quantize_service import QuantizeService
+from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.quantize.new_quantization import NewQuantizationDialog
 from msquant_desktop.ui.quantize.results_view import ResultsView
 
@@ -57,7 +58,7 @@ class QuantizeUi:
         self.dialog = None
 
 
-def install_quantize_ui(jobs_tab: Any, service: QuantizeService) -> QuantizeUi:
+def install_quantize_ui(jobs_tab: JobsTab, service: QuantizeService) -> QuantizeUi:
     """Add the action and the Results view through the Jobs tab's extension hooks."""
     ui = QuantizeUi(service, jobs_tab)
     jobs_tab.add_toolbar_action(ui.action)

@@ -33,6 +33,7 @@ from msquant_desktop.domain.quantize import (
     human_bytes,
     human_count,
 )
+from msquant_desktop.quantize.environment import WorkerEnvironment
 from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT, CheckOutcome, QuantizeService
 
 CHECK_DELAY_MS = 250
@@ -227,9 +228,9 @@ class NewQuantizationDialog(QDialog):
         self._update_start()
 
     @Slot(object)
-    def _on_worker(self, environment: object) -> None:
-        self.worker_label.setText(getattr(environment, "message", ""))
-        self.worker_label.setStyleSheet("" if getattr(environment, "available", False) else ERROR_STYLE)
+    def _on_worker(self, environment: WorkerEnvironment) -> None:
+        self.worker_label.setText(environment.message)
+        self.worker_label.setStyleSheet("" if environment.available else ERROR_STYLE)
         self._update_start()
 
     def _update_start(self) -> None:
