@@ -109,19 +109,32 @@ def test_close_guard_leaves_cancels_or_stays(make_engine, qtbot) -> None:  # typ
     service = make_engine(max_jobs=2, grace=0.5)
     record = service.submit(JobSpec(name="long", argv=("sleep", "60")))
     qtbot.waitUntil(lambda: service.get(record.id).state is JobState.RUNNING, timeout=10000)
-    answers: list[str] = []
-    assert make_close_guard(service, lambda n: answers.append(STAY) or STAY)() is False
-    assert make_close_guard(service, lambda n: LEAVE)() is True
+    asked: list[int] = []
+
+    def answer(choice: str):  # type: ignore[no-untyped-def]
+        return lambda running: asked.append(running) or choice
+
+    # Asked once, with the number of running jobs; "Don't quit" keeps the window and the job.
+    assert make_close_guard(service, answer(STAY))() is False
+    assert asked == [1]
     run_dir = service.run_dir(record.id)
     assert run_dir is not None
+    assert service.get(record.id).state is JobState.RUNNING and marked(run_dir)
+    assert make_close_guard(service, answer(LEAVE))() is True
+    assert asked == [1, 1]
     time.sleep(0.3)
     assert marked(run_dir), "left running: the job outlives the app's engine"
     # A later engine (the next start) picks it up; "cancel them" then stops it.
     again = service.__class__(service._repo, service._paths, service._settings, gpu_count=0)
     again.start()
-    assert make_close_guard(again, lambda n: CANCEL)() is True
+    assert make_close_guard(again, answer(CANCEL))() is True
+    assert asked == [1, 1, 1]
     assert wait_for(lambda: service.get(record.id).state is JobState.CANCELLED, timeout=10)
     assert wait_for(lambda: marked(run_dir) == [], timeout=5)
+    # Nothing runs any more: the window closes without a question.
+    assert make_close_guard(again, answer(STAY))() is True
+    assert asked == [1, 1, 1]
+    again.shutdown()
 
 
 def test_a_million_line_flood_keeps_the_window_responsive(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
