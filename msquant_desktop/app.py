@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from msquant_desktop import APP_ID, APP_NAME, __version__
 from msquant_desktop.cli import add_subcommands
@@ -24,6 +25,20 @@ from msquant_desktop.config.paths import DATA_DIR_ENV, AppPaths, resolve_paths
 from msquant_desktop.domain.settings import SettingsError
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.db import store_error
+
+if TYPE_CHECKING:  # the GUI's modules are imported only when the window opens (not for a subcommand)
+    import sqlite3
+
+    from PySide6.QtWidgets import QApplication
+
+    from msquant_desktop.services.cluster_service import ClusterService
+    from msquant_desktop.services.gpu_service import GpuService
+    from msquant_desktop.services.job_service import JobService
+    from msquant_desktop.services.project_launch import ProjectLauncher
+    from msquant_desktop.services.project_service import ProjectService
+    from msquant_desktop.services.quantize_service import QuantizeService
+    from msquant_desktop.services.settings_service import SettingsService
+    from msquant_desktop.ui.app_window import AppWindow
 
 log = logging.getLogger(__name__)
 
@@ -129,17 +144,18 @@ class AppServices:
     """Everything the window talks to, created once per process and closed on exit."""
 
     paths: AppPaths
-    settings: object
-    conn: object
-    jobs: object = None
-    gpu: object = None
-    """GpuService: GPU and host sampling, history, doctor."""
-    clusters: object = None  # ClusterService
-    quantize: object = None
-    """QuantizeService: checks, worker Python, quantization job specs, results."""
-    projects: object = None  # ProjectService
-    project_launcher: object = None  # ProjectLauncher
+    settings: SettingsService
+    conn: sqlite3.Connection
+    jobs: JobService
+    gpu: GpuService
+    """GPU and host sampling, history, doctor."""
+    clusters: ClusterService
+    quantize: QuantizeService
+    """Checks, worker Python, quantization job specs, results."""
+    projects: ProjectService
+    project_launcher: ProjectLauncher
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    """Closers, called in reverse order by `shutdown()`."""
 
     def shutdown(self) -> None:
         for callback in reversed(self.on_shutdown):
@@ -152,35 +168,44 @@ class AppServices:
 def create_services(paths: AppPaths) -> AppServices:
     from msquant_desktop.services.cluster_service import ClusterService
     from msquant_desktop.services.job_service import JobService
+    from msquant_desktop.services.quantize_service import QuantizeService
     from msquant_desktop.services.settings_service import SettingsService
     from msquant_desktop.store import connect
     from msquant_desktop.store.jobs_repo import JobRepository
 
+    on_shutdown: list[Callable[[], None]] = []  # reverse order: each closes before what it uses
     conn = connect(paths.database)
+    on_shutdown.append(conn.close)
     settings = SettingsService(paths.settings_file)
-    services = AppServices(paths=paths, settings=settings, conn=conn)
-    services.on_shutdown.append(conn.close)
     jobs = JobService(JobRepository(conn), paths, settings)
-    services.jobs = jobs
-    services.on_shutdown.append(jobs.shutdown)  # before conn.close (reverse order); jobs keep running
-    from msquant_desktop.services.quantize_service import QuantizeService
-
-    services.quantize = quantize = QuantizeService(jobs, settings)
-    services.on_shutdown.append(quantize.shutdown)  # runs before jobs.shutdown and conn.close
+    on_shutdown.append(jobs.shutdown)  # before conn.close; jobs keep running
+    quantize = QuantizeService(jobs, settings)
+    on_shutdown.append(quantize.shutdown)  # before jobs.shutdown
     jobs.start()
-    services.gpu = _create_gpu_service(services.settings)
-    services.on_shutdown.append(services.gpu.shutdown)
-    services.clusters = ClusterService(conn, paths.runs_dir, paths.clusters_file)
-    services.on_shutdown.append(services.clusters.shutdown)
+    gpu = _create_gpu_service(settings)
+    on_shutdown.append(gpu.shutdown)
+    clusters = ClusterService(conn, paths.runs_dir, paths.clusters_file)
+    on_shutdown.append(clusters.shutdown)
     # SLURM jobs live in the Jobs tab too: its Cancel goes to the cluster, its log view gets their lines.
-    clusters = services.clusters
     jobs.set_remote_canceller(lambda record: clusters.cancel(record.id))
     clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
-    _create_project_services(services)
-    return services
+    projects, launcher = _create_project_services(paths, conn, jobs, clusters)
+    on_shutdown += [projects.close, launcher.close]
+    return AppServices(
+        paths=paths,
+        settings=settings,
+        conn=conn,
+        jobs=jobs,
+        gpu=gpu,
+        clusters=clusters,
+        quantize=quantize,
+        projects=projects,
+        project_launcher=launcher,
+        on_shutdown=on_shutdown,
+    )
 
 
-def _create_gpu_service(settings_service):  # type: ignore[no-untyped-def]
+def _create_gpu_service(settings_service: SettingsService) -> GpuService:
     from msquant_desktop.services.gpu_service import GpuService
 
     settings = settings_service.settings
@@ -190,54 +215,51 @@ def _create_gpu_service(settings_service):  # type: ignore[no-untyped-def]
     return gpu
 
 
-def _create_project_services(services: AppServices) -> None:
+def _create_project_services(
+    paths: AppPaths, conn: sqlite3.Connection, jobs: JobService, clusters: ClusterService
+) -> tuple[ProjectService, ProjectLauncher]:
     from msquant_desktop.services.project_launch import ProjectLauncher
     from msquant_desktop.services.project_service import ProjectService
 
-    # The job engine and the cluster service are created before this when present.
-    jobs = getattr(services, "jobs", None)
-    clusters = getattr(services, "clusters", None)
-    projects = ProjectService(services.conn, jobs=jobs, clusters=clusters)  # type: ignore[arg-type]
+    projects = ProjectService(conn, jobs=jobs, clusters=clusters)
     launcher = ProjectLauncher(
         projects,
-        services.paths.data_dir / "project-snapshots",
+        paths.data_dir / "project-snapshots",
         jobs=jobs,
         clusters=clusters,
-        cluster_names=(lambda: [p.name for p in clusters.profiles()]) if clusters is not None else None,
+        cluster_names=lambda: [p.name for p in clusters.profiles()],
     )
-    services.projects, services.project_launcher = projects, launcher
-    services.on_shutdown.append(projects.close)
-    services.on_shutdown.append(launcher.close)
+    return projects, launcher
 
 
-def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
+def create_main_window(services: AppServices) -> AppWindow:
+    from msquant_desktop.ui.app_window import AppWindow
     from msquant_desktop.ui.clusters_tab import ClustersTab
     from msquant_desktop.ui.gpus_tab import GpusTab
     from msquant_desktop.ui.jobs.close_guard import ask_with_dialog, make_close_guard
     from msquant_desktop.ui.jobs_tab import JobsTab
-    from msquant_desktop.ui.main_window import MainWindow
     from msquant_desktop.ui.projects_tab import ProjectsTab
+    from msquant_desktop.ui.quantize.install import install_quantize_ui
 
-    jobs_tab = JobsTab(services.jobs, services.settings)  # type: ignore[arg-type]
-    projects_tab = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
-    gpus_tab = GpusTab(services.gpu)  # type: ignore[arg-type]
+    jobs_tab = JobsTab(services.jobs, services.settings)
+    quantize_ui = install_quantize_ui(jobs_tab, services.quantize)
+    projects_tab = ProjectsTab(services.projects, services.project_launcher)
+    gpus_tab = GpusTab(services.gpu)
     tabs = [
         ("Projects", projects_tab),
-        ("Clusters", ClustersTab(services.clusters, jobs=services.jobs)),  # type: ignore[arg-type]
+        ("Clusters", ClustersTab(services.clusters, jobs=services.jobs)),
         ("Jobs", jobs_tab),
         ("GPUs", gpus_tab),
     ]
-    window = MainWindow(
+    window = AppWindow(
         tabs,
-        settings=services.settings,  # type: ignore[arg-type]
+        settings=services.settings,
         ui_state_file=services.paths.config_dir / "ui-state.json",
         log_file=services.paths.log_file,
+        jobs_tab=jobs_tab,
+        projects_tab=projects_tab,
+        quantize_ui=quantize_ui,
     )
-    window.jobs_tab = jobs_tab  # type: ignore[attr-defined]
-    from msquant_desktop.ui.quantize.install import install_quantize_ui
-
-    window.quantize_ui = install_quantize_ui(jobs_tab, services.quantize)  # type: ignore[attr-defined]
-    window.projects_tab = projects_tab  # type: ignore[attr-defined]
 
     def show_job(job_id: int) -> None:
         window.show_tab("Jobs")
@@ -251,21 +273,18 @@ def create_main_window(services: AppServices):  # type: ignore[no-untyped-def]
             "No jobs running" if count == 0 else f"{count} job{'s' if count != 1 else ''} running"
         )
 
-    services.jobs.sig_running_count_changed.connect(show_running)  # type: ignore[attr-defined]
-    show_running(services.jobs.running_count())  # type: ignore[attr-defined]
-    window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))  # type: ignore[arg-type]
-    window.gpu_status.setText(services.gpu.summary)  # type: ignore[attr-defined]
-    services.gpu.sig_summary_changed.connect(window.gpu_status.setText)  # type: ignore[attr-defined]
+    services.jobs.sig_running_count_changed.connect(show_running)
+    show_running(services.jobs.running_count())
+    window.add_close_guard(make_close_guard(services.jobs, ask_with_dialog(window)))
+    window.gpu_status.setText(services.gpu.summary)
+    services.gpu.sig_summary_changed.connect(window.gpu_status.setText)
     clusters = services.clusters
-    if clusters is not None:
-        window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
-        clusters.sig_cluster_status.connect(  # type: ignore[attr-defined]
-            lambda _name, _status: window.cluster_status.setText(clusters.summary())  # type: ignore[attr-defined]
-        )
+    window.cluster_status.setText(clusters.summary())
+    clusters.sig_cluster_status.connect(lambda _name, _status: window.cluster_status.setText(clusters.summary()))
     return window
 
 
-def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
+def create_qapplication(argv: list[str]) -> QApplication:
     from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
@@ -274,7 +293,10 @@ def create_qapplication(argv: list[str]):  # type: ignore[no-untyped-def]
     install_qt_message_handler()
     from msquant_desktop.services.gc_policy import install_main_thread_gc
 
-    app = QApplication.instance() or QApplication(argv)
+    existing = QApplication.instance()
+    if existing is not None and not isinstance(existing, QApplication):
+        raise RuntimeError(f"a {type(existing).__name__} exists already; the window needs a QApplication")
+    app = existing or QApplication(argv)
     install_main_thread_gc(app)  # worker threads must never destroy GUI objects (see the module)
     app.setApplicationName(APP_NAME)
     app.setOrganizationName("msquant")
@@ -290,7 +312,7 @@ STARTUP_PROBE_ENV = "MSQUANT_STARTUP_PROBE"
 """When set, the app prints the seconds from process start to the first painted window and quits."""
 
 
-def _report_startup_and_quit(app) -> None:  # type: ignore[no-untyped-def]
+def _report_startup_and_quit(app: QApplication) -> None:
     import time
 
     import psutil
@@ -337,7 +359,7 @@ SelfTestCheck = Callable[[AppServices, object], str | None]
 def _job_self_test(services: AppServices, window: object) -> str | None:
     from msquant_desktop.services.job_selftest import run_job_self_test
 
-    return run_job_self_test(services, window)
+    return run_job_self_test(services.jobs)
 
 
 def _projects_self_test(services: AppServices, window: object) -> str | None:

@@ -8,7 +8,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_demo_arguments
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo-model",
         help="build a small demo model (Llama + tokenizer + calibration.jsonl) to try quantization on",

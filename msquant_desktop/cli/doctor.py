@@ -14,7 +14,7 @@ EXIT_FINDINGS = 5
 """Something was found (0: nothing wrong)."""
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "doctor",
         help="find orphaned job processes, GPU memory nobody holds and throttled GPUs",

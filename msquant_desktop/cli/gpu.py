@@ -17,7 +17,7 @@ EXIT_NO_GPU = 4
 """Distinct from failures (1) and usage errors (2): scripts can tell "no GPU here" apart."""
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "gpu",
         help="print the GPUs' utilization, memory, temperature, power and processes",

@@ -30,7 +30,7 @@ from msquant_desktop.supervisor import control
 WAIT_POLL_SECONDS = 0.25
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = subparsers.add_parser("jobs", help="list, follow, cancel and run local jobs")
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
@@ -87,7 +87,7 @@ def _summary(r: JobRecord) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
-    records = _repo(ctx).list(limit=args.limit)
+    records = _repo(ctx).list_jobs(limit=args.limit)
     if args.json:
         print(json.dumps([_summary(r) for r in records], indent=1))
         return 0

@@ -11,7 +11,7 @@ from msquant_desktop.projects.hydra_config import HydraError, compose_yaml
 from msquant_desktop.projects.runner import PinnedRunError, exec_command, prepare_pinned_tree
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = subparsers.add_parser(
         "project-run",
         help="check out a project's exact commit in a new worktree, apply a snapshot patch, run a command",

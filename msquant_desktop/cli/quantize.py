@@ -11,7 +11,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_quantize_arguments, request_from_args
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "quantize",
         help="quantize a local Hugging Face model folder with llmcompressor",

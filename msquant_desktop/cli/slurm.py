@@ -5,12 +5,12 @@ other subcommand (a quantization worker, `jobs run`) would otherwise pay for not
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable
 
 from msquant_desktop.cli.context import CliContext
 
 
-def _lazy(command: str) -> Any:
+def _lazy(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
     def run(args: argparse.Namespace, ctx: CliContext) -> int:
         from msquant_desktop.cli import slurm_commands
 
@@ -19,7 +19,7 @@ def _lazy(command: str) -> Any:
     return run
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "slurm", help="SLURM clusters over SSH: GPUs, submit, status, logs, cancel"
     )

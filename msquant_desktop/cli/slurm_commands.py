@@ -174,7 +174,7 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
 def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = JobRepository(ctx.conn)
     _refresh(args, ctx, repo)
-    jobs = repo.list(target=JobTarget.SLURM, limit=args.limit)
+    jobs = repo.list_jobs(target=JobTarget.SLURM, limit=args.limit)
     if args.json:
         print(
             json.dumps(

@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
+    import sqlite3
+    import threading
+    from typing import Any
+
+    from msquant_desktop.store.jobs_repo import JobRepository
 
 USAGE = "usage: msquant-desktop _supervise --run-dir DIR"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # No help text: a helper process's entry point, not something a user types.
     parser = subparsers.add_parser("_supervise")
     parser.add_argument("--run-dir", required=True)
@@ -60,9 +65,9 @@ class _StoreLink:
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
-        self._started = None  # type: ignore[var-annotated]
+        self._started: threading.Thread | None = None
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> tuple[sqlite3.Connection, JobRepository, int] | None:
         import json
         from pathlib import Path
 
@@ -76,7 +81,7 @@ class _StoreLink:
 
         store_path = os.environ.get(STORE_ENV) or launch["env"].get(STORE_ENV)
         if not store_path:
-            return None, None, 0
+            return None
         conn = connect(Path(store_path))
         return conn, JobRepository(conn), int(launch["job_id"])
 
@@ -96,9 +101,10 @@ class _StoreLink:
             from msquant_desktop.domain.jobs import JobState
             from msquant_desktop.services import job_lifecycle
 
-            conn, repo, job_id = self._open()
-            if repo is None:
+            opened = self._open()
+            if opened is None:
                 return
+            conn, repo, job_id = opened
             try:
                 me = job_lifecycle.ProcessIdentity.of_this_process()
                 if job_lifecycle.mark_running(repo, job_id, me, job_pid) is JobState.CANCELLING:
@@ -108,7 +114,7 @@ class _StoreLink:
         except Exception as exc:
             _say(f"could not record the job's start in the store: {exc}")
 
-    def job_ended(self, exit_data: dict) -> None:  # type: ignore[type-arg]
+    def job_ended(self, exit_data: dict[str, Any]) -> None:
         """Write the final state unless the app (or a cancel) already did; RUNNING always first."""
         if self._started is not None:
             self._started.join(timeout=30)
@@ -116,9 +122,10 @@ class _StoreLink:
             from msquant_desktop.domain.runs import ExitRecord
             from msquant_desktop.services import job_lifecycle
 
-            conn, repo, job_id = self._open()
-            if repo is None:
+            opened = self._open()
+            if opened is None:
                 return
+            conn, repo, job_id = opened
             try:
                 job = repo.get(job_id)
                 job_lifecycle.finish_from_exit(

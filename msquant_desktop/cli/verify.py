@@ -8,7 +8,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_verify_arguments
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "verify",
         help="load a quantized model with transformers, run it and compare it with the original",

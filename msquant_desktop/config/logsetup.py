@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_HANDLER_NAME = "msquant"
+"""The name of the handlers set up here, so a second set-up replaces them (and only them)."""
 
 
 def setup_logging(log_file: Path, level: int = logging.INFO, console: bool = True) -> None:
@@ -21,18 +23,18 @@ def setup_logging(log_file: Path, level: int = logging.INFO, console: bool = Tru
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
-        if getattr(handler, "_msquant", False):
+        if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
             handler.close()
     file_handler = logging.handlers.RotatingFileHandler(
         log_file, maxBytes=2_000_000, backupCount=5, encoding="utf-8"
     )
     file_handler.setFormatter(logging.Formatter(FORMAT))
-    file_handler._msquant = True  # type: ignore[attr-defined]
+    file_handler.set_name(_HANDLER_NAME)
     root.addHandler(file_handler)
     if console and sys.stderr is not None:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter(FORMAT))
         stream.setLevel(logging.WARNING)
-        stream._msquant = True  # type: ignore[attr-defined]
+        stream.set_name(_HANDLER_NAME)
         root.addHandler(stream)

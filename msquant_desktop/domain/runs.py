@@ -1,7 +1,7 @@
 """Run folders and exit records: names, shapes and what an exit means.  Standard library only.
 
 A run folder `<data>/runs/<UTC YYYY-MM-DD_HH-MM-SS-ffffff>_<kind>_<short id>/` holds everything one
-local job left behind; the app, the CLI and the supervisor agree on its file names here.
+local job left behind; the app, the CLI and the supervisor take its file names from domain/runfiles.py.
 """
 
 from __future__ import annotations
@@ -13,14 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from msquant_desktop.domain.jobs import JobKind, JobOutcome, JobState
-from msquant_desktop.domain.runfiles import (  # noqa: F401 - re-exported for callers
-    EVENTS_FILE,
-    EXIT_FILE,
-    LAUNCH_FILE,
-    LOG_FILE,
-    SPEC_FILE,
-    SUPERVISOR_FILE,
-)
 
 _NAME_RE = re.compile(r"^(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-\d{6})_([a-z0-9-]+)_([0-9a-f]+)$")
 _STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S-%f"

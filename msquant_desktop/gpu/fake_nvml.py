@@ -64,7 +64,8 @@ class _FakeGpu:
 
 def _error(code: int) -> Exception:
     # pynvml maps the code to its subclass, e.g. 12 -> NVMLError_LibraryNotFound.
-    return pynvml.NVMLError(code)
+    error: Exception = pynvml.NVMLError(code)
+    return error
 
 
 class FakeNvml:

@@ -91,6 +91,7 @@ class NvmlAdapter:
 
     def _discover(self) -> None:
         nvml = self._nvml
+        assert nvml is not None  # start() loaded it
         try:
             count = int(nvml.nvmlDeviceGetCount())
             self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
@@ -132,6 +133,7 @@ class NvmlAdapter:
 
     def _sample_gpu(self, index: int, handle: Any) -> GpuSnapshot:
         nvml = self._nvml
+        assert nvml is not None  # start() loaded it
         static = self._static[index]
         try:
             if "name" not in static:

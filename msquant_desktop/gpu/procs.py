@@ -237,7 +237,7 @@ def _wait_gone(
     gone: list[psutil.Process] = []
     delay = 0.005
     while alive:
-        still = []
+        still: list[psutil.Process] = []
         for proc in alive:
             (gone if _is_gone(proc) else still).append(proc)
         alive = still

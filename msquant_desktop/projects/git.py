@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from msquant_desktop.domain.projects import RepoStatus
 
@@ -43,7 +44,7 @@ def git(
     timeout: float = LOCAL_TIMEOUT_S,
     check: bool = True,
     text: bool = True,
-) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+) -> subprocess.CompletedProcess[Any]:
     """Run `git -C repo args...`; raise GitError with git's stderr when it fails and `check`."""
     argv = ["git", "-C", str(repo), *args]
     try:

@@ -123,7 +123,7 @@ def record_submit_failed(
 
 
 def open_jobs(repo: JobRepository, cluster: str | None = None) -> list[JobRecord]:
-    jobs = repo.list(states=SLURM_OPEN_STATES, newest_first=False, target=JobTarget.SLURM)
+    jobs = repo.list_jobs(states=SLURM_OPEN_STATES, newest_first=False, target=JobTarget.SLURM)
     return [j for j in jobs if cluster is None or j.spec.cluster == cluster]
 
 

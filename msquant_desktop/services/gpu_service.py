@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S, DoctorReport, Finding, GpuReading
+from msquant_desktop.domain.settings import Settings
 from msquant_desktop.gpu.history import GpuHistory
 from msquant_desktop.gpu.monitor import GpuMonitor
 from msquant_desktop.services.gpu_doctor import clean_up, diagnose
@@ -220,7 +221,7 @@ class GpuService(QObject):
             self.history = GpuHistory(capacity)
 
     @Slot(object)
-    def apply_settings(self, settings: Any) -> None:
+    def apply_settings(self, settings: Settings) -> None:
         """Slot for SettingsService.sig_settings_changed."""
         self.set_interval(float(settings.gpu_sample_interval_seconds))
         self.set_history_seconds(float(settings.gpu_history_seconds))

@@ -12,7 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal, Slot
 
 from msquant_desktop.domain.logformat import DecodedChunk, LineSplitter, decode_tagged
-from msquant_desktop.domain.runs import LOG_FILE, ExitRecord
+from msquant_desktop.domain.runfiles import LOG_FILE
+from msquant_desktop.domain.runs import ExitRecord
 from msquant_desktop.store.run_folders import read_exit_record
 from msquant_desktop.supervisor import control, proctree
 

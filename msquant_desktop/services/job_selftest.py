@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEventLoop
 
 from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.services.protocols import LocalJobs
 
 SELF_TEST_TIMEOUT_S = 20.0
 
 
-def run_job_self_test(services: Any, window: object) -> str | None:
-    jobs = services.jobs
+def run_job_self_test(jobs: LocalJobs) -> str | None:
     record = jobs.submit(JobSpec(name="self-test", argv=("/bin/sh", "-c", "echo msquant self-test")))
     deadline = time.monotonic() + SELF_TEST_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -22,6 +21,7 @@ def run_job_self_test(services: Any, window: object) -> str | None:
         if state.is_final:
             if state is JobState.COMPLETED:
                 return None
-            return f"the self-test job ended {jobs.get(record.id).outcome.describe()}"
+            outcome = jobs.get(record.id).outcome
+            return f"the self-test job ended {outcome.describe() if outcome else state.value}"
         time.sleep(0.01)
     return f"the self-test job did not finish within {SELF_TEST_TIMEOUT_S:g} s"

@@ -35,6 +35,7 @@ from msquant_desktop.domain.secrets import extra_patterns
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
+from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import read_log_tail
@@ -77,14 +78,14 @@ class JobService(QObject):
         self,
         repo: JobRepository,
         paths: AppPaths,
-        settings: Any,
+        settings: SettingsSource,
         gpu_count: int | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._repo = repo
         self._paths = paths
-        self._settings = settings  # SettingsService: .settings and sig_settings_changed
+        self._settings = settings
         self.gpu_count = detect_gpu_count() if gpu_count is None else gpu_count
         self._runtimes: dict[int, JobRuntime] = {}
         self._progress: dict[int, dict[str, Any]] = {}
@@ -105,8 +106,7 @@ class JobService(QObject):
         self._sync_timer.setObjectName("job-service-sync")
         self._sync_timer.setInterval(SYNC_INTERVAL_MS)
         self._sync_timer.timeout.connect(self.sync)
-        if hasattr(settings, "sig_settings_changed"):
-            settings.sig_settings_changed.connect(lambda _s: self.schedule())
+        settings.sig_settings_changed.connect(lambda _s: self.schedule())
 
     # -- life ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -191,7 +191,7 @@ class JobService(QObject):
 
     def list_jobs(self) -> list[JobRecord]:
         """Every job, newest first (local and SLURM)."""
-        return self._repo.list()
+        return self._repo.list_jobs()
 
     def summaries(self) -> list[JobSummary]:
         """Every job as a light table row, newest first (local and SLURM)."""

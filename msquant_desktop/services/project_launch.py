@@ -13,11 +13,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from PySide6.QtCore import QObject, Signal
 
-from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobTarget
+from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.domain.projects import (
     LAUNCH_FACTS_FILE,
     ClusterResources,
@@ -28,22 +28,16 @@ from msquant_desktop.domain.projects import (
     preferred_remote_url,
     slurm_submission,
 )
-from msquant_desktop.domain.slurm import SlurmSubmission
 from msquant_desktop.projects import git
 from msquant_desktop.projects.hydra_config import compose_in_child, discover
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.project_service import ProjectService
 from msquant_desktop.services.project_tasks import BackgroundTasks
+from msquant_desktop.services.protocols import ClusterSubmitter, JobSubmitter
 
 log = logging.getLogger(__name__)
 
-
-class JobSubmitter(Protocol):
-    def submit(self, spec: JobSpec) -> JobRecord: ...
-
-
-class ClusterSubmitter(Protocol):
-    def submit(self, request: SlurmSubmission) -> JobRecord: ...
+_Service = TypeVar("_Service")
 
 
 class LaunchRefused(ValueError):
@@ -77,9 +71,8 @@ class ProjectLauncher(QObject):
         self._clusters = clusters
         self._cluster_names = cluster_names
         self._tasks = BackgroundTasks("project-launch", workers=1, parent=self)
-        profiles_changed = getattr(clusters, "sig_profiles_changed", None)
-        if profiles_changed is not None:
-            profiles_changed.connect(self.sig_targets_changed)
+        if clusters is not None:
+            clusters.sig_profiles_changed.connect(self.sig_targets_changed)
 
     @property
     def local_available(self) -> bool:
@@ -192,9 +185,9 @@ class ProjectLauncher(QObject):
                 Path(record.run_dir, LAUNCH_FACTS_FILE).write_text(json.dumps(plan.meta(), indent=2))
             except OSError as exc:
                 log.warning("could not save the launch facts of job %s: %s", record.id, exc)
-        return record  # type: ignore[no-any-return]
+        return record
 
-    def _require(self, service: Any, what: str) -> Any:
+    def _require(self, service: _Service | None, what: str) -> _Service:
         if service is None:
             raise LaunchRefused(f"{what} launches are not available in this build")
         return service

@@ -28,6 +28,7 @@ from msquant_desktop.domain.projects import (
 from msquant_desktop.projects import git
 from msquant_desktop.projects.hydra_config import compose_in_child, discover
 from msquant_desktop.services.project_tasks import BackgroundTasks
+from msquant_desktop.services.protocols import JobChanges, JobFeed
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.projects_repo import ProjectRepository
 
@@ -56,7 +57,11 @@ class ProjectService(QObject):
     """(project id): one of the project's jobs was added or changed."""
 
     def __init__(
-        self, conn: sqlite3.Connection, jobs: Any = None, clusters: Any = None, parent: QObject | None = None
+        self,
+        conn: sqlite3.Connection,
+        jobs: JobFeed | None = None,
+        clusters: JobChanges | None = None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._repo = ProjectRepository(conn)
@@ -76,7 +81,7 @@ class ProjectService(QObject):
 
     # -- the list ----------------------------------------------------------------------------------
     def projects(self) -> list[Project]:
-        return self._repo.list()
+        return self._repo.list_projects()
 
     def project(self, project_id: int) -> Project:
         return self._repo.get(project_id)
@@ -125,7 +130,7 @@ class ProjectService(QObject):
 
     # -- git and Hydra, off the main thread --------------------------------------------------------
     def refresh_all(self) -> None:
-        for project in self._repo.list():
+        for project in self._repo.list_projects():
             self.refresh(project.id)
 
     def refresh(self, project_id: int) -> None:
@@ -191,10 +196,10 @@ class ProjectService(QObject):
     # -- history -----------------------------------------------------------------------------------
     def history(self, project_id: int, limit: int = 200) -> list[JobRecord]:
         """The project's jobs, local and SLURM, newest first."""
-        return self._jobs_repo.list(project_id=project_id, limit=limit)
+        return self._jobs_repo.list_jobs(project_id=project_id, limit=limit)
 
     def last_job(self, project_id: int) -> JobRecord | None:
-        jobs = self._jobs_repo.list(project_id=project_id, limit=1)
+        jobs = self._jobs_repo.list_jobs(project_id=project_id, limit=1)
         return jobs[0] if jobs else None
 
     def job(self, job_id: int) -> JobRecord | None:

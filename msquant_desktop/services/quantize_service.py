@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -24,6 +24,7 @@ from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
+from msquant_desktop.services.protocols import LocalJobs, SettingsSource
 from msquant_desktop.services.quantize_results import OTHER_KIND, ResultRow, ResultsIndex
 
 __all__ = ["CheckOutcome", "QuantizeService", "ResultRow", "run_check"]
@@ -62,10 +63,10 @@ class QuantizeService(QObject):
     sig_result_removed = Signal(int)
     """(quantize job id) whose row is gone: the job was deleted or is no longer a finished quantization."""
 
-    def __init__(self, jobs: Any, settings: Any, parent: QObject | None = None) -> None:
+    def __init__(self, jobs: LocalJobs, settings: SettingsSource, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._jobs = jobs  # JobService
-        self._settings = settings  # SettingsService
+        self._jobs = jobs
+        self._settings = settings
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
         self._threads: list[threading.Thread] = []
@@ -74,11 +75,10 @@ class QuantizeService(QObject):
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_removed)
-        if hasattr(settings, "sig_settings_changed"):
-            settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
+        settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
 
     # -- background work -----------------------------------------------------------------------------
-    def _in_thread(self, name: str, work: Any) -> None:
+    def _in_thread(self, name: str, work: Callable[[], None]) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads.append(thread)
@@ -111,7 +111,7 @@ class QuantizeService(QObject):
 
     def detect_worker(self) -> None:
         """Find the worker Python in a thread; `sig_worker_environment` follows."""
-        settings_python = getattr(getattr(self._settings, "settings", None), "worker_python", "") or ""
+        settings_python = self._settings.settings.worker_python
 
         def work() -> None:
             environment = detect_worker_environment(settings_python)
@@ -140,7 +140,7 @@ class QuantizeService(QObject):
         )
 
     def submit(self, request: QuantizeRequest) -> JobRecord:
-        return self._jobs.submit(self.quantize_spec(request))  # type: ignore[no-any-return]
+        return self._jobs.submit(self.quantize_spec(request))
 
     def submit_demo_model(self, size: str = "tiny") -> JobRecord:
         argv, env = self._command("demo-model", ["--size", size, "--out", DEMO_OUTPUT])
@@ -151,7 +151,7 @@ class QuantizeService(QObject):
             env=env,
             meta={"demo_model": size},
         )
-        return self._jobs.submit(spec)  # type: ignore[no-any-return]
+        return self._jobs.submit(spec)
 
     def submit_verify(self, row: ResultRow) -> JobRecord:
         args = ["--model", row.result.output]
@@ -165,7 +165,7 @@ class QuantizeService(QObject):
             env=env,
             meta={"verifies": row.job_id},
         )
-        return self._jobs.submit(spec)  # type: ignore[no-any-return]
+        return self._jobs.submit(spec)
 
     def latest_demo_model(self) -> str | None:
         """Output folder of the newest finished demo-model job whose folder still exists."""
@@ -224,7 +224,7 @@ class QuantizeService(QObject):
 
     def _summary(self, job_id: int) -> JobSummary | None:
         try:
-            return self._jobs.summary(job_id)  # type: ignore[no-any-return]
+            return self._jobs.summary(job_id)
         except KeyError:
             return None
 

@@ -192,7 +192,7 @@ class JobRepository:
         except KeyError:
             return None
 
-    def list(
+    def list_jobs(
         self,
         states: Iterable[JobState] | None = None,
         project_id: int | None = None,
@@ -200,6 +200,7 @@ class JobRepository:
         newest_first: bool = True,
         target: JobTarget | None = None,
     ) -> list[JobRecord]:
+        """Jobs matching every filter given, newest first unless `newest_first` is False."""
         sql = "SELECT * FROM jobs"
         where: list[str] = []
         params: list[Any] = []
@@ -241,7 +242,7 @@ class JobRepository:
 
     def active(self, target: JobTarget | None = None) -> list[JobRecord]:
         """Jobs that own (or may own) processes: the ones to re-adopt after a restart."""
-        return self.list(states=ACTIVE_STATES, newest_first=False, target=target)
+        return self.list_jobs(states=ACTIVE_STATES, newest_first=False, target=target)
 
     def transition(self, job_id: int, new: JobState, note: str = "", **fields: Any) -> JobRecord:
         """Move a job to `new`, updating `fields` in the same transaction.  Refuses illegal steps."""

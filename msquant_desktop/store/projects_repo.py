@@ -46,7 +46,7 @@ class ProjectRepository:
             raise KeyError(f"no project with id {project_id}")
         return _row_to_project(row)
 
-    def list(self) -> list[Project]:
+    def list_projects(self) -> list[Project]:
         return [_row_to_project(r) for r in self._conn.execute("SELECT * FROM projects ORDER BY name, id")]
 
     def update(self, project_id: int, **fields: Any) -> Project:

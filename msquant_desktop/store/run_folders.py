@@ -14,15 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from msquant_desktop.domain.logformat import META_TAG, STDERR_TAG, parse_event
-from msquant_desktop.domain.runs import (
-    EVENTS_FILE,
-    EXIT_FILE,
-    LAUNCH_FILE,
-    LOG_FILE,
-    SPEC_FILE,
-    ExitRecord,
-    run_folder_name,
-)
+from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SPEC_FILE
+from msquant_desktop.domain.runs import ExitRecord, run_folder_name
 from msquant_desktop.store.db import StoreError
 
 MAX_ATTEMPTS = 50
@@ -91,6 +84,7 @@ def read_events(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def last_event_of_type(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    event: dict[str, Any]  # (reversed() of a list whose items hold Any is Any to mypy)
     for event in reversed(events):
         if event.get("type") == kind:
             return event

@@ -7,7 +7,7 @@ import os
 import signal
 from pathlib import Path
 
-from msquant_desktop.domain.runs import SUPERVISOR_FILE
+from msquant_desktop.domain.runfiles import SUPERVISOR_FILE
 from msquant_desktop.supervisor import proctree
 
 GPU_COUNT_ENV = "MSQUANT_GPU_COUNT"

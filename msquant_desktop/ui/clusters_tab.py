@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from msquant_desktop.domain.jobs import JobTarget
 from msquant_desktop.domain.slurm import SlurmSubmission
 from msquant_desktop.services.cluster_service import ClusterService
+from msquant_desktop.slurm.gpus import GpuView
 from msquant_desktop.slurm.profiles import ProfileError, dump_profiles, import_profiles
 from msquant_desktop.ui.clusters.dialogs import ProfilesDialog, ask_host_key
 from msquant_desktop.ui.clusters.gpu_panel import GpuPanel
@@ -231,8 +232,8 @@ class ClustersTab(QWidget):
             return
         if isinstance(view, str):
             self.gpus.show_error(view)
-        else:
-            self.gpus.show_view(view)  # type: ignore[arg-type]
+        elif isinstance(view, GpuView):
+            self.gpus.show_view(view)
 
     @Slot(str, str, str, str, str)
     def _on_unknown_host_key(
@@ -281,7 +282,7 @@ class ClustersTab(QWidget):
     def reload_jobs(self) -> None:
         """Every shown SLURM job read again (profiles loaded); still row-level changes in the table."""
         assert self._service is not None
-        self.jobs_model.load(self._service.repo.list(target=JobTarget.SLURM, limit=JOBS_SHOWN))
+        self.jobs_model.load(self._service.repo.list_jobs(target=JobTarget.SLURM, limit=JOBS_SHOWN))
 
     @Slot(int)
     def _on_job_changed(self, job_id: int) -> None:

@@ -8,6 +8,7 @@ Other areas extend it: `add_toolbar_action()` (e.g. "New quantization…") and `
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl, Slot
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobSummary
 from msquant_desktop.services.job_service import JobService
+from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.jobs.details import JobDetails
@@ -51,7 +53,9 @@ log = logging.getLogger(__name__)
 
 
 class JobsTab(QWidget):
-    def __init__(self, service: JobService, settings: Any = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, service: JobService, settings: SettingsSource | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.service = service
         self._settings = settings
@@ -191,7 +195,7 @@ class JobsTab(QWidget):
         self.views.addTab(widget, title)
 
     # -- actions ----------------------------------------------------------------------------------------
-    def _action(self, text: str, slot: Any) -> QAction:
+    def _action(self, text: str, slot: Callable[[], object]) -> QAction:
         action = QAction(text, self)
         action.setIconText(text)  # keep the "…": tool buttons strip it from the plain text
         action.triggered.connect(slot)
@@ -228,7 +232,9 @@ class JobsTab(QWidget):
         if job_id is not None:
             self._guarded(lambda: self.select_job(self.service.rerun(job_id).id))
 
-    def delete_selected(self, confirm: bool = True) -> None:
+    def delete_selected(self, *, confirm: bool = True) -> None:
+        # `confirm` is keyword-only: the Delete action's triggered(bool) would fill a positional one
+        # with False and delete without asking.
         job_id = self.selected_job_id()
         if job_id is None:
             return
@@ -262,7 +268,7 @@ class JobsTab(QWidget):
             self.service.move_in_queue(job_id, delta)
             self.select_job(job_id)
 
-    def _guarded(self, work: Any) -> None:
+    def _guarded(self, work: Callable[[], object]) -> None:
         try:
             work()
         except (StoreError, ValueError, KeyError) as exc:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from msquant_desktop.store import (
     connect,
 )
 from msquant_desktop.store.db import SCHEMA_VERSION, read_user_version_from_header
-from tests.conftest import run_cli_argv
+from tests.conftest import REPO_ROOT, run_cli_argv
 
 
 def test_new_store_is_migrated_with_wal_and_foreign_keys(tmp_path: Path) -> None:
@@ -150,10 +150,69 @@ def test_not_a_database_is_refused(tmp_path: Path) -> None:
     assert db.read_bytes() == b"hello, not sqlite" * 10
 
 
-def test_two_connections_serialize_writes(tmp_path: Path) -> None:
+def test_a_write_on_one_connection_is_seen_by_another_at_once(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     a, b = JobRepository(connect(db)), JobRepository(connect(db))
-    for i in range(20):
-        (a if i % 2 else b).create(JobSpec(name=str(i), argv=("true",)))
-    assert [j.queue_position for j in a.queued()] == list(range(1, 21))
-    assert isinstance(a.connection, sqlite3.Connection)
+    assert a.connection is not b.connection
+    job = a.create(JobSpec(name="from a", argv=("true",)))
+    assert not a.connection.in_transaction  # committed, not left open
+    assert b.get(job.id).spec.name == "from a" and b.queued()[0].queue_position == 1
+    b.transition(job.id, JobState.CANCELLED, "from b")
+    assert a.get(job.id).state is JobState.CANCELLED
+    a.connection.close()
+    b.connection.close()
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from msquant_desktop.domain.jobs import JobSpec
+from msquant_desktop.store import JobRepository, connect
+
+db, tag, count, go = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+repo = JobRepository(connect(db))
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+for i in range(count):
+    repo.create(JobSpec(name=f"{tag}-{i}", argv=("true",)))
+"""
+
+
+def test_two_processes_writing_at_once_are_serialized(tmp_path: Path) -> None:
+    """The app and `jobs run` write the same store: each create reads the queue's end and appends in
+    one write transaction, so concurrent writers lose nothing, never share a queue position and never
+    see "database is locked"."""
+    db, go, count = tmp_path / "s.sqlite3", tmp_path / "go", 300
+    connect(db).close()  # migrated before the race
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(db), tag, str(count), str(go)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    try:
+        for writer in writers:
+            assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        go.touch()
+        results = [writer.communicate(timeout=120) for writer in writers]
+    finally:
+        for writer in writers:
+            writer.kill()
+            writer.wait()
+    for writer, (_out, err) in zip(writers, results, strict=True):
+        assert writer.returncode == 0 and err == "", err
+    conn = connect(db)
+    rows = conn.execute("SELECT name, queue_position FROM jobs ORDER BY id").fetchall()
+    conn.close()
+    names = [r["name"] for r in rows]
+    assert sorted(names) == sorted(f"{tag}-{i}" for tag in "ab" for i in range(count))
+    assert [r["queue_position"] for r in rows] == list(range(1, 2 * count + 1))
+    for tag in "ab":  # each writer's jobs are stored in the order it wrote them
+        assert [n for n in names if n[0] == tag] == [f"{tag}-{i}" for i in range(count)]
+    switches = sum(1 for x, y in zip(names, names[1:], strict=False) if x[0] != y[0])
+    assert switches >= 2, "the two writers did not overlap, so nothing was proven"

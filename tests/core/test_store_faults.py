@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,7 +109,14 @@ def test_a_newer_schema_only_in_the_wal_is_refused_and_both_files_stay_identical
 def test_a_read_only_data_dir_gives_one_line_for_every_command(data_dir_with_jobs: Path) -> None:
     subprocess.run(["mount", "--bind", str(data_dir_with_jobs), str(data_dir_with_jobs)], check=True)
     try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(data_dir_with_jobs)], check=True)
+        # A read-only remount is refused while a file is open for writing (the job's supervisor may
+        # still be finishing): retry until it goes through.
+        for _ in range(100):
+            remount = subprocess.run(["mount", "-o", "remount,bind,ro", str(data_dir_with_jobs)])
+            if remount.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert remount.returncode == 0
         before = _digest(_store(data_dir_with_jobs))
         for args in (("jobs", "list"), ("jobs", "run", "--", "true"), ("jobs", "show", "1"), ("slurm", "status")):
             _one_clear_line(_cli(data_dir_with_jobs, *args), "Read-only file system", "fix its permissions")

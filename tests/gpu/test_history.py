@@ -48,6 +48,13 @@ def test_history_grows_per_gpu_and_keeps_host() -> None:
     history.append(GpuReading(2.0, (gpu, GpuSnapshot(1, "g", "u", error="GPU is lost")), host))
     assert len(history.gpus) == 2 and len(history.gpus[0]) == 2 and len(history.gpus[1]) == 1
     assert history.gpus[0].values(1).tolist() == [25.0, 25.0]  # memory %
-    assert math.isnan(history.gpus[0].latest(3) or math.nan)  # power not available
+    # Power not available (None) is stored as NaN and read back as None ...
+    assert np.isnan(history.gpus[0].values(3)).all() and history.gpus[0].latest(3) is None
     assert history.gpus[1].latest(0) is None
     assert history.host.values(0).tolist() == [25.0, 25.0] and history.host.latest(1) == 25.0
+    # ... while a real 0.0 (an idle board) stays 0.0, never "not available".
+    idle = GpuSnapshot(0, "g", "u", utilization_gpu=0.0, temperature_c=0.0, power_w=0.0)
+    history.append(GpuReading(3.0, (idle,), host))
+    assert history.gpus[0].values(0).tolist()[-1] == 0.0 and history.gpus[0].latest(0) == 0.0
+    assert history.gpus[0].values(3).tolist()[-1] == 0.0 and history.gpus[0].latest(3) == 0.0
+    assert math.isnan(history.gpus[0].values(3)[-2])  # the earlier None is still NaN

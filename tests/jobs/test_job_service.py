@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from msquant_desktop.domain.jobs import JobSpec, JobState, JobTarget
-from msquant_desktop.store import StoreError
+from msquant_desktop.store import JobRepository, StoreError, connect
 from tests.jobs.conftest import wait_final
 from tests.jobs.helpers import marked, wait_for
 
@@ -22,7 +23,7 @@ PRINTER = (
 )
 
 
-def test_a_job_runs_streams_reports_events_and_completes(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_runs_streams_reports_events_and_completes(make_engine, qtbot, app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
     service = make_engine()
     texts: list[tuple[int, str, bool]] = []
     events: list[dict] = []  # type: ignore[type-arg]
@@ -33,7 +34,11 @@ def test_a_job_runs_streams_reports_events_and_completes(make_engine, qtbot) -> 
     final = wait_final(qtbot, service, record.id)
     assert final.state is JobState.COMPLETED and final.exit_code == 0
     run_dir = service.run_dir(record.id)
-    assert run_dir is not None and run_dir.parent == service._paths.runs_dir
+    # The run folder is in this test's data dir (never the user's), next to the store that has the job.
+    assert run_dir is not None and run_dir.parent == app_paths.runs_dir and run_dir.is_relative_to(data_dir)
+    assert (run_dir / "output.log").is_file() and (run_dir / "exit.json").is_file()
+    with closing(connect(app_paths.database)) as conn:
+        assert JobRepository(conn).get(record.id).run_dir == str(run_dir)
     qtbot.waitUntil(lambda: any("bad thing" in t and err for _, t, err in texts))
     assert any("hello" in t and not err for _, t, err in texts)
     assert [e["type"] for e in events] == ["progress", "result"]
@@ -133,7 +138,7 @@ def test_gpu_slots_are_handed_out_through_cuda_visible_devices(make_engine, qtbo
     assert "CVD=\n" in "".join(texts)  # asked for no GPU: sees none
 
 
-def test_slurm_jobs_show_up_but_never_enter_the_local_queue(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+def test_slurm_jobs_show_up_but_never_enter_the_local_queue(make_engine, qtbot, app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
     service = make_engine()
     added: list[int] = []
     service.sig_job_added.connect(added.append)
@@ -150,4 +155,9 @@ def test_slurm_jobs_show_up_but_never_enter_the_local_queue(make_engine, qtbot) 
     assert cancelled == [remote.id]
     with pytest.raises(ValueError):
         service.submit(spec)
-    assert os.environ.get("MSQUANT_DATA_DIR")
+    # All of it happened in this test's own store, and a SLURM job leaves no local run folder.
+    (_, _, store_file), *_ = service._repo.connection.execute("PRAGMA database_list").fetchall()
+    assert Path(store_file) == app_paths.database and app_paths.database.is_relative_to(data_dir)
+    with closing(connect(app_paths.database)) as conn:
+        assert [r.id for r in JobRepository(conn).list_jobs()] == [remote.id]
+    assert not app_paths.runs_dir.exists() or list(app_paths.runs_dir.iterdir()) == []

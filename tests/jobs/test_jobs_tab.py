@@ -77,6 +77,35 @@ def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> 
     assert shown == [(1, True, "Removing 1 deleted job folder…"), (0, False, "Removing 0 deleted job folders…")]
 
 
+def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QMessageBox
+
+    service = make_engine()
+    tab = _tab(qtbot, service)
+    record = service.submit(JobSpec(name="done", argv=(sys.executable, "-c", "pass")))
+    wait_final(qtbot, service, record.id)
+    run_dir = service.run_dir(record.id)
+    assert run_dir is not None and run_dir.is_dir()
+    asked: list[str] = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(_parent, _title: str, text: str, *_args):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    tab.select_job(record.id)
+    qtbot.waitUntil(tab.delete_action.isEnabled, timeout=5000)
+    tab.delete_action.trigger()  # what the toolbar button and the menu do
+    assert asked == [f"Delete job #{record.id} and its run folder?"]
+    assert service.get(record.id).state is JobState.COMPLETED and run_dir.is_dir()
+    answer[0] = QMessageBox.StandardButton.Yes
+    tab.delete_action.trigger()
+    assert len(asked) == 2
+    qtbot.waitUntil(lambda: not run_dir.exists(), timeout=5000)  # removed on a thread
+    assert service.summaries() == []
+
+
 def test_other_areas_can_add_actions_and_views(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     tab = _tab(qtbot, make_engine())
     triggered: list[bool] = []
@@ -94,19 +123,32 @@ def test_close_guard_leaves_cancels_or_stays(make_engine, qtbot) -> None:  # typ
     service = make_engine(max_jobs=2, grace=0.5)
     record = service.submit(JobSpec(name="long", argv=("sleep", "60")))
     qtbot.waitUntil(lambda: service.get(record.id).state is JobState.RUNNING, timeout=10000)
-    answers: list[str] = []
-    assert make_close_guard(service, lambda n: answers.append(STAY) or STAY)() is False
-    assert make_close_guard(service, lambda n: LEAVE)() is True
+    asked: list[int] = []
+
+    def answer(choice: str):  # type: ignore[no-untyped-def]
+        return lambda running: asked.append(running) or choice
+
+    # Asked once, with the number of running jobs; "Don't quit" keeps the window and the job.
+    assert make_close_guard(service, answer(STAY))() is False
+    assert asked == [1]
     run_dir = service.run_dir(record.id)
     assert run_dir is not None
+    assert service.get(record.id).state is JobState.RUNNING and marked(run_dir)
+    assert make_close_guard(service, answer(LEAVE))() is True
+    assert asked == [1, 1]
     time.sleep(0.3)
     assert marked(run_dir), "left running: the job outlives the app's engine"
     # A later engine (the next start) picks it up; "cancel them" then stops it.
     again = service.__class__(service._repo, service._paths, service._settings, gpu_count=0)
     again.start()
-    assert make_close_guard(again, lambda n: CANCEL)() is True
+    assert make_close_guard(again, answer(CANCEL))() is True
+    assert asked == [1, 1, 1]
     assert wait_for(lambda: service.get(record.id).state is JobState.CANCELLED, timeout=10)
     assert wait_for(lambda: marked(run_dir) == [], timeout=5)
+    # Nothing runs any more: the window closes without a question.
+    assert make_close_guard(again, answer(STAY))() is True
+    assert asked == [1, 1, 1]
+    again.shutdown()
 
 
 def test_a_million_line_flood_keeps_the_window_responsive(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]

@@ -211,7 +211,7 @@ def test_supervisor_that_cannot_start(sides: list[Side], monkeypatch) -> None:  
     assert isinstance(cli, CliSide)
     code = main(["--data-dir", str(cli.paths.data_dir.parent), "jobs", "run", "--", "true"])
     assert code == 1
-    outcomes["cli"] = cli.final(JobRepository(cli.conn).list()[0].id)
+    outcomes["cli"] = cli.final(JobRepository(cli.conn).list_jobs()[0].id)
     state, reason = _same_everywhere(outcomes)
     assert state is JobState.FAILED_TO_START
     assert reason == "the supervisor could not be started: /nonexistent/msquant-desktop is not an executable file"

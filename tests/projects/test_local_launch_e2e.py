@@ -35,10 +35,10 @@ def test_local_launch_through_the_job_engine(qtbot, services, sample_repo: Sampl
     qtbot.addWidget(window)
     tab = window.projects_tab
     tab.ask = lambda title, text: True
-    jobs = services.jobs  # type: ignore[attr-defined]
+    jobs = services.jobs
     try:
-        with qtbot.waitSignal(services.projects.sig_layout_ready, timeout=20000):  # type: ignore[attr-defined]
-            services.projects.add_project(str(sample_repo.work))  # type: ignore[attr-defined]
+        with qtbot.waitSignal(services.projects.sig_layout_ready, timeout=20000):
+            services.projects.add_project(str(sample_repo.work))
         assert tab.form.local_radio.isEnabled()
 
         # Hold the single job slot so the project job stays queued while the user keeps working.

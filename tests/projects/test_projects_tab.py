@@ -16,7 +16,7 @@ from tests.projects.conftest import SampleRepo
 def tab(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The tab on the app's real services (store, job engine, project service, launcher)."""
     services = create_services(resolve_paths(tmp_path / "data").ensure())
-    widget = ProjectsTab(services.projects, services.project_launcher)  # type: ignore[arg-type]
+    widget = ProjectsTab(services.projects, services.project_launcher)
     widget.ask = lambda title, text: True
     qtbot.addWidget(widget)
     widget.resize(1200, 800)

@@ -81,6 +81,100 @@ def test_form_validates_model_and_refuses_a_scheme_needing_data_without_data(
     dialog.close()
 
 
+def _finished_job(services, spec, result: dict) -> int:  # type: ignore[no-untyped-def]
+    """A job the store holds as COMPLETED with `result`, as the engine leaves a finished one."""
+    from msquant_desktop.store.jobs_repo import JobRepository
+
+    repo = JobRepository(services.conn)
+    record = repo.create(spec, JobState.RUNNING, "recorded by the test")
+    repo.transition(record.id, JobState.COMPLETED, "exit 0", exit_code=0, result=result)
+    return record.id
+
+
+def _model_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    return path
+
+
+def test_results_buttons_open_the_form_and_delete_asks_first(
+    app_services, quantize_ui, qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from msquant_desktop.domain.jobs import JobKind, JobSpec
+    from msquant_desktop.ui.quantize.new_quantization import NewQuantizationDialog
+
+    demo = _model_folder(tmp_path / "demo-model")
+    _finished_job(
+        app_services,
+        JobSpec(name="demo", argv=("true",), meta={"demo_model": "tiny"}),
+        {"type": "result", "output": str(demo)},
+    )
+    results = quantize_ui.results
+    results.refresh()
+    assert results.stack.currentWidget() is results.empty
+
+    def opened_form() -> NewQuantizationDialog:
+        qtbot.waitUntil(lambda: quantize_ui.dialog is not None, timeout=5_000)
+        dialog = quantize_ui.dialog
+        assert isinstance(dialog, NewQuantizationDialog) and dialog.isVisible()
+        return dialog
+
+    # The empty state's first step, then the button under the table: each opens the form for a new
+    # quantization on the newest demo model.
+    new_in_empty_state = results.empty.buttons[0]
+    assert new_in_empty_state.text() == "New quantization…"
+    new_in_empty_state.click()
+    dialog = opened_form()
+    assert dialog.model_edit.text() == str(demo)
+    dialog.close()
+    qtbot.waitUntil(lambda: quantize_ui.dialog is None, timeout=5_000)
+
+    output = _model_folder(tmp_path / "quantized")
+    job_id = _finished_job(
+        app_services,
+        JobSpec(name="quantize", argv=("true",), kind=JobKind.QUANTIZE),
+        {
+            "type": "result",
+            "kind": "quantize",
+            "output": str(output),
+            "scheme": "W4A16",
+            "model": str(demo),
+            "size_before": 4_000_000,
+            "size_after": 1_000_000,
+            "duration_s": 12.5,
+        },
+    )
+    results.refresh()
+    assert results.stack.currentIndex() == 1 and [r.job_id for r in results.model.rows] == [job_id]
+    results.new_button.click()
+    dialog = opened_form()
+    assert dialog.model_edit.text() == str(demo)
+    dialog.close()
+
+    # Delete asks before it removes the model folder: "No" keeps both the folder and the row.
+    asked: list[str] = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(_parent, _title: str, text: str, *_args):  # type: ignore[no-untyped-def]
+        asked.append(text)
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    results.table.selectRow(0)
+    assert results.delete_button.isEnabled()
+    results.delete_button.click()
+    assert asked == [f"Delete {output} and forget job {job_id}?"]
+    assert output.is_dir() and [r.job_id for r in results.model.rows] == [job_id]
+    answer[0] = QMessageBox.StandardButton.Yes
+    results.delete_button.click()
+    assert len(asked) == 2 and not output.exists()
+    with pytest.raises(KeyError):
+        app_services.jobs.get(job_id)
+    assert results.stack.currentWidget() is results.empty
+
+
 @pytest.mark.quantize
 @pytest.mark.slow
 def test_form_to_job_to_result_then_verify_and_delete(

@@ -114,7 +114,7 @@ class GpuTableModel(_ReadingModel):
         self._errors: list[str | None] = []
 
     def update(self, reading: GpuReading) -> None:
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for gpu in reading.gpus:
             if gpu.error:
                 rows.append((str(gpu.index), gpu.name, NA, NA, NA, NA, NA, NA, f"not answering: {gpu.error}"))
@@ -151,7 +151,7 @@ class ProcessTableModel(_ReadingModel):
 
     def update(self, reading: GpuReading) -> None:
         details = sorted(reading.processes, key=lambda p: (p.gpu_index, p.pid))
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for p in details:
             memory = NA if p.used_memory_bytes is None else f"{p.used_memory_bytes / 2**20:,.0f} MiB"
             rows.append((str(p.pid), p.user, str(p.gpu_index), memory, self._job_text(p), p.command))

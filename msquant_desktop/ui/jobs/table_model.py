@@ -382,7 +382,7 @@ class ProgressDelegate(QStyledItemDelegate):
         if not value:
             return
         fraction, text = value
-        rect = option.rect.adjusted(3, 4, -3, -4)  # type: ignore[attr-defined]
+        rect = option.rect.adjusted(3, 4, -3, -4)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(QColor("#b8bcc2"))

@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
 from msquant_desktop.services.quantize_service import QuantizeService
+from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.quantize.new_quantization import NewQuantizationDialog
 from msquant_desktop.ui.quantize.results_view import ResultsView
 
@@ -24,7 +25,8 @@ class QuantizeUi:
         self.action.setObjectName("action-new-quantization")
         self.action.setToolTip("Quantize a local model folder with llmcompressor as a job")
         self.action.triggered.connect(lambda _checked=False: self.open_form())
-        self.results = ResultsView(service, self.open_form)
+        # Not `open_form` itself: a button's clicked(bool) would pass its checked flag as the model.
+        self.results = ResultsView(service, self.open_new_form)
         self.demo_action = QAction("Build demo model", parent)
         self.demo_action.setObjectName("action-build-demo-model")
         self.demo_action.setToolTip(
@@ -33,6 +35,10 @@ class QuantizeUi:
         )
         self.demo_action.triggered.connect(lambda _checked=False: self.results.build_demo_model())
         service.detect_worker()
+
+    def open_new_form(self) -> None:
+        """Open the form for a new quantization (the Results view's buttons)."""
+        self.open_form()
 
     def open_form(self, model: str = "") -> NewQuantizationDialog:
         """Open the form (non-modal), pre-filled with `model` or the newest demo model."""
@@ -52,7 +58,7 @@ class QuantizeUi:
         self.dialog = None
 
 
-def install_quantize_ui(jobs_tab: Any, service: QuantizeService) -> QuantizeUi:
+def install_quantize_ui(jobs_tab: JobsTab, service: QuantizeService) -> QuantizeUi:
     """Add the action and the Results view through the Jobs tab's extension hooks."""
     ui = QuantizeUi(service, jobs_tab)
     jobs_tab.add_toolbar_action(ui.action)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -34,6 +35,9 @@ from msquant_desktop.domain.quantize import (
     human_count,
 )
 from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT, CheckOutcome, QuantizeService
+
+if TYPE_CHECKING:
+    from msquant_desktop.quantize.environment import WorkerEnvironment  # a value the service sends
 
 CHECK_DELAY_MS = 250
 ERROR_STYLE = "color: #b00020;"
@@ -227,9 +231,9 @@ class NewQuantizationDialog(QDialog):
         self._update_start()
 
     @Slot(object)
-    def _on_worker(self, environment: object) -> None:
-        self.worker_label.setText(getattr(environment, "message", ""))
-        self.worker_label.setStyleSheet("" if getattr(environment, "available", False) else ERROR_STYLE)
+    def _on_worker(self, environment: WorkerEnvironment) -> None:
+        self.worker_label.setText(environment.message)
+        self.worker_label.setStyleSheet("" if environment.available else ERROR_STYLE)
         self._update_start()
 
     def _update_start(self) -> None:

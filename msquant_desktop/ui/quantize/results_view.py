@@ -242,7 +242,9 @@ class ResultsView(QWidget):
         self.status_label.setText(f"Verification started as job {record.id}")
 
     @Slot()
-    def delete_selected(self, confirm: bool = True) -> None:
+    def delete_selected(self, *, confirm: bool = True) -> None:
+        # `confirm` is keyword-only: the Delete button's clicked(bool) would fill a positional one
+        # with False and delete the model folder without asking.
         row = self.selected_row()
         if row is None:
             return
