@@ -15,7 +15,7 @@ from msquant_desktop.domain.jobs import JobState
 from msquant_desktop.domain.slurm import (
     ClusterProfile,
     FinalState,
-    final_from_log,
+    decide_final,
     final_from_marker,
     final_from_slurm,
     is_final_slurm_state,
@@ -207,35 +207,34 @@ class SlurmClient:
         return out if rc == 0 else ""
 
     def resolve_final(
-        self, slurm_id: str, remote: RemotePaths, acct: AcctEntry | None = None
+        self,
+        slurm_id: str,
+        remote: RemotePaths,
+        acct: AcctEntry | None = None,
+        queue_state: str | None = None,
     ) -> FinalState | None:
-        """The first source that knows: sacct, scontrol, the exit marker, slurmstepd lines in the log.
+        """Gather every source (sacct, scontrol, squeue's last word, the exit marker, the log tail)
+        and let `decide_final` weigh them; see its docstring for the documented precedence.
 
         None while no source says the job is over (it is then still running or about to be).
         Never "completed" by default: unknown stays unknown.
         """
+        controller = None
         if acct is not None:
-            final = final_from_slurm(acct.state, acct.exit_code, "sacct", acct.reason or "")
-            if final is not None:
-                return final
-        info = self.scontrol_job(slurm_id)
-        if info:
-            final = final_from_slurm(
-                info.get("JobState", ""), info.get("ExitCode", ""), "scontrol", info.get("Reason", "")
-            )
-            if final is not None:
-                return final
-            if not is_final_slurm_state(info.get("JobState", "")):
-                return None  # the controller still has it running
+            controller = final_from_slurm(acct.state, acct.exit_code, "sacct", acct.reason or "")
+        if controller is None:
+            info = self.scontrol_job(slurm_id)
+            if info:
+                controller = final_from_slurm(
+                    info.get("JobState", ""), info.get("ExitCode", ""), "scontrol", info.get("Reason", "")
+                )
+                if controller is None and not is_final_slurm_state(info.get("JobState", "")):
+                    return None  # the controller still has it running
+        if controller is None and queue_state:
+            controller = final_from_slurm(queue_state, "", "squeue")
         marker_text, _ = self.read_text(remote.marker)
         marker = final_from_marker(marker_text) if marker_text else None
-        if marker is not None and marker.signal is None:
-            return marker
-        from_log = final_from_log(self.log_tail(remote))
-        if from_log is not None:
-            code = marker.exit_code if marker else None
-            return FinalState(from_log.state, code, marker.signal if marker else None, from_log.reason, "log")
-        return marker
+        return decide_final(controller, marker, self.log_tail(remote))
 
     # -- tracking -----------------------------------------------------------------------------------
     def poll(self, tracked: list[TrackedJob], tail_logs: bool = True) -> PollResult:
@@ -262,7 +261,12 @@ class SlurmClient:
                     job.remote.log, job.log_offset, whole_lines=True
                 )
             if job in departed:
-                update.final = self.resolve_final(job.slurm_job_id, job.remote, acct.get(job.slurm_job_id))
+                update.final = self.resolve_final(
+                    job.slurm_job_id,
+                    job.remote,
+                    acct.get(job.slurm_job_id),
+                    entry.state if entry is not None else None,
+                )
                 if update.final is not None:
                     update.state = update.final.state
                     if tail_logs:  # the last lines written before the end
@@ -288,7 +292,7 @@ class SlurmClient:
             entry = entries.get(slurm_id)
             if entry is None or is_final_slurm_state(entry.state):
                 acct = self.sacct([slurm_id]).get(slurm_id)
-                final = self.resolve_final(slurm_id, remote, acct)
+                final = self.resolve_final(slurm_id, remote, acct, entry.state if entry else None)
                 if final is not None:
                     return final
             time.sleep(0.2)
