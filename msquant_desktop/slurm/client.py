@@ -24,9 +24,11 @@ from msquant_desktop.domain.slurm import (
 from msquant_desktop.slurm.connection import SshConnection, SshError
 from msquant_desktop.slurm.gpus import GpuView, gpu_view
 from msquant_desktop.slurm.parsers import (
+    DEMAND_FORMAT,
     SACCT_FIELDS,
     SQUEUE_FORMAT,
     AcctEntry,
+    DemandEntry,
     NodeInfo,
     QueueEntry,
     parse_nodes,
@@ -34,6 +36,7 @@ from msquant_desktop.slurm.parsers import (
     parse_sbatch_parsable,
     parse_scontrol_job,
     parse_squeue,
+    parse_squeue_demand,
     parse_version,
 )
 from msquant_desktop.slurm.script import RemotePaths
@@ -89,6 +92,14 @@ class SlurmClient:
         result = self.connection.run([self._bin(name), *args], timeout=timeout)
         return result.rc, result.out, result.err
 
+    def _check_env(self, env: dict[str, str], name: str, *args: str, timeout: float = 30.0) -> str:
+        """`_check` with environment variables set for this one command (through `env`)."""
+        assignments = [f"{key}={value}" for key, value in env.items()]
+        result = self.connection.run(["env", *assignments, self._bin(name), *args], timeout=timeout)
+        if result.rc != 0:
+            raise SlurmError(f"{name} failed (exit {result.rc}): {result.err or result.out.strip()}")
+        return result.out
+
     def _check(self, name: str, *args: str, timeout: float = 30.0) -> str:
         rc, out, err = self._run(name, *args, timeout=timeout)
         if rc != 0:
@@ -117,13 +128,34 @@ class SlurmClient:
         """Our jobs known to the controller (including just-finished ones), in one squeue call."""
         return parse_squeue(self._check("squeue", "--me", "-h", "-t", "all", "-o", SQUEUE_FORMAT))
 
-    def pending_demand(self) -> list[QueueEntry]:
-        """Every user's pending jobs (their GPU requests are the queue's demand)."""
-        return parse_squeue(self._check("squeue", "-h", "-t", "PENDING", "-o", SQUEUE_FORMAT))
+    def pending_demand(self) -> list[DemandEntry]:
+        """Every user's pending jobs with what they ask for: tres-per-job (`--gpus`), tres-per-node
+        (`--gres`, `--gpus-per-node`) and tres-per-task (`--gpus-per-task`); arrays with their task
+        expression in full (SLURM_BITSTR_LEN=0, or squeue cuts it at 64 characters)."""
+        out = self._check_env({"SLURM_BITSTR_LEN": "0"}, "squeue", "-h", "-t", "PENDING", "-O", DEMAND_FORMAT)
+        return parse_squeue_demand(out)
+
+    def running_in_arrays(self, array_ids: list[str]) -> dict[str, int]:
+        """Running tasks of each of these arrays (what their `%N` throttles are measured against)."""
+        if not array_ids:
+            return {}
+        states = "RUNNING,CONFIGURING,COMPLETING,SUSPENDED"
+        out = self._check("squeue", "-h", "-t", states, "-j", ",".join(array_ids), "-O", "arrayjobid:|")
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            array_id = line.split("|", 1)[0].strip()
+            if array_id in array_ids:
+                counts[array_id] = counts.get(array_id, 0) + 1
+        return counts
 
     def gpu_view(self) -> GpuView:
-        """Free GPUs per node, partition and type, with the queue's pending demand (two commands)."""
-        return gpu_view(self.nodes(), self.pending_demand(), self.profile)
+        """Free GPUs per node, partition and type, with the queue's pending demand (two commands, a
+        third when a pending array has a `%N` throttle)."""
+        pending = self.pending_demand()
+        throttled = sorted(
+            {e.array_job_id or e.job_id for e in pending if e.array is not None and e.array.throttle}
+        )
+        return gpu_view(self.nodes(), pending, self.profile, self.running_in_arrays(throttled))
 
     def accounting_available(self) -> bool:
         """Whether `sacct` works here; detected once per client ("not available" is a value)."""
