@@ -30,8 +30,10 @@ _MEMORY = re.compile(r"\d+[KMGT]?")
 # What may stand in an #SBATCH value at all: sbatch parses quotes, backslashes and `#` comments in
 # directive lines and expands `%` patterns in --output, so none of those (nor any space) gets in.
 _DIRECTIVE_SAFE = re.compile(r"[A-Za-z0-9._/+~@=:,-]+")
-# Characters that end or split a line for bash, sbatch or Python: refused in every text field.
-_LINE_BREAKING = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# The one character no shell word can hold.  Everything else in a quoted word (newlines included) is
+# safe: it sits after the header, where sbatch has stopped reading directives, and bash reads it back
+# verbatim.
+_NUL = "\x00"
 
 
 def _full(pattern: re.Pattern[str], value: object) -> bool:
@@ -80,13 +82,13 @@ def gres_for(submission: SlurmSubmission) -> str | None:
     return f"gpu:{submission.gpu_type}:{submission.gpus}" if submission.gpu_type else f"gpu:{submission.gpus}"
 
 
-def _text(field: str, value: object) -> str:
+def _word(field: str, value: object) -> str:
+    """A value that reaches the script only as one quoted shell word (command, overrides, repo URL,
+    environment values)."""
     if not isinstance(value, str):
         raise ScriptError(f"{field}: expected text, got {type(value).__name__} {value!r}")
-    if _LINE_BREAKING.search(value):
-        raise ScriptError(
-            f"{field} {value!r}: control characters (newline, carriage return, ...) are not allowed"
-        )
+    if _NUL in value:
+        raise ScriptError(f"{field} {value!r}: a NUL character cannot be passed to a command")
     return value
 
 
@@ -99,20 +101,21 @@ def _count(field: str, value: object, minimum: int) -> int:
 def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
     """Refuse what would be unsafe in the script or is outside the profile's allowances.
 
-    Every field is checked as a whole string; no text field may hold a line break (or any other
-    control character), so no value can end an #SBATCH line or add one.
+    Every field placed on an #SBATCH line is checked as a whole string (`fullmatch`: `re.match(...$)`
+    also accepts a trailing newline, which would end the directive line); the rest reaches the script
+    only as shell-quoted words after the header, where any text but NUL arrives verbatim.
     """
     if not submission.command:
         raise ScriptError("command: a job needs a command to run")
     for i, word in enumerate(submission.command):
-        _text(f"command[{i}]", word)
+        _word(f"command[{i}]", word)
     for i, override in enumerate(submission.overrides):
-        _text(f"overrides[{i}]", override)
+        _word(f"overrides[{i}]", override)
     if not _full(_NAME_OK, submission.job_name):
         raise ScriptError(f"job_name {submission.job_name!r}: use letters, digits and . _ + - only")
     if not _full(_COMMIT, submission.commit):
         raise ScriptError(f"commit {submission.commit!r} is not a commit hash")
-    if not _text("repo_url", submission.repo_url).strip():
+    if not _word("repo_url", submission.repo_url).strip():
         raise ScriptError("repo_url: the repository to clone is missing")
     if submission.partition is not None and not _full(_NAME_OK, submission.partition):
         raise ScriptError(f"partition {submission.partition!r} is not a partition name")
@@ -137,7 +140,7 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
     for key, value in submission.extra_env:
         if not _full(_ENV_KEY, key):
             raise ScriptError(f"extra_env: {key!r} is not a valid environment variable name")
-        _text(f"extra_env[{key}]", value)
+        _word(f"extra_env[{key}]", value)
 
 
 def sbatch_directives(script: str) -> list[str]:

@@ -1,5 +1,6 @@
-"""No value can end an #SBATCH line: every field is checked as a whole string, and the script sbatch
-receives is audited (its directives, as sbatch reads them) and run by bash to see the argv arrive."""
+"""No value can end an #SBATCH line: every field placed on one is checked as a whole string, every
+other field arrives as quoted words, and the script sbatch receives is audited (its directives, as
+sbatch reads them) and run by bash to see each value arrive verbatim."""
 
 from __future__ import annotations
 
@@ -94,40 +95,36 @@ def test_quoted_fields_arrive_verbatim_and_leave_the_header_alone() -> None:
     printer = (sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))")
     submission = dataclasses.replace(
         BASE,
-        command=(*printer, *QUOTED[:3]),
+        command=(*printer, *QUOTED[:6]),
         overrides=tuple(QUOTED),
-        repo_url="https://example.org/r.git;$(id)#SBATCH",
-        extra_env=(("MSQ_NOTE", "$(id); #SBATCH --mem=1"),),
+        repo_url="https://example.org/r.git;$(id)\n#SBATCH --time=9",
+        extra_env=(("MSQ_NOTE", "$(id);\n#SBATCH --mem=1\r"),),
     )
     script = render(submission)
     assert sbatch_directives(script) == EXPECTED
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
-    (line,) = [line for line in script.splitlines() if line.endswith(" &")]
-    assert line[: -len(" &")] == command_line(submission)
-    out = subprocess.run(
-        ["bash", "-c", line[: -len(" &")]], capture_output=True, text=True, check=True
-    ).stdout
-    assert json.loads(out) == [*QUOTED[:3], *QUOTED]
-    (export,) = [line for line in script.splitlines() if line.startswith("export MSQ_NOTE=")]
-    shown = subprocess.run(["bash", "-c", f'{export}; printf %s "$MSQ_NOTE"'], capture_output=True, text=True)
-    assert shown.stdout == "$(id); #SBATCH --mem=1"
+    line = command_line(submission)
+    assert f"\n{line} &\nwait $!" in script
+    out = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [*QUOTED[:6], *QUOTED]
+    export = script[script.index("export MSQ_NOTE=") :].split("\necho ", 1)[0]
+    shown = subprocess.run(["bash", "-c", f'{export}\nprintf %s "$MSQ_NOTE"'], capture_output=True)
+    assert shown.stdout.decode() == "$(id);\n#SBATCH --mem=1\r"  # bytes: text mode would turn \r into \n
 
 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"overrides": ("lr=1\n#SBATCH --time=9",)},
-        {"overrides": ("a=\r1",)},
-        {"command": ("python", "x\ny")},
-        {"repo_url": "https://example.org/r.git\n"},
-        {"extra_env": (("A", "1\n2"),)},
+        {"overrides": ("a=\x001",)},
+        {"command": ("python", "x\x00y")},
+        {"extra_env": (("A", "1\x002"),)},
         {"extra_env": (("A\n", "1"),)},
         {"overrides": ([],)},  # what argparse made of --override=-- before the CLI fix
         {"gpus": True},
         {"cpus": "4"},
     ],
 )
-def test_line_breaks_and_wrong_types_are_refused_in_every_other_field(changes: dict[str, object]) -> None:
+def test_nul_bad_names_and_wrong_types_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ScriptError):
         validate(dataclasses.replace(BASE, **changes), PROFILE)  # type: ignore[arg-type]
 
