@@ -66,6 +66,24 @@ def test_an_oom_kill_stays_out_of_memory_whatever_the_controller_said() -> None:
     assert final is not None and final.state is JobState.OUT_OF_MEMORY
 
 
+def test_the_testbeds_own_endings() -> None:
+    """What sacct said on the testbed (Slurm 22.05.8) next to each recorded log tail."""
+    oom = decide_final(sacct("FAILED", "0:9"), None, recorded("steplog/testbed_oom_jobacct.log"))
+    assert oom is not None and (oom.state, oom.decided_by) == (JobState.OUT_OF_MEMORY, "log: oom_kill")
+    task = decide_final(
+        sacct("FAILED", "15:0"),
+        marker("exit=15 signal= stage=command at=x"),
+        recorded("steplog/testbed_task_failure_srun.log"),
+    )
+    assert task is not None and (task.state, task.exit_code, task.decided_by) == (JobState.FAILED, 15, "sacct")
+    timeout = decide_final(
+        sacct("TIMEOUT", "0:0"),
+        marker("exit=143 signal=TERM stage=command at=x"),
+        recorded("steplog/testbed_timelimit.log"),
+    )
+    assert timeout is not None and (timeout.state, timeout.decided_by) == (JobState.TIMEOUT, "sacct")
+
+
 def test_the_controllers_own_causes_stand() -> None:
     timeout = decide_final(
         sacct("TIMEOUT", "0:0"),

@@ -36,6 +36,9 @@ LOGS = [
     ("cancel_legacy_on_host.log", JobState.CANCELLED, slurm_log.CANCEL),
     ("cancel_host_prefix.log", JobState.CANCELLED, slurm_log.CANCEL),
     ("cancel_then_task_killed.log", JobState.CANCELLED, slurm_log.CANCEL),
+    ("testbed_timelimit.log", JobState.TIMEOUT, slurm_log.TIME_LIMIT),
+    ("testbed_task_failure_srun.log", JobState.FAILED, slurm_log.TASK_FAILURE),
+    ("testbed_oom_jobacct.log", JobState.OUT_OF_MEMORY, slurm_log.OOM),
 ]
 
 
