@@ -75,7 +75,11 @@ def test_the_testbeds_own_endings() -> None:
         marker("exit=15 signal= stage=command at=x"),
         recorded("steplog/testbed_task_failure_srun.log"),
     )
-    assert task is not None and (task.state, task.exit_code, task.decided_by) == (JobState.FAILED, 15, "sacct")
+    assert task is not None and (task.state, task.exit_code, task.decided_by) == (
+        JobState.FAILED,
+        15,
+        "sacct",
+    )
     timeout = decide_final(
         sacct("TIMEOUT", "0:0"),
         marker("exit=143 signal=TERM stage=command at=x"),
