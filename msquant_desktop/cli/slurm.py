@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 from msquant_desktop.cli.context import CliContext
 
@@ -17,6 +18,27 @@ def _lazy(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
         return slurm_commands.guarded(getattr(slurm_commands, command))(args, ctx)
 
     return run
+
+
+class _AppendVerbatim(argparse.Action):
+    """`append` that keeps a value of `--` as `--`.
+
+    WORKAROUND for https://github.com/python/cpython/issues/100804 (and gh-109475): argparse of the
+    Python 3.11 we ship takes the `--` of `--override=--` for its end-of-options marker and appends
+    `[]`, which the script then rendered as an empty argument `''`.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        value = "--" if values == [] else values
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(value)
+        setattr(namespace, self.dest, items)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +65,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument("--repo", required=True, help="git URL the cluster can clone")
     submit.add_argument("--commit", required=True)
     submit.add_argument("--name", required=True, help="job name")
-    submit.add_argument("--override", action="append", help="a Hydra override, passed verbatim (repeatable)")
+    submit.add_argument(
+        "--override", action=_AppendVerbatim, help="a Hydra override, passed verbatim (repeatable)"
+    )
     submit.add_argument("--partition")
     submit.add_argument("--gpu-type")
     submit.add_argument("--gpus", type=int, default=0)

@@ -96,6 +96,8 @@ def cmd_gpus(args: argparse.Namespace, ctx: CliContext) -> int:
                         p: {t: c.free for t, c in per.items()} for p, per in view.by_partition.items()
                     },
                     "pending": view.pending,
+                    "pending_now": view.pending_now,
+                    "pending_at_least": view.pending_at_least,
                     "unusable": view.unusable,
                 },
                 indent=2,
@@ -107,9 +109,11 @@ def cmd_gpus(args: argparse.Namespace, ctx: CliContext) -> int:
         print(
             f"{r.node:10} {r.state:14} {r.gpu_type or '-':8} {r.gpus.total:5} {r.gpus.used:5} {r.gpus.free:5}  {','.join(r.partitions)}"
         )
+    at_least = "at least " if view.pending_at_least else ""
     for gpu_type, count in sorted(view.by_type.items()):
         print(
-            f"free {gpu_type or 'gpu'}: {count.free} of {count.total}; pending demand {view.pending.get(gpu_type, 0)}"
+            f"free {gpu_type or 'gpu'}: {count.free} of {count.total}; pending demand {at_least}"
+            f"{view.pending.get(gpu_type, 0)} ({view.pending_now.get(gpu_type, 0)} could start now)"
         )
     for line in view.unusable:
         print(f"excluded: {line}")

@@ -6,8 +6,11 @@ a submission so Projects (launch on a cluster) and Clusters agree on it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
+from msquant_desktop.domain import slurm_log
 from msquant_desktop.domain.jobs import JobState
 
 
@@ -128,72 +131,216 @@ def parse_exit_code(text: str) -> tuple[int | None, int | None]:
 
 @dataclass(frozen=True)
 class FinalState:
-    """How a SLURM job ended and which source said so (sacct, scontrol, marker, log)."""
+    """How a SLURM job ended, which source said so and what the other sources said.
+
+    `source` is the source whose answer was kept ("sacct", "scontrol", "squeue", "marker", "log");
+    `decided_by` says it in words for the details ("sacct", "exit marker", "log: oom_kill");
+    `evidence` lists what every source that answered said, in the order they were asked.
+    """
 
     state: JobState
     exit_code: int | None = None
     signal: int | None = None
     reason: str = ""
     source: str = ""
+    decided_by: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 def final_from_slurm(raw_state: str, exit_text: str, source: str, reason: str = "") -> FinalState | None:
-    """A final state from sacct/scontrol fields, or None when the job is not final there yet."""
+    """A final state from sacct/scontrol/squeue fields, or None when the job is not final there yet."""
     if not is_final_slurm_state(raw_state):
         return None
-    state = _FINAL_MAP[normalize_slurm_state(raw_state)]
+    word = normalize_slurm_state(raw_state)
+    state = _FINAL_MAP[word]
     code, sig = parse_exit_code(exit_text)
     if state is JobState.COMPLETED and code not in (0, None):
         state = JobState.FAILED  # never trust "completed" over a non-zero exit code
     if state is JobState.FAILED and code == 0 and sig:
         state = JobState.CANCELLED
-    detail = reason if reason and reason != "None" else ""
-    return FinalState(state, code, sig, detail, source)
+    detail = reason if reason and reason not in ("None", "(null)") else ""
+    if word == "PREEMPTED" and not detail:
+        detail = "preempted"
+    said = f"{source}: {raw_state.strip()} {exit_text.strip()}".rstrip()
+    return FinalState(state, code, sig, detail, source, source, (said,))
 
 
-# The sbatch template writes `exit=<rc> signal=<NAME or empty>` into the exit marker from its trap.
+# The sbatch template writes `exit=<rc> signal=<NAME or empty> stage=<step> at=<UTC>` from its trap.
 _SIGNALS = {"TERM": 15, "INT": 2, "HUP": 1, "USR1": 10, "USR2": 12, "KILL": 9, "XCPU": 24}
+# The step of the script that was running when it exited (older markers have none).
+MARKER_STAGES = {
+    "clone": "cloning the repository failed",
+    "checkout": "checking out the commit failed",
+    "preamble": "the cluster profile's preamble failed",
+    "command": "",
+}
 
 
 def final_from_marker(text: str) -> FinalState | None:
     """The exit marker's content as a final state; None when it is missing or unreadable.
 
-    A marker with a signal only says "terminated": the log may know better (time limit, OOM), so the
-    caller consults the log first for those (see `final_from_log`).
+    A marker with a signal only says "terminated": the log may know better (time limit, OOM), see
+    `decide_final`.
     """
     fields = dict(part.split("=", 1) for part in text.split() if "=" in part)
     try:
         code = int(fields["exit"])
     except (KeyError, ValueError):
         return None
+    said = (
+        "exit marker: " + " ".join(f"{k}={fields[k]}" for k in ("exit", "signal", "stage") if k in fields),
+    )
     sig_name = fields.get("signal", "")
+    stage_reason = MARKER_STAGES.get(fields.get("stage", ""), "")
     if sig_name:
         return FinalState(
-            JobState.CANCELLED, code, _SIGNALS.get(sig_name), f"terminated by SIG{sig_name}", "marker"
+            JobState.CANCELLED,
+            code,
+            _SIGNALS.get(sig_name),
+            f"terminated by SIG{sig_name}",
+            "marker",
+            "exit marker",
+            said,
         )
     if code == 0:
-        return FinalState(JobState.COMPLETED, 0, None, "", "marker")
+        return FinalState(JobState.COMPLETED, 0, None, "", "marker", "exit marker", said)
     if code > 128 and code - 128 in (9,):
-        return FinalState(JobState.KILLED, code, code - 128, "killed (SIGKILL)", "marker")
-    return FinalState(JobState.FAILED, code, None, "", "marker")
+        return FinalState(
+            JobState.KILLED, code, code - 128, "killed (SIGKILL)", "marker", "exit marker", said
+        )
+    return FinalState(JobState.FAILED, code, None, stage_reason, "marker", "exit marker", said)
+
+
+_LOG_STATES = {
+    slurm_log.OOM: JobState.OUT_OF_MEMORY,
+    slurm_log.TIME_LIMIT: JobState.TIMEOUT,
+    slurm_log.PREEMPTION: JobState.CANCELLED,
+    slurm_log.NODE_FAILURE: JobState.NODE_FAIL,
+    slurm_log.TASK_FAILURE: JobState.FAILED,
+    slurm_log.CANCEL: JobState.CANCELLED,
+}
+
+
+def _from_evidence(evidence: slurm_log.LogEvidence) -> FinalState:
+    return FinalState(
+        _LOG_STATES[evidence.cause],
+        None,
+        None,
+        slurm_log.REASONS[evidence.cause],
+        "log",
+        f"log: {evidence.cause}",
+        (f"log: {evidence.line}",),
+    )
 
 
 def final_from_log(text: str) -> FinalState | None:
-    """slurmstepd's own lines in the job's output: time limit, cancellation, OOM, node failure."""
-    for line in reversed(text.splitlines()[-200:]):
-        if "slurmstepd" not in line:
-            continue
-        upper = line.upper()
-        if "DUE TO TIME LIMIT" in upper:
-            return FinalState(JobState.TIMEOUT, None, None, "time limit reached", "log")
-        if "OOM-KILL" in upper or "OUT OF MEMORY" in upper or "OUT-OF-MEMORY" in upper:
-            return FinalState(JobState.OUT_OF_MEMORY, None, None, "out of memory", "log")
-        if "DUE TO NODE FAILURE" in upper:
-            return FinalState(JobState.NODE_FAIL, None, None, "node failure", "log")
-        if "DUE TO PREEMPTION" in upper:
-            return FinalState(JobState.CANCELLED, None, None, "preempted", "log")
-        if " CANCELLED AT " in upper:
-            return FinalState(JobState.CANCELLED, None, None, "cancelled", "log")
+    """What Slurm's own lines in the job's output say, weighing the whole tail (see slurm_log)."""
+    best = slurm_log.strongest(slurm_log.read_evidence(text))
+    return _from_evidence(best) if best is not None else None
+
+
+# Controller states that name their cause themselves: nothing we hold knows better.
+_CONTROLLER_KNOWS_CAUSE = (JobState.TIMEOUT, JobState.OUT_OF_MEMORY, JobState.NODE_FAIL)
+# Log causes that explain a cancelled, failed or killed job better than those words do.
+_LOG_EXPLAINS_END = (slurm_log.OOM, slurm_log.TIME_LIMIT, slurm_log.NODE_FAILURE)
+
+
+def _with(final: FinalState, evidence: tuple[str, ...], **changes: Any) -> FinalState:
+    return dataclasses.replace(final, evidence=evidence, **changes)
+
+
+def _marker_failed(marker: FinalState | None) -> bool:
+    return marker is not None and (marker.signal is not None or marker.exit_code not in (0, None))
+
+
+def decide_final(
+    controller: FinalState | None, marker: FinalState | None, log_text: str = ""
+) -> FinalState | None:
+    """The final state from all the evidence; None while nothing says the job is over.
+
+    `controller` is the first of sacct, scontrol, squeue that knows the job's end (asked in that
+    order by the caller); `marker` is our exit marker (the script's real exit status, written by its
+    trap); `log_text` is the tail of the job's output.  The precedence, each rule tested on recorded
+    real outputs (tests/slurm/test_final_state_chain.py):
+
+    1. The controller's TIMEOUT, OUT_OF_MEMORY and NODE_FAIL stand: they name their own cause.
+    2. A controller CANCELLED / FAILED / KILLED is refined by the log: an OOM kill, time limit or node
+       failure there names the real cause; a task failure turns CANCELLED into FAILED; preemption
+       becomes the reason.  A plain cancel line never turns FAILED into CANCELLED (srun prints one
+       after any failed step).  A FAILED without an exit code (or 0) takes the marker's code: a git
+       clone failure is "exit 128", not "exit 0".
+    3. A controller COMPLETED is corrected by the marker when the script exited non-zero or by a
+       signal (sacct has been seen to say COMPLETED 0:0 for a script that ran `exit 1`); the log then
+       names the cause if it has one.  Without a marker, only a job-wide log line (JOB …, the batch
+       step) overrides COMPLETED.
+    4. No controller answer (no accounting, aged out): a clean marker means COMPLETED; a marker
+       with a signal or a non-zero exit takes the log's cause when the log has one (a plain cancel line
+       does not explain a non-zero exit); without a marker the log alone decides.
+    """
+    verdict = slurm_log.strongest(slurm_log.read_evidence(log_text)) if log_text else None
+    said_log = (f"log: {verdict.line}",) if verdict else ()
+    said = (controller.evidence if controller else ()) + (marker.evidence if marker else ()) + said_log
+
+    def from_log(base: FinalState | None) -> FinalState:
+        assert verdict is not None
+        code = base.exit_code if base else None
+        sig = base.signal if base else None
+        return _with(_from_evidence(verdict), said, exit_code=code, signal=sig)
+
+    if controller is not None:
+        state = controller.state
+        if state in _CONTROLLER_KNOWS_CAUSE:
+            if controller.exit_code in (0, None) and _marker_failed(marker):
+                assert marker is not None
+                return _with(controller, said, exit_code=marker.exit_code)
+            return _with(controller, said)
+        if state in (JobState.CANCELLED, JobState.FAILED, JobState.KILLED):
+            if verdict and verdict.cause in _LOG_EXPLAINS_END:
+                return from_log(controller)
+            if verdict and verdict.cause == slurm_log.TASK_FAILURE and state is JobState.CANCELLED:
+                return from_log(controller)
+            if verdict and verdict.cause == slurm_log.PREEMPTION and state is JobState.CANCELLED:
+                return _with(
+                    controller, said, reason="preempted", decided_by=f"{controller.source} + log: preemption"
+                )
+            if (
+                state is JobState.FAILED
+                and controller.exit_code in (0, None)
+                and marker is not None
+                and marker.signal is None
+                and marker.exit_code not in (0, None)
+            ):
+                return _with(
+                    controller,
+                    said,
+                    exit_code=marker.exit_code,
+                    reason=marker.reason or controller.reason,
+                    source="marker",
+                    decided_by="exit marker",
+                )
+            return _with(controller, said)
+        if state is JobState.COMPLETED:
+            if marker is not None and _marker_failed(marker):
+                if verdict and verdict.cause in (*_LOG_EXPLAINS_END, slurm_log.PREEMPTION):
+                    return from_log(marker)
+                return _with(marker, said)
+            if (
+                marker is None
+                and verdict
+                and verdict.scope in ("job", "batch")
+                and verdict.cause != slurm_log.CANCEL
+            ):
+                return from_log(controller)
+            return _with(controller, said)
+        return _with(controller, said)
+    if marker is not None:
+        if not _marker_failed(marker):
+            return _with(marker, said)
+        if verdict and (marker.signal is not None or verdict.cause != slurm_log.CANCEL):
+            return from_log(marker)
+        return _with(marker, said)
+    if verdict is not None:
+        return from_log(None)
     return None
 
 

@@ -136,12 +136,22 @@ def tracked(job: JobRecord) -> TrackedJob | None:
 
 
 def apply_final(repo: JobRepository, job: JobRecord, final: FinalState) -> JobRecord:
+    """Store a final state with what decided it: `result["decided_by"]` and `result["final_evidence"]`
+    (what every source said) for the details, and the same in the reason and the transition note."""
     if job.state is JobState.QUEUED and final.state is not JobState.CANCELLED:
         # It started and ended between two polls: record that it ran.
         job = repo.transition(job.id, JobState.RUNNING, note="ran between two polls")
-    note = f"{final.state.value} (from {final.source})"
+    decided_by = final.decided_by or final.source
+    result = {**job.result, "decided_by": decided_by}
+    if final.evidence:
+        result["final_evidence"] = list(final.evidence)
+    job = repo.update(job.id, result=result)
+    reason = f"{final.reason} (decided by {decided_by})" if final.reason else f"decided by {decided_by}"
+    note = f"{final.state.value} (decided by {decided_by})"
+    if final.evidence:
+        note += ": " + "; ".join(final.evidence)
     return repo.transition(
-        job.id, final.state, note=note, exit_code=final.exit_code, signal=final.signal, reason=final.reason
+        job.id, final.state, note=note, exit_code=final.exit_code, signal=final.signal, reason=reason
     )
 
 

@@ -15,7 +15,7 @@ from msquant_desktop.domain.jobs import JobState
 from msquant_desktop.domain.slurm import (
     ClusterProfile,
     FinalState,
-    final_from_log,
+    decide_final,
     final_from_marker,
     final_from_slurm,
     is_final_slurm_state,
@@ -24,9 +24,11 @@ from msquant_desktop.domain.slurm import (
 from msquant_desktop.slurm.connection import SshConnection, SshError
 from msquant_desktop.slurm.gpus import GpuView, gpu_view
 from msquant_desktop.slurm.parsers import (
+    DEMAND_FORMAT,
     SACCT_FIELDS,
     SQUEUE_FORMAT,
     AcctEntry,
+    DemandEntry,
     NodeInfo,
     QueueEntry,
     parse_nodes,
@@ -34,6 +36,7 @@ from msquant_desktop.slurm.parsers import (
     parse_sbatch_parsable,
     parse_scontrol_job,
     parse_squeue,
+    parse_squeue_demand,
     parse_version,
 )
 from msquant_desktop.slurm.script import RemotePaths
@@ -89,6 +92,14 @@ class SlurmClient:
         result = self.connection.run([self._bin(name), *args], timeout=timeout)
         return result.rc, result.out, result.err
 
+    def _check_env(self, env: dict[str, str], name: str, *args: str, timeout: float = 30.0) -> str:
+        """`_check` with environment variables set for this one command (through `env`)."""
+        assignments = [f"{key}={value}" for key, value in env.items()]
+        result = self.connection.run(["env", *assignments, self._bin(name), *args], timeout=timeout)
+        if result.rc != 0:
+            raise SlurmError(f"{name} failed (exit {result.rc}): {result.err or result.out.strip()}")
+        return result.out
+
     def _check(self, name: str, *args: str, timeout: float = 30.0) -> str:
         rc, out, err = self._run(name, *args, timeout=timeout)
         if rc != 0:
@@ -117,13 +128,34 @@ class SlurmClient:
         """Our jobs known to the controller (including just-finished ones), in one squeue call."""
         return parse_squeue(self._check("squeue", "--me", "-h", "-t", "all", "-o", SQUEUE_FORMAT))
 
-    def pending_demand(self) -> list[QueueEntry]:
-        """Every user's pending jobs (their GPU requests are the queue's demand)."""
-        return parse_squeue(self._check("squeue", "-h", "-t", "PENDING", "-o", SQUEUE_FORMAT))
+    def pending_demand(self) -> list[DemandEntry]:
+        """Every user's pending jobs with what they ask for: tres-per-job (`--gpus`), tres-per-node
+        (`--gres`, `--gpus-per-node`) and tres-per-task (`--gpus-per-task`); arrays with their task
+        expression in full (SLURM_BITSTR_LEN=0, or squeue cuts it at 64 characters)."""
+        out = self._check_env({"SLURM_BITSTR_LEN": "0"}, "squeue", "-h", "-t", "PENDING", "-O", DEMAND_FORMAT)
+        return parse_squeue_demand(out)
+
+    def running_in_arrays(self, array_ids: list[str]) -> dict[str, int]:
+        """Running tasks of each of these arrays (what their `%N` throttles are measured against)."""
+        if not array_ids:
+            return {}
+        states = "RUNNING,CONFIGURING,COMPLETING,SUSPENDED"
+        out = self._check("squeue", "-h", "-t", states, "-j", ",".join(array_ids), "-O", "arrayjobid:|")
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            array_id = line.split("|", 1)[0].strip()
+            if array_id in array_ids:
+                counts[array_id] = counts.get(array_id, 0) + 1
+        return counts
 
     def gpu_view(self) -> GpuView:
-        """Free GPUs per node, partition and type, with the queue's pending demand (two commands)."""
-        return gpu_view(self.nodes(), self.pending_demand(), self.profile)
+        """Free GPUs per node, partition and type, with the queue's pending demand (two commands, a
+        third when a pending array has a `%N` throttle)."""
+        pending = self.pending_demand()
+        throttled = sorted(
+            {e.array_job_id or e.job_id for e in pending if e.array is not None and e.array.throttle}
+        )
+        return gpu_view(self.nodes(), pending, self.profile, self.running_in_arrays(throttled))
 
     def accounting_available(self) -> bool:
         """Whether `sacct` works here; detected once per client ("not available" is a value)."""
@@ -207,35 +239,34 @@ class SlurmClient:
         return out if rc == 0 else ""
 
     def resolve_final(
-        self, slurm_id: str, remote: RemotePaths, acct: AcctEntry | None = None
+        self,
+        slurm_id: str,
+        remote: RemotePaths,
+        acct: AcctEntry | None = None,
+        queue_state: str | None = None,
     ) -> FinalState | None:
-        """The first source that knows: sacct, scontrol, the exit marker, slurmstepd lines in the log.
+        """Gather every source (sacct, scontrol, squeue's last word, the exit marker, the log tail)
+        and let `decide_final` weigh them; see its docstring for the documented precedence.
 
         None while no source says the job is over (it is then still running or about to be).
         Never "completed" by default: unknown stays unknown.
         """
+        controller = None
         if acct is not None:
-            final = final_from_slurm(acct.state, acct.exit_code, "sacct", acct.reason or "")
-            if final is not None:
-                return final
-        info = self.scontrol_job(slurm_id)
-        if info:
-            final = final_from_slurm(
-                info.get("JobState", ""), info.get("ExitCode", ""), "scontrol", info.get("Reason", "")
-            )
-            if final is not None:
-                return final
-            if not is_final_slurm_state(info.get("JobState", "")):
-                return None  # the controller still has it running
+            controller = final_from_slurm(acct.state, acct.exit_code, "sacct", acct.reason or "")
+        if controller is None:
+            info = self.scontrol_job(slurm_id)
+            if info:
+                controller = final_from_slurm(
+                    info.get("JobState", ""), info.get("ExitCode", ""), "scontrol", info.get("Reason", "")
+                )
+                if controller is None and not is_final_slurm_state(info.get("JobState", "")):
+                    return None  # the controller still has it running
+        if controller is None and queue_state:
+            controller = final_from_slurm(queue_state, "", "squeue")
         marker_text, _ = self.read_text(remote.marker)
         marker = final_from_marker(marker_text) if marker_text else None
-        if marker is not None and marker.signal is None:
-            return marker
-        from_log = final_from_log(self.log_tail(remote))
-        if from_log is not None:
-            code = marker.exit_code if marker else None
-            return FinalState(from_log.state, code, marker.signal if marker else None, from_log.reason, "log")
-        return marker
+        return decide_final(controller, marker, self.log_tail(remote))
 
     # -- tracking -----------------------------------------------------------------------------------
     def poll(self, tracked: list[TrackedJob], tail_logs: bool = True) -> PollResult:
@@ -262,7 +293,12 @@ class SlurmClient:
                     job.remote.log, job.log_offset, whole_lines=True
                 )
             if job in departed:
-                update.final = self.resolve_final(job.slurm_job_id, job.remote, acct.get(job.slurm_job_id))
+                update.final = self.resolve_final(
+                    job.slurm_job_id,
+                    job.remote,
+                    acct.get(job.slurm_job_id),
+                    entry.state if entry is not None else None,
+                )
                 if update.final is not None:
                     update.state = update.final.state
                     if tail_logs:  # the last lines written before the end
@@ -288,7 +324,7 @@ class SlurmClient:
             entry = entries.get(slurm_id)
             if entry is None or is_final_slurm_state(entry.state):
                 acct = self.sacct([slurm_id]).get(slurm_id)
-                final = self.resolve_final(slurm_id, remote, acct)
+                final = self.resolve_final(slurm_id, remote, acct, entry.state if entry else None)
                 if final is not None:
                     return final
             time.sleep(0.2)

@@ -5,7 +5,10 @@
 - Host keys are checked against known_hosts with RejectPolicy semantics, but by hand so the errors can
   carry what the UI needs: an unknown key raises `UnknownHostKey` with its SHA256 fingerprint (the UI
   asks, and `accept_host_key` saves it); a changed key raises `HostKeyChanged` naming the file and
-  line.  Nothing is ever added silently: a key is saved only after the user accepts it.
+  line; a key on an `@revoked` line raises `HostKeyRevoked` (a `HostKeyChanged`: never accepted).
+  Host patterns follow OpenSSH (`*`, `?`, `!negation`, `[host]:port`, hashed `|1|` names);
+  `@cert-authority` lines are never taken for host keys (host certificates are not supported).
+  Nothing is ever added silently: a key is saved only after the user accepts it.
 - `~/.ssh/config` aliases are resolved with paramiko.SSHConfig (HostName, User, Port, IdentityFile,
   ProxyJump).
 """
@@ -13,10 +16,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import getpass
 import hashlib
 import logging
 import os
+import re
 import shlex
 import socket
 import threading
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
-from paramiko.hostkeys import HostKeyEntry, HostKeys
+from paramiko.hostkeys import HostKeys
 
 from msquant_desktop.domain.slurm import ClusterProfile
 
@@ -40,16 +45,34 @@ class SshError(RuntimeError):
 
 
 class UnknownHostKey(SshError):
-    """The server's key is not in known_hosts.  Carries what the user must see before accepting."""
+    """The server's key is not in known_hosts.  Carries what the user must see before accepting.
 
-    def __init__(self, host_label: str, key: paramiko.PKey, known_hosts: Path) -> None:
+    `cert_authority_lines` are the `@cert-authority` lines that name this host: they trust a CA, and
+    CA-signed host certificates cannot be verified here (paramiko does not negotiate them).
+    """
+
+    def __init__(
+        self,
+        host_label: str,
+        key: paramiko.PKey,
+        known_hosts: Path,
+        cert_authority_lines: tuple[int, ...] = (),
+    ) -> None:
         self.host_label = host_label
         self.key = key
         self.known_hosts = known_hosts
         self.fingerprint = fingerprint_sha256(key)
+        self.cert_authority_lines = cert_authority_lines
+        note = ""
+        if cert_authority_lines:
+            numbers = ", ".join(map(str, cert_authority_lines))
+            note = (
+                f" (line {numbers} of {known_hosts} trusts a certificate authority for this host, but "
+                "CA-signed host certificates are not supported here: only the host's own key can be checked)"
+            )
         super().__init__(
             f"the host key of {host_label} is not known ({key.get_name()} {self.fingerprint}); "
-            f"accept it to add it to {known_hosts}"
+            f"accept it to add it to {known_hosts}{note}"
         )
 
 
@@ -65,6 +88,23 @@ class HostKeyChanged(SshError):
             f"WARNING: the host key of {host_label} has CHANGED (now {key.get_name()} {self.fingerprint}); "
             f"refusing to connect. If the change is expected, remove line {line} of {known_hosts}"
         )
+
+
+class HostKeyRevoked(HostKeyChanged):
+    """The server's key is marked `@revoked` for this host: refused like a changed key, and never
+    accepted (a plain line for the same key does not override the revocation, as in OpenSSH)."""
+
+    def __init__(self, host_label: str, key: paramiko.PKey, known_hosts: Path, line: int) -> None:
+        SshError.__init__(
+            self,
+            f"WARNING: the host key of {host_label} ({key.get_name()} {fingerprint_sha256(key)}) is REVOKED: "
+            f"line {line} of {known_hosts} marks it @revoked. Refusing to connect, as for a CHANGED key; "
+            "it can never be accepted. Ask the cluster's administrators for the host's current key",
+        )
+        self.host_label = host_label
+        self.fingerprint = fingerprint_sha256(key)
+        self.known_hosts = known_hosts
+        self.line = line
 
 
 class PassphraseRequired(SshError):
@@ -134,44 +174,123 @@ def target_for_profile(profile: ClusterProfile, ssh_config: Path | None = None) 
     return resolve_target(profile.host, profile.port, profile.ssh_key_path, profile.known_hosts, ssh_config)
 
 
-def _entry_matches(entry: HostKeyEntry, label: str) -> bool:
-    for name in entry.hostnames:
-        if name.startswith("|1|"):
-            if HostKeys.hash_host(label, name) == name:
-                return True
-        elif name == label:
-            return True
-    return False
+@dataclass(frozen=True)
+class KnownHostLine:
+    """One line of a known_hosts file (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT").
+
+    `marker` is "@revoked", "@cert-authority" or None (a plain host key); `key` is the decoded public
+    key blob, None when the base64 is unreadable.
+    """
+
+    number: int
+    marker: str | None
+    patterns: str
+    key_type: str
+    key: bytes | None
+
+
+def parse_known_hosts(text: str) -> list[KnownHostLine]:
+    """Every host-key line; comments, blank and malformed lines are left out (as OpenSSH does)."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = None
+        if fields[0].startswith("@"):
+            marker, fields = fields[0].lower(), fields[1:]
+        if len(fields) < 3:
+            continue
+        try:
+            blob: bytes | None = base64.b64decode(fields[2], validate=True)
+        except (ValueError, binascii.Error):
+            blob = None
+        out.append(KnownHostLine(number, marker, fields[0], fields[1], blob))
+    return out
+
+
+def _pattern_matches(pattern: str, name: str) -> bool:
+    """OpenSSH's match_pattern: `*` and `?` wildcards, nothing else special (brackets are literal)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.fullmatch(regex, name.lower()) is not None
+
+
+def host_matches(patterns: str, label: str) -> bool:
+    """Whether a known_hosts host field names `label` (`host`, or `[host]:port` off port 22).
+
+    As OpenSSH's match_hostname: a comma-separated list where any `!pattern` that matches wins
+    (no match), else any positive pattern matching is a match; `|1|salt|hash` entries are compared
+    by HMAC-SHA1 of the label.
+    """
+    matched = False
+    for pattern in patterns.split(","):
+        if not pattern:
+            continue
+        if pattern.startswith("|1|"):
+            if HostKeys.hash_host(label, pattern) == pattern:
+                matched = True
+            continue
+        negated = pattern.startswith("!")
+        if _pattern_matches(pattern[1:] if negated else pattern, label):
+            if negated:
+                return False
+            matched = True
+    return matched
+
+
+def _read_known_hosts(known_hosts: Path) -> list[KnownHostLine]:
+    try:
+        return parse_known_hosts(known_hosts.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return []
+
+
+def _revoked_line(lines: list[KnownHostLine], label: str, key_blob: bytes) -> int | None:
+    for line in lines:
+        if line.marker == "@revoked" and line.key == key_blob and host_matches(line.patterns, label):
+            return line.number
+    return None
 
 
 def verify_host_key(label: str, key: paramiko.PKey, known_hosts: Path) -> None:
-    """Raise unless `key` is recorded for `label` in `known_hosts` (RejectPolicy semantics)."""
+    """Raise unless `key` is recorded for `label` in `known_hosts`, with OpenSSH's semantics.
+
+    - A key on an `@revoked` line for this host is refused even if it is also listed normally
+      (`HostKeyRevoked`), as ssh(1) refuses it.
+    - `@cert-authority` lines hold a CA's key, never the host's: they do not vouch for a plain key.
+      paramiko does not negotiate host certificates, so a CA-signed host cannot be verified through
+      them; the error for an unknown key says so, naming those lines.
+    - A plain line for this host with the same key type but another key: `HostKeyChanged`.
+    """
+    lines = _read_known_hosts(known_hosts)
+    blob = key.asbytes()
+    revoked = _revoked_line(lines, label, blob)
+    if revoked is not None:
+        raise HostKeyRevoked(label, key, known_hosts, revoked)
     same_type_line: int | None = None
-    try:
-        lines = known_hosts.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        lines = []
-    for number, line in enumerate(lines, 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#") or stripped.startswith("@"):
+    for line in lines:
+        if line.marker is not None or not host_matches(line.patterns, label):
             continue
-        try:
-            entry = HostKeyEntry.from_line(stripped, number)
-        except Exception:  # a line paramiko cannot read (unknown key type): not ours to judge
-            entry = None
-        if entry is None or entry.key is None or not _entry_matches(entry, label):
-            continue
-        if entry.key.get_name() == key.get_name():
-            if entry.key.asbytes() == key.asbytes():
-                return
-            same_type_line = same_type_line or number
+        if line.key == blob:
+            return
+        if line.key_type == key.get_name() and same_type_line is None:
+            same_type_line = line.number
     if same_type_line is not None:
         raise HostKeyChanged(label, key, known_hosts, same_type_line)
-    raise UnknownHostKey(label, key, known_hosts)
+    ca_lines = tuple(
+        line.number
+        for line in lines
+        if line.marker == "@cert-authority" and host_matches(line.patterns, label)
+    )
+    raise UnknownHostKey(label, key, known_hosts, ca_lines)
 
 
 def accept_host_key(known_hosts: Path, label: str, key_type: str, key_base64: str) -> None:
-    """Append an accepted key (the user saw its fingerprint and said yes)."""
+    """Append an accepted key (the user saw its fingerprint and said yes); a revoked key is refused."""
+    blob = base64.b64decode(key_base64)
+    revoked = _revoked_line(_read_known_hosts(known_hosts), label, blob)
+    if revoked is not None:
+        raise HostKeyRevoked(label, paramiko.PKey.from_type_string(key_type, blob), known_hosts, revoked)
     known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with known_hosts.open("a", encoding="utf-8") as fh:
         fh.write(f"{label} {key_type} {key_base64}\n")

@@ -5,10 +5,15 @@ Pure over parsed outputs, so it is tested on recorded real outputs and on the li
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from msquant_desktop.domain.slurm import ClusterProfile
-from msquant_desktop.slurm.parsers import UNTYPED, NodeInfo, QueueEntry
+from msquant_desktop.slurm.parsers import UNTYPED, DemandEntry, NodeInfo, QueueEntry
+
+# Pending reasons that mean "not now, whatever is free": held, waiting on another job or a start
+# time, or at its array's `%N` throttle (squeue's reason codes).
+_NOT_NOW_REASONS = ("JobHeld", "Dependency", "BeginTime", "JobArrayTaskLimit")
 
 
 @dataclass(frozen=True)
@@ -43,16 +48,44 @@ class GpuView:
     by_partition: dict[str, dict[str, GpuCount]] = field(default_factory=dict)  # usable nodes only
     by_type: dict[str, GpuCount] = field(default_factory=dict)  # usable nodes only
     pending: dict[str, int] = field(default_factory=dict)  # GPUs asked for by pending jobs, by type
+    # The part of `pending` that could start now if the GPUs were free: not held, not waiting on a
+    # dependency or a start time, and within each array's `%N` throttle.
+    pending_now: dict[str, int] = field(default_factory=dict)
+    # True when squeue cut an array's task list: `pending` is then a lower bound.
+    pending_at_least: bool = False
     unusable: list[str] = field(default_factory=list)  # "node2: IDLE+DRAIN (fan broken)"
 
     def free(self, gpu_type: str) -> int:
         return self.by_type.get(gpu_type, GpuCount()).free
 
 
+def startable_instances(entry: DemandEntry, running_in_array: Mapping[str, int]) -> int:
+    """How many of the jobs a pending record stands for could start now (see GpuView.pending_now).
+
+    `running_in_array` counts the running tasks of each throttled array (by array job id); when an
+    array is missing from it, its throttle alone bounds the answer.
+    """
+    reason = entry.reason or ""
+    if any(reason.startswith(prefix) for prefix in _NOT_NOW_REASONS):
+        return 0
+    count = entry.instances
+    if entry.array is not None and entry.array.throttle is not None:
+        running = running_in_array.get(entry.array_job_id or entry.job_id, 0)
+        count = min(count, max(0, entry.array.throttle - running))
+    return count
+
+
 def gpu_view(
-    nodes: list[NodeInfo], pending: list[QueueEntry], profile: ClusterProfile | None = None
+    nodes: list[NodeInfo],
+    pending: Sequence[DemandEntry | QueueEntry],
+    profile: ClusterProfile | None = None,
+    running_in_array: Mapping[str, int] | None = None,
 ) -> GpuView:
-    """Build the view; the profile's allowed partitions and GPU types filter it when set."""
+    """Build the view; the profile's allowed partitions and GPU types filter it when set.
+
+    `pending` are the queue's pending records (`DemandEntry` from `squeue -O DEMAND_FORMAT`, or the
+    plain `QueueEntry` of `%b`, counted once each).  A pending array counts once per task.
+    """
     allowed_parts = set(profile.allowed_partitions) if profile and profile.allowed_partitions else None
     allowed_types = set(profile.allowed_gpu_types) if profile and profile.allowed_gpu_types else None
     view = GpuView()
@@ -86,8 +119,20 @@ def gpu_view(
             for part in parts:
                 per = view.by_partition.setdefault(part, {})
                 per[gpu_type] = per.get(gpu_type, GpuCount()) + count
+    running = running_in_array or {}
     for entry in pending:
-        for gpu_type, n in entry.gres.items():
+        if isinstance(entry, QueueEntry):
+            each, total, now = entry.gres, 1, 1
+        else:
+            if entry.state.upper() != "PENDING":
+                continue
+            if allowed_parts is not None and not set(entry.partition.split(",")) & allowed_parts:
+                continue
+            each, total, now = entry.gpus_each(), entry.instances, startable_instances(entry, running)
+            view.pending_at_least |= bool(entry.array and entry.array.truncated)
+        for gpu_type, n in each.items():
             if allowed_types is None or gpu_type in allowed_types or gpu_type == UNTYPED:
-                view.pending[gpu_type] = view.pending.get(gpu_type, 0) + n
+                view.pending[gpu_type] = view.pending.get(gpu_type, 0) + n * total
+                if now:
+                    view.pending_now[gpu_type] = view.pending_now.get(gpu_type, 0) + n * now
     return view

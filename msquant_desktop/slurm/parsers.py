@@ -64,9 +64,11 @@ def split_records(text: str, first_key: str) -> list[str]:
 
 
 def parse_gres(text: str | None) -> dict[str, int]:
-    """GPU counts by type from `gpu:a100:2,gpu:h100:1(S:0)` / `gpu:2` / `gres:gpu:a100:1` / `(null)`.
+    """GPU counts by type from `gpu:a100:2,gpu:h100:1(S:0)` / `gpu:2` / `gres:gpu:a100:1` / `(null)`,
+    and the forms of squeue's tres-per-* fields: `gpu:12` (19.05), `gres:gpu:3` (21.08, 22.05),
+    `gres/gpu:2` (later), and `cpu=4,gres/gpu=1` / `gres/gpu:a100=2` (tres-per-task, 23.11+).
 
-    Untyped GPUs are counted under "" (UNTYPED); non-GPU GRES are ignored.
+    Untyped GPUs are counted under "" (UNTYPED); non-GPU GRES and TRES are ignored.
     """
     counts: dict[str, int] = {}
     value = _null(text)
@@ -78,6 +80,8 @@ def parse_gres(text: str | None) -> dict[str, int]:
             item = item[len("gres:") :]
         elif item.startswith("gres/"):
             item = item[len("gres/") :]
+        if "=" in item:  # TRES style: `gpu=1`, `gpu:a100=2` (and `cpu=4`, ignored below)
+            item = item.replace("=", ":", 1)
         parts = item.split(":")
         if not parts or parts[0] != "gpu":
             continue
@@ -97,7 +101,8 @@ def parse_gres(text: str | None) -> dict[str, int]:
 # -- nodes ---------------------------------------------------------------------------------------------
 
 
-# Node states (and `+FLAG`s) that take no new work.  A trailing `*` means "not responding".
+# Node states (and `+FLAG`s) that take no new work.  A trailing `*` means "not responding".  The
+# spellings are scontrol's (src/common/slurm_protocol_defs.c, node state names) and sinfo's.
 _UNUSABLE_FLAGS = frozenset(
     {
         "DOWN",
@@ -112,6 +117,10 @@ _UNUSABLE_FLAGS = frozenset(
         "POWERING_DOWN",
         "FUTURE",
         "MAINT",
+        "MAINTENANCE",  # how scontrol spells MAINT (`IDLE+MAINTENANCE+RESERVED`); sinfo prints `maint`
+        "ERROR",
+        "INVALID_REG",
+        "POWERING_UP",
         "REBOOT_ISSUED",
         "UNKNOWN",
         "INVAL",
@@ -214,6 +223,134 @@ def parse_squeue(data: bytes | str) -> list[QueueEntry]:
                 elapsed=elapsed.strip(),
                 time_limit=limit.strip(),
                 name=name,
+            )
+        )
+    return entries
+
+
+# -- squeue: the queue's GPU demand ---------------------------------------------------------------
+
+# `-O` fields (all present since 18.08; an unknown one makes squeue print an empty column and an
+# error on stderr, so an older cluster degrades to "no tres-per-*" instead of failing).  `:|` sets no
+# width (no truncation) and `|` as the separator.  `jobid` of a pending array's record is the array's
+# id; `arraytaskid` is its task expression (`0-467`, `1,3,5-9`, `1-99:2`, `4-10%2`), which squeue cuts
+# at 64 characters ending in `...` unless SLURM_BITSTR_LEN=0 is set (the client sets it).
+DEMAND_FIELDS = (
+    "jobid",
+    "arrayjobid",
+    "arraytaskid",
+    "state",
+    "reason",
+    "partition",
+    "numnodes",
+    "numtasks",
+    "tres-per-node",
+    "tres-per-job",
+    "tres-per-task",
+    "gres",
+)
+DEMAND_FORMAT = ",".join(f"{name}:|" for name in DEMAND_FIELDS)
+
+
+@dataclass(frozen=True)
+class ArrayTasks:
+    """A job array's task expression: how many tasks it names and its `%N` throttle.
+
+    `truncated` means squeue cut the expression (`…,19...`): `count` is then a lower bound.
+    """
+
+    count: int
+    throttle: int | None = None
+    truncated: bool = False
+
+
+_ARRAY_ITEM = re.compile(r"(\d+)(?:-(\d+)(?::(\d+))?)?")
+
+
+def parse_array_tasks(text: str | None) -> ArrayTasks | None:
+    """`0-467` -> 468 tasks; `1,3,5-9` -> 7; `1-99:2` -> 50; `4-10%2` -> 7 with throttle 2; None for
+    `N/A` (not an array) or a single task id such as `3` of a running task (count 1)."""
+    value = _null(text)
+    if value is None:
+        return None
+    throttle = None
+    if "%" in value:
+        value, _, limit = value.partition("%")
+        throttle = int(limit) if limit.strip().isdigit() else None
+    truncated = value.endswith("...")
+    if truncated:
+        value = value[: -len("...")]
+    items = [item for item in value.strip("[]").split(",") if item]
+    if truncated and items:
+        items = items[:-1]  # the last item was cut mid-number
+    count = 0
+    for item in items:
+        match = _ARRAY_ITEM.fullmatch(item.strip())
+        if not match:
+            continue
+        first, last, step = match.group(1), match.group(2), match.group(3)
+        if last is None:
+            count += 1
+        else:
+            count += len(range(int(first), int(last) + 1, int(step) if step else 1))
+    return ArrayTasks(count, throttle, truncated)
+
+
+@dataclass(frozen=True)
+class DemandEntry:
+    """One record of `squeue -O DEMAND_FORMAT`: a job, a pending array, or one task of an array."""
+
+    job_id: str
+    array_job_id: str | None
+    array: ArrayTasks | None
+    state: str
+    reason: str | None
+    partition: str
+    nodes: int
+    tasks: int
+    per_node: dict[str, int]
+    per_job: dict[str, int]
+    per_task: dict[str, int]
+
+    @property
+    def instances(self) -> int:
+        """Jobs this record stands for: a pending array's task count, else 1."""
+        return self.array.count if self.array is not None else 1
+
+    def gpus_each(self) -> dict[str, int]:
+        """GPUs one instance asks for, by type: per job + per node × nodes + per task × tasks."""
+        out: dict[str, int] = dict(self.per_job)
+        for counts, factor in ((self.per_node, max(1, self.nodes)), (self.per_task, max(1, self.tasks))):
+            for gpu_type, n in counts.items():
+                out[gpu_type] = out.get(gpu_type, 0) + n * factor
+        return out
+
+
+def parse_squeue_demand(data: bytes | str) -> list[DemandEntry]:
+    """Lines of `squeue -h -O DEMAND_FORMAT` (every field ends in `|`)."""
+    entries = []
+    width = len(DEMAND_FIELDS)
+    for line in decode(data).splitlines():
+        parts = line.split("|")
+        if len(parts) < width:
+            continue
+        f = dict(zip(DEMAND_FIELDS, (part.strip() for part in parts[:width]), strict=True))
+        per_node_text = f["tres-per-node"] if f["tres-per-node"] else f["gres"]  # "" = unknown field
+        array_job = _null(f["arrayjobid"])
+        array = parse_array_tasks(f["arraytaskid"]) if f["state"].upper() == "PENDING" else None
+        entries.append(
+            DemandEntry(
+                job_id=f["jobid"],
+                array_job_id=array_job if array_job and array_job != "0" else None,
+                array=array,
+                state=f["state"],
+                reason=_null(f["reason"]),
+                partition=f["partition"],
+                nodes=_int(f["numnodes"]) or 1,
+                tasks=_int(f["numtasks"]) or 1,
+                per_node=parse_gres(per_node_text),
+                per_job=parse_gres(f["tres-per-job"]),
+                per_task=parse_gres(f["tres-per-task"]),
             )
         )
     return entries

@@ -8,6 +8,7 @@ through a prompt or the system keyring.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -25,6 +26,9 @@ class ProfileError(ValueError):
 _LISTS = ("allowed_partitions", "allowed_gpu_types")
 _OPTIONAL_STR = ("ssh_key_path", "known_hosts", "sbatch_template", "slurm_bin")
 _SECRET_KEYS = ("password", "passphrase", "secret")
+# Full-string checks: `re.match(...$)` would also accept a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
 def _where(source: str, index: int, name: str | None) -> str:
@@ -50,6 +54,9 @@ def profile_from_dict(data: Any, source: str = "clusters", index: int = 0) -> Cl
         value = data.get(required)
         if not isinstance(value, str) or not value.strip():
             raise ProfileError(f"{where}: field {required!r} is required and must be a non-empty string")
+    for key, value in data.items():
+        if key != "preamble" and isinstance(value, str) and _LINE_BREAKING.search(value):
+            raise ProfileError(f"{where}: field {key!r} {value!r} must not contain control characters")
     values: dict[str, Any] = {k: str(data[k]).strip() for k in ("name", "host", "workspace")}
     if "@" in values["host"] and not values["host"].split("@", 1)[1]:
         raise ProfileError(f"{where}: field 'host' {values['host']!r} has no host after '@'")
@@ -72,8 +79,10 @@ def profile_from_dict(data: Any, source: str = "clusters", index: int = 0) -> Cl
         value = data.get(key, [])
         if value is None:
             value = []
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ProfileError(f"{where}: field {key!r} must be a list of names, got {value!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) and _NAME.fullmatch(v) for v in value):
+            raise ProfileError(
+                f"{where}: field {key!r} must be a list of names (letters, digits, . _ + -), got {value!r}"
+            )
         values[key] = tuple(value)
     preamble = data.get("preamble", "")
     if not isinstance(preamble, str):

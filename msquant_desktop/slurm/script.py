@@ -20,11 +20,24 @@ MARKER_NAME = "msquant-exit"
 SCRIPT_NAME = "job.sbatch"
 REPO_DIR_NAME = "repo"
 
-_NAME_OK = re.compile(r"^[A-Za-z0-9._+-]+$")
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COMMIT = re.compile(r"^[0-9a-fA-F]{7,64}$")
-_TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")
-_MEMORY = re.compile(r"^\d+[KMGT]?$")
+# Every check is a full-string match: `re.match(...$)` also accepts a trailing newline, and a newline
+# in a value placed on an #SBATCH line ends that line (the rest of the header is silently lost).
+_NAME_OK = re.compile(r"[A-Za-z0-9._+-]+")
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
+_TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
+_MEMORY = re.compile(r"\d+[KMGT]?")
+# What may stand in an #SBATCH value at all: sbatch parses quotes, backslashes and `#` comments in
+# directive lines and expands `%` patterns in --output, so none of those (nor any space) gets in.
+_DIRECTIVE_SAFE = re.compile(r"[A-Za-z0-9._/+~@=:,-]+")
+# The one character no shell word can hold.  Everything else in a quoted word (newlines included) is
+# safe: it sits after the header, where sbatch has stopped reading directives, and bash reads it back
+# verbatim.
+_NUL = "\x00"
+
+
+def _full(pattern: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
 class ScriptError(ValueError):
@@ -69,39 +82,91 @@ def gres_for(submission: SlurmSubmission) -> str | None:
     return f"gpu:{submission.gpu_type}:{submission.gpus}" if submission.gpu_type else f"gpu:{submission.gpus}"
 
 
+def _word(field: str, value: object) -> str:
+    """A value that reaches the script only as one quoted shell word (command, overrides, repo URL,
+    environment values)."""
+    if not isinstance(value, str):
+        raise ScriptError(f"{field}: expected text, got {type(value).__name__} {value!r}")
+    if _NUL in value:
+        raise ScriptError(f"{field} {value!r}: a NUL character cannot be passed to a command")
+    return value
+
+
+def _count(field: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ScriptError(f"{field} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
 def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
-    """Refuse what would be unsafe in an #SBATCH line or is outside the profile's allowances."""
+    """Refuse what would be unsafe in the script or is outside the profile's allowances.
+
+    Every field placed on an #SBATCH line is checked as a whole string (`fullmatch`: `re.match(...$)`
+    also accepts a trailing newline, which would end the directive line); the rest reaches the script
+    only as shell-quoted words after the header, where any text but NUL arrives verbatim.
+    """
     if not submission.command:
         raise ScriptError("command: a job needs a command to run")
-    if not _NAME_OK.match(submission.job_name):
+    for i, word in enumerate(submission.command):
+        _word(f"command[{i}]", word)
+    for i, override in enumerate(submission.overrides):
+        _word(f"overrides[{i}]", override)
+    if not _full(_NAME_OK, submission.job_name):
         raise ScriptError(f"job_name {submission.job_name!r}: use letters, digits and . _ + - only")
-    if not _COMMIT.match(submission.commit):
+    if not _full(_COMMIT, submission.commit):
         raise ScriptError(f"commit {submission.commit!r} is not a commit hash")
-    if not submission.repo_url.strip():
+    if not _word("repo_url", submission.repo_url).strip():
         raise ScriptError("repo_url: the repository to clone is missing")
-    if submission.partition is not None and not _NAME_OK.match(submission.partition):
+    if submission.partition is not None and not _full(_NAME_OK, submission.partition):
         raise ScriptError(f"partition {submission.partition!r} is not a partition name")
     if profile.allowed_partitions and submission.partition not in profile.allowed_partitions:
         raise ScriptError(
             f"partition {submission.partition!r} is not allowed on {profile.name} "
             f"(allowed: {', '.join(profile.allowed_partitions)})"
         )
-    if submission.gpu_type is not None and not _NAME_OK.match(submission.gpu_type):
+    if submission.gpu_type is not None and not _full(_NAME_OK, submission.gpu_type):
         raise ScriptError(f"gpu_type {submission.gpu_type!r} is not a GPU type name")
+    _count("gpus", submission.gpus, 0)
+    _count("cpus", submission.cpus, 1)
     if submission.gpus and profile.allowed_gpu_types and submission.gpu_type not in profile.allowed_gpu_types:
         raise ScriptError(
             f"gpu_type {submission.gpu_type!r} is not allowed on {profile.name} "
             f"(allowed: {', '.join(profile.allowed_gpu_types)})"
         )
-    if submission.gpus < 0 or submission.cpus < 1:
-        raise ScriptError("gpus must be >= 0 and cpus >= 1")
-    if submission.memory is not None and not _MEMORY.match(submission.memory):
+    if submission.memory is not None and not _full(_MEMORY, submission.memory):
         raise ScriptError(f"memory {submission.memory!r}: use a number with an optional K/M/G/T unit")
-    if submission.time_limit is not None and not _TIME.match(submission.time_limit):
+    if submission.time_limit is not None and not _full(_TIME, submission.time_limit):
         raise ScriptError(f"time_limit {submission.time_limit!r}: use minutes, HH:MM:SS or D-HH:MM:SS")
-    for key, _ in submission.extra_env:
-        if not _ENV_KEY.match(key):
+    for key, value in submission.extra_env:
+        if not _full(_ENV_KEY, key):
             raise ScriptError(f"extra_env: {key!r} is not a valid environment variable name")
+        _word(f"extra_env[{key}]", value)
+
+
+def sbatch_directives(script: str) -> list[str]:
+    """The directive lines sbatch will read, as sbatch 22.05 finds them (src/sbatch/opt.c): lines that
+    start with `#SBATCH` (or the old `#SLURM`) at column 0, up to the first line that is neither blank
+    nor a comment.  Every rendered script is audited with it."""
+    directives = []
+    for line in script.split("\n"):
+        if line.startswith(("#SBATCH", "#SLURM")):
+            directives.append(line.rstrip())
+        elif line.strip() and not line.lstrip().startswith("#"):
+            break
+    return directives
+
+
+def _directives(values: dict[str, object]) -> list[str]:
+    """Our `#SBATCH --key=value` lines; each value must be directive-safe (checked, not escaped)."""
+    lines = []
+    for key, value in values.items():
+        if value is None or value == "":
+            continue
+        text = str(value)
+        if not _DIRECTIVE_SAFE.fullmatch(text):
+            raise ScriptError(f"--{key}={text!r} cannot be written safely on an #SBATCH line")
+        lines.append(f"#SBATCH --{key}={text}")
+    return lines
 
 
 def _environment(template_text: str | None) -> jinja2.Template:
@@ -119,12 +184,22 @@ def render_script(
     """The sbatch script text.  `workspace` is the remote workspace with `~`/variables expanded."""
     validate(submission, profile)
     paths = remote_paths(workspace, run_id)
-    if re.search(r"\s", paths.run_dir):
-        raise ScriptError(f"workspace {workspace!r}: #SBATCH paths cannot contain spaces")
+    expected = _directives(
+        {
+            "job-name": slurm_name,
+            "output": paths.log,
+            "chdir": paths.run_dir,
+            "partition": submission.partition,
+            "gres": gres_for(submission),
+            "cpus-per-task": submission.cpus,
+            "mem": submission.memory,
+            "time": submission.time_limit,
+        }
+    )
     template_text = None
     if profile.sbatch_template:
         template_text = Path(profile.sbatch_template).expanduser().read_text(encoding="utf-8")
-    return _environment(template_text).render(
+    script = _environment(template_text).render(
         run_id=run_id,
         run_id_q=shlex.quote(run_id),
         slurm_name=slurm_name,
@@ -144,3 +219,8 @@ def render_script(
         preamble=profile.preamble.strip(),
         command_line=command_line(submission),
     )
+    found = sbatch_directives(script)
+    missing = [line for line in expected if line not in found]
+    if missing:
+        raise ScriptError("the rendered script would not give sbatch these directives: " + "; ".join(missing))
+    return script

@@ -98,6 +98,10 @@ write_configs() {
     [ -c "$DIR/dev/$dev" ] || mknod "$DIR/dev/$dev" c 1 3
     chmod 666 "$DIR/dev/$dev"
   done
+  # Memory is enforced the way Slurm does without cgroups (there are none here): jobacct_gather/linux
+  # polls every second and OverMemoryKill kills a step over its --mem (DefMemPerCPU=1000 otherwise),
+  # printing "StepId=N.batch exceeded memory limit (…), being killed"; memory must be a consumable
+  # resource (CR_Core_Memory) for a job to have a limit at all.
   cat >"$DIR/etc/slurm.conf" <<EOF
 ClusterName=testbed
 SlurmctldHost=$host(127.0.0.1)
@@ -116,7 +120,8 @@ SlurmdLogFile=$DIR/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
 SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,batch_sched_delay=0
@@ -131,7 +136,9 @@ AccountingStorageHost=localhost
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/gpu,gres/gpu:a100,gres/gpu:h100
-JobAcctGatherType=jobacct_gather/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 NodeName=node1 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE1_PORT CPUs=4 RealMemory=4000 Gres=gpu:a100:2 State=UNKNOWN
 NodeName=node2 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE2_PORT CPUs=4 RealMemory=8000 Gres=gpu:a100:1,gpu:h100:2 State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
