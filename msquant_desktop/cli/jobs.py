@@ -21,11 +21,12 @@ from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.queue import StartJob
 from msquant_desktop.domain.runs import LOG_FILE
+from msquant_desktop.procs import identity, kill
 from msquant_desktop.runtime import self_command
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import prepare_run, read_exit_record
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.supervisor import control
 
 WAIT_POLL_SECONDS = 0.25
 
@@ -204,7 +205,7 @@ def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     if run_dir and control.request_stop(record.pid, record.pid_start_time, run_dir):
         print(f"job {args.id}: cancelling (TERM, then KILL after {ctx.settings.cancel_grace_seconds:g} s)")
         return 0
-    killed = proctree.kill_marked_processes(str(run_dir), ctx.settings.cancel_grace_seconds) if run_dir else 0
+    killed = len(kill.stop_marked(str(run_dir), ctx.settings.cancel_grace_seconds).targets) if run_dir else 0
     reason = f"cancelled without a supervisor; {killed} process(es) stopped"
     repo.finish_if_active(args.id, JobState.CANCELLED, reason, reason=reason)
     print(f"job {args.id}: {reason}")
@@ -298,7 +299,7 @@ def _launch_detached(repo: JobRepository, record: JobRecord, ctx: CliContext) ->
             JobState.RUNNING,
             "started from the command line",
             pid=proc.pid,
-            pid_start_time=proctree.start_time(proc.pid),
+            pid_start_time=identity.start_time(proc.pid),
         )
     except StoreError:
         pass  # it ended already and the supervisor recorded that

@@ -57,7 +57,8 @@ def _record_in_store(run_dir_text: str, exit_data: dict) -> None:  # type: ignor
     from pathlib import Path
 
     from msquant_desktop.domain.markers import STORE_ENV
-    from msquant_desktop.domain.runs import LAUNCH_FILE, ExitRecord, outcome_from_exit
+    from msquant_desktop.domain.runfiles import LAUNCH_FILE
+    from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
     from msquant_desktop.store import connect
     from msquant_desktop.store.jobs_repo import JobRepository
     from msquant_desktop.store.run_folders import last_event_of_type, read_events

@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msquant_desktop.domain.gpu import GpuReading
+from msquant_desktop.domain.gpu import GpuReading, ProcessDetails
+from msquant_desktop.gpu.attribution import ProcessDescriber
 from msquant_desktop.gpu.fake_nvml import fake_from_environment
 from msquant_desktop.gpu.host import HostSampler
 from msquant_desktop.gpu.nvml import NvmlAdapter
-from msquant_desktop.gpu.procs import ProcessDescriber
 
 
 def choose_nvml() -> Any | None:
@@ -38,7 +38,7 @@ class GpuMonitor:
             self._host = HostSampler()
         unavailable = self.adapter.start()
         gpus = self.adapter.sample()
-        processes = ()
+        processes: tuple[ProcessDetails, ...] = ()
         if self._describer is not None:
             processes = self._describer.describe(p for gpu in gpus for p in gpu.processes)
         return GpuReading(

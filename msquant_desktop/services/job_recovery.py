@@ -8,6 +8,7 @@ from typing import Any
 
 from msquant_desktop.domain.jobs import JobRecord, JobState
 from msquant_desktop.domain.runs import outcome_from_exit
+from msquant_desktop.procs import kill
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import (
     last_event_of_type,
@@ -15,7 +16,7 @@ from msquant_desktop.store.run_folders import (
     read_events,
     read_exit_record,
 )
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.supervisor import control
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,8 @@ def adopt_or_settle(
         if record.pid is None:
             repo.update(record.id, pid=pid, pid_start_time=start)
         return pid, start, log_end_offset(run_dir), read_events(run_dir)
-    leftovers = proctree.pids_with_marker(str(run_dir))
+    leftovers = kill.stop_marked(str(run_dir), 0.0, kill_wait_s=0.0).targets
     if leftovers:
-        proctree.signal_all(leftovers, 9)
         reason = f"its supervisor vanished; {len(leftovers)} unsupervised process(es) of the job were killed"
     else:
         reason = "no supervisor and no exit record: the job vanished while the app was down"

@@ -13,8 +13,9 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 
 from msquant_desktop.domain.logformat import DecodedChunk, LineSplitter, decode_tagged
 from msquant_desktop.domain.runs import LOG_FILE, ExitRecord
+from msquant_desktop.procs import identity
 from msquant_desktop.store.run_folders import read_exit_record
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.supervisor import control
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class SupervisedRuntime(JobRuntime):
         if not self.process.waitForStarted(5000):
             return False
         self.pid = int(self.process.processId())
-        self.pid_start_time = proctree.start_time(self.pid)
+        self.pid_start_time = identity.start_time(self.pid)
         return True
 
     def detach(self) -> None:

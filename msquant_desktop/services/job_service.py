@@ -23,13 +23,13 @@ from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobSummary
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.queue import StartJob
 from msquant_desktop.domain.runs import LOG_FILE, ExitRecord, outcome_from_exit
+from msquant_desktop.procs import kill
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.job_recovery import adopt_or_settle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository, utcnow
 from msquant_desktop.store.run_folders import last_event_of_type, prepare_run, read_events, read_log_tail
-from msquant_desktop.supervisor import proctree
 from msquant_desktop.supervisor.control import detect_gpu_count
 
 log = logging.getLogger(__name__)
@@ -364,7 +364,7 @@ class JobService(QObject):
         grace = self._settings.settings.cancel_grace_seconds
         run_dir = record.run_dir
         threading.Thread(
-            target=proctree.kill_marked_processes,
+            target=kill.stop_marked,
             args=(run_dir, grace),
             name=f"kill-job-{record.id}",
             daemon=True,

@@ -33,13 +33,17 @@ from msquant_desktop.domain.logformat import (
 )
 from msquant_desktop.domain.markers import EVENT_PREFIX
 from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SUPERVISOR_FILE
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.procs.identity import start_time
+from msquant_desktop.procs.tree import descendants
 
 if TYPE_CHECKING:
     from typing import Any
 
+    from msquant_desktop.procs.kill import Stop
+
 # Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
-# at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
+# at run time, the exit record is a plain dict (domain/runs.ExitRecord reads it back), and the stop
+# routine (procs.kill) is imported when the job's end or a cancel needs it.
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65536
@@ -226,13 +230,12 @@ class Supervisor:
         for fd in (out_r, err_r, wake_r):
             selector.register(fd, selectors.EVENT_READ)
         open_streams = {out_r, err_r}
-        stopping_since: float | None = None  # when we began stopping the tree
-        killed = False
+        stop: Stop | None = None  # stopping the tree (a cancel, or leftovers after the end)
         exited_at: float | None = None
         leftovers = 0
         me = os.getpid()
         while True:
-            busy = stopping_since is not None or exited_at is not None
+            busy = stop is not None or exited_at is not None
             for key, _ in selector.select(0.01 if busy else None):
                 fd = int(key.fd)
                 if fd == wake_r:
@@ -254,42 +257,39 @@ class Supervisor:
             now = time.monotonic()
             if self.child_status is not None and exited_at is None:
                 exited_at = now
-            if self.stop_requested and stopping_since is None:
-                stopping_since = now
-                self._signal_tree(signal.SIGTERM, me)
-            if exited_at is None and stopping_since is None:
+            if self.stop_requested and stop is None:
+                stop = self._tree_stop(me, self.grace)
+            if exited_at is None and stop is None:
                 continue  # the common case while output flows: no /proc walk per read
-            tree = proctree.descendants(me)
-            if exited_at is not None and not tree and not open_streams:
-                break
-            if exited_at is not None and tree and stopping_since is None and now - exited_at > LINGER_SECONDS:
-                # The main process is done but left processes behind: stop them like a cancel would.
-                leftovers = len(tree)
-                stopping_since = now
-                self._signal_tree(signal.SIGTERM, me)
-            if stopping_since is not None and not killed:
-                grace = self.grace if self.stop_requested else min(self.grace, LEFTOVER_GRACE_SECONDS)
-                if now - stopping_since >= grace:
-                    killed = True
-                    self._signal_tree(signal.SIGKILL, me)
-            if killed and tree:
-                self._signal_tree(signal.SIGKILL, me)
-            if exited_at is not None and not tree and open_streams and now - exited_at > LINGER_SECONDS:
-                break  # someone outside our tree holds the pipe; the job itself is over
+            if stop is None:
+                tree = descendants(me)
+                remaining = bool(tree)
+                if tree and exited_at is not None and now - exited_at > LINGER_SECONDS:
+                    # The main process is done but left processes behind: stop them like a cancel would.
+                    leftovers = len(tree)
+                    stop = self._tree_stop(me, min(self.grace, LEFTOVER_GRACE_SECONDS))
+            if stop is not None:
+                if self.child_status is not None:
+                    stop.group = None  # the leader is reaped: its group id may be reused
+                remaining = not stop.step()
+            if exited_at is not None and not remaining:
+                if not open_streams or now - exited_at > LINGER_SECONDS:
+                    break  # (streams still open: someone outside our tree holds the pipe)
         # Last sweep: anything still carrying the marker (should be nothing) goes too.
-        stray = proctree.pids_with_marker(self.run_dir_marker, exclude={me})
-        proctree.signal_all(stray, signal.SIGKILL)
+        from msquant_desktop.procs.kill import stop_marked
+
+        stray = stop_marked(self.run_dir_marker, 0.0, exclude={me}, kill_wait_s=0.0).targets
         selector.close()
         for fd in open_streams:
             os.close(fd)
         return leftovers + len(stray)
 
-    def _signal_tree(self, sig: int, me: int) -> None:
-        try:
-            os.killpg(self.child_pid, sig)  # the job's own group: one call reaches most of it
-        except (ProcessLookupError, PermissionError):
-            pass
-        proctree.signal_all(proctree.descendants(me), sig)
+    def _tree_stop(self, me: int, grace: float) -> Stop:
+        """TERM to the job's group and every descendant of ours, KILL after `grace` (procs.kill)."""
+        from msquant_desktop.procs.kill import Stop
+
+        group = self.child_pid if self.child_status is None else None
+        return Stop(lambda: descendants(me), grace, group=group)
 
 
 def _exec_job(argv: list[str], cwd: str, env: dict[str, str], out_w: int, err_w: int, exec_w: int) -> None:
@@ -327,7 +327,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _read_all(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = os.read(fd, 4096)
@@ -356,7 +356,8 @@ def supervise(run_dir: str) -> dict[str, Any]:
     set_child_subreaper()
     _write_atomic(
         os.path.join(run_dir, SUPERVISOR_FILE),
-        {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": _now()},
+        # start_time: seconds after boot (procs.identity), as the store keeps it
+        {"pid": os.getpid(), "start_time": start_time(os.getpid()), "at": _now()},
         durable=False,  # only useful while this process lives
     )
     supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno())
