@@ -32,15 +32,18 @@ def main(argv: list[str]) -> int:
     run_dir = argv[1]
     from msquant_desktop.supervisor.runner import supervise
 
+    def record_end(record: dict) -> None:  # type: ignore[type-arg]
+        try:
+            _record_in_store(run_dir, record)
+        except Exception as exc:
+            _say(f"could not record the job's end in the store: {exc}")
+
     try:
-        record = supervise(run_dir)
+        # The end goes to the store before a slow app has taken the rest of our output.
+        supervise(run_dir, after_exit=record_end)
     except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
         _say(f"supervisor failed: {type(exc).__name__}: {exc}")
         return 1
-    try:
-        _record_in_store(run_dir, record)
-    except Exception as exc:
-        _say(f"could not record the job's end in the store: {exc}")
     return 0
 
 

@@ -8,6 +8,7 @@ long gone.  On SIGTERM it stops the whole tree: TERM to every descendant, a grac
 
 Deliberately NOT set: PR_SET_PDEATHSIG.  Jobs must survive the app crashing or quitting.
 Never dies of a dead pipe: SIGPIPE is ignored and every write to the app is guarded.
+Never waits for the app: its pipe is written without blocking (see `_AppPipe`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import json
 import os
 import selectors
 import signal
+import stat
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -37,6 +40,7 @@ from msquant_desktop.procs.identity import start_time
 from msquant_desktop.procs.tree import descendants
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from msquant_desktop.procs.kill import Stop
@@ -51,6 +55,10 @@ LINGER_SECONDS = 1.0
 """After the main process exits, how long its leftovers may keep the output open before they are
 stopped (a job's processes end with the job, so nothing keeps holding GPU memory)."""
 LEFTOVER_GRACE_SECONDS = 3.0
+APP_BUFFER_BYTES = 4 << 20
+"""How far the app may fall behind before whole lines are left out of its stream (never out of the log)."""
+APP_DRAIN_SECONDS = 120.0
+"""After the job's end is recorded, how long a slow (frozen) app gets to take the rest of its stream."""
 _EVENT_BYTES = EVENT_PREFIX.encode()
 
 
@@ -101,23 +109,150 @@ def _exit_record(
 
 
 class _AppPipe:
-    """Our stdout towards the app.  The first failed write (the app died) turns forwarding off."""
+    """Our stdout towards the app.  It never blocks the job, whatever the app does.
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    Writes are non-blocking.  What the app cannot take yet waits here, at most `limit` bytes, and goes
+    out when the selector says the pipe is writable (the pipe is registered for EVENT_WRITE only while
+    something waits).  Beyond the bound whole lines of job output are left out of the app's stream —
+    output.log and events.jsonl still get every line — and counted; once the app has caught up (or
+    just before the next supervisor message, whichever comes first) one line
+    `M {"type": "skipped", "lines": N, "bytes": B}` says how many lines (and tagged bytes) are missing
+    at that point, so the app can point at the full log.  Supervisor messages are never left out.
+    The first hard write error (EPIPE: the app died) turns forwarding off for good.
+    """
+
+    def __init__(self, fd: int, limit: int = APP_BUFFER_BYTES) -> None:
+        self.fd = _nonblocking_writer(fd)
         self.open = True
+        self.limit = limit
+        self.lines_skipped = 0
+        """Lines left out of the app's stream so far, in total (exit.json's extra)."""
+        self.bytes_skipped = 0
+        self._gap_lines = 0  # left out since the last "skipped" message
+        self._gap_bytes = 0
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._selector: selectors.BaseSelector | None = None
+        self._registered = False
 
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while self.open and view:
-            try:
-                written = os.write(self.fd, view)
-            except InterruptedError:
-                continue
-            except OSError:
-                self.open = False
-                return
-            view = view[written:]
+    @property
+    def waiting_bytes(self) -> int:
+        return self._pending_bytes
+
+    def send(self, data: bytes, droppable: bool = True) -> None:
+        """Forward complete lines; `droppable=False` for supervisor messages."""
+        if not self.open or not data:
+            return
+        if not self._pending:  # the common case: the app keeps up
+            written = self._write(data)
+            if written < len(data) and self.open:
+                self._queue(data[written:])  # a line may be cut: its rest must follow, never dropped
+            return
+        if droppable and (self._gap_lines or self._pending_bytes + len(data) > self.limit):
+            lines = data.count(b"\n")
+            self._gap_lines += lines
+            self._gap_bytes += len(data)
+            self.lines_skipped += lines
+            self.bytes_skipped += len(data)
+            return
+        self._close_gap()
+        self._queue(data)
+
+    def flush(self) -> None:
+        """Write what waits, as far as the app takes it now (the selector said it is writable)."""
+        while self.open and self._pending:
+            head = self._pending[0]
+            written = self._write(head)
+            self._pending_bytes -= written
+            if written < len(head):
+                if self.open:
+                    self._pending[0] = head[written:]
+                break
+            self._pending.popleft()
+            if not self._pending:
+                self._close_gap()  # caught up: say what was left out, then carry on
+        self._sync_registration()
+
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._sync_registration()
+
+    def detach(self) -> None:
+        if self._selector is not None and self._registered:
+            self._selector.unregister(self.fd)
+        self._selector = None
+        self._registered = False
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the app to take everything that waits; True when it has."""
+        self.detach()
+        self._close_gap()
+        if not (self.open and self._pending):
+            return True
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_WRITE)
+            while self.open and self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                selector.select(left)
+                self.flush()
+        return not self._pending
+
+    def _write(self, data: bytes) -> int:
+        try:
+            return os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:  # EPIPE and friends: the app is gone
+            self.open = False
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._sync_registration()
+            return 0
+
+    def _queue(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._sync_registration()
+
+    def _close_gap(self) -> None:
+        if self._gap_lines:
+            notice = meta_line({"type": "skipped", "lines": self._gap_lines, "bytes": self._gap_bytes})
+            self._gap_lines = self._gap_bytes = 0
+            self._queue(notice)
+
+    def _sync_registration(self) -> None:
+        want = self.open and bool(self._pending)
+        if self._selector is None or want == self._registered:
+            return
+        if want:
+            self._selector.register(self.fd, selectors.EVENT_WRITE)
+        else:
+            self._selector.unregister(self.fd)
+        self._registered = want
+
+
+def _nonblocking_writer(fd: int) -> int:
+    """A non-blocking descriptor writing where `fd` writes, leaving `fd` itself as it was.
+
+    O_NONBLOCK belongs to the open file description, which `fd` may share with other processes, so a
+    pipe is opened afresh through /proc/self/fd; only when that fails is `fd` itself switched.  Files,
+    terminals and /dev/null stay as they are (a regular file would be reopened at offset 0).
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return fd
+    if stat.S_ISFIFO(mode):
+        try:
+            return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            pass
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        os.set_blocking(fd, False)
+    return fd
 
 
 class Supervisor:
@@ -140,11 +275,11 @@ class Supervisor:
         self.child_status: int | None = None
 
     # -- output --------------------------------------------------------------------------------------
-    def _emit(self, tagged: bytes) -> None:
+    def _emit(self, tagged: bytes, droppable: bool = True) -> None:
         if not tagged:
             return
         _write_all(self.log_fd, tagged)
-        self.app.send(tagged)
+        self.app.send(tagged, droppable)
 
     def _handle_lines(self, tag: bytes, lines: bytes) -> None:
         if not lines:
@@ -156,7 +291,7 @@ class Supervisor:
         self._emit(tag_lines(tag, lines))
 
     def _meta(self, message: dict[str, Any]) -> None:
-        self._emit(meta_line(message))
+        self._emit(meta_line(message), droppable=False)
 
     # -- signals -------------------------------------------------------------------------------------
     def _on_stop_signal(self, signum: int, frame: object) -> None:
@@ -205,6 +340,7 @@ class Supervisor:
     def _finish(self, record: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         for fd in fds:
             os.close(fd)
+        record["extra"]["app_lines_skipped"] = self.app.lines_skipped
         _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
         self._meta({"type": "exited", **record})
         os.close(self.log_fd)
@@ -229,6 +365,8 @@ class Supervisor:
         splitters = {out_r: (STDOUT_TAG, LineSplitter()), err_r: (STDERR_TAG, LineSplitter())}
         for fd in (out_r, err_r, wake_r):
             selector.register(fd, selectors.EVENT_READ)
+        self.app.attach(selector)  # EVENT_WRITE only while the app is behind
+        app_fd = self.app.fd
         open_streams = {out_r, err_r}
         stop: Stop | None = None  # stopping the tree (a cancel, or leftovers after the end)
         exited_at: float | None = None
@@ -240,6 +378,9 @@ class Supervisor:
                 fd = int(key.fd)
                 if fd == wake_r:
                     _drain(wake_r)
+                    continue
+                if fd == app_fd:
+                    self.app.flush()
                     continue
                 try:
                     data = os.read(fd, READ_SIZE)
@@ -279,6 +420,7 @@ class Supervisor:
         from msquant_desktop.procs.kill import stop_marked
 
         stray = stop_marked(self.run_dir_marker, 0.0, exclude={me}, kill_wait_s=0.0).targets
+        self.app.detach()
         selector.close()
         for fd in open_streams:
             os.close(fd)
@@ -346,8 +488,12 @@ def _drain(fd: int) -> None:
         pass
 
 
-def supervise(run_dir: str) -> dict[str, Any]:
-    """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand)."""
+def supervise(run_dir: str, after_exit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand).
+
+    `after_exit(record)` runs once `exit.json` is written (it records the end in the store); then a
+    slow app gets up to APP_DRAIN_SECONDS to take the rest of its stream before we exit.
+    """
     if os.getsid(0) != os.getpid():
         try:
             os.setsid()  # started without a new session (tests, a shell): make our own
@@ -361,4 +507,8 @@ def supervise(run_dir: str) -> dict[str, Any]:
         durable=False,  # only useful while this process lives
     )
     supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno())
-    return supervisor.run()
+    record = supervisor.run()
+    if after_exit is not None:
+        after_exit(record)
+    supervisor.app.drain(APP_DRAIN_SECONDS)
+    return record
