@@ -146,17 +146,26 @@ def test_a_job_running_under_a_real_supervisor_is_never_called_an_orphan(data_di
     run = cli("run", "--", "sh", "-c", "sleep 60 & wait")
     assert run.returncode == 0, run.stderr
     job_id = int(run.stdout.split()[1])
+
+    def this_jobs() -> list[int]:
+        # Job ids repeat across stores (other tests, other users of the machine): match the store too.
+        return [
+            p.pid
+            for p in scan_marked_processes()
+            if p.marker.job_id == job_id and str(p.marker.store).startswith(str(data_dir))
+        ]
+
     try:
         deadline = time.monotonic() + 15
         ours: list[int] = []
         while time.monotonic() < deadline and len(ours) < 2:  # the shell and its sleep
-            ours = [p.pid for p in scan_marked_processes() if p.marker.job_id == job_id]
+            ours = this_jobs()
             time.sleep(0.05)
         assert len(ours) >= 2, "the job's processes carry the marker"
         assert [f for f in find_orphans() if f.pid in ours] == []
     finally:
         assert cli("cancel", str(job_id)).returncode == 0
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(p.marker.job_id == job_id for p in scan_marked_processes()):
+    while time.monotonic() < deadline and this_jobs():
         time.sleep(0.05)
-    assert not [p for p in scan_marked_processes() if p.marker.job_id == job_id]
+    assert this_jobs() == []
