@@ -9,7 +9,8 @@ Every process is pinned to its start time when first seen and signalled only whi
 never hit).  Always refused: this program and its ancestors, pids 0 and 1, other users' processes and
 a pid whose start time is not the one expected.  A zombie counts as gone.
 
-Standard library only (logging is imported only to report survivors): the supervisor imports this.
+Standard library only (logging is imported only when there is something to log): the supervisor
+imports this.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ class Stop:
         self._clock = clock
         self._started_at: float | None = None
         self._killing_since: float | None = None
+        self._group_termed = False
         self._known: dict[int, float] = {}  # every target: pid -> start time after boot
         self._live: set[int] = set()
         self._ended: set[int] = set()
@@ -160,7 +162,6 @@ class Stop:
         now = self._clock()
         if self._started_at is None:
             self._started_at = now
-        first_round = self._killing_since is None and not self._known
         if self._killing_since is None and (self.grace_s <= 0 or now - self._started_at >= self.grace_s):
             self._killing_since = now
         self._note_ended()
@@ -172,7 +173,8 @@ class Stop:
                 if send_signal(pid, self._known[pid], signal.SIGKILL):
                     self._got_kill.add(pid)
         else:
-            if first_round:
+            if not self._group_termed:
+                self._group_termed = True
                 self._signal_group(signal.SIGTERM)
             for pid in newcomers:
                 send_signal(pid, self._known[pid], signal.SIGTERM)
