@@ -12,7 +12,8 @@ import time
 from jobs_common import app, engine, summary
 
 from msquant_desktop.domain.jobs import JobSpec, JobState
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.procs.identity import alive
+from msquant_desktop.procs.tree import descendants
 
 RUNS = 15
 GRACE = 0.5
@@ -58,11 +59,11 @@ def cancel_latency(service, qapp, ignore: bool) -> list[float]:  # type: ignore[
         wait(qapp, lambda seen=seen: any("tree up" in t for t in seen))
         service.sig_log_text.disconnect()
         sup = service.get(record.id).pid
-        tree = proctree.descendants(sup)
+        tree = descendants(sup)
         assert len(tree) >= 4, tree
         t0 = time.perf_counter()
         service.cancel(record.id)
-        while any(proctree.alive(p) for p in tree):
+        while any(alive(p) for p in tree):
             time.sleep(0.0002)
         out.append(time.perf_counter() - t0 - (GRACE if ignore else 0.0))
         wait(qapp, lambda r=record: service.get(r.id).state.is_final)

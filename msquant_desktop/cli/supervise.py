@@ -39,11 +39,11 @@ def main(argv: list[str]) -> int:
 
     store = _StoreLink(run_dir)
     try:
-        record = supervise(run_dir, on_started=store.job_started)
+        # The end goes to the store before a slow app has taken the rest of our output.
+        supervise(run_dir, on_started=store.job_started, after_exit=store.job_ended)
     except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
         _say(f"supervisor failed: {type(exc).__name__}: {exc}")
         return 1
-    store.job_ended(record)
     return 0
 
 

@@ -251,8 +251,9 @@ class Finding:
     kind: FindingKind
     message: str
     pid: int | None = None
-    create_time: float | None = None
-    """The process's start time, so a clean-up never hits a recycled pid."""
+    start_time: float | None = None
+    """The process's start time in seconds after boot (procs.identity), so a clean-up never hits a
+    recycled pid."""
     gpu_index: int | None = None
     cleanable: bool = False
     """A process of the current user that the doctor may end (after the user confirms)."""

@@ -4,7 +4,7 @@ Every output line of a job is stored and forwarded as one line with a two-byte t
 
     b"O " + line   a stdout line
     b"E " + line   a stderr line
-    b"M " + json   a message of the supervisor itself (started, exited); never job output
+    b"M " + json   a message of the supervisor itself (started, exited; skipped in the app's stream); never job output
 
 Lines end with b"\n"; a job's last line without a newline gets one.  The text is the job's bytes,
 decoded as UTF-8 with replacement only for display.  Standard library only.

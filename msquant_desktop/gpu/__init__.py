@@ -1,5 +1,5 @@
 """The GPU adapter (Qt-free): NVML readings, a fake NVML with named scenarios, host usage, history
-ring buffers, and the processes behind the GPUs (job markers, orphans, ending a tree)."""
+ring buffers, and who the processes on the GPUs are (read through the procs/ toolkit)."""
 
 from msquant_desktop.gpu.history import GPU_METRICS, HOST_METRICS, GpuHistory, RingBuffer
 from msquant_desktop.gpu.monitor import GpuMonitor

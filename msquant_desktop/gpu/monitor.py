@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from msquant_desktop.domain.gpu import GpuReading, ProcessDetails
+from msquant_desktop.gpu.attribution import ProcessDescriber
 from msquant_desktop.gpu.fake_nvml import fake_from_environment
 from msquant_desktop.gpu.host import HostSampler
 from msquant_desktop.gpu.nvml import NvmlAdapter
-from msquant_desktop.gpu.procs import ProcessDescriber
 
 
 def choose_nvml() -> Any | None:

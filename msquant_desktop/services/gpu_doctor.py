@@ -1,8 +1,8 @@
 """The doctor: orphans of our jobs, re-parented GPU holders, memory nobody holds, throttling.
 
 Qt-free (plain functions), so `msquant-desktop doctor` and the GUI's Doctor panel share it; the GUI
-runs it on the GPU service's thread.  It joins two adapters the layering keeps apart — processes
-(gpu/procs.py) and the store of the job they claim to belong to — which is why it lives here.
+runs it on the GPU service's thread.  It joins the process toolkit (procs/) with the store of the job
+a process claims to belong to (an adapter), which is why it lives here.
 """
 
 from __future__ import annotations
@@ -26,15 +26,10 @@ from msquant_desktop.domain.gpu import (
     unowned_memory_mib,
 )
 from msquant_desktop.domain.jobs import JobState
-from msquant_desktop.gpu.procs import (
-    MarkedProcess,
-    process_facts,
-    scan_marked_processes,
-    session_subreapers,
-    terminate_tree,
-)
+from msquant_desktop.procs import identity
+from msquant_desktop.procs.kill import stop_tree
+from msquant_desktop.procs.scan import MarkedProcess, process_facts, scan_marked_processes, session_subreapers
 from msquant_desktop.store.jobs_repo import JobRepository
-from msquant_desktop.supervisor import control, proctree
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +43,15 @@ class _JobLookup:
 
 def _supervisor_alive(pid: int, start_after_boot: float | None, run_dir: str | None) -> bool:
     """Is the job's supervisor still the process the engine started?  Decided exactly as the engine
-    decides it (pid + start time in seconds after boot, as the store keeps it, + the run-folder
-    marker), never by the pid alone and never against psutil's epoch-based create time."""
+    decides it (procs.identity: pid + start time after boot + the run-folder marker), never by the
+    pid alone.  A job recorded without a run folder can only be checked by pid and start time."""
     if run_dir:
-        return control.supervisor_alive(pid, start_after_boot, Path(run_dir))
-    actual = proctree.start_time(pid)
+        return identity.is_same_process(pid, start_after_boot, run_dir)
+    facts = identity.stat_facts(pid)
     return (
-        proctree.alive(pid)
-        and actual is not None
-        and (start_after_boot is None or abs(actual - start_after_boot) <= 0.05)
+        facts is not None
+        and identity.is_live_state(facts[0])
+        and (start_after_boot is None or identity.same_start(facts[2], start_after_boot))
     )
 
 
@@ -124,7 +119,7 @@ def find_orphans(marked: list[MarkedProcess] | None = None) -> list[Finding]:
                 kind=FindingKind.ORPHAN,
                 message=f"pid {proc.pid} carries the marker of {proc.marker.describe()}, but {why}",
                 pid=proc.pid,
-                create_time=proc.create_time,
+                start_time=proc.start_time,
                 cleanable=True,  # scan_marked_processes only returns the current user's processes
                 command=proc.command,
             )
@@ -148,7 +143,7 @@ def diagnose(reading: GpuReading | None, marked: list[MarkedProcess] | None = No
         facts = process_facts(proc.pid)
         if facts is None:
             continue
-        ppid, created, owner, command = facts
+        ppid, owner, command = facts.ppid, facts.uid, facts.command
         if gpu_holder_reparented(ppid, subreapers):
             reported.add(proc.pid)
             mib = f"{proc.used_memory_bytes / 2**20:.0f} MiB" if proc.used_memory_bytes else "memory"
@@ -158,7 +153,7 @@ def diagnose(reading: GpuReading | None, marked: list[MarkedProcess] | None = No
                     kind=FindingKind.REPARENTED_GPU_HOLDER,
                     message=f"pid {proc.pid} holds {mib} on GPU {proc.gpu_index} and its parent is {'init' if ppid == 1 else 'the session manager'} (it was orphaned){whose}",
                     pid=proc.pid,
-                    create_time=created,
+                    start_time=facts.start_time,
                     gpu_index=proc.gpu_index,
                     cleanable=owner == uid,
                     command=command,
@@ -201,10 +196,12 @@ def diagnose(reading: GpuReading | None, marked: list[MarkedProcess] | None = No
 
 
 def clean_up(findings: list[Finding] | tuple[Finding, ...], grace_s: float = 5.0) -> list[CleanupOutcome]:
-    """End the process tree of every cleanable finding (TERM, grace, KILL; current user only)."""
+    """End the process tree of every cleanable finding (procs.kill.stop_tree: TERM, grace, KILL;
+    current user only; never this program, its ancestors or a recycled pid)."""
     outcomes = []
     for finding in findings:
         if not finding.cleanable or finding.pid is None:
             continue
-        outcomes.append(terminate_tree(finding.pid, finding.create_time, grace_s))
+        result = stop_tree(finding.pid, finding.start_time, grace_s)
+        outcomes.append(CleanupOutcome(finding.pid, result.ended, result.killed, result.skipped))
     return outcomes

@@ -35,6 +35,7 @@ from typing import Any
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
+from msquant_desktop.procs import identity, kill, tree
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import (
     last_event_of_type,
@@ -43,7 +44,7 @@ from msquant_desktop.store.run_folders import (
     read_events,
     read_exit_record,
 )
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.supervisor import control
 
 LEFTOVER_GRACE_SECONDS = 1.0
 """Processes left by a vanished supervisor get TERM, this long, then KILL (nobody asked for them)."""
@@ -60,14 +61,11 @@ class ProcessIdentity:
     @classmethod
     def of_this_process(cls) -> ProcessIdentity:
         pid = os.getpid()
-        return cls(pid, proctree.start_time(pid))
+        return cls(pid, identity.start_time(pid))
 
     def alive(self) -> bool:
         """Still the same process (a reused pid has another start time)."""
-        if not proctree.alive(self.pid):
-            return False
-        actual = proctree.start_time(self.pid)
-        return actual is not None and self.start_time is not None and abs(actual - self.start_time) <= 0.05
+        return identity.alive(self.pid) and identity.same_start(identity.start_time(self.pid), self.start_time)
 
 
 # -- claiming and launching --------------------------------------------------------------------------
@@ -249,7 +247,7 @@ def inspect(repo: JobRepository, record: JobRecord) -> Inspection:
 
 
 def _settle_without_supervisor(repo: JobRepository, record: JobRecord, run_dir: Path | None) -> Settled:
-    leftovers = proctree.pids_with_marker(str(run_dir)) if run_dir is not None else []
+    leftovers = tree.pids_with_marker(str(run_dir)) if run_dir is not None else []
     if record.state is JobState.STARTING and record.pid is None:
         who = _claimer_words(record)
         where = "before its run folder was made" if run_dir is None else "before starting its supervisor"
@@ -264,7 +262,7 @@ def _settle_without_supervisor(repo: JobRepository, record: JobRecord, run_dir: 
     cleanup = None
     if leftovers and run_dir is not None:
         marker = str(run_dir)
-        cleanup = lambda: proctree.kill_marked_processes(marker, LEFTOVER_GRACE_SECONDS)  # noqa: E731
+        cleanup = lambda: len(kill.stop_marked(marker, LEFTOVER_GRACE_SECONDS).targets)  # noqa: E731
     return Settled(final, cleanup)
 
 
@@ -337,7 +335,7 @@ def request_cancel(repo: JobRepository, job_id: int, note_suffix: str = "") -> C
 
 def cancel_unsupervised(run_dir: Path, grace_seconds: float) -> int:
     """TERM -> grace -> KILL every process carrying the job's run-folder marker (blocking)."""
-    return proctree.kill_marked_processes(str(run_dir), grace_seconds)
+    return len(kill.stop_marked(str(run_dir), grace_seconds).targets)
 
 
 def cancel_now(repo: JobRepository, job_id: int, grace_seconds: float, note_suffix: str = "") -> Cancel:

@@ -14,8 +14,9 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 from msquant_desktop.domain.logformat import DecodedChunk, LineSplitter, decode_tagged
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
+from msquant_desktop.procs import identity
 from msquant_desktop.store.run_folders import read_exit_record
-from msquant_desktop.supervisor import control, proctree
+from msquant_desktop.supervisor import control
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class SupervisedRuntime(JobRuntime):
     @Slot()
     def _on_started(self) -> None:
         self.pid = int(self.process.processId())
-        self.pid_start_time = proctree.start_time(self.pid)
+        self.pid_start_time = identity.start_time(self.pid)
 
     def detach(self) -> None:
         # WORKAROUND: QProcess kills a running child when it is destroyed; marking it NotRunning

@@ -8,7 +8,8 @@ import signal
 from pathlib import Path
 
 from msquant_desktop.domain.runfiles import SUPERVISOR_FILE
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.procs.identity import is_same_process, normalize_start_time
+from msquant_desktop.procs.kill import send_signal
 
 GPU_COUNT_ENV = "MSQUANT_GPU_COUNT"
 """Overrides the number of GPUs the queue hands out (tests; machines where /proc lies)."""
@@ -26,25 +27,24 @@ def detect_gpu_count() -> int:
 
 
 def supervisor_identity(run_dir: Path) -> tuple[int, float | None] | None:
-    """(pid, start time) the supervisor wrote into the run folder when it started, or None."""
+    """(pid, start time after boot) the supervisor wrote into the run folder when it started, or None."""
     try:
         data = json.loads((run_dir / SUPERVISOR_FILE).read_text(encoding="utf-8"))
-        return int(data["pid"]), data.get("start_time")
+        start = data.get("start_time")
+        return int(data["pid"]), normalize_start_time(None if start is None else float(start))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
 def supervisor_alive(pid: int | None, start: float | None, run_dir: Path) -> bool:
-    return bool(pid) and proctree.is_same_process(int(pid or 0), start, str(run_dir))
+    """pid + start time + the run-folder marker (procs.identity.is_same_process), never the pid alone."""
+    return is_same_process(pid, start, str(run_dir))
 
 
 def request_stop(pid: int | None, start: float | None, run_dir: Path) -> bool:
     """SIGTERM to the job's supervisor, which stops the whole tree (TERM, grace, KILL) and records
     the end.  False when that supervisor is no longer there (nothing was signalled)."""
-    if pid is None or not supervisor_alive(pid, start, run_dir):
+    expected = normalize_start_time(start)
+    if pid is None or expected is None or not supervisor_alive(pid, expected, run_dir):
         return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
-    return True
+    return send_signal(pid, expected, signal.SIGTERM)

@@ -8,6 +8,7 @@ long gone.  On SIGTERM it stops the whole tree: TERM to every descendant, a grac
 
 Deliberately NOT set: PR_SET_PDEATHSIG.  Jobs must survive the app crashing or quitting.
 Never dies of a dead pipe: SIGPIPE is ignored and every write to the app is guarded.
+Never waits for the app: its pipe is written without blocking (see `_AppPipe`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import json
 import os
 import selectors
 import signal
+import stat
 import sys
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -33,7 +36,8 @@ from msquant_desktop.domain.logformat import (
 )
 from msquant_desktop.domain.markers import EVENT_PREFIX
 from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SUPERVISOR_FILE
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.procs.identity import start_time
+from msquant_desktop.procs.tree import descendants
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -41,9 +45,11 @@ if TYPE_CHECKING:
 
     StartedHook = Callable[[int], None]
     """Called once the job's process exists, with its pid (a cancel arrives as our own SIGTERM)."""
+    from msquant_desktop.procs.kill import Stop
 
 # Start-up time is on the click -> running path: this module avoids pathlib, dataclasses and typing
-# at run time, and the exit record is a plain dict (domain/runs.ExitRecord reads it back).
+# at run time, the exit record is a plain dict (domain/runs.ExitRecord reads it back), and the stop
+# routine (procs.kill) is imported when the job's end or a cancel needs it.
 
 PR_SET_CHILD_SUBREAPER = 36
 READ_SIZE = 65536
@@ -51,6 +57,10 @@ LINGER_SECONDS = 1.0
 """After the main process exits, how long its leftovers may keep the output open before they are
 stopped (a job's processes end with the job, so nothing keeps holding GPU memory)."""
 LEFTOVER_GRACE_SECONDS = 3.0
+APP_BUFFER_BYTES = 4 << 20
+"""How far the app may fall behind before whole lines are left out of its stream (never out of the log)."""
+APP_DRAIN_SECONDS = 120.0
+"""After the job's end is recorded, how long a slow (frozen) app gets to take the rest of its stream."""
 _EVENT_BYTES = EVENT_PREFIX.encode()
 
 
@@ -101,23 +111,150 @@ def _exit_record(
 
 
 class _AppPipe:
-    """Our stdout towards the app.  The first failed write (the app died) turns forwarding off."""
+    """Our stdout towards the app.  It never blocks the job, whatever the app does.
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    Writes are non-blocking.  What the app cannot take yet waits here, at most `limit` bytes, and goes
+    out when the selector says the pipe is writable (the pipe is registered for EVENT_WRITE only while
+    something waits).  Beyond the bound whole lines of job output are left out of the app's stream —
+    output.log and events.jsonl still get every line — and counted; once the app has caught up (or
+    just before the next supervisor message, whichever comes first) one line
+    `M {"type": "skipped", "lines": N, "bytes": B}` says how many lines (and tagged bytes) are missing
+    at that point, so the app can point at the full log.  Supervisor messages are never left out.
+    The first hard write error (EPIPE: the app died) turns forwarding off for good.
+    """
+
+    def __init__(self, fd: int, limit: int = APP_BUFFER_BYTES) -> None:
+        self.fd = _nonblocking_writer(fd)
         self.open = True
+        self.limit = limit
+        self.lines_skipped = 0
+        """Lines left out of the app's stream so far, in total (exit.json's extra)."""
+        self.bytes_skipped = 0
+        self._gap_lines = 0  # left out since the last "skipped" message
+        self._gap_bytes = 0
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._selector: selectors.BaseSelector | None = None
+        self._registered = False
 
-    def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while self.open and view:
-            try:
-                written = os.write(self.fd, view)
-            except InterruptedError:
-                continue
-            except OSError:
-                self.open = False
-                return
-            view = view[written:]
+    @property
+    def waiting_bytes(self) -> int:
+        return self._pending_bytes
+
+    def send(self, data: bytes, droppable: bool = True) -> None:
+        """Forward complete lines; `droppable=False` for supervisor messages."""
+        if not self.open or not data:
+            return
+        if not self._pending:  # the common case: the app keeps up
+            written = self._write(data)
+            if written < len(data) and self.open:
+                self._queue(data[written:])  # a line may be cut: its rest must follow, never dropped
+            return
+        if droppable and (self._gap_lines or self._pending_bytes + len(data) > self.limit):
+            lines = data.count(b"\n")
+            self._gap_lines += lines
+            self._gap_bytes += len(data)
+            self.lines_skipped += lines
+            self.bytes_skipped += len(data)
+            return
+        self._close_gap()
+        self._queue(data)
+
+    def flush(self) -> None:
+        """Write what waits, as far as the app takes it now (the selector said it is writable)."""
+        while self.open and self._pending:
+            head = self._pending[0]
+            written = self._write(head)
+            self._pending_bytes -= written
+            if written < len(head):
+                if self.open:
+                    self._pending[0] = head[written:]
+                break
+            self._pending.popleft()
+            if not self._pending:
+                self._close_gap()  # caught up: say what was left out, then carry on
+        self._sync_registration()
+
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._sync_registration()
+
+    def detach(self) -> None:
+        if self._selector is not None and self._registered:
+            self._selector.unregister(self.fd)
+        self._selector = None
+        self._registered = False
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the app to take everything that waits; True when it has."""
+        self.detach()
+        self._close_gap()
+        if not (self.open and self._pending):
+            return True
+        deadline = time.monotonic() + timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_WRITE)
+            while self.open and self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                selector.select(left)
+                self.flush()
+        return not self._pending
+
+    def _write(self, data: bytes) -> int:
+        try:
+            return os.write(self.fd, data)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:  # EPIPE and friends: the app is gone
+            self.open = False
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._sync_registration()
+            return 0
+
+    def _queue(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        self._sync_registration()
+
+    def _close_gap(self) -> None:
+        if self._gap_lines:
+            notice = meta_line({"type": "skipped", "lines": self._gap_lines, "bytes": self._gap_bytes})
+            self._gap_lines = self._gap_bytes = 0
+            self._queue(notice)
+
+    def _sync_registration(self) -> None:
+        want = self.open and bool(self._pending)
+        if self._selector is None or want == self._registered:
+            return
+        if want:
+            self._selector.register(self.fd, selectors.EVENT_WRITE)
+        else:
+            self._selector.unregister(self.fd)
+        self._registered = want
+
+
+def _nonblocking_writer(fd: int) -> int:
+    """A non-blocking descriptor writing where `fd` writes, leaving `fd` itself as it was.
+
+    O_NONBLOCK belongs to the open file description, which `fd` may share with other processes, so a
+    pipe is opened afresh through /proc/self/fd; only when that fails is `fd` itself switched.  Files,
+    terminals and /dev/null stay as they are (a regular file would be reopened at offset 0).
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return fd
+    if stat.S_ISFIFO(mode):
+        try:
+            return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            pass
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        os.set_blocking(fd, False)
+    return fd
 
 
 class Supervisor:
@@ -142,11 +279,11 @@ class Supervisor:
         self.child_status: int | None = None
 
     # -- output --------------------------------------------------------------------------------------
-    def _emit(self, tagged: bytes) -> None:
+    def _emit(self, tagged: bytes, droppable: bool = True) -> None:
         if not tagged:
             return
         _write_all(self.log_fd, tagged)
-        self.app.send(tagged)
+        self.app.send(tagged, droppable)
 
     def _handle_lines(self, tag: bytes, lines: bytes) -> None:
         if not lines:
@@ -158,7 +295,7 @@ class Supervisor:
         self._emit(tag_lines(tag, lines))
 
     def _meta(self, message: dict[str, Any]) -> None:
-        self._emit(meta_line(message))
+        self._emit(meta_line(message), droppable=False)
 
     # -- signals -------------------------------------------------------------------------------------
     def _on_stop_signal(self, signum: int, frame: object) -> None:
@@ -183,7 +320,8 @@ class Supervisor:
         # Only now may others find us (and send SIGTERM to cancel): our handler is in place.
         _write_atomic(
             os.path.join(self.run_dir, SUPERVISOR_FILE),
-            {"pid": os.getpid(), "start_time": proctree.start_time(os.getpid()), "at": started_at},
+            # start_time: seconds after boot (procs.identity), as the store keeps it
+            {"pid": os.getpid(), "start_time": start_time(os.getpid()), "at": started_at},
             durable=False,  # only useful while this process lives
         )
         out_r, out_w = os.pipe()
@@ -215,6 +353,7 @@ class Supervisor:
     def _finish(self, record: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         for fd in fds:
             os.close(fd)
+        record["extra"]["app_lines_skipped"] = self.app.lines_skipped
         _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
         self._meta({"type": "exited", **record})
         os.close(self.log_fd)
@@ -239,18 +378,22 @@ class Supervisor:
         splitters = {out_r: (STDOUT_TAG, LineSplitter()), err_r: (STDERR_TAG, LineSplitter())}
         for fd in (out_r, err_r, wake_r):
             selector.register(fd, selectors.EVENT_READ)
+        self.app.attach(selector)  # EVENT_WRITE only while the app is behind
+        app_fd = self.app.fd
         open_streams = {out_r, err_r}
-        stopping_since: float | None = None  # when we began stopping the tree
-        killed = False
+        stop: Stop | None = None  # stopping the tree (a cancel, or leftovers after the end)
         exited_at: float | None = None
         leftovers = 0
         me = os.getpid()
         while True:
-            busy = stopping_since is not None or exited_at is not None
+            busy = stop is not None or exited_at is not None
             for key, _ in selector.select(0.01 if busy else None):
                 fd = int(key.fd)
                 if fd == wake_r:
                     _drain(wake_r)
+                    continue
+                if fd == app_fd:
+                    self.app.flush()
                     continue
                 try:
                     data = os.read(fd, READ_SIZE)
@@ -268,42 +411,40 @@ class Supervisor:
             now = time.monotonic()
             if self.child_status is not None and exited_at is None:
                 exited_at = now
-            if self.stop_requested and stopping_since is None:
-                stopping_since = now
-                self._signal_tree(signal.SIGTERM, me)
-            if exited_at is None and stopping_since is None:
+            if self.stop_requested and stop is None:
+                stop = self._tree_stop(me, self.grace)
+            if exited_at is None and stop is None:
                 continue  # the common case while output flows: no /proc walk per read
-            tree = proctree.descendants(me)
-            if exited_at is not None and not tree and not open_streams:
-                break
-            if exited_at is not None and tree and stopping_since is None and now - exited_at > LINGER_SECONDS:
-                # The main process is done but left processes behind: stop them like a cancel would.
-                leftovers = len(tree)
-                stopping_since = now
-                self._signal_tree(signal.SIGTERM, me)
-            if stopping_since is not None and not killed:
-                grace = self.grace if self.stop_requested else min(self.grace, LEFTOVER_GRACE_SECONDS)
-                if now - stopping_since >= grace:
-                    killed = True
-                    self._signal_tree(signal.SIGKILL, me)
-            if killed and tree:
-                self._signal_tree(signal.SIGKILL, me)
-            if exited_at is not None and not tree and open_streams and now - exited_at > LINGER_SECONDS:
-                break  # someone outside our tree holds the pipe; the job itself is over
+            if stop is None:
+                tree = descendants(me)
+                remaining = bool(tree)
+                if tree and exited_at is not None and now - exited_at > LINGER_SECONDS:
+                    # The main process is done but left processes behind: stop them like a cancel would.
+                    leftovers = len(tree)
+                    stop = self._tree_stop(me, min(self.grace, LEFTOVER_GRACE_SECONDS))
+            if stop is not None:
+                if self.child_status is not None:
+                    stop.group = None  # the leader is reaped: its group id may be reused
+                remaining = not stop.step()
+            if exited_at is not None and not remaining:
+                if not open_streams or now - exited_at > LINGER_SECONDS:
+                    break  # (streams still open: someone outside our tree holds the pipe)
         # Last sweep: anything still carrying the marker (should be nothing) goes too.
-        stray = proctree.pids_with_marker(self.run_dir_marker, exclude={me})
-        proctree.signal_all(stray, signal.SIGKILL)
+        from msquant_desktop.procs.kill import stop_marked
+
+        stray = stop_marked(self.run_dir_marker, 0.0, exclude={me}, kill_wait_s=0.0).targets
+        self.app.detach()
         selector.close()
         for fd in open_streams:
             os.close(fd)
         return leftovers + len(stray)
 
-    def _signal_tree(self, sig: int, me: int) -> None:
-        try:
-            os.killpg(self.child_pid, sig)  # the job's own group: one call reaches most of it
-        except (ProcessLookupError, PermissionError):
-            pass
-        proctree.signal_all(proctree.descendants(me), sig)
+    def _tree_stop(self, me: int, grace: float) -> Stop:
+        """TERM to the job's group and every descendant of ours, KILL after `grace` (procs.kill)."""
+        from msquant_desktop.procs.kill import Stop
+
+        group = self.child_pid if self.child_status is None else None
+        return Stop(lambda: descendants(me), grace, group=group)
 
 
 def _exec_job(argv: list[str], cwd: str, env: dict[str, str], out_w: int, err_w: int, exec_w: int) -> None:
@@ -360,8 +501,17 @@ def _drain(fd: int) -> None:
         pass
 
 
-def supervise(run_dir: str, on_started: StartedHook | None = None) -> dict[str, Any]:
-    """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand)."""
+def supervise(
+    run_dir: str,
+    on_started: StartedHook | None = None,
+    after_exit: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand).
+
+    `on_started(job_pid)` runs once the job's process exists (it records RUNNING in the store);
+    `after_exit(record)` once `exit.json` is written (it records the end); then a slow app gets up to
+    APP_DRAIN_SECONDS to take the rest of its stream before we exit.
+    """
     if os.getsid(0) != os.getpid():
         try:
             os.setsid()  # started without a new session (tests, a shell): make our own
@@ -369,4 +519,8 @@ def supervise(run_dir: str, on_started: StartedHook | None = None) -> dict[str, 
             pass
     set_child_subreaper()
     supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno(), on_started=on_started)
-    return supervisor.run()
+    record = supervisor.run()
+    if after_exit is not None:
+        after_exit(record)
+    supervisor.app.drain(APP_DRAIN_SECONDS)
+    return record

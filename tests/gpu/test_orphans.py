@@ -15,10 +15,11 @@ import pytest
 from msquant_desktop.domain.gpu import FindingKind, GpuProcess, GpuReading, GpuSnapshot, ProcessDetails
 from msquant_desktop.domain.jobs import JobSpec, JobState
 from msquant_desktop.domain.markers import RUN_DIR_ENV
-from msquant_desktop.gpu.procs import read_marker, scan_marked_processes, terminate_tree
+from msquant_desktop.procs.identity import start_time
+from msquant_desktop.procs.kill import stop_tree
+from msquant_desktop.procs.scan import read_marker, scan_marked_processes
 from msquant_desktop.services.gpu_doctor import clean_up, diagnose, find_orphans
 from msquant_desktop.store import JobRepository, connect
-from msquant_desktop.supervisor import proctree
 from tests.gpu.procs_helpers import Spawned, kill_quietly, marker, running, spawn_reparented
 
 
@@ -67,7 +68,7 @@ def test_reparented_orphans_are_found_and_cleaned_and_nothing_else_is_touched(
     )
     request.addfinalizer(lambda: (stand_in.kill(), stand_in.wait()))
     live_job = _job(repo, JobState.RUNNING, stand_in.pid)
-    repo.update(live_job, pid_start_time=proctree.start_time(stand_in.pid), run_dir=str(tmp_path / "r3"))
+    repo.update(live_job, pid_start_time=start_time(stand_in.pid), run_dir=str(tmp_path / "r3"))
     live = spawn_reparented(tmp_path, marker(live_job, store, tmp_path / "r3"))
     # 4. an unrelated process of the same user, also re-parented: never touched
     unrelated = spawn_reparented(tmp_path, None)
@@ -96,16 +97,17 @@ def test_reparented_orphans_are_found_and_cleaned_and_nothing_else_is_touched(
     assert running(live.pid) and running(unrelated.pid)
 
 
-def test_terminate_tree_refuses_recycled_pids_and_itself(tmp_path: Path, spawned: list[Spawned]) -> None:
+def test_stop_tree_refuses_recycled_pids_and_itself(tmp_path: Path, spawned: list[Spawned]) -> None:
     other = spawn_reparented(tmp_path, None)
     spawned.append(other)
-    created = psutil.Process(other.pid).create_time()
-    outcome = terminate_tree(other.pid, created - 100.0, grace_s=0.1)
+    created = start_time(other.pid)
+    assert created is not None
+    outcome = stop_tree(other.pid, created - 100.0, grace_s=0.1)
     assert "another process" in outcome.skipped and running(other.pid)
-    assert "refused" in terminate_tree(os.getpid(), None).skipped
-    assert "refused" in terminate_tree(1, None).skipped
-    assert terminate_tree(other.pid, created, grace_s=2).ended == (other.pid,)
-    assert terminate_tree(other.pid, created).skipped == "already gone"
+    assert "refused" in stop_tree(os.getpid(), None).skipped
+    assert "refused" in stop_tree(1, None).skipped
+    assert stop_tree(other.pid, created, grace_s=2).ended == (other.pid,)
+    assert stop_tree(other.pid, created).skipped == "already gone"
 
 
 def test_doctor_reports_reparented_gpu_holders_unowned_memory_and_throttling(
@@ -144,17 +146,26 @@ def test_a_job_running_under_a_real_supervisor_is_never_called_an_orphan(data_di
     run = cli("run", "--", "sh", "-c", "sleep 60 & wait")
     assert run.returncode == 0, run.stderr
     job_id = int(run.stdout.split()[1])
+
+    def this_jobs() -> list[int]:
+        # Job ids repeat across stores (other tests, other users of the machine): match the store too.
+        return [
+            p.pid
+            for p in scan_marked_processes()
+            if p.marker.job_id == job_id and str(p.marker.store).startswith(str(data_dir))
+        ]
+
     try:
         deadline = time.monotonic() + 15
         ours: list[int] = []
         while time.monotonic() < deadline and len(ours) < 2:  # the shell and its sleep
-            ours = [p.pid for p in scan_marked_processes() if p.marker.job_id == job_id]
+            ours = this_jobs()
             time.sleep(0.05)
         assert len(ours) >= 2, "the job's processes carry the marker"
         assert [f for f in find_orphans() if f.pid in ours] == []
     finally:
         assert cli("cancel", str(job_id)).returncode == 0
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(p.marker.job_id == job_id for p in scan_marked_processes()):
+    while time.monotonic() < deadline and this_jobs():
         time.sleep(0.05)
-    assert not [p for p in scan_marked_processes() if p.marker.job_id == job_id]
+    assert this_jobs() == []

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from msquant_desktop.domain.markers import RUN_DIR_ENV
-from msquant_desktop.supervisor import proctree
+from msquant_desktop.procs.tree import pids_with_marker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def start_supervisor(
 
 
 def marked(run_dir: Path) -> list[int]:
-    return proctree.pids_with_marker(str(run_dir), exclude={os.getpid()})
+    return pids_with_marker(str(run_dir), exclude={os.getpid()})
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02) -> bool:  # type: ignore[no-untyped-def]
