@@ -179,7 +179,7 @@ def create_services(paths: AppPaths) -> AppServices:
     settings = SettingsService(paths.settings_file)
     jobs = JobService(JobRepository(conn), paths, settings)
     on_shutdown.append(jobs.shutdown)  # before conn.close; jobs keep running
-    quantize = QuantizeService(jobs, settings)
+    quantize = QuantizeService(jobs, settings, models_dir=paths.models_dir)
     on_shutdown.append(quantize.shutdown)  # before jobs.shutdown
     jobs.start()
     gpu = _create_gpu_service(settings)

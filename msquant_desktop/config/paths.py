@@ -27,6 +27,11 @@ class AppPaths:
         return self.data_dir / "msquant.sqlite3"
 
     @property
+    def models_dir(self) -> Path:
+        """Quantized and demo models: a folder of their own, so deleting a job never deletes a model."""
+        return self.data_dir / "models"
+
+    @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
 
@@ -44,7 +49,7 @@ class AppPaths:
 
     def ensure(self) -> AppPaths:
         """Create the folders, private to the user (0700): run records and logs are theirs alone."""
-        for d in (self.config_dir, self.data_dir, self.log_dir, self.runs_dir):
+        for d in (self.config_dir, self.data_dir, self.log_dir, self.runs_dir, self.models_dir):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
             if d.stat().st_uid == os.getuid() and d.stat().st_mode & 0o077:
                 d.chmod(0o700)

@@ -272,3 +272,11 @@ def explain_worker_exit(returncode: int | None, cancelled: bool) -> str | None:
     if returncode == 2:
         return "refused before starting: the inputs have problems (see the errors in the log)"
     return None
+
+
+def default_output_name(model: str, scheme_id: str) -> str:
+    """`TinyLlama-1.1B-w4a16`: the model folder's name and the scheme, safe as a folder name."""
+    import re
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", model.rstrip("/").rsplit("/", 1)[-1]).strip("-.") or "model"
+    return f"{base}-{scheme_id.lower().replace('_', '-')}"

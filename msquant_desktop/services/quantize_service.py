@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobSummary
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
-from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest
+from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, default_output_name
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
@@ -63,9 +63,17 @@ class QuantizeService(QObject):
     sig_result_removed = Signal(int)
     """(quantize job id) whose row is gone: the job was deleted or is no longer a finished quantization."""
 
-    def __init__(self, jobs: LocalJobs, settings: SettingsSource, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        jobs: LocalJobs,
+        settings: SettingsSource,
+        models_dir: Path | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._jobs = jobs
+        self.models_dir = models_dir
+        """Where models go by default (None: inside the job's run folder, as `{run_dir}/...`)."""
         self._settings = settings
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
@@ -142,8 +150,17 @@ class QuantizeService(QObject):
     def submit(self, request: QuantizeRequest) -> JobRecord:
         return self._jobs.submit(self.quantize_spec(request))
 
+    def default_output(self, model: str, scheme_id: str) -> str:
+        """A new folder in the models folder for this model and scheme (`-2`, `-3`... when taken).
+
+        Models live outside the jobs' run folders, so deleting a job never deletes its model."""
+        if self.models_dir is None:
+            return DEFAULT_OUTPUT
+        return str(_free_folder(self.models_dir, default_output_name(model, scheme_id)))
+
     def submit_demo_model(self, size: str = "tiny") -> JobRecord:
-        argv, env = self._command("demo-model", ["--size", size, "--out", DEMO_OUTPUT])
+        out = DEMO_OUTPUT if self.models_dir is None else str(_free_folder(self.models_dir, f"demo-{size}"))
+        argv, env = self._command("demo-model", ["--size", size, "--out", out])
         spec = JobSpec(
             name=f"Build demo model ({size})",
             argv=argv,
@@ -236,3 +253,12 @@ class QuantizeService(QObject):
             self.sig_result_removed.emit(job_id)
         else:
             self.sig_result_changed.emit(row)
+
+
+def _free_folder(parent: Path, name: str) -> Path:
+    """`parent/name`, or `name-2`, `name-3`... : the first that does not exist yet."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    return candidate

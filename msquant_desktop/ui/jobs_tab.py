@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl, Slot
@@ -239,10 +240,25 @@ class JobsTab(QWidget):
         if job_id is None:
             return
         if confirm:
-            answer = QMessageBox.question(self, "Delete job", f"Delete job #{job_id} and its run folder?")
+            answer = QMessageBox.question(self, "Delete job", self.delete_question(job_id))
             if answer != QMessageBox.StandardButton.Yes:
                 return
         self._guarded(lambda: self.service.delete(job_id))
+
+    def delete_question(self, job_id: int) -> str:
+        """Exactly what Delete removes and what it keeps, for the confirmation."""
+        record = self.service.get(job_id)
+        lines = [f"Delete job #{job_id}?"]
+        run_dir = Path(record.run_dir) if record.run_dir else None
+        if run_dir is not None:
+            lines.append(f"This removes its run folder {run_dir} (output log, events, launch facts).")
+        output = (record.result or {}).get("output")
+        if isinstance(output, str) and output:
+            if run_dir is not None and Path(output).is_relative_to(run_dir):
+                lines.append(f"The model it made is inside that folder and is removed too: {output}")
+            else:
+                lines.append(f"The model it made is kept: {output}")
+        return "\n\n".join(lines)
 
     @Slot(int)
     def _on_deletes_pending(self, count: int) -> None:

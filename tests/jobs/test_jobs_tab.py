@@ -3,6 +3,7 @@ and a 1M-line flood that must not freeze the window."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -77,12 +78,14 @@ def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> 
     assert shown == [(1, True, "Removing 1 deleted job folder…"), (0, False, "Removing 0 deleted job folders…")]
 
 
-def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QMessageBox
 
     service = make_engine()
     tab = _tab(qtbot, service)
-    record = service.submit(JobSpec(name="done", argv=(sys.executable, "-c", "pass")))
+    model = tmp_path / "models" / "kept-model"
+    result = '@@MSQUANT-EVENT@@ ' + json.dumps({"type": "result", "output": str(model)})
+    record = service.submit(JobSpec(name="done", argv=(sys.executable, "-c", f"print({result!r})")))
     wait_final(qtbot, service, record.id)
     run_dir = service.run_dir(record.id)
     assert run_dir is not None and run_dir.is_dir()
@@ -97,7 +100,10 @@ def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch) -> None:
     tab.select_job(record.id)
     qtbot.waitUntil(tab.delete_action.isEnabled, timeout=5000)
     tab.delete_action.trigger()  # what the toolbar button and the menu do
-    assert asked == [f"Delete job #{record.id} and its run folder?"]
+    assert asked == [
+        f"Delete job #{record.id}?\n\nThis removes its run folder {run_dir} (output log, events, launch"
+        f" facts).\n\nThe model it made is kept: {model}"
+    ]
     assert service.get(record.id).state is JobState.COMPLETED and run_dir.is_dir()
     answer[0] = QMessageBox.StandardButton.Yes
     tab.delete_action.trigger()

@@ -48,7 +48,7 @@ def _wait_checked(qtbot, dialog) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_form_validates_model_and_refuses_a_scheme_needing_data_without_data(
-    quantize_ui, qtbot, demo_model: Path, tmp_path: Path
+    app_services, quantize_ui, qtbot, demo_model: Path, tmp_path: Path
 ) -> None:
     dialog = quantize_ui.open_form(str(demo_model))
     qtbot.waitExposed(dialog)
@@ -60,7 +60,9 @@ def test_form_validates_model_and_refuses_a_scheme_needing_data_without_data(
     assert dialog.dataset_edit.text() == str(
         demo_model / "calibration.jsonl"
     )  # suggested from the demo model
-    assert dialog.out_edit.text() == "{run_dir}/quantized"
+    assert dialog.out_edit.text() == ""  # a new folder in the models folder, outside any run folder
+    assert str(app_services.quantize.models_dir) in dialog.out_edit.placeholderText()
+    assert dialog.request().out == str(app_services.quantize.models_dir / f"{demo_model.name}-fp8-dynamic")
     assert dialog.memory_label.text().startswith("Memory: ~")
     assert dialog.start_button.isEnabled()
 
@@ -169,7 +171,8 @@ def test_results_buttons_open_the_form_and_delete_asks_first(
     assert output.is_dir() and [r.job_id for r in results.model.rows] == [job_id]
     answer[0] = QMessageBox.StandardButton.Yes
     results.delete_button.click()
-    assert len(asked) == 2 and not output.exists()
+    assert len(asked) == 2
+    qtbot.waitUntil(lambda: not output.exists(), timeout=5000)  # removed on a thread
     with pytest.raises(KeyError):
         app_services.jobs.get(job_id)
     assert results.stack.currentWidget() is results.empty
@@ -201,7 +204,7 @@ def test_form_to_job_to_result_then_verify_and_delete(
     qtbot.waitUntil(lambda: len(results.model.rows) == 1, timeout=10_000)
     row = results.model.rows[0]
     assert row.job_id == job_id and row.result.scheme == "W4A16"
-    assert Path(row.result.output) == Path(str(record.run_dir)) / "quantized"
+    assert Path(row.result.output).parent == app_services.quantize.models_dir  # outlives its job
     assert (Path(row.result.output) / "config.json").is_file()
     assert results.stack.currentIndex() == 1
     assert results.model.data(results.model.index(0, 5)).endswith("×")
@@ -289,7 +292,8 @@ def test_demo_model_built_as_a_job_prefills_the_form(app_services, quantize_ui, 
     qtbot.waitUntil(lambda: jobs.get(added[0]).state.is_final, timeout=240_000)
     assert jobs.get(added[0]).state is JobState.COMPLETED, jobs.get(added[0]).reason
     demo = app_services.quantize.latest_demo_model()
-    assert demo is not None and Path(demo).name == "demo-model" and (Path(demo) / "config.json").is_file()
+    assert demo is not None and Path(demo) == app_services.quantize.models_dir / "demo-tiny"
+    assert (Path(demo) / "config.json").is_file()
     dialog = quantize_ui.open_form()
     assert dialog.model_edit.text() == demo
     _wait_checked(qtbot, dialog)

@@ -88,8 +88,13 @@ class NewQuantizationDialog(QDialog):
         self.seq_len_spin.setValue(512)
         self.ignore_edit = QLineEdit("lm_head")
         self.ignore_edit.setPlaceholderText("layer names, suffixes or re:REGEX, separated by spaces")
-        self.out_edit = QLineEdit(DEFAULT_OUTPUT)
-        self.out_edit.setToolTip("{run_dir} is the job's own run folder, created when the job starts")
+        self.out_edit = QLineEdit()
+        where = str(service.models_dir) if service.models_dir is not None else DEFAULT_OUTPUT
+        self.out_edit.setPlaceholderText(f"a new folder in {where}")
+        self.out_edit.setToolTip(
+            "Leave empty for a new folder named after the model and scheme in the models folder: "
+            "models outlive their jobs.  {run_dir} is the job's own run folder (deleted with the job)."
+        )
         self.out_browse = QPushButton("Browse…")
         self.memory_label = QLabel()
         self.memory_label.setWordWrap(True)
@@ -163,7 +168,8 @@ class NewQuantizationDialog(QDialog):
         return QuantizeRequest(
             model=self.model_edit.text().strip(),
             scheme=scheme,
-            out=self.out_edit.text().strip(),
+            out=self.out_edit.text().strip()
+            or self._service.default_output(self.model_edit.text().strip(), scheme),
             dataset=self.dataset_edit.text().strip() or None,
             samples=self.samples_spin.value(),
             seq_len=self.seq_len_spin.value(),
