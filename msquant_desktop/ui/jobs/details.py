@@ -98,7 +98,7 @@ class JobDetails(QWidget):
             self.progress.setVisible(False)
             self._show_result({})
             return
-        lines, hidden = self._service.log_tail(job_id, self.log_view.text.maximumBlockCount())
+        lines, hidden = self._service.log_tail(job_id, self.log_view.max_lines())
         self.log_view.show_hidden(hidden)
         run: list[str] = []
         run_err = False
