@@ -8,6 +8,11 @@ the longest the event loop was kept from turning: a click or a repaint would hav
         spin_until(lambda: job_done(), timeout_s=30)
     assert probe.max_lag_ms < 50
 
+`max_busy_ms` tells the two causes of a lag apart: it is the most CPU time the GUI thread itself
+spent between two ticks.  A lag with little busy time was the machine (the thread was not
+scheduled, e.g. on a loaded machine) or a blocking call; a lag as long as its busy time was our
+own work in one go.
+
 Wait with `spin_until` (a real QEventLoop), not `time.sleep` or `QTest.qWait`: those sleep between
 event batches and the probe would measure the sleep.
 """
@@ -33,9 +38,12 @@ class LagProbe(QObject):
         self.ticks = 0
         self.worst_at_s = 0.0
         """Seconds after `start` at which the worst lag ended (to tell which step caused it)."""
+        self.max_busy_ms = 0.0
+        """The most CPU time the GUI thread spent between two ticks."""
         self._lags: list[float] = []
         self._started = 0.0
         self._last = 0.0
+        self._last_cpu = 0.0
         self._timer = QTimer(self)
         self._timer.setObjectName("lag-probe")
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -44,8 +52,10 @@ class LagProbe(QObject):
 
     def start(self) -> LagProbe:
         self.max_lag_ms = 0.0
+        self.max_busy_ms = 0.0
         self.ticks = 0
         self._lags = []
+        self._last_cpu = time.thread_time()
         self._started = self._last = time.perf_counter()
         self._timer.start()
         return self
@@ -66,8 +76,11 @@ class LagProbe(QObject):
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        cpu = time.thread_time()
         lag = max(0.0, (now - self._last) * 1000 - self.interval_ms)
+        self.max_busy_ms = max(self.max_busy_ms, (cpu - self._last_cpu) * 1000)
         self._last = now
+        self._last_cpu = cpu
         self.ticks += 1
         self._lags.append(lag)
         if lag > self.max_lag_ms:
@@ -77,7 +90,7 @@ class LagProbe(QObject):
     def summary(self) -> str:
         return (
             f"max lag {self.max_lag_ms:.1f} ms (at {self.worst_at_s:.2f} s), p99 {self.percentile(99):.1f} ms, "
-            f"{self.ticks} ticks of {self.interval_ms} ms"
+            f"GUI thread busy at most {self.max_busy_ms:.1f} ms at a time, {self.ticks} ticks of {self.interval_ms} ms"
         )
 
     def __enter__(self) -> LagProbe:
