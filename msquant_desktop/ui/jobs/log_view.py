@@ -116,6 +116,8 @@ class LogLinesView(QAbstractScrollArea):
         self.setFont(monospace())
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        # Always there: a scroll bar that comes and goes with each job shown re-lays out the tab.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.viewport().setCursor(Qt.CursorShape.IBeamCursor)
         # paintEvent fills every pixel: without these Qt would first paint the background and the
         # widgets underneath (the whole tab page, ~6 ms) for each frame of a flood.
