@@ -154,15 +154,20 @@ class AppServices:
     """Checks, worker Python, quantization job specs, results."""
     projects: ProjectService
     project_launcher: ProjectLauncher
-    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
-    """Closers, called in reverse order by `shutdown()`."""
+    on_shutdown: list[Callable[[], object]] = field(default_factory=list)
+    """Called in reverse order by `shutdown`; one may return the names of threads it could not end."""
+    threads_left: list[str] = field(default_factory=list)
+    """Threads still running after `shutdown` (e.g. a cluster connection stuck in a TCP connect)."""
 
     def shutdown(self) -> None:
         for callback in reversed(self.on_shutdown):
             try:
-                callback()
+                left = callback()
             except Exception:
                 log.exception("error while shutting down")
+                continue
+            if isinstance(left, list):
+                self.threads_left.extend(str(name) for name in left)
 
 
 def create_services(paths: AppPaths) -> AppServices:
@@ -173,7 +178,7 @@ def create_services(paths: AppPaths) -> AppServices:
     from msquant_desktop.store import connect
     from msquant_desktop.store.jobs_repo import JobRepository
 
-    on_shutdown: list[Callable[[], None]] = []  # reverse order: each closes before what it uses
+    on_shutdown: list[Callable[[], object]] = []  # reverse order: each closes before what it uses
     conn = connect(paths.database)
     on_shutdown.append(conn.close)
     settings = SettingsService(paths.settings_file)
@@ -343,9 +348,18 @@ def run_gui(paths: AppPaths) -> int:
     if os.environ.get(STARTUP_PROBE_ENV):
         _report_startup_and_quit(app)
     try:
-        return int(app.exec())
+        code = int(app.exec())
     finally:
         services.shutdown()
+    if services.threads_left:
+        # Qt aborts the process when it destroys a QThread that still runs, and nothing can cut a
+        # TCP connect or DNS lookup short: end the process without tearing those objects down.
+        log.warning("exiting with threads still running: %s", ", ".join(services.threads_left))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ decoded as UTF-8 with replacement only for display.  Standard library only.
 from __future__ import annotations
 
 import json
-import re
 from typing import TYPE_CHECKING
 
 from msquant_desktop.domain.markers import EVENT_PREFIX
@@ -25,7 +24,6 @@ STDOUT_TAG = b"O "
 STDERR_TAG = b"E "
 META_TAG = b"M "
 _EVENT_PREFIX_BYTES = EVENT_PREFIX.encode()
-_OUT_PREFIX_RE = re.compile(rb"^O ", re.MULTILINE)
 
 
 def tag_lines(tag: bytes, data: bytes) -> bytes:
@@ -78,7 +76,7 @@ def decode_tagged(block: bytes) -> DecodedChunk:
     """Split complete tagged lines into runs of text per stream, events and supervisor messages.
 
     Event lines are taken out of the text (they are data, shown as progress and results).  The common
-    case — only stdout, no events — is handled with one regex substitution, so a flood stays cheap.
+    case — only stdout, no events — is handled with one bytes replace, so a flood stays cheap.
     """
     if not block:
         return DecodedChunk([], [], [], 0)
@@ -89,7 +87,9 @@ def decode_tagged(block: bytes) -> DecodedChunk:
         and b"\nM " not in block
         and _EVENT_PREFIX_BYTES not in block
     ):
-        text = _OUT_PREFIX_RE.sub(b"", block).decode("utf-8", "replace")
+        # Every line starts with b"O " here: one C-level replace (a MULTILINE regex took 2.3 ms per
+        # 64 KiB, the replace 0.05 ms).
+        text = block[2:].replace(b"\nO ", b"\n").decode("utf-8", "replace")
         return DecodedChunk([(text, False)], [], [], line_count)
     texts: list[tuple[str, bool]] = []
     events: list[dict[str, Any]] = []

@@ -3,12 +3,17 @@
 Owns the cluster profiles, one `ClusterWorker` thread per cluster (each with its persistent
 connection), the poll timers, and every store change of SLURM jobs (on the main thread's
 connection).  Submit returns at once with a STARTING job; the worker's answers move it on.
+
+A changed or removed profile retires its worker without waiting for it: the worker is asked to stop,
+its thread ends on its own (a connection attempt to a server that never answers is cut) and both
+free themselves.  Only `shutdown()`, at process exit, waits for cluster threads, and only briefly.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # Polls without any source knowing the state of a job that left the queue before we call it LOST.
 LOST_AFTER_POLLS = 10
+SHUTDOWN_WAIT_S = 2.0
+"""At exit: how long the cluster threads together may take to end before commands in flight are cut."""
+CUT_WAIT_S = 1.0
+"""At exit, after cutting commands: how much longer they may take."""
 
 
 class _WorkerHandle(QObject):
@@ -88,7 +97,10 @@ class ClusterService(QObject):
         self._clusters_file = clusters_file
         self._ssh_config = ssh_config
         self._clusters: dict[str, _Cluster] = {}
-        self._submitting: set[int] = set()
+        self._retiring: dict[int, _Cluster] = {}
+        """Workers asked to stop whose threads still exist (their wrappers must outlive them)."""
+        self._submitting: dict[int, _Cluster] = {}
+        """Jobs handed to a worker for submission, and to which one."""
         self._cancel_after_submit: set[int] = set()
         self._unknown_polls: dict[int, int] = {}
         self.profile_error: str | None = None
@@ -150,14 +162,11 @@ class ClusterService(QObject):
         # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there).
         thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater)
-        worker.sig_status.connect(self._on_status)
-        worker.sig_unknown_host_key.connect(self.sig_unknown_host_key)
-        worker.sig_tested.connect(self.sig_tested)
-        worker.sig_passphrase_needed.connect(self.sig_passphrase_needed)
-        worker.sig_gpus.connect(self.sig_gpus)
+        thread.finished.connect(self._on_thread_finished)  # queued: runs here, after its last answer
+        for signal, slot in self._cluster_wiring(worker):
+            signal.connect(slot)  # type: ignore[attr-defined]
         worker.sig_submitted.connect(self._on_submitted)
         worker.sig_submit_failed.connect(self._on_submit_failed)
-        worker.sig_polled.connect(self._on_polled)
         worker.sig_cancelled.connect(self._on_cancelled)
         timer = QTimer(self)
         timer.setObjectName(f"cluster-poll-{profile.name}")
@@ -168,16 +177,79 @@ class ClusterService(QObject):
         handle.req_start.emit()
         timer.start(0)  # resume tracking of jobs left from an earlier run at once
 
+    def _cluster_wiring(self, worker: ClusterWorker) -> list[tuple[object, object]]:
+        """What a worker says about its cluster: cut when it retires, so a stopping worker cannot
+        speak for its successor.  Answers about jobs (submitted, failed, cancelled) stay wired."""
+        return [
+            (worker.sig_status, self._on_status),
+            (worker.sig_unknown_host_key, self.sig_unknown_host_key),
+            (worker.sig_tested, self.sig_tested),
+            (worker.sig_passphrase_needed, self.sig_passphrase_needed),
+            (worker.sig_gpus, self.sig_gpus),
+            (worker.sig_polled, self._on_polled),
+        ]
+
     def _stop_cluster(self, name: str) -> None:
+        """Retire a cluster's worker without waiting for it (never blocks the GUI thread)."""
         cluster = self._clusters.pop(name)
         cluster.timer.stop()
+        cluster.timer.deleteLater()
+        for signal, slot in self._cluster_wiring(cluster.worker):
+            signal.disconnect(slot)  # type: ignore[attr-defined]
+        cluster.worker.request_stop()  # thread-safe; cuts a connection attempt in flight
         cluster.thread.quit()
-        if not cluster.thread.wait(30_000):
-            log.error("the worker of cluster %s did not stop within 30 s", name)
+        key = id(cluster)
+        self._retiring[key] = cluster
+        # The worker's C++ object is deleted in its own thread as the thread ends, and the QThread
+        # only after that (deleteLater in _on_thread_finished): from then on dropping our Python
+        # references cannot delete either of them a second time from here.
+        cluster.thread.destroyed.connect(lambda *_args, key=key: self._retiring.pop(key, None))
 
-    def shutdown(self) -> None:
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        """A retired worker's thread ended: free it; what it was still submitting goes to the next."""
+        thread = self.sender()
+        cluster = next((c for c in self._retiring.values() if c.thread is thread), None)
+        if cluster is None:
+            return
+        released = [job_id for job_id, owner in self._submitting.items() if owner is cluster]
+        for job_id in released:  # STARTING without a SLURM id: the next poll reconciles it by name
+            del self._submitting[job_id]
+        cluster.handle.deleteLater()
+        cluster.thread.deleteLater()
+        if released:
+            self._schedule(cluster.profile.name, 0)
+
+    def shutdown(self, timeout_s: float = SHUTDOWN_WAIT_S) -> list[str]:
+        """Stop every worker; at process exit, so this is the one place that waits for them.
+
+        Waits `timeout_s` in all, then cuts commands still running and waits CUT_WAIT_S more.
+        Returns the names of threads still running (stuck in a TCP connect or a DNS lookup, which
+        nothing can cut short): Qt must never destroy those, so the app exits without them.
+        """
         for name in list(self._clusters):
             self._stop_cluster(name)
+        left = self._wait_retiring(timeout_s)
+        if left:
+            for cluster in left:
+                cluster.worker.request_stop(cut_commands=True)
+            left = self._wait_retiring(CUT_WAIT_S)
+        for cluster in left:
+            log.error("the worker of cluster %s did not stop; leaving it behind", cluster.profile.name)
+        return [cluster.thread.objectName() for cluster in left]
+
+    def workers_stopping(self) -> int:
+        """Retired workers whose threads have not ended yet."""
+        return len(self._retiring)
+
+    def _wait_retiring(self, seconds: float) -> list[_Cluster]:
+        deadline = time.monotonic() + seconds
+        left = []
+        for cluster in list(self._retiring.values()):
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not cluster.thread.wait(remaining_ms):
+                left.append(cluster)
+        return left
 
     # -- connection -----------------------------------------------------------------------------------
     @Slot(str, str)
@@ -225,8 +297,9 @@ class ClusterService(QObject):
         """
         validate(request, self.profile(request.cluster))
         job = cluster_jobs.create_job(self._repo, self._runs_dir, request)
-        self._submitting.add(job.id)
-        self._clusters[request.cluster].handle.req_submit.emit((job, False))
+        cluster = self._clusters[request.cluster]
+        self._submitting[job.id] = cluster
+        cluster.handle.req_submit.emit((job, False))
         self.sig_job_changed.emit(job.id)
         return job
 
@@ -234,7 +307,7 @@ class ClusterService(QObject):
     def _on_submitted(self, job_id: int, slurm_id: str, script: str, remote_dir: str) -> None:
         from msquant_desktop.slurm.script import RemotePaths
 
-        self._submitting.discard(job_id)
+        self._submitting.pop(job_id, None)
         job = cluster_jobs.record_submitted(self._repo, job_id, slurm_id, script, RemotePaths(remote_dir))
         self.sig_job_changed.emit(job_id)
         if job_id in self._cancel_after_submit:
@@ -244,7 +317,7 @@ class ClusterService(QObject):
 
     @Slot(int, str, str)
     def _on_submit_failed(self, job_id: int, reason: str, script: str) -> None:
-        self._submitting.discard(job_id)
+        self._submitting.pop(job_id, None)
         self._cancel_after_submit.discard(job_id)
         cluster_jobs.record_submit_failed(self._repo, job_id, reason, script or None)
         self.sig_job_changed.emit(job_id)
@@ -262,7 +335,7 @@ class ClusterService(QObject):
         jobs = cluster_jobs.open_jobs(self._repo, name)
         for job in jobs:  # interrupted by a restart before sbatch answered: reconcile, never duplicate
             if job.state is JobState.STARTING and not job.slurm_job_id and job.id not in self._submitting:
-                self._submitting.add(job.id)
+                self._submitting[job.id] = cluster
                 cluster.handle.req_submit.emit((job, True))
         tracked = [t for t in (cluster_jobs.tracked(j) for j in jobs) if t is not None]
         if tracked and not cluster.polling:

@@ -3,6 +3,11 @@
 Every request arrives as a queued signal and is served in order (one serialized executor per
 cluster); every answer leaves as a signal that Qt delivers on the main thread.  The worker never
 touches the store or a widget.
+
+Stopping never makes the GUI thread wait: `request_stop()` (thread-safe) cuts a connection attempt
+in flight and makes every later request a no-op, then the thread's event loop ends on its own.  An
+interrupted request reports nothing (no "submit failed" for a job whose submission merely stopped);
+whatever was left undone is picked up again by the next worker of that cluster.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ class ClusterWorker(QObject):
         self._failures = 0
         self._blocked = False  # a host-key problem: no retries until the user decides
         self._reconnect_timer: QTimer | None = None
+        self._stopping = False
+        self._connecting: SshConnection | None = None
 
     # -- connection ---------------------------------------------------------------------------------
     @Slot()
@@ -77,6 +84,20 @@ class ClusterWorker(QObject):
         self._blocked = False
         self._ensure()
 
+    def request_stop(self, cut_commands: bool = False) -> None:
+        """From any thread: serve no more requests and give up a connection attempt in flight.
+
+        With `cut_commands` a command already running on an open connection is cut as well (the
+        app is quitting); otherwise it may finish (bounded by its own timeout).
+        """
+        self._stopping = True
+        connecting = self._connecting
+        if connecting is not None:
+            connecting.abort()
+        client = self._client
+        if cut_commands and client is not None:
+            client.connection.abort()
+
     @Slot(str)
     def set_passphrase(self, passphrase: str) -> None:
         self._passphrase = passphrase or None
@@ -85,11 +106,14 @@ class ClusterWorker(QObject):
     def _ensure(self) -> SlurmClient | None:
         if self._client is not None and self._client.connection.is_open:
             return self._client
-        if self._blocked:
+        if self._blocked or self._stopping:
             return None
         self.sig_status.emit(self.profile.name, "connecting")
         connection = SshConnection(target_for_profile(self.profile, self._ssh_config), self._passphrase)
+        self._connecting = connection
         try:
+            if self._stopping:  # request_stop() may have looked before `_connecting` was set
+                raise SshError(f"connection to {self.profile.name} given up")
             connection.connect()
         except UnknownHostKey as exc:
             self._blocked = True
@@ -105,6 +129,8 @@ class ClusterWorker(QObject):
             self.sig_passphrase_needed.emit(self.profile.name, str(exc))
             return None
         except SshError as exc:
+            if self._stopping:
+                return None
             self._failures += 1
             delay = reconnect_delay(self._failures)
             self._blocked = "CHANGED" in str(exc)
@@ -112,6 +138,11 @@ class ClusterWorker(QObject):
             self.sig_status.emit(self.profile.name, f"failed: {exc}{suffix}")
             if not self._blocked and self._reconnect_timer is not None:
                 self._reconnect_timer.start(int(delay * 1000))
+            return None
+        finally:
+            self._connecting = None
+        if self._stopping:
+            connection.close()
             return None
         self._failures = 0
         self._client = SlurmClient(self.profile, connection)
@@ -122,6 +153,8 @@ class ClusterWorker(QObject):
         if self._client is not None:
             self._client.connection.close()
         self._client = None
+        if self._stopping:
+            return
         self._failures += 1
         self.sig_status.emit(self.profile.name, f"failed: {exc} (reconnecting)")
         if self._reconnect_timer is not None:
@@ -159,6 +192,8 @@ class ClusterWorker(QObject):
     # -- requests ------------------------------------------------------------------------------------
     @Slot()
     def test(self) -> None:
+        if self._stopping:
+            return
         try:
             started = time.perf_counter()
             version = self._call(lambda client: client.version())
@@ -171,10 +206,14 @@ class ClusterWorker(QObject):
 
     @Slot()
     def fetch_gpus(self) -> None:
+        if self._stopping:
+            return
         try:
             self.sig_gpus.emit(self.profile.name, self._call(lambda client: client.gpu_view()))
         except SshError as exc:
             self._lost(exc)
+            if self._stopping:
+                return
             self.sig_gpus.emit(self.profile.name, str(exc))
         except SlurmError as exc:
             self.sig_gpus.emit(self.profile.name, str(exc))
@@ -182,24 +221,30 @@ class ClusterWorker(QObject):
     @Slot(object)
     def submit(self, request: tuple[JobRecord, bool]) -> None:
         job, reconcile_first = request
+        if self._stopping:  # left STARTING: the service hands it to the next worker (reconciled by name)
+            return
         client = self._ensure()
         if client is None:
-            self.sig_submit_failed.emit(job.id, f"cannot reach {self.profile.name}", "")
+            if not self._stopping:
+                self.sig_submit_failed.emit(job.id, f"cannot reach {self.profile.name}", "")
             return
         try:
             slurm_id, script, remote = submit_never_twice(client, job, reconcile_first)
+        except SshError as exc:
+            self._lost(exc)
+            if not self._stopping:  # cut short: whether sbatch ran is unknown; reconciled by name later
+                self.sig_submit_failed.emit(job.id, f"connection lost while submitting: {exc}", "")
         except (ScriptError, OSError) as exc:
             self.sig_submit_failed.emit(job.id, str(exc), "")
         except SlurmError as exc:
             self.sig_submit_failed.emit(job.id, str(exc), "")
-        except SshError as exc:
-            self._lost(exc)
-            self.sig_submit_failed.emit(job.id, f"connection lost while submitting: {exc}", "")
         else:
             self.sig_submitted.emit(job.id, slurm_id, script, remote.run_dir)
 
     @Slot(object)
     def poll(self, jobs: list[TrackedJob]) -> None:
+        if self._stopping:
+            return
         try:
             self.sig_polled.emit(self.profile.name, self._call(lambda client: client.poll(jobs)))
         except SshError as exc:
@@ -211,11 +256,14 @@ class ClusterWorker(QObject):
 
     @Slot(int, str, str)
     def cancel(self, job_id: int, slurm_id: str, remote_dir: str) -> None:
+        if self._stopping:
+            return
         try:
             final = self._call(lambda client: client.cancel(slurm_id, RemotePaths(remote_dir)))
             self.sig_cancelled.emit(job_id, final if final is not None else "not confirmed yet")
         except SshError as exc:
             self._lost(exc)
-            self.sig_cancelled.emit(job_id, str(exc))
+            if not self._stopping:
+                self.sig_cancelled.emit(job_id, str(exc))
         except SlurmError as exc:
             self.sig_cancelled.emit(job_id, str(exc))

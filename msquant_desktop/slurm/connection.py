@@ -358,6 +358,8 @@ class SshConnection:
         self._jump: SshConnection | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.Lock()
+        self._pending: paramiko.Transport | None = None  # a transport still negotiating
+        self._aborted = False
 
     # -- life ---------------------------------------------------------------------------------------
     def connect(self) -> float:
@@ -366,6 +368,11 @@ class SshConnection:
         sock = self._open_socket()
         transport = paramiko.Transport(sock)
         transport.set_keepalive(KEEPALIVE_S)
+        self._pending = transport
+        if self._aborted:  # abort() came before it could see this transport (set before this check)
+            self._pending = None
+            sock.close()
+            raise SshError(f"connection to {self.target.label} given up")
         try:
             transport.start_client(timeout=CONNECT_TIMEOUT_S)
             verify_host_key(self.target.label, transport.get_remote_server_key(), self.target.known_hosts)
@@ -375,9 +382,28 @@ class SshConnection:
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
+            if self._aborted:
+                raise SshError(f"connection to {self.target.label} given up") from exc
             raise SshError(f"SSH to {self.target.label} failed: {exc}") from exc
+        finally:
+            self._pending = None
         self._transport = transport
         return time.perf_counter() - started
+
+    def abort(self) -> None:
+        """Give up from another thread: a connect in progress fails within ~0.1 s, a command fails.
+
+        A server that accepts and never sends its banner would otherwise hold the connecting thread
+        for CONNECT_TIMEOUT_S.  Only a TCP connect or a DNS lookup still running is not cut short
+        (both end by their own timeouts).  The owner still calls `close()`.
+        """
+        self._aborted = True
+        for transport in (self._pending, self._transport):
+            if transport is not None:
+                transport.close()  # wakes start_client/auth waits and channel reads at once
+        jump = self._jump
+        if jump is not None:
+            jump.abort()
 
     def _open_socket(self) -> socket.socket | paramiko.Channel:
         if self.target.proxy_jump:
@@ -385,6 +411,8 @@ class SshConnection:
                 self.target.proxy_jump.split(",")[0], known_hosts=str(self.target.known_hosts)
             )
             self._jump = SshConnection(jump_target, self._passphrase)
+            if self._aborted:
+                raise SshError(f"connection to {self.target.label} given up")
             self._jump.connect()
             assert self._jump._transport is not None
             try:

@@ -10,13 +10,15 @@ import json
 import shlex
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
     QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -30,6 +32,30 @@ from msquant_desktop.ui.jobs.log_view import LogView
 from msquant_desktop.ui.jobs.table_model import STATE_COLORS, progress_text, state_label
 
 
+class _OutOfLayout(QWidget):
+    """Holds a label whose text changes often (a job's state) outside any layout.
+
+    A label's new text re-lays out every ancestor up to the window, and each QTabWidget on the way
+    repaints itself whole on that (the Jobs tab: 10-30 ms for one state change).  A child of a widget
+    without a layout stops that chain: only the label repaints.
+    """
+
+    def __init__(self, label: QLabel) -> None:
+        super().__init__()
+        self.label = label
+        label.setParent(self)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def sizeHint(self) -> QSize:
+        return QSize(100, self.label.sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        self.label.setGeometry(self.rect())
+
+
 class JobDetails(QWidget):
     sig_record_shown = Signal(object)
     """The shown job's `JobRecord` whenever it is (re)read and differs, or None when none is shown."""
@@ -41,6 +67,7 @@ class JobDetails(QWidget):
         self._service = service
         self.job_id: int | None = None
         self._shown: JobRecord | None = None
+        self._pages_for: JobRecord | None = None  # the record the Details and Result pages show
         self.title = QLabel("Select a job to see its log")
         font = self.title.font()
         font.setBold(True)
@@ -85,10 +112,11 @@ class JobDetails(QWidget):
         self.tabs.addTab(result_page, "Result")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.title)
+        layout.addWidget(_OutOfLayout(self.title))
         layout.addWidget(self.progress)
         layout.addWidget(self.tabs, 1)
 
+        self.tabs.currentChanged.connect(lambda _index: self._fill_pages())
         service.sig_log_text.connect(self._on_log_text)
         service.sig_job_changed.connect(self._on_job_changed)
         service.sig_job_progress.connect(self._on_progress)
@@ -99,6 +127,7 @@ class JobDetails(QWidget):
             return
         self.job_id = job_id
         self._shown = None
+        self._pages_for = None
         self.log_view.clear()
         if job_id is None:
             self.title.setText("Select a job to see its log")
@@ -106,7 +135,7 @@ class JobDetails(QWidget):
             self._show_result({})
             self.sig_record_shown.emit(None)
             return
-        lines, hidden = self._service.log_tail(job_id, self.log_view.text.maximumBlockCount())
+        lines, hidden = self._service.log_tail(job_id, self.log_view.max_lines())
         self.log_view.show_hidden(hidden)
         run: list[str] = []
         run_err = False
@@ -154,8 +183,7 @@ class JobDetails(QWidget):
         )
         # The engine's last event (kept in memory) covers events sent before this job was shown.
         self._show_progress(self._service.progress(record.id) if record.state.is_active else None)
-        self._fill_info(record)
-        self._show_result(record.result)
+        self._fill_pages()
         self.sig_record_shown.emit(record)
 
     def _show_progress(self, event: dict[str, Any] | None) -> None:
@@ -169,6 +197,16 @@ class JobDetails(QWidget):
         else:
             self.progress.setRange(0, 0)
         self.progress.setFormat(progress_text(event) or "working…")
+
+    def _fill_pages(self) -> None:
+        """Fill the Details and Result pages, only while one of them is shown: rebuilding a hidden
+        form on every state change of the job in view costs a relayout of the tab for nothing."""
+        record = self._shown
+        if record is None or record is self._pages_for or self.tabs.currentWidget() is self.log_view:
+            return
+        self._pages_for = record
+        self._fill_info(record)
+        self._show_result(record.result)
 
     def _fill_info(self, r: JobRecord) -> None:
         while self.info_form.rowCount():
