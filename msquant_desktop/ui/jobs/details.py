@@ -120,6 +120,7 @@ class JobDetails(QWidget):
         service.sig_log_text.connect(self._on_log_text)
         service.sig_job_changed.connect(self._on_job_changed)
         service.sig_job_progress.connect(self._on_progress)
+        service.sig_log_skipped.connect(self._on_log_skipped)
         service.sig_job_removed.connect(self._on_job_removed)
 
     def show_job(self, job_id: int | None) -> None:
@@ -153,6 +154,11 @@ class JobDetails(QWidget):
     def _on_log_text(self, job_id: int, text: str, is_err: bool) -> None:
         if job_id == self.job_id:
             self.log_view.append(text, is_err)
+
+    def _on_log_skipped(self, job_id: int, lines: int) -> None:
+        """The supervisor left lines out of our stream while the app was busy: say where."""
+        if job_id == self.job_id:
+            self.log_view.note_skipped(lines)
 
     def _on_job_changed(self, job_id: int) -> None:
         if job_id == self.job_id:
