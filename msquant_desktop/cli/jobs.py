@@ -82,6 +82,7 @@ def _summary(r: JobRecord) -> dict[str, Any]:
         "finished_at": r.finished_at.isoformat() if r.finished_at else None,
         "gpus": list(r.gpu_indices),
         "exit": r.outcome.describe() if r.outcome else None,
+        "reason": r.reason,
         "run_dir": r.run_dir,
     }
 

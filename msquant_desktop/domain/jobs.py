@@ -108,7 +108,7 @@ class JobOutcome:
     def describe(self) -> str:
         """One line for the table's Exit column and the details pane."""
         if self.state is JobState.COMPLETED:
-            return "exit 0"
+            return f"exit 0: {self.reason}" if self.reason else "exit 0"  # e.g. log lines a full disk lost
         if self.state is JobState.FAILED:
             text = f"exit {self.exit_code}" if self.exit_code is not None else "failed"
         elif self.state is JobState.KILLED:

@@ -172,11 +172,8 @@ def finish_from_exit(repo: JobRepository, job: JobRecord, exit_record: ExitRecor
     `result` event is kept with it.
     """
     outcome = outcome_from_exit(exit_record, job.spec.kind)
-    fields: dict[str, Any] = {
-        "exit_code": outcome.exit_code,
-        "signal": outcome.signal,
-        "reason": outcome.reason,
-    }
+    reason = "; ".join(r for r in (outcome.reason, storage_words(exit_record)) if r)
+    fields: dict[str, Any] = {"exit_code": outcome.exit_code, "signal": outcome.signal, "reason": reason}
     if job.run_dir:
         result = last_event_of_type(read_events(Path(job.run_dir)), "result")
         if result is not None:
@@ -185,6 +182,18 @@ def finish_from_exit(repo: JobRepository, job: JobRecord, exit_record: ExitRecor
         fields["started_at"] = _parse_time(exit_record.started_at)
     repo.finish_if_active(job.id, outcome.state, note, **fields)
     return repo.get(job.id)
+
+
+def storage_words(exit_record: ExitRecord) -> str:
+    """What the run folder could not keep (a full disk), for the job's reason; "" when all was kept."""
+    extra = exit_record.extra
+    words = []
+    lost = int(extra.get("log_lines_lost", 0) or 0)
+    if lost:
+        words.append(f"{lost:,} output line(s) could not be written to the run folder ({extra.get('log_error', '')})")
+    if extra.get("exit_record_error"):
+        words.append(f"exit.json could not be written ({extra['exit_record_error']}); the end was told directly")
+    return "; ".join(words)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,15 @@ class JobRuntime(QObject):
         self.never_started = False
         """The supervisor process could not even be started (so the job never ran)."""
         self._ended = False
+        self._exited: ExitRecord | None = None
+        """The exit record as the supervisor's `exited` message carried it (exit.json may be missing
+        when the disk was full: the message still tells how the job ended)."""
+
+    def _emit_chunk(self, chunk: DecodedChunk) -> None:
+        for meta in chunk.metas:
+            if meta.get("type") == "exited":
+                self._exited = ExitRecord.from_dict({k: v for k, v in meta.items() if k != "type"})
+        self.sig_output.emit(chunk)
 
     def detach(self) -> None:
         """Forget the job without touching it (the app quits; the supervisor carries on)."""
@@ -100,7 +109,7 @@ class SupervisedRuntime(JobRuntime):
         data = bytes(self.process.readAllStandardOutput().data())
         lines = self._splitter.feed(data)
         if lines:
-            self.sig_output.emit(decode_tagged(lines))
+            self._emit_chunk(decode_tagged(lines))
 
     @Slot()
     def _on_stderr(self) -> None:
@@ -113,8 +122,8 @@ class SupervisedRuntime(JobRuntime):
         self._on_stdout()
         rest = self._splitter.flush()
         if rest:
-            self.sig_output.emit(decode_tagged(rest))
-        record = read_exit_record(self.run_dir)
+            self._emit_chunk(decode_tagged(rest))
+        record = read_exit_record(self.run_dir) or self._exited
         if record is None:
             how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with {code}"
             self._end(None, f"the job's supervisor {how} without recording the job's end")
@@ -185,8 +194,7 @@ class AdoptedRuntime(JobRuntime):
                     self._offset += len(data)
                     lines = self._splitter.feed(data)
                     if lines:
-                        chunk: DecodedChunk = decode_tagged(lines)
-                        self.sig_output.emit(chunk)
+                        self._emit_chunk(decode_tagged(lines))
                     if not everything or len(data) < READ_LIMIT:
                         break
         except OSError:

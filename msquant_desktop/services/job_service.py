@@ -375,6 +375,8 @@ class JobService(QObject):
                 found = lifecycle.inspect(self._repo, job)
                 if isinstance(found, lifecycle.Settled):
                     self._cleanup_on_thread(found)
+                elif isinstance(found, lifecycle.Pending):  # our own supervisor died before it began
+                    lifecycle.fail_to_start(self._repo, job_id, why)
                 elif isinstance(found, lifecycle.Adopt):  # e.g. a second look found it alive after all
                     log.warning("job %d: %s, but its supervisor is alive; following it", job_id, why)
             self._note(job_id)

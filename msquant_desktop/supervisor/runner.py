@@ -76,12 +76,34 @@ def set_child_subreaper() -> bool:
         return False
 
 
-def _write_atomic(path: str, data: dict[str, Any], durable: bool = True) -> None:
-    """Write `path.partial`, (fsync,) rename: readers see no file or the whole file."""
-    tmp = path + ".partial"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+EXIT_RESERVE_BYTES = 65536
+"""Blocks set aside for exit.json when the job starts, so a disk the job's output filled up still
+has room for the one record that says how the job ended."""
+
+
+def _reserve(path: str) -> None:
+    """Allocate `path.partial` now; `_write_atomic` later overwrites it in place (no new blocks)."""
     try:
-        os.write(fd, json.dumps(data, indent=1).encode())
+        fd = os.open(path + ".partial", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, EXIT_RESERVE_BYTES)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # no room even now: the record is written the ordinary way, and may fail
+
+
+def _write_atomic(path: str, data: dict[str, Any], durable: bool = True) -> None:
+    """Write `path.partial` (into its reserved blocks when there are some), (fsync,) rename:
+    readers see no file or the whole file."""
+    tmp = path + ".partial"
+    payload = json.dumps(data, indent=1).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)  # no O_TRUNC: keep the reserved blocks
+    try:
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, len(payload))
         if durable:
             os.fsync(fd)
     finally:
@@ -257,6 +279,57 @@ def _nonblocking_writer(fd: int) -> int:
     return fd
 
 
+class _FileSink:
+    """An append-only run-folder file that survives a full disk.
+
+    A write that fails (ENOSPC, EDQUOT, EIO) loses only that data: it is counted, the job goes on,
+    and the next write tries again, so writing resumes by itself when space returns.  The first
+    write after a loss records the gap in the file itself (`gap_line`), so a reader sees where.
+    """
+
+    def __init__(self, path: str, gap_line: Callable[[int, int, str], bytes]) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._gap_line = gap_line
+        self.lines_lost = 0
+        self.bytes_lost = 0
+        self.error = ""
+        self._unreported = (0, 0)  # (lines, bytes) lost since the file last took a write
+
+    def write(self, data: bytes) -> None:
+        if self._unreported != (0, 0):
+            lines, size = self._unreported
+            if not self._try(self._gap_line(lines, size, self.error)):
+                self._lose(data)
+                return
+            self._unreported = (0, 0)
+        if not self._try(data):
+            self._lose(data)
+
+    def _try(self, data: bytes) -> bool:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                self.error = exc.strerror or str(exc)
+                if len(view) < len(data):  # a torn line: what is missing is counted as lost
+                    self._lose(bytes(view))
+                return len(view) < len(data)
+            view = view[written:]
+        return True
+
+    def _lose(self, data: bytes) -> None:
+        lines = max(1, data.count(b"\n"))
+        self.lines_lost += lines
+        self.bytes_lost += len(data)
+        self._unreported = (self._unreported[0] + lines, self._unreported[1] + len(data))
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class Supervisor:
     def __init__(self, run_dir: str, app_fd: int = 1, on_started: StartedHook | None = None) -> None:
         self.run_dir = run_dir
@@ -270,9 +343,13 @@ class Supervisor:
         self.grace = float(launch.get("grace_seconds", 10.0))
         self.run_dir_marker = self.env.get("MSQUANT_RUN_DIR", run_dir)
         self.app = _AppPipe(app_fd)
-        self.log_fd = os.open(os.path.join(run_dir, LOG_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self.events_fd = os.open(
-            os.path.join(run_dir, EVENTS_FILE), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        self.log = _FileSink(
+            os.path.join(run_dir, LOG_FILE),
+            lambda n, size, why: meta_line({"type": "log_gap", "lines": n, "bytes": size, "error": why}),
+        )
+        self.events = _FileSink(
+            os.path.join(run_dir, EVENTS_FILE),
+            lambda n, size, why: (json.dumps({"type": "events_lost", "events": n, "error": why}) + "\n").encode(),
         )
         self.stop_requested = False
         self.child_pid = 0
@@ -282,7 +359,7 @@ class Supervisor:
     def _emit(self, tagged: bytes, droppable: bool = True) -> None:
         if not tagged:
             return
-        _write_all(self.log_fd, tagged)
+        self.log.write(tagged)
         self.app.send(tagged, droppable)
 
     def _handle_lines(self, tag: bytes, lines: bytes) -> None:
@@ -291,7 +368,7 @@ class Supervisor:
         if tag is STDOUT_TAG and _EVENT_BYTES in lines:
             events = [e for e in (parse_event(ln) for ln in lines.split(b"\n")) if e is not None]
             if events:
-                _write_all(self.events_fd, b"".join(json.dumps(e).encode() + b"\n" for e in events))
+                self.events.write(b"".join(json.dumps(e).encode() + b"\n" for e in events))
         self._emit(tag_lines(tag, lines))
 
     def _meta(self, message: dict[str, Any]) -> None:
@@ -324,6 +401,7 @@ class Supervisor:
             {"pid": os.getpid(), "start_time": start_time(os.getpid()), "at": started_at},
             durable=False,  # only useful while this process lives
         )
+        _reserve(os.path.join(self.run_dir, EXIT_FILE))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         exec_r, exec_w = os.pipe()
@@ -353,11 +431,26 @@ class Supervisor:
     def _finish(self, record: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         for fd in fds:
             os.close(fd)
-        record["extra"]["app_lines_skipped"] = self.app.lines_skipped
-        _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
+        extra = record["extra"]
+        extra["app_lines_skipped"] = self.app.lines_skipped
+        if self.log.lines_lost or self.events.lines_lost:
+            extra["log_lines_lost"] = self.log.lines_lost
+            extra["log_bytes_lost"] = self.log.bytes_lost
+            extra["events_lost"] = self.events.lines_lost
+            extra["log_error"] = self.log.error or self.events.error
+        # The exit record first: nothing optional may use up the last bytes before it.
+        try:
+            _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
+        except OSError as exc:
+            extra["exit_record_error"] = exc.strerror or str(exc)
+            try:
+                os.unlink(os.path.join(self.run_dir, EXIT_FILE + ".partial"))
+            except OSError:
+                pass
+        # The app reads the record from this message when exit.json could not be written.
         self._meta({"type": "exited", **record})
-        os.close(self.log_fd)
-        os.close(self.events_fd)
+        self.log.close()
+        self.events.close()
         return record
 
     def _reap(self) -> None:
@@ -469,16 +562,6 @@ def _exec_job(argv: list[str], cwd: str, env: dict[str, str], out_w: int, err_w:
             os.write(exec_w, detail.encode("utf-8", "replace"))
         finally:
             os._exit(127)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        view = view[written:]
 
 
 def _read_all(fd: int) -> bytes:
