@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,7 +65,11 @@ def test_shows_git_facts_and_hydra_pickers_and_composes(
     tab.form.entry_point.setText("python train.py")
     tab.form.set_group_choices({"model": "large"})
     tab.form.free_lines.setPlainText("trainer.opt.lr=0.5")
-    assert tab.form.command_view.text() == "python train.py model=large trainer.opt.lr=0.5"
+    # No .venv: a bare `python` is this app's own interpreter, and the form says so plainly.
+    assert "this app's own Python" in tab.form.python_label.text()
+    assert tab.form.command_view.text() == shlex.join(
+        [sys.executable, "train.py", "model=large", "trainer.opt.lr=0.5"]
+    )
     with qtbot.waitSignal(tab.service.sig_compose_finished, timeout=30000):
         tab.preview_config()
     assert "hidden: 512" in tab.form.preview.toPlainText() and "lr: 0.5" in tab.form.preview.toPlainText()
