@@ -22,12 +22,14 @@ from pathlib import Path
 LIGHTNING = {
     "src/train.py": """\
 import json
+import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train.yaml")
 def main(cfg: DictConfig) -> None:
+    print("PYTHON " + sys.executable)
     print("CFG " + json.dumps(OmegaConf.to_container(cfg, resolve=False), sort_keys=True))
 
 
@@ -136,12 +138,14 @@ AUDIOCRAFT = {
     "audiocraft/__init__.py": "",
     "audiocraft/train.py": """\
 import json
+import sys
 import hydra
 from omegaconf import OmegaConf
 
 
 @hydra.main(config_path="../config", config_name="config")
 def main(cfg):
+    print("PYTHON " + sys.executable + " HYDRA " + hydra.__version__)
     print("CFG " + json.dumps(OmegaConf.to_container(cfg, resolve=False), sort_keys=True))
 
 
