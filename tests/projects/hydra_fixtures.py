@@ -123,6 +123,16 @@ hydra:
       model.lr: 0.001,0.01
       data.batch_size: 32,64
 """,
+    # The shape of its hparams_search/mnist_optuna.yaml, with the optuna plugin's own settings left out
+    # (they need hydra-optuna-sweeper and optuna): a sweeper that picks its trials itself.
+    "configs/hparams_search/mnist_optuna.yaml": """\
+# @package _global_
+# python train.py -m hparams_search=mnist_optuna experiment=example
+optimized_metric: "val/acc_best"
+hydra:
+  sweeper:
+    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper
+""",
     "configs/debug/default.yaml": "# @package _global_\ntask_name: debug\ntrainer:\n  max_epochs: 1\n",
     "configs/debug/fdr.yaml": "# @package _global_\ndefaults:\n  - default\ntrainer:\n  fast_dev_run: true\n",
     "configs/local/.gitkeep": "",

@@ -143,6 +143,15 @@ def test_a_sweep_set_inside_a_config_is_split_by_hydra(qtbot, services, lightnin
     assert "lr: 0.01" in plan.members[3].composed_config
     services.project_launcher.discard(plan)
 
+    # An optimizing sweeper (optuna) chooses each trial from the last ones: one --multirun job.
+    plan = prepare(
+        qtbot, services, project_id, "python src/train.py", ["hparams_search=mnist_optuna"], multirun=True
+    )
+    assert plan.sweep_mode == "multirun" and plan.sweeper.endswith("OptunaSweeper")
+    assert plan.command[2:] == ("--multirun", "hparams_search=mnist_optuna")
+    (member,) = plan.member_plans()
+    assert member.meta()["sweep"]["mode"] == "multirun" and "optimized_metric" in member.composed_config
+
 
 def test_a_project_pinned_to_hydra_1_1_launches_in_its_python(
     qtbot, services, audiocraft_project: Path
