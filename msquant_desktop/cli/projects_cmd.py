@@ -184,6 +184,10 @@ def _run(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _probe(args: argparse.Namespace, ctx: CliContext) -> int:
+    # Only a bundle without a project environment gets here: its own hydra-core answers.  (Named
+    # here so the bundle's import analysis packs hydra-core; the probe script is not analysed.)
+    import hydra  # noqa: F401
+
     sys.argv = [probe_script()]
     try:
         runpy.run_path(probe_script(), run_name="__main__")

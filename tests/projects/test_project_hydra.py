@@ -223,3 +223,20 @@ def test_entry_points_are_read_not_imported(tmp_path: Path) -> None:
         ("notebooks/explore.py", "compose", "cfgs", None, "train", None, True),
     }
     assert scan.structured_modules == (str(tmp_path / "store.py"),)
+
+
+def test_the_bundle_fallback_runs_the_same_probe(searchpath_project: Path) -> None:
+    """`project-probe` (a bundle without a Python of its own) answers exactly as the script does."""
+    request = {
+        "op": "compose",
+        "root": str(searchpath_project),
+        "config_dir": str(searchpath_project / "cfgs"),
+        "config_name": "main",
+        "overrides": ["db=postgres"],
+    }
+    proc = subprocess.run(
+        run_cli_argv("project-probe"), input=json.dumps(request), capture_output=True, text=True, timeout=120
+    )
+    answer = json.loads(proc.stdout)
+    assert proc.returncode == 0 and answer["ok"] and "port: 5432" in answer["yaml"]
+    assert proc.stdout.count("\n") == 1  # one answer line; Hydra's warnings went to stderr
