@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.domain.project_configs import EntryPoint, PythonEnv
 from msquant_desktop.domain.projects import (
+    DEFAULT_ENTRY_POINT,
     EXTRA_CONFIG_NAME,
     EXTRA_ENTRY_SCRIPT,
     EXTRA_PYTHON,
@@ -187,6 +188,7 @@ class ProjectService(QObject):
                 self._status[project_id] = status
                 self._discoveries[project_id] = (signature, found)
                 self._layouts[project_id] = found.layout
+                self._adopt_entry_point(project_id, found)
                 self.sig_status_ready.emit(project_id, status)
                 if found.problem:
                     self.sig_layout_failed.emit(project_id, found.problem)
@@ -200,6 +202,20 @@ class ProjectService(QObject):
                 self.refresh(project_id)
 
         self._tasks.run(work, done)
+
+    def _adopt_entry_point(self, project_id: int, found: Discovery) -> None:
+        """A project still on the default command runs its discovered Hydra entry point instead."""
+        entry = found.layout.entry if found.layout else None
+        try:
+            project = self._repo.get(project_id)
+        except KeyError:
+            return
+        if (
+            entry is not None
+            and project.entry_point == DEFAULT_ENTRY_POINT
+            and entry.command() != project.entry_point
+        ):
+            self._repo.update(project_id, entry_point=entry.command())
 
     def fetch(self, project_id: int) -> None:
         """`git fetch --all` (network), then a refresh so ahead/behind and 'pushed' are current."""

@@ -24,7 +24,13 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.jobs import JobRecord
-from msquant_desktop.domain.projects import HydraLayout, LaunchPlan, OverrideError, RepoStatus
+from msquant_desktop.domain.projects import (
+    DEFAULT_ENTRY_POINT,
+    HydraLayout,
+    LaunchPlan,
+    OverrideError,
+    RepoStatus,
+)
 from msquant_desktop.services.project_launch import LaunchRefused, ProjectLauncher
 from msquant_desktop.services.project_service import ProjectService
 from msquant_desktop.ui.empty_state import EmptyState
@@ -273,6 +279,8 @@ class ProjectsTab(QWidget):
     def _on_layout(self, project_id: int, layout: HydraLayout | None) -> None:
         if project_id == self.current_project_id():
             self.form.set_environment(self.service.environment(project_id))
+            if self.form.entry_point.text() == DEFAULT_ENTRY_POINT:
+                self.form.entry_point.setText(self.service.project(project_id).entry_point)
             self.form.set_layout(layout)
 
     def _on_layout_failed(self, project_id: int, message: str) -> None:

@@ -133,6 +133,9 @@ def test_reopening_and_rerun_keep_a_null_default_choice_as_it_ran(
     project_id = tab.current_project_id()
     assert project_id is not None
     layout = tab.service.layout(project_id)
+    # A new project runs its discovered Hydra entry point, not the default command.
+    assert tab.service.project(project_id).entry_point == "python src/train.py"
+    assert tab.form.entry_point.text() == "python src/train.py"
     ran = ["experiment=example", "logger=csv", "trainer.max_epochs=1"]
     # Reopening: the last launch is filled in before Hydra's layout arrives, then split into pickers.
     tab.form.set_layout(None)
@@ -175,4 +178,4 @@ def test_preview_shows_no_overrides_the_hydra_section_and_is_cleared(
         tab.launch()
     assert tab.form.preview.toPlainText() == ""
     assert "Could not override 'nokey'" in tab.form.notice.text()
-    assert "no shell quoting" in tab.form.overrides_hint.text()
+    assert "no shell quoting" in tab.form.overrides_hint.text() and "a=1,2 sweeps" in tab.form.overrides_hint.text()

@@ -50,9 +50,8 @@ CLUSTER_UNAVAILABLE_TIP = (
 LOCAL_UNAVAILABLE_TIP = "The local job engine is not available in this build."
 NO_HYDRA_TEXT = "No Hydra entry point or config folder found: plain command"
 OVERRIDES_HINT = (
-    "Each line reaches the program verbatim as one argument: no shell quoting needed. "
-    "Hydra's grammar applies: lists [a,b], a string with spaces or commas 'a b', null, "
-    "+key=v adds, ~key removes; a=1,2 sweeps (one job each)."
+    "Each line goes to the program verbatim as one argument: no shell quoting needed.\n"
+    "Hydra's grammar: lists [a,b], 'a b' for spaces or commas, +key=v adds, ~key removes, a=1,2 sweeps."
 )
 
 
@@ -116,7 +115,7 @@ class LaunchForm(QWidget):
         self.free_lines.setFont(mono)
         self.free_lines.setFixedHeight(72)
         self.overrides_hint = QLabel(OVERRIDES_HINT)
-        self.overrides_hint.setWordWrap(True)
+        self.overrides_hint.setWordWrap(False)  # (wrapped, a form row gets spare height around it)
         self.overrides_hint.setStyleSheet("color: palette(mid);")
         self.multirun_check = QCheckBox("Multirun (--multirun): a sweep, with the config's own sweeper")
         self.multirun_check.setToolTip(
