@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from PySide6.QtCore import QObject, Signal
 
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobTarget
+from msquant_desktop.domain.project_configs import SweepMember
 from msquant_desktop.domain.projects import (
     LAUNCH_FACTS_FILE,
     ClusterResources,
@@ -151,7 +152,7 @@ class ProjectLauncher(QObject):
                 path.write_bytes(git.snapshot_patch(status.root))
                 patch = str(path)
             composed = None
-            members: tuple = ()
+            members: tuple[SweepMember, ...] = ()
             sweep_mode = sweeper = None
             warnings = list(launch_warnings(status, target is JobTarget.SLURM, pushed))
             if layout is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QFontDatabase
@@ -254,7 +255,8 @@ class LaunchForm(QWidget):
             self.primary_combo.addItems(list(layout.primaries))
             self.primary_combo.setCurrentText(layout.primary or "")
             # Group pickers go right under the "Hydra" row.
-            first_row = self._form.getWidgetPosition(self.free_lines)[0]
+            position = cast(tuple[int, object], self._form.getWidgetPosition(self.free_lines))
+            first_row = position[0]
             for row, group in enumerate(layout.groups, start=first_row):
                 combo = self._picker(group)
                 combo.currentIndexChanged.connect(self.update_command)
