@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from msquant_desktop.projects import git
-from msquant_desktop.projects.hydra_config import compose_in_child, compose_yaml, discover
+from msquant_desktop.projects.hydra_config import compose, discover
 
 N_FILES = 2000
 REPEAT = 7
@@ -66,13 +66,10 @@ def main() -> None:
             lambda: git.add_pinned_worktree(repo, Path(tmp) / f"wt{next(counter)}", head),
             repeat=3,
         )
-        timed("Hydra discover (files only)", lambda: discover(repo))
-        timed("Hydra compose in process (after first)", lambda: compose_yaml(conf, "config", ["model=b"]))
-        timed(
-            "Hydra compose in a child process",
-            lambda: compose_in_child(conf, "config", ["model=b"]),
-            repeat=3,
-        )
+        layout = discover(repo).layout
+        assert layout is not None
+        timed("Hydra discovery (files + probe child)", lambda: discover(repo), repeat=3)
+        timed("Hydra compose in a child process", lambda: compose(layout, ["model=b"]), repeat=3)
 
 
 if __name__ == "__main__":

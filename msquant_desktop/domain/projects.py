@@ -10,20 +10,32 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from msquant_desktop.domain.jobs import JobKind, JobSpec, JobTarget
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
+from msquant_desktop.domain.project_configs import (
+    HydraLayout,
+    PythonEnv,
+    SweepMember,
+    group_overrides,
+    split_prefill,
+    with_interpreter,
+)
 from msquant_desktop.domain.slurm import SlurmSubmission
+
+__all__ = ["HydraLayout", "split_prefill"]  # re-exported: the form's pure rules live together
 
 DEFAULT_ENTRY_POINT = "python train.py"
 
 # Keys of Project.extra (a JSON object in the store) that the Projects area uses.
 EXTRA_CONFIG_NAME = "config_name"
 EXTRA_LAST_OVERRIDES = "last_overrides"
+EXTRA_PYTHON = "python"  # the interpreter chosen in the project's settings
+EXTRA_ENTRY_SCRIPT = "entry_script"  # the Hydra entry point chosen when there are several
 
 
 @dataclass(frozen=True)
@@ -70,23 +82,6 @@ class RepoStatus:
         return f"{self.ahead} ahead, {self.behind} behind {self.upstream}"
 
 
-@dataclass(frozen=True)
-class HydraLayout:
-    """A project's Hydra config tree as found on disk."""
-
-    config_dir: str
-    primary: str  # config name without .yaml
-    primaries: tuple[str, ...]  # every top-level config the user may choose
-    groups: tuple[tuple[str, tuple[str, ...]], ...]  # (group, options), groups sorted
-    defaults: tuple[tuple[str, str], ...]  # (group, option) from the primary's defaults list
-
-    def options(self, group: str) -> tuple[str, ...]:
-        return dict(self.groups).get(group, ())
-
-    def default_for(self, group: str) -> str | None:
-        return dict(self.defaults).get(group)
-
-
 class OverrideError(ValueError):
     """An override line that is not of the form Hydra accepts; the message names the line."""
 
@@ -131,23 +126,6 @@ def parse_override_lines(text: str) -> list[str]:
     return overrides
 
 
-def group_overrides(layout: HydraLayout | None, choices: Mapping[str, str]) -> list[str]:
-    """`group=option` for each picker whose choice differs from the primary config's default.
-
-    Groups are emitted in the layout's order, so the same choices always give the same command.
-    """
-    if layout is None:
-        return []
-    result: list[str] = []
-    for group, _options in layout.groups:
-        chosen = choices.get(group)
-        if not chosen or chosen == layout.default_for(group):
-            continue
-        key = group if layout.default_for(group) is not None else f"+{group}"
-        result.append(f"{key}={chosen}")
-    return result
-
-
 def build_overrides(layout: HydraLayout | None, choices: Mapping[str, str], free_lines: str) -> list[str]:
     """All overrides of a launch: group pickers first, then the free lines (validated)."""
     return [*group_overrides(layout, choices), *parse_override_lines(free_lines)]
@@ -164,24 +142,33 @@ def split_entry_point(entry_point: str) -> list[str]:
     return words
 
 
-def build_command(entry_point: str, overrides: Sequence[str]) -> tuple[str, ...]:
-    """The exact argv a launch runs: the split entry point followed by one argument per override."""
-    return (*split_entry_point(entry_point), *(validate_override(o) for o in overrides))
+MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
-def split_prefill(layout: HydraLayout | None, overrides: Iterable[str]) -> tuple[dict[str, str], list[str]]:
-    """Turn a past job's overrides back into (group choices, free lines) for "Re-run with changes"."""
-    choices: dict[str, str] = {}
-    free: list[str] = []
-    groups = dict(layout.groups) if layout else {}
-    for override in overrides:
-        key, _sep, value = override.partition("=")
-        group = key.removeprefix("+")
-        if group in groups and value in groups[group] and group not in choices:
-            choices[group] = value
-        else:
-            free.append(override)
-    return choices, free
+def build_command(
+    entry_point: str, overrides: Sequence[str], env: PythonEnv | None = None, multirun: bool = False
+) -> tuple[str, ...]:
+    """The exact argv a launch runs: the split entry point (a bare `python` replaced by the project's
+    interpreter when `env` is given: local launches), `--multirun` when asked and not already there,
+    then one argument per override."""
+    words = with_interpreter(split_entry_point(entry_point), env)
+    if multirun and not any(w in MULTIRUN_FLAGS for w in words):
+        words.append("--multirun")
+    return (*words, *(validate_override(o) for o in overrides))
+
+
+def wants_multirun(entry_point: str) -> bool:
+    """The entry point itself asks Hydra for a multirun (`-m` / `--multirun`)."""
+    try:
+        return any(w in MULTIRUN_FLAGS for w in shlex.split(entry_point))
+    except ValueError:
+        return False
+
+
+def without_multirun(command: Sequence[str], overrides: Sequence[str]) -> tuple[str, ...]:
+    """A sweep member's argv: the command's program part without -m/--multirun, then its overrides."""
+    head = [w for w in command if w not in MULTIRUN_FLAGS]
+    return (*head, *overrides)
 
 
 def launch_warnings(status: RepoStatus, cluster: bool, pushed_commit: str | None) -> list[str]:
@@ -248,13 +235,28 @@ class LaunchPlan:
     dirty_count: int = 0
     warnings: tuple[str, ...] = ()
     resources: ClusterResources | None = None
+    python: str | None = None  # the interpreter of a local launch (None: the command's own)
+    env: tuple[tuple[str, str], ...] = ()  # the project environment's PATH / VIRTUAL_ENV for the job
+    patch: str | None = None  # the snapshot of uncommitted changes the config was composed with
+    members: tuple[SweepMember, ...] = ()  # a sweep: one job per member
+    sweep_mode: str | None = None  # None, "members" or "multirun" (one job, Hydra's own sweeper)
+    sweeper: str | None = None
+    sweep_id: str | None = None
+    sweep: dict[str, Any] | None = None  # a member's place in its sweep (stored as meta["sweep"])
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.sweep_mode is not None
 
     def job_name(self) -> str:
-        return f"{self.project_name} @ {self.commit[:8]}"
+        name = f"{self.project_name} @ {self.commit[:8]}"
+        if self.sweep and "index" in self.sweep:
+            name += f" [{self.sweep['index'] + 1}/{self.sweep['size']}]"
+        return name
 
     def meta(self, patch: str | None = None) -> dict[str, Any]:
         """What is stored with the job (shown in its details; read back by "Re-run with changes")."""
-        return {
+        meta: dict[str, Any] = {
             "command": list(self.command),
             "entry_point": self.entry_point,
             "overrides": list(self.overrides),
@@ -263,15 +265,60 @@ class LaunchPlan:
             "composed_config": self.composed_config,
             "repo": self.repo,
             "repo_url": self.repo_url,
-            "patch": patch,
+            "patch": patch if patch is not None else self.patch,
+            "python": self.python,
         }
+        if self.sweep is not None:
+            meta["sweep"] = dict(self.sweep)
+        return meta
+
+    def member_plans(self) -> list[LaunchPlan]:
+        """One plan per job to submit.
+
+        A sweep of members gives one plan per member, each with its own overrides, command and
+        composed config, and `sweep` = {id, index, size, overrides (the sweep as written), sweeper};
+        a --multirun sweep is one job whose `sweep` has mode "multirun".
+        """
+        if self.sweep_mode == "multirun":
+            info = {
+                "id": self.sweep_id,
+                "mode": "multirun",
+                "sweeper": self.sweeper,
+                "overrides": list(self.overrides),
+            }
+            return [replace(self, sweep=info)]
+        if self.sweep_mode != "members" or not self.members:
+            return [self]
+        program = self.command[: len(self.command) - len(self.overrides)]
+        size = len(self.members)
+        return [
+            replace(
+                self,
+                overrides=member.overrides,
+                command=without_multirun(program, member.overrides),
+                composed_config=member.composed_config,
+                members=(),
+                sweep_mode=None,
+                sweep={
+                    "id": self.sweep_id,
+                    "index": index,
+                    "size": size,
+                    "mode": "members",
+                    "sweeper": self.sweeper,
+                    "overrides": list(self.overrides),
+                },
+            )
+            for index, member in enumerate(self.members)
+        ]
 
 
-def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None) -> JobSpec:
+def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None = None) -> JobSpec:
     """The JobSpec of a local launch: the pinned-run wrapper around the exact command.
 
-    `wrapper` is how this program invokes its `project-run` subcommand (runtime.self_command).
+    `wrapper` is how this program invokes its `project-run` subcommand (runtime.self_command);
+    `patch` defaults to the snapshot the plan's config was composed with.
     """
+    patch = patch if patch is not None else plan.patch
     argv = [*wrapper, "--repo", plan.repo, "--commit", plan.commit, "--dest", PINNED_TREE_DEST]
     if patch:
         argv += ["--patch", patch]
@@ -282,6 +329,7 @@ def local_job_spec(plan: LaunchPlan, wrapper: Sequence[str], patch: str | None) 
         kind=JobKind.PROJECT,
         target=JobTarget.LOCAL,
         cwd=RUN_DIR_PLACEHOLDER,
+        env=plan.env,
         project_id=plan.project_id,
         meta=plan.meta(patch),
     )

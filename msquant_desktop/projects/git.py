@@ -198,3 +198,9 @@ def apply_patch(worktree: str | Path, patch_file: str | Path) -> None:
 def prune_worktrees(repo: str | Path) -> None:
     """Forget worktrees whose folders were deleted (e.g. with their job's run folder)."""
     git(repo, "worktree", "prune", check=False)
+
+
+def remove_worktree(repo: str | Path, dest: str | Path) -> None:
+    """Remove a worktree made by `add_pinned_worktree` (its folder and git's record of it)."""
+    git(repo, "worktree", "remove", "--force", str(dest), check=False)
+    prune_worktrees(repo)

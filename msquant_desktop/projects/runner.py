@@ -13,10 +13,18 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from msquant_desktop.projects.git import GitError, add_pinned_worktree, apply_patch, resolve_commit
+from msquant_desktop.projects.git import (
+    GitError,
+    add_pinned_worktree,
+    apply_patch,
+    remove_worktree,
+    resolve_commit,
+)
 
 
 class PinnedRunError(RuntimeError):
@@ -35,6 +43,28 @@ def prepare_pinned_tree(repo: str | Path, commit: str, dest: str | Path, patch: 
     except GitError as exc:
         raise PinnedRunError(str(exc)) from exc
     return tree
+
+
+@contextmanager
+def temporary_pinned_tree(
+    repo: str | Path, commit: str, patch: str | Path | None, parent: str | Path | None = None
+) -> Iterator[Path]:
+    """The same tree a job gets (commit + patch), for as long as the block runs, then removed.
+
+    A launch composes its config here, so the config stored with the job is the one the job's own
+    Hydra composes from the same files.
+    """
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix="msquant-compose-", dir=parent))
+    tree = holder / "src"
+    try:
+        prepare_pinned_tree(repo, commit, tree, patch)
+        yield tree
+    finally:
+        if tree.exists():
+            remove_worktree(repo, tree)
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def exec_command(tree: Path, command: Sequence[str]) -> None:

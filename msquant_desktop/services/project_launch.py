@@ -1,16 +1,22 @@
 """Launching a project: resolve everything first (commit, command, composed config), then submit.
 
 `prepare()` checks the form synchronously (override shapes, entry point), then, on a worker, reads git
-status, picks the commit (HEAD for Local, the newest pushed commit for Cluster) and composes the Hydra
-config, so an invalid override is refused with Hydra's message before anything runs.  `launch()` takes
-the dirty-tree snapshot (Local, when asked) and submits to the job engine or the cluster service.
+status, picks the commit (HEAD for Local, the newest pushed commit for Cluster), takes the dirty-tree
+snapshot (Local, when asked) and composes the Hydra config *from that commit* (a temporary worktree of
+it, with the snapshot applied) in the project's own Python: the config stored with the job is the one
+the job's Hydra composes, and an invalid override is refused with Hydra's message before anything
+runs.  A sweep (`a=1,2 b=x,y`, or `hydra.sweeper.params` under --multirun) is split by Hydra into its
+members, each composed.  `launch()` submits one job per member to the job engine (its queue and
+concurrency limit apply), or the single job to the engine or the cluster service.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +24,7 @@ from typing import Any, TypeVar
 from PySide6.QtCore import QObject, Signal
 
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.domain.project_configs import SweepMember
 from msquant_desktop.domain.projects import (
     LAUNCH_FACTS_FILE,
     ClusterResources,
@@ -27,9 +34,11 @@ from msquant_desktop.domain.projects import (
     local_job_spec,
     preferred_remote_url,
     slurm_submission,
+    wants_multirun,
 )
 from msquant_desktop.projects import git
-from msquant_desktop.projects.hydra_config import compose_in_child, discover
+from msquant_desktop.projects.hydra_config import plan as hydra_plan
+from msquant_desktop.projects.runner import temporary_pinned_tree
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services.project_service import ProjectService
 from msquant_desktop.services.project_tasks import BackgroundTasks
@@ -50,7 +59,9 @@ class ProjectLauncher(QObject):
     sig_plan_failed = Signal(str)
     """Why the launch cannot be prepared (Hydra's message for an invalid override, git's, ...)."""
     sig_launched = Signal(int)
-    """The job id of a submitted launch."""
+    """The job id of a submitted launch (of a sweep: its first member's)."""
+    sig_launched_jobs = Signal(object)
+    """list[int]: every job a launch submitted (one, or each member of a sweep)."""
     sig_launch_failed = Signal(str)
     sig_targets_changed = Signal()
     """The clusters one can launch on changed (re-read `cluster_names()`)."""
@@ -94,12 +105,24 @@ class ProjectLauncher(QObject):
         target: JobTarget,
         cluster: str | None = None,
         resources: ClusterResources | None = None,
+        include_snapshot: bool = False,
+        multirun: bool = False,
     ) -> None:
-        """Resolve a launch; raises OverrideError at once for a malformed form, else answers by signal."""
-        command = build_command(entry_point, overrides)
+        """Resolve a launch; raises OverrideError at once for a malformed form, else answers by signal.
+
+        `include_snapshot` (Local): the uncommitted changes are saved as a patch now and the config is
+        composed with them, as the job will run them.  `multirun`: run as a Hydra multirun (also
+        implied by sweep values such as `a=1,2` and by -m in the entry point).
+        """
+        local = target is JobTarget.LOCAL
+        layout = self._projects.layout(project_id)
+        env = layout.env if layout is not None else self._projects.environment(project_id)
+        multirun = multirun or wants_multirun(entry_point)
+        command = build_command(entry_point, overrides, env if local else None)
         if target is JobTarget.SLURM and not cluster:
             raise LaunchRefused("choose a cluster to launch on")
         project = self._projects.project(project_id)
+        snapshots = self._snapshots_dir
 
         def work() -> LaunchPlan:
             status = git.status(project.path)
@@ -115,17 +138,54 @@ class ProjectLauncher(QObject):
             else:
                 pushed = None
                 commit = status.head_sha
-            layout = discover(project.path, project.config_dir, project.config_name)
-            composed = (
-                compose_in_child(layout.config_dir, layout.primary, list(overrides)) if layout else None
-            )
+            patch = None
+            if local and include_snapshot and status.dirty_count:
+                snapshots.mkdir(parents=True, exist_ok=True)
+                path = snapshots / f"project{project.id}-{commit[:8]}-{time.time_ns()}.patch"
+                path.write_bytes(git.snapshot_patch(status.root))
+                patch = str(path)
+            composed = None
+            members: tuple[SweepMember, ...] = ()
+            sweep_mode = sweeper = None
+            warnings = list(launch_warnings(status, target is JobTarget.SLURM, pushed))
+            if layout is not None:
+                try:
+                    # The config comes from the exact tree the job runs: the commit (+ the snapshot).
+                    with temporary_pinned_tree(status.root, commit, patch, snapshots / "compose") as tree:
+                        composed_plan = hydra_plan(layout, overrides, multirun=multirun, root=str(tree))
+                except Exception:
+                    if patch:
+                        Path(patch).unlink(missing_ok=True)
+                    raise
+                sweep_mode, sweeper = composed_plan.mode, composed_plan.sweeper
+                if composed_plan.mode == "members":
+                    members = composed_plan.members
+                elif composed_plan.members:
+                    composed = composed_plan.members[0].composed_config
+                warnings += composed_plan.warnings
+                if sweep_mode and not layout.supports_multirun:
+                    raise LaunchRefused(
+                        f"{layout.entry.script if layout.entry else 'the entry point'} composes its own "
+                        "config (Hydra's compose API): it cannot run a sweep; remove the sweep values"
+                    )
+            elif multirun:
+                raise LaunchRefused("a sweep needs a Hydra project: no Hydra config was found")
+            if sweep_mode and not local:
+                raise LaunchRefused(
+                    "sweeps run locally for now: a cluster sweep needs SLURM job arrays, which the "
+                    "cluster service does not submit yet"
+                )
+            if sweep_mode == "multirun" and not any(w in ("-m", "--multirun") for w in command):
+                final_command = build_command(entry_point, overrides, env if local else None, multirun=True)
+            else:
+                final_command = command
             return LaunchPlan(
                 project_id=project.id,
                 project_name=project.name,
                 repo=status.root,
                 entry_point=entry_point,
                 overrides=tuple(overrides),
-                command=command,
+                command=final_command,
                 commit=commit,
                 commit_subject=git.commit_subject(status.root, commit),
                 target=target,
@@ -133,8 +193,15 @@ class ProjectLauncher(QObject):
                 cluster=cluster,
                 repo_url=preferred_remote_url(status),
                 dirty_count=status.dirty_count,
-                warnings=tuple(launch_warnings(status, target is JobTarget.SLURM, pushed)),
+                warnings=tuple(warnings),
                 resources=resources if target is JobTarget.SLURM else None,
+                python=env.python if (local and env is not None) else None,
+                env=env.job_env(os.environ.get("PATH", "")) if (local and env is not None) else (),
+                patch=patch,
+                members=members,
+                sweep_mode=sweep_mode,
+                sweeper=sweeper,
+                sweep_id=uuid.uuid4().hex[:12] if sweep_mode else None,
             )
 
         def done(ok: bool, value: Any) -> None:
@@ -145,32 +212,32 @@ class ProjectLauncher(QObject):
 
         self._tasks.run(work, done)
 
-    def launch(self, plan: LaunchPlan, include_snapshot: bool = False) -> None:
+    def discard(self, plan: LaunchPlan) -> None:
+        """The user did not launch a prepared plan: remove its snapshot patch."""
+        if plan.patch:
+            Path(plan.patch).unlink(missing_ok=True)
+
+    def launch(self, plan: LaunchPlan) -> None:
         """Submit a prepared plan; answers with sig_launched(job id) or sig_launch_failed."""
         if plan.target is JobTarget.SLURM:
-            self._submit(lambda: self._submit_to_cluster(plan), plan)
+            self._submit(lambda: [self._submit_to_cluster(plan)], plan)
             return
-        snapshot = include_snapshot and plan.dirty_count > 0
 
-        def work() -> str | None:
+        def work() -> None:
             head = git.resolve_commit(plan.repo)
             if head != plan.commit:
                 raise LaunchRefused(
                     f"HEAD moved to {head[:8]} since the launch was prepared; prepare it again"
                 )
-            if not snapshot:
-                return None
-            self._snapshots_dir.mkdir(parents=True, exist_ok=True)
-            path = self._snapshots_dir / f"project{plan.project_id}-{plan.commit[:8]}-{time.time_ns()}.patch"
-            path.write_bytes(git.snapshot_patch(plan.repo))
-            return str(path)
 
         def done(ok: bool, value: Any) -> None:
             if not ok:
                 self.sig_launch_failed.emit(str(value))
                 return
-            spec = local_job_spec(plan, self_command("project-run"), value)
-            self._submit(lambda: self._require(self._jobs, "local").submit(spec), plan)
+            wrapper = self_command("project-run")
+            specs = [local_job_spec(member, wrapper) for member in plan.member_plans()]
+            jobs = self._require(self._jobs, "local")
+            self._submit(lambda: [jobs.submit(spec) for spec in specs], plan)
 
         self._tasks.run(work, done)
 
@@ -192,15 +259,16 @@ class ProjectLauncher(QObject):
             raise LaunchRefused(f"{what} launches are not available in this build")
         return service
 
-    def _submit(self, submit: Callable[[], JobRecord], plan: LaunchPlan) -> None:
+    def _submit(self, submit: Callable[[], list[JobRecord]], plan: LaunchPlan) -> None:
         try:
-            record = submit()
+            records = submit()
         except Exception as exc:
             log.warning("launch of %s failed: %s", plan.project_name, exc)
             self.sig_launch_failed.emit(str(exc))
             return
         self._projects.remember_launch(plan.project_id, plan.entry_point, plan.overrides)
-        self.sig_launched.emit(record.id)
+        self.sig_launched_jobs.emit([r.id for r in records])
+        self.sig_launched.emit(records[0].id)
 
     def close(self) -> None:
         self._tasks.close()

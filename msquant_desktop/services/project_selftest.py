@@ -1,7 +1,8 @@
 """Self-test step of the Projects area: git works and Hydra composes in a child process.
 
-In a bundle this proves that git is installed and that Hydra (with its own config files) was packed:
-the composition runs through `project-compose` exactly as the Projects tab runs it.
+In a bundle this proves that git is installed and that the Hydra probe and Hydra (with its own config
+files) were packed: with no project environment the probe runs as this program's `project-probe`, as
+the Projects tab runs it for a project without a .venv.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from msquant_desktop.projects import git
-from msquant_desktop.projects.hydra_config import HydraError, compose_in_child, discover
+from msquant_desktop.projects.hydra_config import HydraError, compose, discover
 
 
 def run_projects_self_test() -> str | None:
@@ -29,11 +30,12 @@ def run_projects_self_test() -> str | None:
             return f"git does not work here ({exc}); the Projects tab needs git on PATH"
         if status.dirty_count != 3:
             return f"git status saw {status.dirty_count} new files instead of 3"
-        layout = discover(repo)
+        found = discover(repo)
+        layout = found.layout
         if layout is None or layout.options("model") != ("large", "small"):
-            return f"Hydra discovery found {layout}"
+            return f"Hydra discovery found {layout} ({found.problem})"
         try:
-            text = compose_in_child(layout.config_dir, layout.primary, ["model=large"])
+            text = compose(layout, ["model=large"]).yaml
         except HydraError as exc:
             return f"Hydra composition failed: {exc}"
         if "hidden: 512" not in text:

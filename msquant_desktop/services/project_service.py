@@ -1,8 +1,9 @@
 """Projects: the list in the store, git status and Hydra layout per project, fetch, compose, history.
 
-All git and Hydra work runs on worker threads (git commands, the compose child process); results come
-back as signals on the main thread.  Refreshes are coalesced: asking again while one is running for
-the same project only schedules one more.
+All git and Hydra work runs on worker threads (git commands, the Hydra probe child process in the
+project's own Python); results come back as signals on the main thread.  Refreshes are coalesced:
+asking again while one is running for the same project only schedules one more.  Hydra is asked again
+only when the project's config files, entry points, interpreter or settings changed (or on Refresh).
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.domain.project_configs import EntryPoint, PythonEnv
 from msquant_desktop.domain.projects import (
+    DEFAULT_ENTRY_POINT,
     EXTRA_CONFIG_NAME,
+    EXTRA_ENTRY_SCRIPT,
+    EXTRA_PYTHON,
     LAUNCH_FACTS_FILE,
     HydraLayout,
     Project,
@@ -26,7 +31,7 @@ from msquant_desktop.domain.projects import (
     job_launch_facts,
 )
 from msquant_desktop.projects import git
-from msquant_desktop.projects.hydra_config import compose_in_child, discover
+from msquant_desktop.projects.hydra_config import Discovery, compose, discover, layout_signature
 from msquant_desktop.services.project_tasks import BackgroundTasks
 from msquant_desktop.services.protocols import JobChanges, JobFeed
 from msquant_desktop.store.jobs_repo import JobRepository
@@ -51,8 +56,8 @@ class ProjectService(QObject):
     sig_layout_failed = Signal(int, str)
     sig_fetch_finished = Signal(int, str)
     """(project id, error or ""): a Fetch ended; a status refresh follows."""
-    sig_compose_finished = Signal(int, str, str)
-    """(request id, YAML, Hydra's error or ""): a composition preview ended."""
+    sig_compose_finished = Signal(int, object, str)
+    """(request id, hydra_config.Composed or None, Hydra's error or ""): a composition preview ended."""
     sig_history_changed = Signal(int)
     """(project id): one of the project's jobs was added or changed."""
 
@@ -69,6 +74,7 @@ class ProjectService(QObject):
         self._tasks = BackgroundTasks("projects", workers=2, parent=self)
         self._status: dict[int, RepoStatus] = {}
         self._layouts: dict[int, HydraLayout | None] = {}
+        self._discoveries: dict[int, tuple[str, Discovery]] = {}  # (signature, what Hydra said)
         self._refreshing: set[int] = set()
         self._refresh_again: set[int] = set()
         self._compose_counter = 0
@@ -92,6 +98,15 @@ class ProjectService(QObject):
 
     def layout(self, project_id: int) -> HydraLayout | None:
         return self._layouts.get(project_id)
+
+    def environment(self, project_id: int) -> PythonEnv | None:
+        """The project's Python as last detected (None before the first refresh ends)."""
+        known = self._discoveries.get(project_id)
+        return known[1].env if known else None
+
+    def entry_points(self, project_id: int) -> tuple[EntryPoint, ...]:
+        known = self._discoveries.get(project_id)
+        return known[1].scan.entry_points if known else ()
 
     def add_project(self, folder: str) -> None:
         """Check the folder in a worker; answers with sig_project_added or sig_add_refused."""
@@ -125,16 +140,34 @@ class ProjectService(QObject):
         self.sig_projects_changed.emit()
         self.refresh(project_id)
 
+    def set_python(self, project_id: int, python: str | None) -> None:
+        """Use this interpreter for the project's Hydra and local jobs (None: detect it again)."""
+        self._repo.set_extra(project_id, EXTRA_PYTHON, python or None)
+        self.sig_projects_changed.emit()
+        self.refresh(project_id)
+
+    def set_entry(self, project_id: int, script: str | None) -> None:
+        """Use this entry point (relative path of a discovered script); the command becomes
+        `python SCRIPT` unless it already runs that script."""
+        project = self._repo.get(project_id)
+        self._repo.set_extra(project_id, EXTRA_ENTRY_SCRIPT, script or None)
+        entry = next((e for e in self.entry_points(project_id) if e.script == script), None)
+        if entry is not None and entry.script not in project.entry_point:
+            self._repo.update(project_id, entry_point=entry.command())
+        self.sig_projects_changed.emit()
+        self.refresh(project_id)
+
     def remember_launch(self, project_id: int, entry_point: str, overrides: Sequence[str]) -> None:
         self._repo.remember_launch(project_id, entry_point, list(overrides))
 
     # -- git and Hydra, off the main thread --------------------------------------------------------
-    def refresh_all(self) -> None:
+    def refresh_all(self, force: bool = False) -> None:
         for project in self._repo.list_projects():
-            self.refresh(project.id)
+            self.refresh(project.id, force)
 
-    def refresh(self, project_id: int) -> None:
-        """Re-read git status and the Hydra layout of one project."""
+    def refresh(self, project_id: int, force: bool = False) -> None:
+        """Re-read git status, and the Hydra layout when anything it depends on changed (`force`:
+        ask Hydra again anyway)."""
         if project_id in self._refreshing:
             self._refresh_again.add(project_id)
             return
@@ -143,25 +176,29 @@ class ProjectService(QObject):
         except KeyError:
             return
         self._refreshing.add(project_id)
+        known = None if force else self._discoveries.get(project_id)
 
-        def work() -> tuple[RepoStatus, HydraLayout | None, str]:
+        def work() -> tuple[RepoStatus, str, Discovery]:
             status = git.status(project.path)
-            try:
-                return status, discover(project.path, project.config_dir, project.config_name), ""
-            except Exception as exc:
-                return status, None, str(exc)
+            settings = _discovery_settings(project)
+            signature = layout_signature(project.path, settings)
+            if known is not None and known[0] == signature:
+                return status, signature, known[1]
+            return status, signature, discover(project.path, **settings)
 
         def done(ok: bool, value: Any) -> None:
             self._refreshing.discard(project_id)
             if ok:
-                status, layout, layout_error = value
+                status, signature, found = value
                 self._status[project_id] = status
-                self._layouts[project_id] = layout
+                self._discoveries[project_id] = (signature, found)
+                self._layouts[project_id] = found.layout
+                self._adopt_entry_point(project_id, found)
                 self.sig_status_ready.emit(project_id, status)
-                if layout_error:
-                    self.sig_layout_failed.emit(project_id, layout_error)
+                if found.problem:
+                    self.sig_layout_failed.emit(project_id, found.problem)
                 else:
-                    self.sig_layout_ready.emit(project_id, layout)
+                    self.sig_layout_ready.emit(project_id, found.layout)
             else:
                 self._status.pop(project_id, None)
                 self.sig_status_failed.emit(project_id, str(value))
@@ -170,6 +207,20 @@ class ProjectService(QObject):
                 self.refresh(project_id)
 
         self._tasks.run(work, done)
+
+    def _adopt_entry_point(self, project_id: int, found: Discovery) -> None:
+        """A project still on the default command runs its discovered Hydra entry point instead."""
+        entry = found.layout.entry if found.layout else None
+        try:
+            project = self._repo.get(project_id)
+        except KeyError:
+            return
+        if (
+            entry is not None
+            and project.entry_point == DEFAULT_ENTRY_POINT
+            and entry.command() != project.entry_point
+        ):
+            self._repo.update(project_id, entry_point=entry.command())
 
     def fetch(self, project_id: int) -> None:
         """`git fetch --all` (network), then a refresh so ahead/behind and 'pushed' are current."""
@@ -181,16 +232,19 @@ class ProjectService(QObject):
 
         self._tasks.run(lambda: git.fetch(path), done)
 
-    def compose(self, layout: HydraLayout, overrides: Sequence[str]) -> int:
-        """Compose in a child process; returns the request id named by sig_compose_finished."""
+    def compose(
+        self, layout: HydraLayout, overrides: Sequence[str], hydra: bool = False, resolve: bool = False
+    ) -> int:
+        """Compose in the project's Python (a child process); returns the request id named by
+        sig_compose_finished.  `hydra` adds the hydra: section, `resolve` the resolved values."""
         self._compose_counter += 1
         request = self._compose_counter
-        args = (layout.config_dir, layout.primary, list(overrides))
+        args = (layout, list(overrides))
 
         def done(ok: bool, value: Any) -> None:
-            self.sig_compose_finished.emit(request, str(value) if ok else "", "" if ok else str(value))
+            self.sig_compose_finished.emit(request, value if ok else None, "" if ok else str(value))
 
-        self._tasks.run(lambda: compose_in_child(*args), done)
+        self._tasks.run(lambda: compose(*args, hydra=hydra, resolve=resolve), done)
         return request
 
     # -- history -----------------------------------------------------------------------------------
@@ -229,3 +283,14 @@ class ProjectService(QObject):
 
     def close(self) -> None:
         self._tasks.close()
+
+
+def _discovery_settings(project: Project) -> dict[str, Any]:
+    """The project's own settings that decide what Hydra is asked (see hydra_config.discover)."""
+    return {
+        "python": project.extra.get(EXTRA_PYTHON),
+        "entry_script": project.extra.get(EXTRA_ENTRY_SCRIPT),
+        "config_dir": project.config_dir,
+        "config_name": project.config_name,
+        "command": project.entry_point,
+    }

@@ -24,7 +24,13 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.jobs import JobRecord
-from msquant_desktop.domain.projects import HydraLayout, LaunchPlan, OverrideError, RepoStatus
+from msquant_desktop.domain.projects import (
+    DEFAULT_ENTRY_POINT,
+    HydraLayout,
+    LaunchPlan,
+    OverrideError,
+    RepoStatus,
+)
 from msquant_desktop.services.project_launch import LaunchRefused, ProjectLauncher
 from msquant_desktop.services.project_service import ProjectService
 from msquant_desktop.ui.empty_state import EmptyState
@@ -73,7 +79,7 @@ class ProjectsTab(QWidget):
         self.refresh_button = QPushButton("Refresh")
         self.add_button.clicked.connect(self.choose_folder)
         self.remove_button.clicked.connect(self.remove_current)
-        self.refresh_button.clicked.connect(self.service.refresh_all)
+        self.refresh_button.clicked.connect(lambda: self.service.refresh_all(force=True))
         list_buttons = QHBoxLayout()
         for button in (self.add_button, self.remove_button, self.refresh_button):
             list_buttons.addWidget(button)
@@ -122,6 +128,9 @@ class ProjectsTab(QWidget):
         self.form.sig_launch_requested.connect(self.launch)
         self.form.sig_config_dir_requested.connect(self.choose_config_dir)
         self.form.sig_primary_chosen.connect(self.choose_primary)
+        self.form.sig_entry_chosen.connect(self.choose_entry)
+        self.form.sig_python_requested.connect(self.choose_python)
+        self.form.sig_python_reset.connect(self.reset_python)
         self.history.sig_rerun_requested.connect(self.rerun_with_changes)
         self.history.sig_show_job_requested.connect(self.sig_show_job)
         service.sig_projects_changed.connect(self.reload)
@@ -137,7 +146,7 @@ class ProjectsTab(QWidget):
         launcher.sig_plan_ready.connect(self._on_plan_ready)
         launcher.sig_plan_failed.connect(self._on_launch_problem)
         launcher.sig_launch_failed.connect(self._on_launch_problem)
-        launcher.sig_launched.connect(self._on_launched)
+        launcher.sig_launched_jobs.connect(self._on_launched_jobs)
         app = QGuiApplication.instance()
         if isinstance(app, QGuiApplication):
             app.applicationStateChanged.connect(self._on_application_state)
@@ -213,6 +222,27 @@ class ProjectsTab(QWidget):
         if folder:
             self.service.set_config(project_id, folder, None)
 
+    def choose_entry(self, script: str) -> None:
+        project_id = self.current_project_id()
+        if project_id is not None and script:
+            self.service.set_entry(project_id, script)
+
+    def choose_python(self) -> None:
+        project_id = self.current_project_id()
+        if project_id is None:
+            return
+        project = self.service.project(project_id)
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Choose the project's Python interpreter", project.path
+        )
+        if path:
+            self.service.set_python(project_id, path)
+
+    def reset_python(self) -> None:
+        project_id = self.current_project_id()
+        if project_id is not None:
+            self.service.set_python(project_id, None)
+
     def choose_primary(self, name: str) -> None:
         project_id = self.current_project_id()
         if project_id is not None:
@@ -228,6 +258,7 @@ class ProjectsTab(QWidget):
         self.details.show_status(self.service.status(project_id))
         self._show_last_job(project_id)
         self.form.set_layout(self.service.layout(project_id))
+        self.form.set_environment(self.service.environment(project_id))
         self.form.prefill(project.entry_point, project.extra.get("last_overrides", []))
         self.form.preview.clear()
         self.form.notice.clear()
@@ -247,12 +278,15 @@ class ProjectsTab(QWidget):
 
     def _on_layout(self, project_id: int, layout: HydraLayout | None) -> None:
         if project_id == self.current_project_id():
+            self.form.set_environment(self.service.environment(project_id))
+            if self.form.entry_point.text() == DEFAULT_ENTRY_POINT:
+                self.form.entry_point.setText(self.service.project(project_id).entry_point)
             self.form.set_layout(layout)
 
     def _on_layout_failed(self, project_id: int, message: str) -> None:
         if project_id == self.current_project_id():
-            self.form.set_layout(None)
-            self.form.config_label.setText(f"Hydra config problem: {message}")
+            self.form.set_environment(self.service.environment(project_id))
+            self.form.set_layout(None, problem=message)
 
     def _on_fetch_finished(self, project_id: int, error: str) -> None:
         self.details.fetch_button.setEnabled(True)
@@ -282,6 +316,7 @@ class ProjectsTab(QWidget):
     def preview_config(self) -> None:
         project_id = self.current_project_id()
         layout = self.service.layout(project_id) if project_id is not None else None
+        self.form.preview.clear()
         if layout is None:
             self.form.preview.setPlainText("This project has no Hydra config; the command runs as shown.")
             return
@@ -291,17 +326,25 @@ class ProjectsTab(QWidget):
             self.form.form_error.setText(str(exc))
             return
         self.form.preview.setPlainText("Composing…")
-        self._compose_request = self.service.compose(layout, overrides)
+        self._preview_overrides = overrides
+        self._compose_request = self.service.compose(
+            layout,
+            overrides,
+            hydra=self.form.preview_hydra_check.isChecked(),
+            resolve=self.form.preview_resolved_check.isChecked(),
+        )
 
-    def _on_compose_finished(self, request: int, text: str, error: str) -> None:
+    def _on_compose_finished(self, request: int, composed: object, error: str) -> None:
         if request != self._compose_request:
             return
-        self.form.preview.setPlainText(text if not error else f"Hydra refused the overrides:\n\n{error}")
+        overrides = getattr(self, "_preview_overrides", [])
+        self.form.preview.setPlainText(preview_text(composed, error, overrides))
 
     def launch(self) -> None:
         project_id = self.current_project_id()
         if project_id is None:
             return
+        self.form.preview.clear()  # a new attempt: nothing from the last one stays on screen
         try:
             self.launcher.prepare(
                 project_id,
@@ -310,36 +353,63 @@ class ProjectsTab(QWidget):
                 self.form.target(),
                 self.form.cluster(),
                 self.form.resources(),
+                include_snapshot=self.form.snapshot_check.isChecked()
+                and self.form.snapshot_check.isEnabled(),
+                multirun=self.form.multirun(),
             )
         except (OverrideError, LaunchRefused) as exc:
             self._on_launch_problem(str(exc))
             return
         self.form.launch_button.setEnabled(False)
-        self._set_notice("Preparing: reading git and composing the config…")
+        self._set_notice("Preparing: reading git and composing the config of the commit that will run…")
 
     def _on_plan_ready(self, plan: LaunchPlan) -> None:
         if plan.project_id != self.current_project_id():
             self.form.launch_button.setEnabled(True)
+            self.launcher.discard(plan)
             return
-        if plan.composed_config is not None:
+        members = plan.member_plans()
+        if plan.sweep_mode == "members":
+            lines = [f"[{m.sweep['index'] + 1}] {shlex.join(m.overrides)}" for m in members if m.sweep]
+            self.form.preview.setPlainText(
+                f"# sweep of {len(members)} jobs (Hydra's basic sweeper), each with its own config\n"
+                + "\n".join(f"# {line}" for line in lines)
+                + "\n\n# config of job 1:\n"
+                + (members[0].composed_config or "")
+            )
+        elif plan.composed_config is not None:
             self.form.preview.setPlainText(plan.composed_config)
-        if plan.warnings and not self.ask(
-            "Launch anyway?", "\n\n".join(plan.warnings) + f"\n\nCommand: {shlex.join(plan.command)}"
+        questions = list(plan.warnings)
+        if plan.sweep_mode == "members":
+            questions.append(f"This sweep runs as {len(members)} jobs through the local queue.")
+        elif plan.sweep_mode == "multirun":
+            questions.append(
+                f"This config's sweeper ({(plan.sweeper or '').rsplit('.', 1)[-1]}) chooses its own "
+                "trials: it runs as one --multirun job."
+            )
+        if questions and not self.ask(
+            "Launch?", "\n\n".join(questions) + f"\n\nCommand: {shlex.join(plan.command)}"
         ):
             self.form.launch_button.setEnabled(True)
+            self.launcher.discard(plan)
             self._set_notice("Launch cancelled.")
             return
         self._set_notice(f"Submitting {plan.commit[:8]}: {shlex.join(plan.command)}")
-        self.launcher.launch(plan, include_snapshot=self.form.snapshot_check.isChecked())
+        self.launcher.launch(plan)
 
-    def _on_launched(self, job_id: int) -> None:
+    def _on_launched_jobs(self, job_ids: list[int]) -> None:
         self.form.launch_button.setEnabled(True)
-        self._set_notice(f"Job #{job_id} submitted. It is listed under History and in the Jobs tab.")
+        if len(job_ids) == 1:
+            text = f"Job #{job_ids[0]} submitted."
+        else:
+            text = f"Sweep of {len(job_ids)} jobs submitted (#{job_ids[0]}–#{job_ids[-1]})."
+        self._set_notice(text + " It is listed under History and in the Jobs tab.")
         project_id = self.current_project_id()
         if project_id is not None:
             self._on_history_changed(project_id)
 
     def _on_launch_problem(self, message: str) -> None:
+        self.form.launch_button.setEnabled(True)
         self.form.update_command()
         self._set_notice(message, error=True)
 
@@ -352,8 +422,34 @@ class ProjectsTab(QWidget):
         self.form.prefill(
             str(meta.get("entry_point", self.form.entry_point.text())), meta.get("overrides", [])
         )
+        self.form.multirun_check.setChecked(bool((meta.get("sweep") or {}).get("mode") == "multirun"))
         self.form.preview.setPlainText(str(meta.get("composed_config") or ""))
         self._set_notice(
             f"Filled from job #{job.id} (commit {str(meta.get('commit', ''))[:8]}); change and launch."
         )
         self.pages.setCurrentIndex(0)
+
+
+def preview_text(composed: object, error: str, overrides: list[str]) -> str:
+    """The preview pane: the job config, then the hydra: section and resolved values when asked."""
+    if error:
+        if overrides:
+            return f"Hydra refused the overrides {shlex.join(overrides)}:\n\n{error}"
+        return f"Hydra could not compose the config (no overrides):\n\n{error}"
+    yaml_text = str(getattr(composed, "yaml", ""))
+    head = (
+        "# no overrides: the primary config as it is\n"
+        if not overrides
+        else (f"# overrides: {shlex.join(overrides)}\n")
+    )
+    parts = [head + yaml_text]
+    hydra_yaml = getattr(composed, "hydra_yaml", None)
+    if hydra_yaml:
+        parts.append("# --- Hydra's own config (hydra:) ---\n" + hydra_yaml)
+    resolved = getattr(composed, "resolved_yaml", None)
+    resolve_error = getattr(composed, "resolve_error", None)
+    if resolved:
+        parts.append("# --- resolved values (as resolved here; run-time paths may differ) ---\n" + resolved)
+    elif resolve_error:
+        parts.append(f"# --- resolved values: cannot resolve ---\n# {resolve_error}")
+    return "\n".join(parts)

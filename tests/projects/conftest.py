@@ -86,3 +86,59 @@ def sample_repo(tmp_path: Path) -> SampleRepo:
     (work / "train.py").write_text(TRAIN_PY.format(version="v2"))
     unpushed = commit_all(work, "bigger batch")
     return SampleRepo(work=work, remote=remote, pushed=pushed, unpushed=unpushed)
+
+
+# -- real Hydra projects in real virtualenvs (tests/projects/hydra_fixtures.py) ----------------------
+
+
+@dataclass
+class HydraVenvs:
+    modern: Path  # Python 3.11, hydra-core 1.3 + hydra-colorlog (a plugin the app's Python lacks)
+    old: Path | None  # Python 3.10 or older, hydra-core 1.1.2 (None: no such Python here)
+
+
+@pytest.fixture(scope="session")
+def hydra_venvs(tmp_path_factory: pytest.TempPathFactory) -> HydraVenvs:
+    """The projects' own environments, made once per test session (pip's cache keeps it quick)."""
+    from tests.projects.hydra_fixtures import find_old_python, make_venv
+
+    root = tmp_path_factory.mktemp("project-venvs")
+    modern = make_venv(root / "hydra13", sys.executable, ["hydra-core==1.3.2", "hydra-colorlog==1.2.0"])
+    old_python = find_old_python()
+    old = make_venv(root / "hydra11", old_python, ["hydra-core==1.1.2"]) if old_python else None
+    return HydraVenvs(modern=modern.parent.parent, old=old.parent.parent if old else None)
+
+
+def hydra_project(root: Path, files: dict[str, str], venv: Path | None) -> Path:
+    """A committed git repository of `files`, with `venv` as its .venv (None: no environment)."""
+    from tests.projects.hydra_fixtures import link_venv, write_project
+
+    write_project(root, files)
+    init_repo(root)
+    commit_all(root, "configs")
+    if venv is not None:
+        link_venv(root, venv)
+    return root
+
+
+@pytest.fixture
+def lightning_project(tmp_path: Path, hydra_venvs: HydraVenvs) -> Path:
+    from tests.projects.hydra_fixtures import LIGHTNING
+
+    return hydra_project(tmp_path / "lightning-hydra", LIGHTNING, hydra_venvs.modern)
+
+
+@pytest.fixture
+def audiocraft_project(tmp_path: Path, hydra_venvs: HydraVenvs) -> Path:
+    from tests.projects.hydra_fixtures import AUDIOCRAFT
+
+    if hydra_venvs.old is None:
+        pytest.skip("no Python 3.10 or older here: hydra-core 1.1 does not run on Python 3.11")
+    return hydra_project(tmp_path / "audiocraft-mini", AUDIOCRAFT, hydra_venvs.old)
+
+
+@pytest.fixture
+def searchpath_project(tmp_path: Path) -> Path:
+    from tests.projects.hydra_fixtures import SEARCHPATH
+
+    return hydra_project(tmp_path / "searchpath-app", SEARCHPATH, None)

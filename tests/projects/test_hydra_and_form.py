@@ -1,4 +1,5 @@
-"""Hydra discovery and composition (Hydra's own API and messages) and the form's pure rules."""
+"""Hydra discovery by convention and composition (Hydra's own messages, in a child process) and the
+form's pure rules."""
 
 from __future__ import annotations
 
@@ -16,17 +17,27 @@ from msquant_desktop.domain.projects import (
     split_prefill,
 )
 from msquant_desktop.projects import git as g
-from msquant_desktop.projects.hydra_config import HydraError, compose_in_child, compose_yaml, discover
+from msquant_desktop.projects.hydra_config import HydraError, compose
+from msquant_desktop.projects.hydra_config import discover as discover_project
 from tests.projects.conftest import SampleRepo
+
+
+def discover(root: Path, configured_dir: str | None = None, primary: str | None = None):  # type: ignore[no-untyped-def]
+    found = discover_project(root, config_dir=configured_dir, config_name=primary)
+    if found.problem:
+        raise HydraError(found.problem)
+    return found.layout
 
 
 def test_discovery_finds_groups_options_and_defaults(sample_repo: SampleRepo) -> None:
     layout = discover(sample_repo.work)
-    assert layout is not None
+    assert layout is not None and layout.source == "convention"  # no entry point: conf/ by convention
     assert layout.config_dir == str(sample_repo.work / "conf")
     assert layout.primary == "config"
-    assert layout.groups == (("model", ("large", "small")), ("trainer", ("default", "fast")))
-    assert layout.defaults == (("model", "small"), ("trainer", "default"))
+    assert [(g.key, g.options, g.default) for g in layout.groups] == [
+        ("model", ("large", "small"), "small"),
+        ("trainer", ("default", "fast"), "default"),
+    ]
 
 
 def test_project_without_hydra_has_no_layout(tmp_path: Path) -> None:
@@ -36,8 +47,8 @@ def test_project_without_hydra_has_no_layout(tmp_path: Path) -> None:
 
 
 def test_compose_with_valid_overrides_nested_keys(sample_repo: SampleRepo) -> None:
-    conf = sample_repo.work / "conf"
-    text = compose_yaml(conf, "config", ["model=large", "trainer.opt.lr=0.5", "+data.workers=4"])
+    layout = discover(sample_repo.work)
+    text = compose(layout, ["model=large", "trainer.opt.lr=0.5", "+data.workers=4"]).yaml
     assert "hidden: 512" in text and "lr: 0.5" in text and "workers: 4" in text and "name: sgd" in text
 
 
@@ -53,14 +64,15 @@ def test_compose_refuses_invalid_overrides_with_hydras_message(
     sample_repo: SampleRepo, override: str, hydra_says: str
 ) -> None:
     with pytest.raises(HydraError, match=hydra_says.replace("[", r"\[")):
-        compose_yaml(sample_repo.work / "conf", "config", [override])
+        compose(discover(sample_repo.work), [override])
 
 
 def test_compose_in_a_child_process(sample_repo: SampleRepo) -> None:
-    conf = sample_repo.work / "conf"
-    assert "epochs: 1" in compose_in_child(conf, "config", ["trainer=fast"])
+    layout = discover(sample_repo.work)
+    assert layout.env.is_fallback  # no .venv: this app's own Python, said so
+    assert "epochs: 1" in compose(layout, ["trainer=fast"]).yaml
     with pytest.raises(HydraError, match="Available options in 'model'"):
-        compose_in_child(conf, "config", ["model=huge"])
+        compose(layout, ["model=huge"])
 
 
 def test_overrides_from_pickers_and_free_lines(sample_repo: SampleRepo) -> None:
@@ -78,6 +90,15 @@ def test_overrides_from_pickers_and_free_lines(sample_repo: SampleRepo) -> None:
         *overrides,
     )
     assert split_prefill(layout, overrides) == ({"model": "large"}, overrides[1:])
+    # A bare `python` runs in the project's environment; a named interpreter is kept.
+    assert build_command("python train.py", [], layout.env)[0] == layout.env.python
+    assert build_command("/usr/bin/python3 train.py", [], layout.env)[0] == "/usr/bin/python3"
+    assert build_command("python train.py", ["a=1"], None, multirun=True) == (
+        "python",
+        "train.py",
+        "--multirun",
+        "a=1",
+    )
 
 
 @pytest.mark.parametrize(
@@ -121,16 +142,16 @@ def test_configs_folder_user_folder_and_primary_choice(tmp_path: Path) -> None:
     assert layout is not None and (layout.primary, layout.primaries) == ("train", ("eval", "train"))
     assert layout.default_for("db") == "pg"
     evaluation = discover(tmp_path, None, "eval")
-    assert evaluation is not None and evaluation.defaults == ()
+    assert evaluation is not None and not evaluation.group("db").in_defaults
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "main.yaml").write_text("x: 1\n")
     custom = discover(tmp_path, "elsewhere")
     assert custom is not None and custom.primary == "main" and custom.groups == ()
-    with pytest.raises(HydraError, match="has no nope.yaml"):
+    with pytest.raises(HydraError, match="Cannot find primary config 'nope'"):
         discover(tmp_path, None, "nope")
     # A group that is not in the defaults list is added with '+', as Hydra requires.
     assert build_overrides(evaluation, {"db": "pg"}, "") == ["+db=pg"]
-    assert "port: 5432" in compose_yaml(tmp_path / "configs", "eval", ["+db=pg"])
+    assert "port: 5432" in compose(evaluation, ["+db=pg"]).yaml
 
 
 def test_launch_facts_of_local_and_slurm_jobs_have_one_shape() -> None:

@@ -79,6 +79,9 @@ def test_local_launch_through_the_job_engine(qtbot, services, sample_repo: Sampl
 
         qtbot.waitUntil(lambda: tab.history.table.rowCount() == 1, timeout=10000)
         qtbot.waitUntil(lambda: tab.history.table.item(0, 3).text() == "COMPLETED", timeout=10000)
+        # The overrides as a list, shown quoted: argument boundaries stay visible.
+        assert tab.history.table.item(0, 5).text() == shlex.join(record.spec.meta["overrides"])
+        assert record.spec.meta["overrides"][-1] == "+run_name='x y;$HOME'"
         assert tab.details.last_job.text().startswith(f"#{job_id} completed")
 
         # "Re-run with changes" fills the form from the job: the same command again.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ def tab(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def add_and_wait(qtbot, tab: ProjectsTab, folder: Path) -> None:  # type: ignore[no-untyped-def]
-    with qtbot.waitSignal(tab.service.sig_layout_ready, timeout=20000):
+    with qtbot.waitSignal(tab.service.sig_layout_ready, timeout=120000):
         tab.service.add_project(str(folder))
 
 
@@ -63,7 +65,11 @@ def test_shows_git_facts_and_hydra_pickers_and_composes(
     tab.form.entry_point.setText("python train.py")
     tab.form.set_group_choices({"model": "large"})
     tab.form.free_lines.setPlainText("trainer.opt.lr=0.5")
-    assert tab.form.command_view.text() == "python train.py model=large trainer.opt.lr=0.5"
+    # No .venv: a bare `python` is this app's own interpreter, and the form says so plainly.
+    assert "this app's own Python" in tab.form.python_label.text()
+    assert tab.form.command_view.text() == shlex.join(
+        [sys.executable, "train.py", "model=large", "trainer.opt.lr=0.5"]
+    )
     with qtbot.waitSignal(tab.service.sig_compose_finished, timeout=30000):
         tab.preview_config()
     assert "hidden: 512" in tab.form.preview.toPlainText() and "lr: 0.5" in tab.form.preview.toPlainText()
@@ -118,3 +124,58 @@ def test_cluster_launch_plan_uses_the_pushed_commit(qtbot, tab: ProjectsTab, sam
         tab.launcher.launch(plan)
     assert "cluster launches are not available" in failed.args[0]
     assert tab.service.history(project_id) == []
+
+
+def test_reopening_and_rerun_keep_a_null_default_choice_as_it_ran(
+    qtbot, tab: ProjectsTab, lightning_project: Path
+) -> None:  # type: ignore[no-untyped-def]
+    add_and_wait(qtbot, tab, lightning_project)
+    project_id = tab.current_project_id()
+    assert project_id is not None
+    layout = tab.service.layout(project_id)
+    # A new project runs its discovered Hydra entry point, not the default command.
+    assert tab.service.project(project_id).entry_point == "python src/train.py"
+    assert tab.form.entry_point.text() == "python src/train.py"
+    ran = ["experiment=example", "logger=csv", "trainer.max_epochs=1"]
+    # Reopening: the last launch is filled in before Hydra's layout arrives, then split into pickers.
+    tab.form.set_layout(None)
+    tab.form.prefill("python src/train.py", ran)
+    assert tab.form.free_overrides() == ran
+    tab.form.set_layout(layout)
+    assert tab.form.group_choices()["experiment"] == "example"
+    assert tab.form.group_choices()["logger"] == "csv"
+    assert tab.form.free_overrides() == ["trainer.max_epochs=1"]
+    assert sorted(tab.form.overrides()) == sorted(ran)  # never `+experiment=example`
+    tab.service.remember_launch(project_id, "python src/train.py", ran)
+    tab.reload()
+    tab._on_current_changed()
+    assert sorted(tab.form.overrides()) == sorted(ran)
+    venv_python = str(lightning_project / ".venv" / "bin" / "python")
+    assert tab.form.python_label.text().startswith(venv_python)
+    assert tab.form.command()[0] == venv_python
+    assert tab.form.entry_combo.isVisible() and tab.form.entry_combo.count() == 2  # train.py, eval.py
+
+
+def test_preview_shows_no_overrides_the_hydra_section_and_is_cleared(
+    qtbot, tab: ProjectsTab, lightning_project: Path
+) -> None:  # type: ignore[no-untyped-def]
+    add_and_wait(qtbot, tab, lightning_project)
+    with qtbot.waitSignal(tab.service.sig_compose_finished, timeout=60000):
+        tab.preview_config()
+    text = tab.form.preview.toPlainText()
+    assert text.startswith("# no overrides") and "task_name: train" in text and "refused" not in text
+    tab.form.preview_hydra_check.setChecked(True)
+    tab.form.preview_resolved_check.setChecked(True)
+    tab.form.free_lines.setPlainText("hydra.run.dir=somewhere/else")
+    with qtbot.waitSignal(tab.service.sig_compose_finished, timeout=60000):
+        tab.preview_config()
+    text = tab.form.preview.toPlainText()
+    assert "Hydra's own config (hydra:)" in text and "dir: somewhere/else" in text
+    assert "resolved values" in text and "log_dir: ./logs/" in text
+    # A failed launch leaves nothing of the last preview on screen.
+    tab.form.free_lines.setPlainText("nokey=3")
+    with qtbot.waitSignal(tab.launcher.sig_plan_failed, timeout=60000):
+        tab.launch()
+    assert tab.form.preview.toPlainText() == ""
+    assert "Could not override 'nokey'" in tab.form.notice.text()
+    assert "no shell quoting" in tab.form.overrides_hint.text() and "a=1,2 sweeps" in tab.form.overrides_hint.text()

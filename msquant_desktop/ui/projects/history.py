@@ -38,7 +38,19 @@ def describe_job(job: JobRecord, meta: dict[str, Any]) -> str:
         f"Target: {job.spec.target.value}" + (f" on {job.spec.cluster}" if job.spec.cluster else ""),
         f"Commit: {meta.get('commit', '?')} {meta.get('commit_subject', '')}".rstrip(),
         f"Command: {shlex.join(meta.get('command', job.spec.argv))}",
+        f"Overrides: {shlex.join(meta.get('overrides', [])) or '(none)'}",
     ]
+    if meta.get("python"):
+        lines.append(f"Python: {meta['python']}")
+    sweep = meta.get("sweep")
+    if isinstance(sweep, dict):
+        if sweep.get("mode") == "members":
+            lines.append(
+                f"Sweep {sweep.get('id')}: job {int(sweep.get('index', 0)) + 1} of {sweep.get('size')} "
+                f"({shlex.join(sweep.get('overrides', []))})"
+            )
+        else:
+            lines.append(f"Sweep {sweep.get('id')}: one --multirun job ({sweep.get('sweeper')})")
     if meta.get("patch"):
         lines.append(f"Uncommitted changes applied from: {meta['patch']}")
     if job.run_dir:
@@ -46,7 +58,11 @@ def describe_job(job: JobRecord, meta: dict[str, Any]) -> str:
     if job.slurm_job_id:
         lines.append(f"SLURM job: {job.slurm_job_id}")
     config = meta.get("composed_config")
-    lines += ["", "Composed config:", config.rstrip()] if config else ["", "(no Hydra config)"]
+    lines += (
+        ["", "Composed config (from the commit that ran):", config.rstrip()]
+        if config
+        else ["", "(no Hydra config)"]
+    )
     return "\n".join(lines)
 
 
@@ -109,7 +125,7 @@ class ProjectHistory(QWidget):
                 job.spec.target.value + (f" ({job.spec.cluster})" if job.spec.cluster else ""),
                 job.state.value,
                 str(meta.get("commit", ""))[:8],
-                " ".join(meta.get("overrides", [])),
+                shlex.join(meta.get("overrides", [])),
             )
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
