@@ -140,6 +140,10 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_gives_one_line_and_keeps_the_jobs_already_stored(tiny_disk: Path) -> None:
     data = tiny_disk / "msquant"
     assert _cli(data, "jobs", "run", "--no-wait", "--name", "kept", "--", "true").returncode == 0
+    for _ in range(100):  # let it end first: its supervisor must not be the one that meets the full disk
+        if "COMPLETED" in _cli(data, "jobs", "list").stdout:
+            break
+        time.sleep(0.1)
     filler = tiny_disk / "filler"
     with filler.open("wb") as fh:  # fill the disk to the last byte
         try:
