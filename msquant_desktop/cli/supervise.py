@@ -86,9 +86,21 @@ class _StoreLink:
         return conn, JobRepository(conn), int(launch["job_id"])
 
     def job_started(self, job_pid: int) -> None:
-        """Record RUNNING on a thread: importing the store costs tens of milliseconds, and the job's
-        output must keep flowing (the app, when there is one, marks RUNNING on our `started` line)."""
+        """Record RUNNING on a thread when no app reads our output (`jobs run` starts us with stdout
+        on /dev/null): importing the store costs tens of milliseconds of CPU, and twenty jobs started
+        at once would take them from the app.  An app marks RUNNING itself on our `started` line (and
+        stops a job cancelled meanwhile); an end recorded before either looked still gets its RUNNING
+        step (`job_lifecycle.finish_from_exit`)."""
+        import os
+        import stat
         import threading
+
+        try:
+            mode = os.fstat(1).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            return  # an app reads us
 
         self._started = threading.Thread(target=self._record_running, args=(job_pid,), name="record-running")
         self._started.start()

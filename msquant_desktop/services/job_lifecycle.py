@@ -36,6 +36,7 @@ from typing import Any
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
 from msquant_desktop.procs import identity, kill, tree
+from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import (
     last_event_of_type,
@@ -178,8 +179,15 @@ def finish_from_exit(repo: JobRepository, job: JobRecord, exit_record: ExitRecor
         result = last_event_of_type(read_events(Path(job.run_dir)), "result")
         if result is not None:
             fields["result"] = result
-    if job.started_at is None and exit_record.started_at:
-        fields["started_at"] = _parse_time(exit_record.started_at)
+    started = _parse_time(exit_record.started_at) if exit_record.started_at else None
+    if job.state is JobState.STARTING and exit_record.job_pid:
+        # It ran, and ended before anyone recorded RUNNING: the step is kept all the same.
+        try:
+            repo.transition(job.id, JobState.RUNNING, f"job pid {exit_record.job_pid}", started_at=started)
+        except StoreError:
+            pass  # somebody else moved it on meanwhile
+    elif job.started_at is None and started is not None:
+        fields["started_at"] = started
     repo.finish_if_active(job.id, outcome.state, note, **fields)
     return repo.get(job.id)
 
