@@ -14,7 +14,7 @@ a = λ/μ the offered load and ρ = a/c the utilisation; any consistent time uni
   P(T > t) = e^{−μt} + C·μ·(e^{−μt} − e^{−θt})/(θ − μ)   (θ ≠ μ),
   P(T > t) = e^{−μt}·(1 + C·μ·t)                       (θ = μ),
   evaluated as one expression with `expm1` so it stays accurate when θ → μ; its quantiles are found by
-  bisection on that closed form (monotone, bracketed, to 1e−12 relative).
+  Newton's method on ln P(T > t) with the closed-form density, inside a bisection bracket (to 1e−13).
 * **λ ≥ cμ** has no steady state: the answer is the value `Unstable`, never a number.
 * **Bursty arrivals (G/G/c)**: the Allen–Cunneen approximation
   Wq(G/G/c) ≈ Wq(M/M/c)·(CV_a² + CV_s²)/2 (A. O. Allen, *Probability, Statistics, and Queueing Theory*,
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 MMC = "M/M/c"
 GGC = "G/G/c (Allen-Cunneen)"
@@ -124,11 +125,15 @@ def cv_from_gamma_shape(shape: float) -> float:
 
 
 def _exp_sum_tail(t: float, mu: float, theta: float) -> float:
-    """P(E_μ + E_θ > t) − e^{−μt} divided by C — i.e. μ·(e^{−μt} − e^{−θt})/(θ − μ), stably."""
+    """μ·(e^{−μt} − e^{−θt})/(θ − μ): P(E_μ + E_θ > t) − e^{−μt}, divided by C — without cancellation
+    when θ ≈ μ (an `expm1` form) and without overflow when they are far apart (the plain form)."""
     d = theta - mu
     x = d * t
-    ratio = t if abs(x) < 1e-12 else -math.expm1(-x) / d  # (1 − e^{−(θ−μ)t})/(θ−μ) → t
-    return mu * math.exp(-mu * t) * ratio
+    if abs(x) < 1e-12:
+        return mu * t * math.exp(-mu * t)
+    if abs(x) < 1.0:
+        return mu * math.exp(-mu * t) * -math.expm1(-x) / d
+    return mu * (math.exp(-mu * t) - math.exp(-theta * t)) / d
 
 
 def quantile_by_bisection(tail: Callable[[float], float], p: float, scale: float) -> float:
@@ -150,6 +155,42 @@ def quantile_by_bisection(tail: Callable[[float], float], p: float, scale: float
         if hi - lo <= 1e-12 * hi:
             break
     return hi
+
+
+def quantile_by_newton(
+    tail: Callable[[float], float],
+    density: Callable[[float], float],
+    p: float,
+    lo: float,
+    hi: float,
+) -> float:
+    """The p-quantile of a continuous decreasing tail bracketed by [lo, hi]: Newton steps on ln tail(t),
+    halving the bracket whenever a step would leave it."""
+    target = 1.0 - p
+    while tail(hi) > target:  # a bracket that was too tight: widen it
+        lo, hi = hi, 2.0 * hi + 1e-300
+        if hi > 1e300:
+            return math.inf
+    log_target = math.log(target)
+    t = 0.5 * (lo + hi)
+    for _ in range(200):
+        s = tail(t)
+        if s > target:
+            lo = t
+        else:
+            hi = t
+        f = density(t)
+        step_ok = False
+        if s > 0 and f > 0:
+            nxt = t + (math.log(s) - log_target) * s / f
+            if lo < nxt < hi:
+                step_ok = True
+        if not step_ok:
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - t) <= 1e-13 * max(nxt, 1e-300) or hi - lo <= 1e-13 * hi:
+            return nxt
+        t = nxt
+    return t
 
 
 def _check_p(p: float) -> None:
@@ -185,7 +226,7 @@ class QueueFigures:
     def utilization(self) -> float:
         return self.offered_load / self.servers
 
-    @property
+    @cached_property
     def decay_rate(self) -> float:
         """θ of the wait tail C·e^{−θt}: cμ − λ, divided by the variability factor for G/G/c."""
         return (self.servers * self.service_rate - self.arrival_rate) / variability_factor(
@@ -226,9 +267,26 @@ class QueueFigures:
         mu = self.service_rate
         return math.exp(-mu * t) + self.p_wait * _exp_sum_tail(t, mu, self.decay_rate)
 
+    def time_in_system_density(self, t: float) -> float:
+        """−d/dt P(T > t)."""
+        if t < 0:
+            return 0.0
+        mu = self.service_rate
+        theta = self.decay_rate
+        # d/dt of e^{−μt} + C·g(t), g = μ(e^{−μt} − e^{−θt})/(θ − μ): g' = −μ·g + μ·e^{−θt}
+        g = _exp_sum_tail(t, mu, theta)
+        return mu * math.exp(-mu * t) + self.p_wait * (mu * g - mu * math.exp(-theta * t))
+
     def time_in_system_percentile(self, p: float) -> float:
+        """The p-quantile of T: Newton's method on ln P(T > t), kept inside a bisection bracket."""
         _check_p(p)
-        return quantile_by_bisection(self.time_in_system_tail, p, self.mean_time_in_system)
+        # T = W + S: its quantile is at least each one's, and (union bound) at most the sum of their
+        # (1 − (1 − p)/2)-quantiles.
+        q_service = -math.log(1.0 - p) / self.service_rate
+        half = 1.0 - (1.0 - p) / 2.0
+        lo = max(q_service, self.wait_percentile(p))
+        hi = self.wait_percentile(half) - math.log(1.0 - half) / self.service_rate
+        return quantile_by_newton(self.time_in_system_tail, self.time_in_system_density, p, lo, hi)
 
 
 def mmc(

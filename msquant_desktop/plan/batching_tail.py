@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from msquant_desktop.domain.batching import BatchingFigures, TaggedChain
+from msquant_desktop.domain.batching import BatchingFigures, BatchingReplica, TaggedChain, solve_batching
 from msquant_desktop.domain.queueing import quantile_by_bisection
 
 MASS_FLOOR = 1e-7
@@ -112,3 +112,44 @@ def sojourn_tail(figures: BatchingFigures, mass_floor: float = MASS_FLOOR) -> So
 
 def time_in_system_percentile(figures: BatchingFigures, p: float) -> float:
     return sojourn_tail(figures).percentile(p, figures.mean_time_in_system)
+
+
+def p95_at(replica: BatchingReplica, arrival_rate: float, replicas: int) -> float:
+    """p95 time in system with `replicas` replicas behind a random router; inf when unstable."""
+    figures = solve_batching(replica, arrival_rate / replicas)
+    if not isinstance(figures, BatchingFigures):
+        return math.inf
+    return sojourn_tail(figures).percentile(0.95, figures.mean_time_in_system)
+
+
+def smallest_replicas(
+    replica: BatchingReplica, arrival_rate: float, slo_p95_s: float, max_replicas: int = 100_000
+) -> tuple[int, float] | None:
+    """The fewest replicas whose p95 meets the SLO, and that p95; None when none can.
+
+    The p95 falls as replicas are added (each sees less load), towards the p95 of one request alone
+    in the batch, ln(20)·L_out·ITL(1): an SLO at or below that is never met.  Exponential search, then
+    bisection: O(log n) solves.
+    """
+    alone = -math.log(0.05) * replica.output_tokens * replica.step_time(1)
+    if slo_p95_s <= alone:
+        return None
+    lo = max(1, math.floor(arrival_rate / replica.max_throughput) + 1)
+    p_lo = p95_at(replica, arrival_rate, lo)
+    if p_lo <= slo_p95_s:
+        return lo, p_lo
+    hi = lo * 2
+    p_hi = p95_at(replica, arrival_rate, hi)
+    while p_hi > slo_p95_s:
+        if hi >= max_replicas:
+            return None
+        lo, hi = hi, min(hi * 2, max_replicas)
+        p_hi = p95_at(replica, arrival_rate, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        p_mid = p95_at(replica, arrival_rate, mid)
+        if p_mid <= slo_p95_s:
+            hi, p_hi = mid, p_mid
+        else:
+            lo = mid
+    return hi, p_hi
