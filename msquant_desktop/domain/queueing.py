@@ -229,9 +229,9 @@ class QueueFigures:
     @cached_property
     def decay_rate(self) -> float:
         """θ of the wait tail C·e^{−θt}: cμ − λ, divided by the variability factor for G/G/c."""
-        return (self.servers * self.service_rate - self.arrival_rate) / variability_factor(
-            self.cv_arrival, self.cv_service
-        )
+        factor = variability_factor(self.cv_arrival, self.cv_service)
+        gap = self.servers * self.service_rate - self.arrival_rate
+        return math.inf if factor == 0 else gap / factor  # D/D/c: nobody waits
 
     @property
     def mean_wait(self) -> float:

@@ -18,6 +18,22 @@ from msquant_desktop.domain.batching import BatchingFigures, BatchingReplica, Ta
 from msquant_desktop.domain.queueing import quantile_by_bisection
 
 MASS_FLOOR = 1e-7
+
+
+def _log_factorial(k: np.ndarray) -> np.ndarray:
+    """ln k! for an array of integers ≥ 0 (exact sums below 256, Stirling's series above)."""
+    k = k.astype(float)
+    small = k < 256
+    out = np.empty_like(k)
+    out[small] = _LOG_FACT[k[small].astype(np.int64)]
+    big = k[~small]
+    out[~small] = (
+        (big + 0.5) * np.log(big) - big + 0.5 * math.log(2 * math.pi) + 1 / (12 * big) - 1 / (360 * big**3)
+    )
+    return out
+
+
+_LOG_FACT = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, 256, dtype=float)))))
 MAX_STEPS = 2_000_000
 
 
@@ -27,22 +43,21 @@ class SojournTail:
 
     uniform_rate: float
     masses: np.ndarray  # m_0 = 1 .. m_K
-    log_factorials: np.ndarray
     truncated_mass: float
 
     def tail(self, t: float) -> float:
+        """Σ_k Poisson(k; Λt)·m_k, with m_k held at its last value past the computed steps (an upper
+        bound off by at most the mass floor, which keeps the tail monotone)."""
         if t <= 0:
             return 1.0
         x = self.uniform_rate * t
         k_max = len(self.masses) - 1
         spread = 10.0 * math.sqrt(x) + 20.0
         lo = max(0, int(x - spread))
-        hi = min(k_max, int(x + spread) + 1)
-        if lo > k_max:
-            return float(self.masses[-1])  # beyond the computed steps: below the floor
+        hi = int(x + spread) + 1
         k = np.arange(lo, hi + 1)
-        log_w = -x + k * math.log(x) - self.log_factorials[lo : hi + 1]
-        value = float(np.dot(np.exp(log_w), self.masses[lo : hi + 1]))
+        log_w = -x + k * math.log(x) - _log_factorial(k)
+        value = float(np.dot(np.exp(log_w), self.masses[np.minimum(k, k_max)]))
         return min(1.0, max(0.0, value))
 
     def percentile(self, p: float, scale: float) -> float:
@@ -105,9 +120,7 @@ def survival_masses(chain: TaggedChain, mass_floor: float = MASS_FLOOR) -> np.nd
 def sojourn_tail(figures: BatchingFigures, mass_floor: float = MASS_FLOOR) -> SojournTail:
     chain = figures.tagged_chain()
     masses = survival_masses(chain, mass_floor)
-    k = np.arange(1, len(masses) + 1, dtype=float)
-    log_factorials = np.concatenate(([0.0], np.cumsum(np.log(k))))[: len(masses)]
-    return SojournTail(chain.uniform_rate, masses, log_factorials, figures.truncated_mass)
+    return SojournTail(chain.uniform_rate, masses, figures.truncated_mass)
 
 
 def time_in_system_percentile(figures: BatchingFigures, p: float) -> float:
