@@ -51,7 +51,7 @@ _ALIASES: tuple[tuple[str, str], ...] = (
     (r"a100.*(80|80g|80gb)", "a100-80gb"),
     (r"a100", "a100-40gb"),
     (r"l40s", "l40s"),
-    (r"\bl4\b|^l4$|nvidial4", "l4"),
+    (r"\bl4\b", "l4"),
     (r"a10g", "a10g"),
     (r"4090", "rtx4090"),
 )
@@ -65,6 +65,6 @@ def find_gpu_type(name: str) -> GpuType | None:
         return GPU_BY_KEY[text]
     flat = re.sub(r"[\s_\-]+", " ", text)
     for pattern, key in _ALIASES:
-        if re.search(pattern, flat) or re.search(pattern, flat.replace(" ", "")):
+        if re.search(pattern, flat):
             return GPU_BY_KEY[key]
     return None
