@@ -25,11 +25,15 @@ first).  Sources (facts "serving-planner"; the projects' code as of their curren
   the latency target): the feed-forward is the smallest count whose model p95 meets the SLO at the
   arrival rate of the last `window_s`; the feedback u = Kp·e + Ki·∫e + Kd·ė on e = p95/SLO − 1 (clipped
   to [−1, 4]) scales it up, output = ceil(feed-forward × (1 + max(u, 0))), clamped to [min, max].
-  Anti-windup: the integral is clamped to [0, i_max], frozen while replicas are starting (actuation
-  pending) or the output is saturated.  A scale-down (of the feed-forward or the correction) happens
-  only when the model, calibrated by the latency just observed (κ = observed/model p95), predicts the
-  SLO still holds at the lower count — so a stationary load settles on one count instead of toggling
-  between two.
+  The feed-forward's rate is the window's, extrapolated one cold start ahead while it rises (at most
+  25 % above the latest tick), so replicas are asked for before the load arrives.
+  Anti-windup and the actuation delay: while replicas are starting the integral and the correction are
+  held (the latency seen then says nothing about the count asked for; only a rising feed-forward is
+  followed), and the integral is clamped to [0, i_max] and not integrated while the output is
+  saturated.  A scale-down goes only as low as the model predicts still meets the SLO *with the
+  per-server rate calibrated on the latency just observed* (the μ̂ at which the model reproduces it,
+  never above the model's μ) — so a model that is too optimistic cannot talk it into a count the real
+  system cannot carry, and a stationary load settles on one count instead of toggling between two.
 """
 
 from __future__ import annotations
@@ -67,38 +71,56 @@ class Controller(Protocol):
 
 
 class WindowAverage:
-    """Mean of the samples of the last `seconds`, one sample per tick of equal length (running sum)."""
+    """Mean of the samples of the last `seconds`, one sample per tick of equal length (running sums);
+    `recent_*` covers only the newest `recent_seconds` of them (a second, shorter window for free)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, recent_seconds: float | None = None) -> None:
         self.seconds = seconds
+        self.recent_seconds = recent_seconds
         self._items: deque[float] = deque()
         self._size = 0
+        self._recent_size = 0
         self._sum = 0.0
-        self._span = 0.0
+        self._recent_sum = 0.0
+        self._dt = 0.0
 
     def add(self, now: float, value: float, dt: float) -> None:
-        if not self._size:
-            self._size = max(1, round(self.seconds / dt))
         items = self._items
+        if not self._size:
+            self._dt = dt
+            self._size = max(1, round(self.seconds / dt))
+            self._recent_size = max(1, round((self.recent_seconds or self.seconds) / dt))
+        v = value * dt
         if len(items) == self._size:
             self._sum -= items.popleft()
-        else:
-            self._span += dt
-        items.append(value * dt)
-        self._sum += value * dt
+        items.append(v)
+        self._sum += v
+        self._recent_sum += v
+        if len(items) > self._recent_size:
+            self._recent_sum -= items[-self._recent_size - 1]
+
+    @property
+    def span(self) -> float:
+        """Seconds of samples held (up to the window)."""
+        return len(self._items) * self._dt
 
     @property
     def mean(self) -> float:
-        return self._sum / self._span if self._span > 0 else 0.0
+        span = self.span
+        return self._sum / span if span > 0 else 0.0
 
     @property
     def total(self) -> float:
         return self._sum
 
     @property
-    def span(self) -> float:
-        """Seconds of samples held (up to the window)."""
-        return self._span
+    def recent_mean(self) -> float:
+        span = min(len(self._items), self._recent_size) * self._dt
+        return self._recent_sum / span if span > 0 else 0.0
+
+    @property
+    def recent_total(self) -> float:
+        return self._recent_sum
 
 
 def _clip(value: int, low: int, high: int) -> int:
@@ -136,6 +158,8 @@ class RayServeController:
         self._reported = 0.0
         self._next_push = 0.0
         self._counter = 0.0  # in control-loop periods; > 0 scaling up, < 0 scaling down
+        self._last_key: tuple[float, int] | None = None
+        self._last_desired = 0
 
     def observe(self, tick: Tick) -> None:
         self._window.add(tick.now, tick.in_system, tick.dt)
@@ -157,7 +181,11 @@ class RayServeController:
         p = self.params
         if tick.ready == 0:  # cold-start fast path
             return max(math.ceil(p.upscaling_factor), tick.target) if self._reported > 0 else tick.target
-        desired = self.desired(self._reported, tick.ready)
+        key = (self._reported, tick.ready)
+        if key != self._last_key:
+            self._last_key = key
+            self._last_desired = self.desired(self._reported, tick.ready)
+        desired = self._last_desired
         periods = self.decision_interval_s / p.control_loop_interval_s
         if desired > tick.target:
             self._counter = max(self._counter, 0.0) + periods
@@ -260,14 +288,12 @@ class KpaController:
         self.params = params or KpaParams()
         p = self.params
         self.decision_interval_s = p.tick_s
-        self._stable = WindowAverage(p.stable_window_s)
-        self._panic = WindowAverage(p.stable_window_s * p.panic_window_percentage / 100.0)
+        self._window = WindowAverage(p.stable_window_s, p.stable_window_s * p.panic_window_percentage / 100.0)
         self._panic_since: float | None = None
         self._max_panic_pods = 0
 
     def observe(self, tick: Tick) -> None:
-        self._stable.add(tick.now, tick.in_system, tick.dt)
-        self._panic.add(tick.now, tick.in_system, tick.dt)
+        self._window.add(tick.now, tick.in_system, tick.dt)
 
     def decide(self, tick: Tick) -> int:
         p = self.params
@@ -275,8 +301,8 @@ class KpaController:
         target = p.target_concurrency * p.target_utilization
         max_up = math.ceil(p.max_scale_up_rate * ready)
         max_down = math.floor(ready / p.max_scale_down_rate)
-        dspc = math.ceil(self._stable.mean / target)
-        dppc = math.ceil(self._panic.mean / target)
+        dspc = math.ceil(self._window.mean / target)
+        dppc = math.ceil(self._window.recent_mean / target)
         stable_pods = int(min(max(dspc, max_down), max_up))
         panic_pods = int(min(max(dppc, max_down), max_up))
         over = dppc / ready >= p.panic_threshold
@@ -334,11 +360,11 @@ class PidController:
         self.params = params
         self.decision_interval_s = params.interval_s
         self.cold_start_s = cold_start_s
-        self._rate = WindowAverage(params.window_s)
-        self._rate_two = WindowAverage(2 * params.window_s)
+        self._rate = WindowAverage(2 * params.window_s, params.window_s)
         self._state = _PidState()
         self._model_cache: dict[tuple[int, float], float] = {}
         self._ff_cache: dict[int, int] = {}
+        self._safe_cache: dict[tuple[int, int, float], int] = {}
 
     # -- the model ---------------------------------------------------------------------------------
 
@@ -388,9 +414,11 @@ class PidController:
     def predicted_rate(self, latest: float) -> float:
         """The window's rate, extrapolated one cold start ahead while it rises (never below it, and at
         most 25 % above the latest tick's rate: a step is not a trend)."""
-        recent = self._rate.mean
+        recent = self._rate.recent_mean
         w = self.params.window_s
-        earlier = (self._rate_two.total - self._rate.total) / w if self._rate_two.span > w else recent
+        earlier = (
+            (self._rate.total - self._rate.recent_total) / w if self._rate.span >= 2 * w - 1e-9 else recent
+        )
         slope = max(0.0, (recent - earlier) / w)
         ahead = recent + slope * (self.cold_start_s + self.params.interval_s)
         return min(ahead, max(recent, PREDICTION_CAP * latest))
@@ -399,12 +427,11 @@ class PidController:
 
     def observe(self, tick: Tick) -> None:
         self._rate.add(tick.now, tick.arrival_rate, tick.dt)
-        self._rate_two.add(tick.now, tick.arrival_rate, tick.dt)
 
     def decide(self, tick: Tick) -> int:
         p = self.params
         s = self._state
-        lam = self._rate.mean
+        lam = self._rate.recent_mean
         base = self.feed_forward(self.predicted_rate(tick.arrival_rate))
         observed = tick.p95_latency
         error = 0.0 if math.isnan(observed) else min(max(observed / p.slo_p95_s - 1.0, -1.0), p.error_max)
@@ -418,20 +445,57 @@ class PidController:
             s.integral = min(max(s.integral + error * p.interval_s, 0.0), p.integral_max)
         u = max(0.0, p.kp * error + p.ki * s.integral + p.kd * derivative)
         desired = _clip(math.ceil(base * (1.0 + u) - 1e-9), p.min_replicas, p.max_replicas)
-        if desired < tick.target and not self._down_is_safe(lam, tick, desired, observed):
-            desired = tick.target
+        if desired < tick.target:
+            desired = self._lowest_safe(lam, tick, desired, observed)
         if desired != tick.target:
             s.history.append((tick.now, desired))
         return desired
 
-    def _down_is_safe(self, lam: float, tick: Tick, desired: int, observed: float) -> bool:
-        """Would `desired` replicas still meet the SLO, by the model calibrated on what was observed?"""
-        current = max(tick.ready, 1)
-        model_now = self.model_p95(lam, current)
-        kappa = 1.0
-        if math.isfinite(model_now) and model_now > 0 and math.isfinite(observed):
-            kappa = max(observed / model_now, 1.0)
-        return kappa * self.model_p95(lam, desired) <= self.params.slo_p95_s
+    def calibrated_server_rate(self, arrival_rate: float, replicas: int, observed: float) -> float:
+        """The per-server rate μ̂ at which the model's p95 at `replicas` equals the observed p95 — the
+        model's own μ when the observation says nothing (no replica, infinite latency, no load).
+        Bisection on ln μ̂; never above the model's μ (a scale-down is only ever made more careful)."""
+        mu = self._per_server_rate()
+        servers = replicas * self.params.servers_per_replica
+        if servers <= 0 or arrival_rate <= 0 or not math.isfinite(observed) or observed <= 0:
+            return mu
+        if self._p95_at_rate(arrival_rate, mu, servers) >= observed:
+            return mu
+        lo = math.log(arrival_rate / servers) + 1e-12  # just stable: the p95 is unbounded there
+        hi = math.log(mu)
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            if self._p95_at_rate(arrival_rate, math.exp(mid), servers) > observed:
+                lo = mid
+            else:
+                hi = mid
+        return math.exp(hi)
+
+    def _p95_at_rate(self, arrival_rate: float, server_rate: float, servers: int) -> float:
+        q = mmc(arrival_rate, server_rate, servers, self.params.cv_arrival)
+        return q.time_in_system_percentile(0.95) if isinstance(q, QueueFigures) else math.inf
+
+    def _lowest_safe(self, lam: float, tick: Tick, desired: int, observed: float) -> int:
+        """The lowest count in [desired, target] that still meets the SLO by the model with the service
+        rate calibrated on what was just observed (so a model that is too optimistic cannot talk the
+        controller into a count the real system cannot carry)."""
+        key = (
+            tick.target,
+            math.ceil(math.log(max(lam, 1e-12)) / _FF_GRID),
+            round(math.log(max(observed, 1e-12)), 2),
+        )
+        cached = self._safe_cache.get(key)
+        if cached is not None:
+            return max(desired, cached)
+        rate = self.calibrated_server_rate(lam, max(tick.ready, 1), observed)
+        spr = self.params.servers_per_replica
+        count = desired
+        while count < tick.target and self._p95_at_rate(lam, rate, count * spr) > self.params.slo_p95_s:
+            count += 1
+        if len(self._safe_cache) > 10_000:
+            self._safe_cache.clear()
+        self._safe_cache[key] = count
+        return count
 
 
 _FF_GRID = math.log(1.001)

@@ -183,7 +183,7 @@ def quantile_by_newton(
         step_ok = False
         if s > 0 and f > 0:
             nxt = t + (math.log(s) - log_target) * s / f
-            if lo < nxt < hi:
+            if lo <= nxt <= hi:  # at the root hi == t: a Newton step onto it must stay allowed
                 step_ok = True
         if not step_ok:
             nxt = 0.5 * (lo + hi)

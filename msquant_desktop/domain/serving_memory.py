@@ -32,6 +32,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from msquant_desktop.domain.gpu_catalog import GpuType
@@ -413,25 +414,34 @@ class WeightBytes:
         """True when the tensors are the checkpoint's own or built on its real shapes."""
         return self.source != SOURCE_CONFIG
 
-    @property
+    @cached_property
     def stored_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
-    @property
+    @cached_property
     def gpu_bytes(self) -> int:
         return sum(t.gpu_nbytes for t in self.tensors)
+
+    @cached_property
+    def _gpu_split(self) -> tuple[dict[int, int], int]:
+        """({GPU bytes of a matrix: how many}, GPU bytes of all vectors): what tensor parallelism
+        splits and what it replicates (a model has only a few distinct matrix sizes)."""
+        matrices: dict[int, int] = {}
+        vectors = 0
+        for t in self.tensors:
+            if len(t.shape) >= 2:
+                size = t.gpu_nbytes
+                matrices[size] = matrices.get(size, 0) + 1
+            else:
+                vectors += t.gpu_nbytes
+        return matrices, vectors
 
     def gpu_bytes_per_gpu(self, tensor_parallel: int) -> int:
         """Per GPU under tensor parallelism: matrices are split, vectors (norms, shapes) replicated."""
         if tensor_parallel <= 1:
             return self.gpu_bytes
-        total = 0
-        for t in self.tensors:
-            if len(t.shape) >= 2:
-                total += -(-t.gpu_nbytes // tensor_parallel)
-            else:
-                total += t.gpu_nbytes
-        return total
+        matrices, vectors = self._gpu_split
+        return sum(count * -(-size // tensor_parallel) for size, count in matrices.items()) + vectors
 
 
 def apply_format(

@@ -16,8 +16,8 @@ import numpy as np
 
 from msquant_desktop.domain.queueing import QueueFigures, mmc, variability_factor
 
-GRID = 4096
-CHUNK = 256  # grid points built at a time: a replay's loads visit a few chunks per c
+GRID = 2048
+CHUNK = 512  # grid points built at a time: a replay's loads visit a few chunks per c
 RHO_MAX = 0.999
 P95 = 0.95
 
@@ -27,16 +27,19 @@ class QueueTable:
 
     def __init__(self, servers: int) -> None:
         self.servers = servers
-        self.in_system = np.full(GRID + 1, np.nan)
+        self.in_system = np.full(GRID + 1, np.nan)  # mean queue length Lq; in system = λ/μ + Lq
         self.p95 = np.full(GRID + 1, np.nan)
         self.built = np.zeros(GRID // CHUNK, dtype=bool)
 
 
 def _p95_vectorised(mu: float, theta: np.ndarray, c_wait: np.ndarray) -> np.ndarray:
-    """p95 of T = W + S for arrays of (θ, C) at one μ: bisection on the closed-form tail."""
+    """p95 of T = W + S for arrays of (θ, C) at one μ: Newton steps on ln P(T > t) from the closed-form
+    tail and density (as `QueueFigures.time_in_system_percentile`), kept inside the bracket
+    [max of the two quantiles, union bound], halving wherever a step would leave it."""
     p = P95
-    q_service = -math.log(1.0 - p) / mu
-    half = 1.0 - (1.0 - p) / 2.0
+    target = 1.0 - p
+    q_service = -math.log(target) / mu
+    half = 1.0 - target / 2.0
 
     def wait_q(prob: float) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -47,23 +50,36 @@ def _p95_vectorised(mu: float, theta: np.ndarray, c_wait: np.ndarray) -> np.ndar
     hi = wait_q(half) - math.log(1.0 - half) / mu
     d = theta - mu
 
-    def tail(t: np.ndarray) -> np.ndarray:
-        # the same three forms as domain.queueing._exp_sum_tail, chosen per element
+    def tail_and_density(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # g = μ(e^{−μt} − e^{−θt})/(θ − μ) in the three forms of domain.queueing._exp_sum_tail
         x = d * t
         small = np.abs(x) < 1.0
         e = np.exp(-mu * t)
+        e_theta = np.exp(-theta * t)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             near = np.where(np.abs(x) < 1e-12, t, -np.expm1(-np.where(small, x, 0.0)) / d)
-            far = (e - np.exp(-theta * t)) / d
+            far = (e - e_theta) / d
         g = mu * np.where(small, e * near, far)
-        return e + c_wait * g
+        tail = e + c_wait * g
+        density = mu * e + c_wait * (mu * g - mu * e_theta)
+        return tail, density
 
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        over = tail(mid) > 1.0 - p
-        lo = np.where(over, mid, lo)
-        hi = np.where(over, hi, mid)
-    result: np.ndarray = 0.5 * (lo + hi)
+    t = 0.5 * (lo + hi)
+    log_target = math.log(target)
+    for _ in range(30):
+        tail, density = tail_and_density(t)
+        over = tail > target
+        lo = np.where(over, t, lo)
+        hi = np.where(over, hi, t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = t + (np.log(np.maximum(tail, 1e-300)) - log_target) * tail / density
+        inside = (step >= lo) & (step <= hi) & np.isfinite(step)  # at the root hi == t: keep Newton
+        new = np.where(inside, step, 0.5 * (lo + hi))
+        if np.all(np.abs(new - t) <= 1e-12 * np.maximum(new, 1e-300)):
+            t = new
+            break
+        t = new
+    result: np.ndarray = t
     return result
 
 
@@ -96,15 +112,30 @@ class QueueTables:
         index = np.arange(chunk * CHUNK, (chunk + 1) * CHUNK + 1)
         rho = -np.expm1(-index * self.du)
         a = rho * c
-        b = np.ones(len(index))
-        for k in range(1, c + 1):
-            b = a * b / (k + a * b)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c_wait = np.where(a > 0, c * b / (c - a * (1.0 - b)), 0.0)
         theta = c * mu * (1.0 - rho) / self.variability
+        # C < P(N = c)·c/(c − a) for N ~ Poisson(a) (Erlang B ≤ P(N = c)); where that bound is below
+        # e^-40 nobody waits to double precision and the O(c) recursion is skipped.
+        with np.errstate(divide="ignore"):
+            log_bound = c * np.log(a) - a - math.lgamma(c + 1) + np.log(c / (c - a))
+        live = np.nonzero(log_bound > -40.0)[0]
+        c_wait = np.zeros(len(index))
+        if len(live):
+            al = a[live]
+            # 1/B_c = Σ_k c!/(k!·a^{c−k}): the terms follow a Poisson(a) shape in k, so those more than
+            # 10 standard deviations below the smallest a (relative weight < e^-50) are left out by
+            # starting the recursion there with B = 1.
+            a_min = float(al.min())
+            start = max(0, int(a_min - 10.0 * math.sqrt(a_min) - 20.0))
+            b = np.ones(len(live))
+            for k in range(start + 1, c + 1):
+                b = al * b / (k + al * b)
+            c_wait[live] = c * b / (c - al * (1.0 - b))
         lam = a * mu
-        table.in_system[index] = lam * (c_wait / theta + 1.0 / mu)
-        table.p95[index] = _p95_vectorised(mu, theta, c_wait)
+        table.in_system[index] = lam * c_wait / theta  # the queue only: the a = λ/μ in service is exact
+        p95 = np.full(len(index), -math.log(1.0 - P95) / mu)  # nobody waits: the service time's p95
+        if len(live):
+            p95[live] = _p95_vectorised(mu, theta[live], c_wait[live])
+        table.p95[index] = p95
         table.built[chunk] = True
 
     # -- scalar questions --------------------------------------------------------------------------
@@ -130,7 +161,7 @@ class QueueTables:
         if rho >= RHO_MAX:
             q = self._exact(arrival_rate, servers)
             return math.inf if q is None else q.mean_in_system
-        return self._lookup(servers, rho, "in_system")
+        return arrival_rate / self.service_rate + self._lookup(servers, rho, "in_system")
 
     def p95(self, arrival_rate: float, servers: int) -> float:
         rho = arrival_rate / (servers * self.service_rate)

@@ -87,7 +87,12 @@ def baseline_bytes(config: dict[str, Any]) -> int:
 
 @pytest.mark.parametrize(
     ("config", "parameters"),
-    [(LLAMA3_8B, 8_030_261_248), (QWEN25_7B, 7_615_616_512), (LLAMA32_1B, 1_235_814_400), (LLAMA3_70B, 70_553_706_496)],
+    [
+        (LLAMA3_8B, 8_030_261_248),
+        (QWEN25_7B, 7_615_616_512),
+        (LLAMA32_1B, 1_235_814_400),
+        (LLAMA3_70B, 70_553_706_496),
+    ],
 )
 def test_the_config_estimate_counts_public_models_exactly(config: dict[str, Any], parameters: int) -> None:
     assert baseline_bytes(config) == 2 * parameters
@@ -120,7 +125,9 @@ def test_exact_bytes_equal_what_llmcompressor_wrote(recorded: dict[str, Path], s
     # The same scheme applied to the unquantized demo's real shapes: the very same tensors.
     shapes = weight_bytes(read_model(recorded["BF16"]), scheme)
     assert shapes.source == SOURCE_SHAPES
-    assert {(t.name, t.dtype, t.shape) for t in shapes.tensors} == {(t.name, t.dtype, t.shape) for t in exact.tensors}
+    assert {(t.name, t.dtype, t.shape) for t in shapes.tensors} == {
+        (t.name, t.dtype, t.shape) for t in exact.tensors
+    }
 
     # From the unquantized demo's config.json alone: an estimate, within 2 % (here: equal).
     estimate = weight_bytes(read_model(recorded["BF16"] / "config.json"), scheme)
@@ -159,7 +166,10 @@ def test_vllm_style_budget_arithmetic() -> None:
     mem = replica_memory(weights, arch, GPU_BY_KEY["h100-sxm"], 8192)
     assert mem.tensor_parallel == 1 and mem.fits and mem.problem() is None
     assert mem.budget_bytes == int(81559 * 2**20 * 0.9)
-    assert mem.kv_cache_bytes == mem.budget_bytes - weights.gpu_bytes - mem.activation_peak_bytes - mem.overhead_bytes
+    assert (
+        mem.kv_cache_bytes
+        == mem.budget_bytes - weights.gpu_bytes - mem.activation_peak_bytes - mem.overhead_bytes
+    )
     assert mem.num_blocks == mem.kv_cache_bytes // (16 * 131072)
     assert mem.max_concurrency == pytest.approx(mem.num_blocks * 16 / 8192)
     assert 45 < mem.max_concurrency < 60  # ~55 sequences of 8k tokens on one H100
@@ -190,7 +200,9 @@ def test_folders_the_planner_refuses(tmp_path: Path) -> None:
         read_model(tmp_path / "nope")
     with pytest.raises(PlanInputError, match="no config.json"):
         read_model(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({**LLAMA3_8B, "quantization_config": {"quant_method": "gptq"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({**LLAMA3_8B, "quantization_config": {"quant_method": "gptq"}})
+    )
     with pytest.raises(PlanInputError, match="compressed-tensors"):
         read_model(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(LLAMA3_8B))

@@ -32,7 +32,14 @@ def quantized(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Cal
             out = tmp_path_factory.mktemp("plan-q") / scheme
             args = ["quantize", "--model", str(demo_model), "--scheme", scheme, "--out", str(out)]
             if scheme in ("GPTQ_W4A16", "SMOOTHQUANT_GPTQ_W8A8", "AWQ_W4A16"):
-                args += ["--dataset", str(demo_model / "calibration.jsonl"), "--samples", "8", "--seq-len", "64"]
+                args += [
+                    "--dataset",
+                    str(demo_model / "calibration.jsonl"),
+                    "--samples",
+                    "8",
+                    "--seq-len",
+                    "64",
+                ]
             code, _events, stdout, stderr = run_cli(*args, timeout=900)
             assert code == 0, stdout[-3000:] + stderr[-3000:]
             made[scheme] = out
@@ -44,7 +51,10 @@ def quantized(demo_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Cal
 @pytest.mark.parametrize(
     "scheme",
     QUICK
-    + [pytest.param(s, marks=pytest.mark.skipif(not EXTENDED, reason="set MSQUANT_TEST_ALL_SCHEMES=1")) for s in HEAVY],
+    + [
+        pytest.param(s, marks=pytest.mark.skipif(not EXTENDED, reason="set MSQUANT_TEST_ALL_SCHEMES=1"))
+        for s in HEAVY
+    ],
 )
 def test_planner_bytes_equal_the_written_tensors(
     quantized: Callable[[str], Path], demo_model: Path, scheme: str
