@@ -91,16 +91,23 @@ def sizing_pass(arrival_rate: float) -> tuple[int, int]:
 
 def bench_sizing() -> None:
     # Pick the load so that the slowest configuration needs about 1000 servers.
-    _, at_one = sizing_pass(1.0)
-    rate = 1.0 * 950 / max(at_one, 1)
-    times = []
-    for _ in range(5):
-        started = time.perf_counter()
+    rate = 1.0
+    for _ in range(4):
+        _, largest = sizing_pass(rate)
+        rate *= 1000 / max(largest, 1)
+    times, cpu = [], []
+    for _ in range(7):
+        started, started_cpu = time.perf_counter(), time.process_time()
         sized, largest = sizing_pass(rate)
         times.append(time.perf_counter() - started)
-    print(f"sizing: {sized} configurations (7 schemes × 6 GPUs × TP 1-8 that fit), servers up to {largest}")
+        cpu.append(time.process_time() - started_cpu)
     print(
-        f"  one sweep: median {statistics.median(times) * 1e3:.1f} ms (min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f})"
+        f"sizing: {sized} configurations (7 schemes × 6 GPUs × TP 1, 2, 4, 8 that fit), {rate:.1f} req/s, "
+        f"servers up to {largest}"
+    )
+    print(
+        f"  one sweep: wall median {statistics.median(times) * 1e3:.1f} ms (min {min(times) * 1e3:.1f}), "
+        f"CPU median {statistics.median(cpu) * 1e3:.1f} ms"
     )
 
 
@@ -168,7 +175,9 @@ def bench_des(requests: int) -> None:
         f"batching model vs simulation: ITL(n) = 15 ms + 0.4 ms·n, L_out = 128, B = 32, "
         f"μ(B) = {replica.max_throughput:.3f} req/s; {requests:,} simulated requests per load"
     )
-    print("  load ρ | model mean | sim mean | error | model p95 | sim p95 | error | model time | sim time")
+    print(
+        "  load ρ | model mean | sim mean (± 2 SE) | error | model p95 | sim p95 (± 2 SE) | error | model time | sim time"
+    )
     for rho in (0.3, 0.6, 0.8, 0.9, 0.95):
         lam = rho * replica.max_throughput
         started = time.perf_counter()
@@ -180,17 +189,22 @@ def bench_des(requests: int) -> None:
         sim = simulate(replica, lam, requests, seed=int(rho * 1000))
         sim_time = time.perf_counter() - started
         sim_mean, sim_p95 = float(sim.mean()), float(np.quantile(sim, 0.95))
+        # batch means over 20 consecutive batches: ± two standard errors of the simulated figures
+        batches = np.array_split(sim, 20)
+        se_mean = 2 * float(np.std([b.mean() for b in batches], ddof=1)) / np.sqrt(20)
+        se_p95 = 2 * float(np.std([np.quantile(b, 0.95) for b in batches], ddof=1)) / np.sqrt(20)
         print(
-            f"  {rho:.2f} | {figures.mean_time_in_system:.3f} s | {sim_mean:.3f} s | "
-            f"{(figures.mean_time_in_system / sim_mean - 1) * 100:+.1f} % | {p95:.3f} s | {sim_p95:.3f} s | "
-            f"{(p95 / sim_p95 - 1) * 100:+.1f} % | {model_time * 1e3:.0f} ms | {sim_time:.1f} s"
+            f"  {rho:.2f} | {figures.mean_time_in_system:.3f} s | {sim_mean:.3f} ± {se_mean:.3f} s | "
+            f"{(figures.mean_time_in_system / sim_mean - 1) * 100:+.1f} % | {p95:.3f} s | "
+            f"{sim_p95:.3f} ± {se_p95:.3f} s | {(p95 / sim_p95 - 1) * 100:+.1f} % | "
+            f"{model_time * 1e3:.0f} ms | {sim_time:.1f} s"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("sizing", "replay", "des"))
-    parser.add_argument("--requests", type=int, default=200_000)
+    parser.add_argument("--requests", type=int, default=400_000)
     args = parser.parse_args()
     if args.only in (None, "sizing"):
         bench_sizing()

@@ -415,32 +415,37 @@ class WeightBytes:
         return self.source != SOURCE_CONFIG
 
     @cached_property
-    def stored_bytes(self) -> int:
-        return sum(t.nbytes for t in self.tensors)
-
-    @cached_property
-    def gpu_bytes(self) -> int:
-        return sum(t.gpu_nbytes for t in self.tensors)
-
-    @cached_property
-    def _gpu_split(self) -> tuple[dict[int, int], int]:
-        """({GPU bytes of a matrix: how many}, GPU bytes of all vectors): what tensor parallelism
-        splits and what it replicates (a model has only a few distinct matrix sizes)."""
+    def _totals(self) -> tuple[int, int, dict[int, int], int]:
+        """One pass: (stored bytes, GPU bytes, {GPU bytes of a matrix: how many}, GPU bytes of all
+        vectors) — what tensor parallelism splits and what it replicates (few distinct matrix sizes)."""
+        stored = gpu = vectors = 0
         matrices: dict[int, int] = {}
-        vectors = 0
+        widths = DTYPE_BYTES
         for t in self.tensors:
+            numel = math.prod(t.shape) if t.shape else 1
+            width = widths.get(t.dtype, 4)
+            stored += numel * width
+            on_gpu = numel * (2 if t.dtype in ("F32", "F64") else width)
+            gpu += on_gpu
             if len(t.shape) >= 2:
-                size = t.gpu_nbytes
-                matrices[size] = matrices.get(size, 0) + 1
+                matrices[on_gpu] = matrices.get(on_gpu, 0) + 1
             else:
-                vectors += t.gpu_nbytes
-        return matrices, vectors
+                vectors += on_gpu
+        return stored, gpu, matrices, vectors
+
+    @property
+    def stored_bytes(self) -> int:
+        return self._totals[0]
+
+    @property
+    def gpu_bytes(self) -> int:
+        return self._totals[1]
 
     def gpu_bytes_per_gpu(self, tensor_parallel: int) -> int:
         """Per GPU under tensor parallelism: matrices are split, vectors (norms, shapes) replicated."""
         if tensor_parallel <= 1:
             return self.gpu_bytes
-        matrices, vectors = self._gpu_split
+        _, _, matrices, vectors = self._totals
         return sum(count * -(-size // tensor_parallel) for size, count in matrices.items()) + vectors
 
 
