@@ -160,12 +160,17 @@ class RayServeController:
         self._counter = 0.0  # in control-loop periods; > 0 scaling up, < 0 scaling down
         self._last_key: tuple[float, int] | None = None
         self._last_desired = 0
+        p = self.params
+        self._periods = decision_interval_s / p.control_loop_interval_s
+        self._up_periods = int(p.upscale_delay_s / p.control_loop_interval_s)
+        self._down_periods = int(p.downscale_delay_s / p.control_loop_interval_s)
+        self._push_s = p.metrics_interval_s
 
     def observe(self, tick: Tick) -> None:
         self._window.add(tick.now, tick.in_system, tick.dt)
         if tick.now >= self._next_push:  # replicas push their look-back average every metrics_interval_s
             self._reported = self._window.mean
-            self._next_push = tick.now + self.params.metrics_interval_s
+            self._next_push = tick.now + self._push_s
 
     def desired(self, total: float, running: int) -> int:
         """`_core_replica_queue_length_policy` + `_apply_scaling_factors` + bounds."""
@@ -178,28 +183,28 @@ class RayServeController:
         return _clip(scaled, p.min_replicas, p.max_replicas)
 
     def decide(self, tick: Tick) -> int:
-        p = self.params
-        if tick.ready == 0:  # cold-start fast path
-            return max(math.ceil(p.upscaling_factor), tick.target) if self._reported > 0 else tick.target
-        key = (self._reported, tick.ready)
+        ready, target = tick.ready, tick.target
+        if ready == 0:  # cold-start fast path
+            up = math.ceil(self.params.upscaling_factor)
+            return max(up, target) if self._reported > 0 else target
+        key = (self._reported, ready)
         if key != self._last_key:
             self._last_key = key
-            self._last_desired = self.desired(self._reported, tick.ready)
+            self._last_desired = self.desired(self._reported, ready)
         desired = self._last_desired
-        periods = self.decision_interval_s / p.control_loop_interval_s
-        if desired > tick.target:
-            self._counter = max(self._counter, 0.0) + periods
-            if self._counter > int(p.upscale_delay_s / p.control_loop_interval_s):
+        if desired > target:
+            self._counter = max(self._counter, 0.0) + self._periods
+            if self._counter > self._up_periods:
                 self._counter = 0.0
                 return desired
-        elif desired < tick.target:
-            self._counter = min(self._counter, 0.0) - periods
-            if self._counter < -int(p.downscale_delay_s / p.control_loop_interval_s):
+        elif desired < target:
+            self._counter = min(self._counter, 0.0) - self._periods
+            if self._counter < -self._down_periods:
                 self._counter = 0.0
                 return max(1, desired)
         else:
             self._counter = 0.0
-        return tick.target
+        return target
 
 
 # ------------------------------------------------------------------------------------------------

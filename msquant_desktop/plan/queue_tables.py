@@ -29,7 +29,9 @@ class QueueTable:
         self.servers = servers
         self.in_system = np.full(GRID + 1, np.nan)  # mean queue length Lq; in system = λ/μ + Lq
         self.p95 = np.full(GRID + 1, np.nan)
-        self.built = np.zeros(GRID // CHUNK, dtype=bool)
+        self.built = [False] * (GRID // CHUNK)
+        self.in_system_list = [math.nan] * (GRID + 1)
+        self.p95_list = [math.nan] * (GRID + 1)
 
 
 def _p95_vectorised(mu: float, theta: np.ndarray, c_wait: np.ndarray) -> np.ndarray:
@@ -137,6 +139,10 @@ class QueueTables:
             p95[live] = _p95_vectorised(mu, theta[live], c_wait[live])
         table.p95[index] = p95
         table.built[chunk] = True
+        # Python lists mirror the arrays: a replay asks one value at a time, and list indexing with
+        # float arithmetic is several times faster than numpy scalars.
+        table.in_system_list[index[0] : index[-1] + 1] = table.in_system[index].tolist()
+        table.p95_list[index[0] : index[-1] + 1] = p95.tolist()
 
     # -- scalar questions --------------------------------------------------------------------------
 
@@ -147,13 +153,12 @@ class QueueTables:
     def _lookup(self, servers: int, rho: float, which: str) -> float:
         x = -math.log1p(-rho) / self.du
         j = int(x)
-        table = self.table(servers)
-        chunk = j // CHUNK
-        if not table.built[chunk]:
-            self._ensure(table, chunk)
-        values = table.in_system if which == "in_system" else table.p95
-        w = x - j
-        return float(values[j] + w * (values[j + 1] - values[j]))
+        table = self._tables.get(servers) or self.table(servers)
+        if not table.built[j // CHUNK]:
+            self._ensure(table, j // CHUNK)
+        values = table.in_system_list if which == "in_system" else table.p95_list
+        v = values[j]
+        return v + (x - j) * (values[j + 1] - v)
 
     def in_system(self, arrival_rate: float, servers: int) -> float:
         """Mean number in system (stable only: callers check λ < cμ)."""
