@@ -40,8 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from msquant_desktop.domain.queueing import Infeasible, QueueFigures, SizingTarget, mmc, size_servers
@@ -351,7 +350,6 @@ class PidParams:
 class _PidState:
     integral: float = 0.0
     last_error: float = 0.0
-    history: list[tuple[float, int]] = field(default_factory=list)
 
 
 class PidController:
@@ -367,7 +365,6 @@ class PidController:
         self.cold_start_s = cold_start_s
         self._rate = WindowAverage(2 * params.window_s, params.window_s)
         self._state = _PidState()
-        self._model_cache: dict[tuple[int, float], float] = {}
         self._ff_cache: dict[int, int] = {}
         self._safe_cache: dict[tuple[int, int, float], int] = {}
 
@@ -375,20 +372,6 @@ class PidController:
 
     def _per_server_rate(self) -> float:
         return self.params.service_rate / self.params.servers_per_replica
-
-    def model_p95(self, arrival_rate: float, replicas: int) -> float:
-        """The model's p95 time in system at `replicas`; inf when that is unstable."""
-        key = (replicas, round(arrival_rate, 6))
-        cached = self._model_cache.get(key)
-        if cached is not None:
-            return cached
-        servers = replicas * self.params.servers_per_replica
-        q = mmc(arrival_rate, self._per_server_rate(), servers, self.params.cv_arrival) if servers else None
-        value = q.time_in_system_percentile(0.95) if isinstance(q, QueueFigures) else math.inf
-        if len(self._model_cache) > 100_000:
-            self._model_cache.clear()
-        self._model_cache[key] = value
-        return value
 
     def feed_forward(self, arrival_rate: float) -> int:
         """The fewest replicas whose model p95 meets the SLO (max_replicas when none can).
@@ -452,8 +435,6 @@ class PidController:
         desired = _clip(math.ceil(base * (1.0 + u) - 1e-9), p.min_replicas, p.max_replicas)
         if desired < tick.target:
             desired = self._lowest_safe(lam, tick, desired, observed)
-        if desired != tick.target:
-            s.history.append((tick.now, desired))
         return desired
 
     def calibrated_server_rate(self, arrival_rate: float, replicas: int, observed: float) -> float:
@@ -507,5 +488,4 @@ _FF_GRID = math.log(1.001)
 PREDICTION_CAP = 1.25
 
 
-ControllerFactory = Callable[[], Controller]
 CONTROLLER_NAMES = ("pid", "ray", "skyserve", "kpa")
