@@ -163,6 +163,13 @@ def looks_like_hub_name(text: str, exists: bool) -> bool:
     return not exists and HUB_NAME_RE.match(text) is not None
 
 
+def matches_ignore(name: str, pattern: str) -> bool:
+    """llmcompressor's ignore rule: `re:REGEX` matches by regex, anything else by name or suffix."""
+    if pattern.startswith("re:"):
+        return re.match(pattern[3:], name) is not None
+    return name == pattern or name.endswith("." + pattern)
+
+
 def request_problems(request: QuantizeRequest) -> list[str]:
     """Problems with a request that need no file system: scheme known, data present, numbers sane."""
     problems: list[str] = []

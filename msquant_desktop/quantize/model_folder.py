@@ -6,13 +6,12 @@ Cheap (reads JSON and safetensors headers only), so the form can run it on every
 from __future__ import annotations
 
 import json
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msquant_desktop.domain.quantize import SUPPORTED_ARCHITECTURES, looks_like_hub_name
+from msquant_desktop.domain.quantize import SUPPORTED_ARCHITECTURES, looks_like_hub_name, matches_ignore
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DTYPE_BYTES = {
@@ -181,13 +180,6 @@ def indivisible_layers(info: ModelInfo, group_size: int, ignore: tuple[str, ...]
         if width_in % group_size:
             bad.append(name)
     return bad
-
-
-def matches_ignore(name: str, pattern: str) -> bool:
-    """llmcompressor's ignore rule: `re:REGEX` matches by regex, anything else by name or suffix."""
-    if pattern.startswith("re:"):
-        return re.match(pattern[3:], name) is not None
-    return name == pattern or name.endswith("." + pattern)
 
 
 def describe_indivisible(layers: list[str], group_size: int, widths: dict[str, tuple[int, int]]) -> str:
