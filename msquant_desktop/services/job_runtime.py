@@ -70,7 +70,11 @@ class SupervisedRuntime(JobRuntime):
         self.process = QProcess(self)
         self.process.setObjectName(f"supervisor-job-{job_id}")
         # Own session and process group: the job never shares the GUI's group (facts/qt-headless.md).
-        self.process.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
+        # vfork: the GUI thread does not copy the page tables of a GUI-sized process for each launch
+        # (measured ~3 ms instead of ~8-12 ms per start); nothing runs in the child before exec.
+        self.process.setUnixProcessParameters(
+            QProcess.UnixProcessFlag.CreateNewSession | QProcess.UnixProcessFlag.UseVFork
+        )
         environment = QProcessEnvironment()
         for key, value in env.items():
             environment.insert(key, value)
