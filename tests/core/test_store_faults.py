@@ -71,9 +71,15 @@ def test_an_empty_store_is_refused_and_left_empty(data_dir_with_jobs: Path) -> N
 @pytest.mark.parametrize("damage", ["truncated to half", "garbage on page 1"])
 def test_a_damaged_store_is_refused_byte_identical(data_dir_with_jobs: Path, damage: str) -> None:
     store = _store(data_dir_with_jobs)
-    with sqlite3.connect(store) as conn:  # make it a few pages long, then checkpoint into the file
-        conn.executemany("INSERT INTO kv (key, value) VALUES (?, ?)", [(f"k{i}", "v" * 500) for i in range(200)])
-    sqlite3.connect(store).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    # Make it a few pages long and checkpoint into the file; then close, before the file is damaged:
+    # a connection left open would keep the damaged file's -shm mapped in this process.
+    conn = sqlite3.connect(store)
+    try:
+        with conn:
+            conn.executemany("INSERT INTO kv (key, value) VALUES (?, ?)", [(f"k{i}", "v" * 500) for i in range(200)])
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
     data = store.read_bytes()
     if damage == "truncated to half":
         store.write_bytes(data[: len(data) // 2])
