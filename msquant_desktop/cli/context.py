@@ -28,3 +28,47 @@ class CliContext:
         if self._conn is None:
             self._conn = connect(self.paths.database)
         return self._conn
+
+
+MAX_ID = 2**63 - 1
+"""SQLite's largest integer: a job id beyond it cannot exist (and would overflow the query)."""
+
+
+def job_id_arg(text: str) -> int:
+    """argparse type for a job id: a whole number from 1 to SQLite's largest integer."""
+    import argparse
+
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number)") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{text} is not a job id (ids run from 1 to {MAX_ID})")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type for seconds and the like: a finite number, 0 or more."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a number of 0 or more")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and limits: a whole number, 1 or more (and not absurdly large)."""
+    import argparse
+
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text} must be from 1 to 1,000,000")
+    return value

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext
+from msquant_desktop.cli.context import CliContext, non_negative_float
 from msquant_desktop.domain.gpu import DoctorReport
 
 EXIT_FINDINGS = 5
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="end the orphans' process trees (TERM, then KILL after --grace); asks first unless --yes",
     )
     parser.add_argument("--yes", action="store_true", help="with --clean: do not ask")
-    parser.add_argument("--grace", type=float, default=5.0, metavar="SECONDS", help="TERM -> KILL wait (5)")
+    parser.add_argument("--grace", type=non_negative_float, default=5.0, metavar="SECONDS", help="TERM -> KILL wait (5)")
     parser.set_defaults(func=handle)
 
 

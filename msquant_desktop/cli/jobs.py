@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext
+from msquant_desktop.cli.context import CliContext, job_id_arg, positive_int
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.runfiles import LOG_FILE
@@ -36,21 +36,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = sub.add_parser("list", help="list jobs, newest first")
     p.add_argument("--json", action="store_true", help="one JSON array (for scripts)")
-    p.add_argument("--limit", type=int, default=50, metavar="N")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("show", help="everything about one job")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=job_id_arg)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("logs", help="print a job's output (stderr lines go to stderr)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=job_id_arg)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("cancel", help="cancel a queued or running job (stops its whole process tree)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=job_id_arg)
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("run", help="run a command as a supervised job: jobs run [options] -- CMD ...")
@@ -224,6 +224,7 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     except ValueError as exc:
         print(f"msquant-desktop: {exc}", file=sys.stderr)
         return 2
+    ctx.settings.validate()  # a bad settings file is refused before anything is queued
     repo = _repo(ctx)
     record = repo.create(spec, JobState.QUEUED, "submitted from the command line")
     print(f"job {record.id} queued")

@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext
+from msquant_desktop.cli.context import CliContext, job_id_arg, positive_int
 
 
 def _lazy(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
@@ -77,6 +77,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument("command", nargs="+", help="the command (after --)")
     status = add("status", "cmd_status", "refresh and list SLURM jobs")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--limit", type=int, default=50)
-    add("logs", "cmd_logs", "print a job's remote log").add_argument("id", type=int)
-    add("cancel", "cmd_cancel", "scancel a job and confirm its end").add_argument("id", type=int)
+    status.add_argument("--limit", type=positive_int, default=50)
+    add("logs", "cmd_logs", "print a job's remote log").add_argument("id", type=job_id_arg)
+    add("cancel", "cmd_cancel", "scancel a job and confirm its end").add_argument("id", type=job_id_arg)

@@ -15,11 +15,14 @@ def load_settings(path: Path) -> Settings:
         return Settings()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise SettingsError(f"settings file {path} must hold a JSON object")
-    return Settings.from_dict(data)
+    try:
+        return Settings.from_dict(data)
+    except SettingsError as exc:
+        raise SettingsError(f"settings file {path}: {exc} (fix it, or delete it for the defaults)") from exc
 
 
 def save_settings(path: Path, settings: Settings) -> None:
