@@ -91,11 +91,17 @@ class SupervisedRuntime(JobRuntime):
         """Start the supervisor; `started` (pid known) or `sig_ended` (could not start) follows.
         Never waits: the GUI thread does not block on a fork/exec."""
         self.process.start(self._argv[0], self._argv[1:])
+        self._note_pid()  # known as soon as the fork happened (Qt's `started` may come after output)
 
     @Slot()
     def _on_started(self) -> None:
-        self.pid = int(self.process.processId())
-        self.pid_start_time = identity.start_time(self.pid)
+        self._note_pid()
+
+    def _note_pid(self) -> None:
+        pid = int(self.process.processId())
+        if pid > 0 and pid != self.pid:
+            self.pid = pid
+            self.pid_start_time = identity.start_time(pid)
 
     def detach(self) -> None:
         # WORKAROUND: QProcess kills a running child when it is destroyed; marking it NotRunning

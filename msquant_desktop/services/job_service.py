@@ -380,7 +380,8 @@ class JobService(QObject):
                 elif isinstance(found, lifecycle.Adopt):  # e.g. a second look found it alive after all
                     log.warning("job %d: %s, but its supervisor is alive; following it", job_id, why)
             self._note(job_id)
-        self._schedule_soon()
+        if not self._schedule_timer.isActive():
+            self.schedule()  # at once: a job ending frees its slot now (the timer only spaces launches)
 
     # -- blocking work, off the GUI thread ---------------------------------------------------------------
     def _cleanup_on_thread(self, settled: lifecycle.Settled) -> None:
