@@ -25,7 +25,6 @@ import json
 import math
 import resource
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -59,16 +58,14 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 class EventWriter:
-    """Writes events to one stream, one whole line at a time (progress may come from a thread)."""
+    """Writes each event as one flushed line to one stream (stdout, or stderr with --json)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._lock = threading.Lock()
 
     def __call__(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            self._stream.write(format_event(event) + "\n")
-            self._stream.flush()
+        self._stream.write(format_event(event) + "\n")
+        self._stream.flush()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,12 +230,12 @@ def measure_speed(model: Any, tokenizer: Any, ids: Any, device: str, emit: Emit)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     figures: dict[str, float] = {}
 
-    def best_time(call: Callable[[], Any]) -> float:
+    def best_time(call: Callable[..., Any], *args: Any) -> float:
         times: list[float] = []
         while len(times) < SPEED_MAX_RUNS and sum(times) < SPEED_BUDGET_S:
             _synchronize(device)
             started = time.perf_counter()
-            call()
+            call(*args)
             _synchronize(device)
             times.append(time.perf_counter() - started)
         return min(times)
@@ -253,15 +250,18 @@ def measure_speed(model: Any, tokenizer: Any, ids: Any, device: str, emit: Emit)
             pad_token_id=pad,
         )
 
+    def prefill(batch: Any) -> Any:
+        return model(batch, use_cache=False)
+
     with torch.inference_mode():
         warm = prompt.unsqueeze(0).to(device)
         generate(warm, 2)  # first calls pay for lazy initialisation, not the model's speed
         for batch_size in SPEED_BATCHES:
             emit({"type": "stage", "stage": f"Measuring speed (batch {batch_size})"})
             batch = prompt.unsqueeze(0).repeat(batch_size, 1).to(device)
-            prefill_s = best_time(lambda b=batch: model(b, use_cache=False))
-            one_s = best_time(lambda b=batch: generate(b, 1))
-            all_s = best_time(lambda b=batch: generate(b, SPEED_NEW_TOKENS))
+            prefill_s = best_time(prefill, batch)
+            one_s = best_time(generate, batch, 1)
+            all_s = best_time(generate, batch, SPEED_NEW_TOKENS)
             decode_s = max(all_s - one_s, 1e-9)
             suffix = "" if batch_size == 1 else f"_batch{batch_size}"
             figures[f"prefill_tokens_per_s{suffix}"] = round(batch_size * SPEED_PROMPT_TOKENS / prefill_s, 2)
@@ -333,6 +333,7 @@ def evaluate(request: EvaluateRequest, emit: Emit) -> dict[str, Any]:
     emit({"type": "stage", "stage": "Loading model"})
     _progress(emit, "Loading model", 0.05)
     model, load_s = load_model(inputs.model_dir, device)
+    vocab_size = int(model.config.get_text_config().vocab_size)
     result: dict[str, Any] = {
         "type": "result",
         "kind": EVALUATE_KIND,
@@ -348,8 +349,8 @@ def evaluate(request: EvaluateRequest, emit: Emit) -> dict[str, Any]:
         "windows": len(windows),
         "tokens_evaluated": predicted_tokens(windows),
         "text_tokens": len(ids),
-        "vocab_size": int(model.config.vocab_size),
-        "uniform_perplexity": uniform_perplexity(int(model.config.vocab_size)),
+        "vocab_size": vocab_size,
+        "uniform_perplexity": uniform_perplexity(vocab_size),
         "load_s": round(load_s, 3),
         "speed_prompt_tokens": SPEED_PROMPT_TOKENS if request.speed else None,
         "speed_new_tokens": SPEED_NEW_TOKENS if request.speed else None,
