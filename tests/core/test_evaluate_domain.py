@@ -143,3 +143,12 @@ def test_each_quantization_shows_its_newest_finished_evaluation() -> None:
     newest = result_listings(records)[0]
     assert newest.evaluation_job_id == 9 and newest.evaluation is not None
     assert newest.evaluation["perplexity"] == 2.5
+
+
+def test_an_evaluation_refused_or_oom_killed_says_so() -> None:
+    from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
+
+    refused = outcome_from_exit(ExitRecord(returncode=2), JobKind.EVALUATE)
+    assert refused.state is JobState.FAILED and "inputs have problems" in refused.reason
+    killed = outcome_from_exit(ExitRecord(returncode=-9), JobKind.EVALUATE)
+    assert killed.state is JobState.KILLED and "OOM killer" in killed.reason

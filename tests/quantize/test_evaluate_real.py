@@ -96,13 +96,17 @@ def test_a_quantized_model_against_its_original(demo_model: Path, demo_w4a16: Pa
     assert events[-2]["fraction"] == 1.0
 
 
-def test_the_demo_model_speaks_its_grammar_and_keeps_its_splits_apart(demo_model: Path) -> None:
+def test_the_demo_model_speaks_its_grammar_and_keeps_its_splits_apart(
+    demo_model: Path, demo_w4a16: Path
+) -> None:
     def texts(name: str) -> set[str]:
         lines = (demo_model / name).read_text(encoding="utf-8").splitlines()
         return {json.loads(line)["text"] for line in lines}
 
     assert len(texts(DEMO_HELDOUT_FILE)) >= 100 and not texts(DEMO_HELDOUT_FILE) & texts(CALIBRATION_FILE)
-    code, events, stdout, stderr = run_cli("verify", "--model", str(demo_model), env=ONE_THREAD)
+    # What a user sees after Build demo model -> quantize -> Verify.
+    args = ("verify", "--model", str(demo_w4a16), "--original", str(demo_model))
+    code, events, stdout, stderr = run_cli(*args, env=ONE_THREAD)
     assert code == 0, stdout[-2000:] + stderr[-3000:]
     generated = events[-1]["generated"]
     assert grammar_sentences("The model computes" + generated), generated  # a whole sentence of its grammar
