@@ -86,7 +86,12 @@ def build_recipe(request: QuantizeRequest) -> Any:
         from llmcompressor.modifiers.transform import AWQModifier
 
         _allow_awq_without_accelerator()
-        return AWQModifier(targets=["Linear"], scheme="W4A16_ASYM", ignore=ignore)
+        # Since llmcompressor 0.14 AWQ only scales channels; a quantization modifier after it
+        # quantizes (AWQModifier refuses targets/scheme/ignore).
+        return [
+            AWQModifier(),
+            QuantizationModifier(targets=["Linear"], scheme="W4A16_ASYM", ignore=ignore),
+        ]
     if scheme == "RECIPE" and request.recipe:
         return str(Path(request.recipe).expanduser())
     raise ValueError(f"unknown scheme {scheme!r}")
