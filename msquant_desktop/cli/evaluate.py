@@ -8,7 +8,7 @@ from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_evaluate_arguments
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="perplexity on held-out text, agreement with the original, speed and peak memory of a model",

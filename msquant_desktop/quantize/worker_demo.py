@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -143,8 +144,9 @@ def build_demo_model(out: Path, size: str = "tiny", seed: int = 0) -> dict[str, 
     nll = score_windows(model, heldout_ids, windows, "cpu")["nll"]
     heldout_perplexity = perplexity_from_nll(nll, predicted_tokens(windows))
     prompt = tokenizer(SAMPLE_PROMPT, return_tensors="pt")
+    generator: Any = model  # transformers types `generate` for its mixin's self type only
     with torch.inference_mode():
-        generated = model.generate(
+        generated = generator.generate(
             **prompt, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
     sample = tokenizer.decode(generated[0], skip_special_tokens=True)
