@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES: list[str] = [
     "msquant_desktop.cli.quantize",
     "msquant_desktop.cli.demo_model",
     "msquant_desktop.cli.verify",
+    "msquant_desktop.cli.evaluate",
+    "msquant_desktop.cli.results",
     "msquant_desktop.cli.projects_cmd",
     "msquant_desktop.cli.plan",
 ]

@@ -17,6 +17,7 @@ class JobKind(enum.StrEnum):
     COMMAND = "command"
     QUANTIZE = "quantize"
     VERIFY = "verify"
+    EVALUATE = "evaluate"
     PROJECT = "project"
 
 

@@ -93,10 +93,10 @@ def outcome_from_exit(record: ExitRecord, kind: JobKind = JobKind.COMMAND) -> Jo
 
     A cancel always ends CANCELLED (whatever signal finally took the job down); SIGKILL that nobody
     asked for is, on Linux, almost always the kernel's OOM killer.  A job kind may explain its own
-    exits better (a quantization worker's exit 2 means its inputs were refused).
+    exits better (a quantization or evaluation worker's exit 2 means its inputs were refused).
     """
     outcome = _generic_outcome(record)
-    if kind is JobKind.QUANTIZE:
+    if kind in (JobKind.QUANTIZE, JobKind.EVALUATE):
         from msquant_desktop.domain.quantize import explain_worker_exit
 
         better = explain_worker_exit(record.returncode, record.cancelled) if not record.spawn_error else None

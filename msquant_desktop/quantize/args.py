@@ -1,4 +1,4 @@
-"""Command-line arguments of the quantize, demo-model and verify workers.  Standard library only.
+"""Command-line arguments of the quantize, demo-model, verify and evaluate workers.  Standard library only.
 
 Shared by the app's subcommands (`msquant-desktop quantize ...`) and the workers' own `python -m`
 entry points, which another Python (Settings -> worker Python) runs without the GUI's dependencies.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from msquant_desktop.domain.evaluate import DEFAULT_SEQ_LEN, EvaluateRequest
 from msquant_desktop.domain.quantize import SCHEMES, QuantizeRequest
 
 
@@ -64,3 +65,53 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--original", metavar="DIR", help="the original model, to compare logits with")
     parser.add_argument("--prompt", default="The model computes", help="text to run and continue")
     parser.add_argument("--max-new-tokens", type=int, default=16, metavar="N")
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="DIR", help="the model folder to evaluate")
+    parser.add_argument(
+        "--original",
+        metavar="DIR",
+        help="the model it was quantized from: its perplexity on the same windows, top-1 agreement, KL",
+    )
+    parser.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="held-out text: a local .txt or .jsonl ('text' field) file or a folder of them; repeatable "
+        "(default: the demo model's own held-out split)",
+    )
+    parser.add_argument(
+        "--seq-len",
+        type=int,
+        default=DEFAULT_SEQ_LEN,
+        metavar="N",
+        help=f"tokens per perplexity window ({DEFAULT_SEQ_LEN})",
+    )
+    parser.add_argument(
+        "--max-windows", type=int, default=None, metavar="N", help="score only the first N windows (all)"
+    )
+    parser.add_argument(
+        "--no-speed", action="store_true", help="skip the speed runs (prefill and decode tokens/s)"
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: the GPU when there is one"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the result as one JSON object on stdout (the event lines go to stderr)",
+    )
+
+
+def evaluate_request_from_args(args: argparse.Namespace) -> EvaluateRequest:
+    return EvaluateRequest(
+        model=args.model,
+        original=args.original,
+        texts=tuple(args.text or ()),
+        seq_len=args.seq_len,
+        max_windows=args.max_windows,
+        speed=not args.no_speed,
+        device=args.device,
+    )

@@ -28,6 +28,7 @@ WORKER_MODULES = {
     "quantize": "msquant_desktop.quantize.worker_quantize",
     "demo-model": "msquant_desktop.quantize.worker_demo",
     "verify": "msquant_desktop.quantize.worker_verify",
+    "evaluate": "msquant_desktop.quantize.worker_evaluate",
 }
 
 

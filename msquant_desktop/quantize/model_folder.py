@@ -1,6 +1,9 @@
 """Inspect a Hugging Face model folder without loading it: config.json, weights on disk, shapes.
 
 Cheap (reads JSON and safetensors headers only), so the form can run it on every folder change.
+Parameters and sizes are counted from the files transformers actually loads (`loaded_weight_files`):
+a Mistral-style folder also holds `consolidated.safetensors` (the same weights for mistral-inference),
+which `from_pretrained` never reads and which must not double the count.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ DTYPE_BYTES = {
     "int8": 1,
 }
 SAFETENSORS_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "I8": 1, "U8": 1, "I32": 4, "F64": 8}
+# transformers' names, in the order `from_pretrained` looks for them (modeling_utils: safetensors
+# first, a single file before a sharded index; then the PyTorch pickles).
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_WEIGHTS_INDEX = "model.safetensors.index.json"
+TORCH_WEIGHTS = "pytorch_model.bin"
+TORCH_WEIGHTS_INDEX = "pytorch_model.bin.index.json"
 
 
 class ModelFolderError(ValueError):
@@ -60,7 +69,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     if looks_like_hub_name(str(path), path.exists()):
         raise ModelFolderError(
             f"{path} looks like a Hugging Face hub name; this app works offline: download the model "
-            "first (e.g. `huggingface-cli download ORG/NAME --local-dir DIR`) and choose that folder"
+            "first (e.g. `hf download ORG/NAME --local-dir DIR`) and choose that folder"
         )
     if not path.exists():
         raise ModelFolderError(f"model folder {path} does not exist")
@@ -81,10 +90,49 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _safetensors_headers(path: Path) -> dict[str, dict[str, Any]]:
-    """Tensor name -> {dtype, shape} from every *.safetensors file's header (no tensor data read)."""
+def _index_shards(folder: Path, index_name: str) -> list[Path]:
+    """The shard files a `*.index.json` maps weights to; raises ModelFolderError when one is missing."""
+    index_file = folder / index_name
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+        names = sorted({str(name) for name in weight_map.values()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFolderError(f"{index_file} cannot be read as a weight index: {exc}") from exc
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise ModelFolderError(
+            f"{folder} is incomplete: {index_name} names {len(missing)} missing shard(s) "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); finish the download"
+        )
+    return [folder / name for name in names]
+
+
+def loaded_weight_files(folder: Path) -> list[Path]:
+    """The weight files `from_pretrained` reads from a local folder, found as transformers finds them;
+    a folder with none of its names (an unusual export): every weight file there."""
+    if (folder / SAFE_WEIGHTS).is_file():
+        return [folder / SAFE_WEIGHTS]
+    if (folder / SAFE_WEIGHTS_INDEX).is_file():
+        return _index_shards(folder, SAFE_WEIGHTS_INDEX)
+    if (folder / TORCH_WEIGHTS).is_file():
+        return [folder / TORCH_WEIGHTS]
+    if (folder / TORCH_WEIGHTS_INDEX).is_file():
+        return _index_shards(folder, TORCH_WEIGHTS_INDEX)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+
+
+def weights_size(folder: Path) -> int:
+    """Bytes of the weight files the model loads (not the other copies a folder may hold)."""
+    return sum(p.stat().st_size for p in loaded_weight_files(folder))
+
+
+def _safetensors_headers(files: list[Path]) -> dict[str, dict[str, Any]]:
+    """Tensor name -> {dtype, shape} from the given *.safetensors files' headers (no tensor data read)."""
     tensors: dict[str, dict[str, Any]] = {}
-    for file in sorted(path.glob("*.safetensors")):
+    for file in files:
+        if file.suffix != ".safetensors":
+            continue
         with file.open("rb") as fh:
             raw = fh.read(8)
             if len(raw) != 8:
@@ -132,12 +180,12 @@ def inspect_model_folder(path: str | Path) -> ModelInfo:
             f"unsupported architecture {architecture}: quantization here handles decoder-only causal "
             f"language models ({', '.join(sorted(SUPPORTED_ARCHITECTURES)[:6])}, ...)"
         )
-    weights = [p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES]
+    weights = loaded_weight_files(folder)
     if not weights:
         raise ModelFolderError(
             f"{folder} has a config.json but no weights (*.safetensors or *.bin): the download may be incomplete"
         )
-    headers = _safetensors_headers(folder)
+    headers = _safetensors_headers(weights)
     if headers:
         parameters = 0
         for info in headers.values():
@@ -169,6 +217,34 @@ def inspect_model_folder(path: str | Path) -> ModelInfo:
         already_quantized="quantization_config" in config,
         linear_shapes=linear_shapes,
     )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def read_causal_lm_config(path: str | Path) -> dict[str, Any]:
+    """config.json of a folder transformers can load as a causal language model with its tokenizer
+    (quantized or not), for evaluation; raises ModelFolderError naming the problem."""
+    folder = Path(path).expanduser()
+    config = _read_config(folder)
+    architectures = config.get("architectures") or []
+    architecture = str(architectures[0]) if architectures else ""
+    causal = architecture in SUPPORTED_ARCHITECTURES or architecture.endswith(("ForCausalLM", "LMHeadModel"))
+    if not causal:
+        raise ModelFolderError(
+            f"{folder} is not a causal language model: its config.json names "
+            f"{'architecture ' + architecture if architecture else 'no architecture'} "
+            "(evaluation needs a text-generating *ForCausalLM model)"
+        )
+    if not loaded_weight_files(folder):
+        raise ModelFolderError(
+            f"{folder} has a config.json but no weights (*.safetensors or *.bin): the download may be incomplete"
+        )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelFolderError(
+            f"{folder} has no tokenizer ({' or '.join(TOKENIZER_FILES)}): save the tokenizer with the model"
+        )
+    return config
 
 
 def indivisible_layers(info: ModelInfo, group_size: int, ignore: tuple[str, ...] = ()) -> list[str]:

@@ -26,7 +26,7 @@ from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, form
 from msquant_desktop.quantize.args import add_quantize_arguments, request_from_args
 from msquant_desktop.quantize.calibration import load_calibration_texts
 from msquant_desktop.quantize.checks import check_request
-from msquant_desktop.quantize.model_folder import WEIGHT_SUFFIXES, folder_size
+from msquant_desktop.quantize.model_folder import folder_size, weights_size
 from msquant_desktop.quantize.progress import ProgressTracker
 
 EXIT_BAD_INPUT = 2
@@ -37,10 +37,6 @@ def emit(event: dict[str, Any]) -> None:
     with _emit_lock:
         sys.stdout.write(format_event(event) + "\n")
         sys.stdout.flush()
-
-
-def weights_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
 
 
 def peak_rss_bytes() -> int:
