@@ -188,17 +188,26 @@ def _look_up(repo: JobRepository, client: SlurmClient, job: JobRecord) -> JobRec
     return job
 
 
-def _settle_waiting(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord]) -> None:
-    """Jobs without a SLURM id that no live process is sending: not sent if sbatch never ran, else
-    looked up by name (adopted, or found never submitted); never sent again."""
+def _leftovers_settled(repo: JobRepository, jobs: list[JobRecord]) -> list[JobRecord]:
+    """Jobs without a SLURM id that no live process is sending and whose sbatch never ran: not sent
+    (FAILED_TO_START, no cluster needed).  Returns the rest of `jobs` that still await an answer and
+    are nobody else's: those are looked up by name."""
+    left = []
     for job in jobs:
         if not cluster_jobs.awaits_answer(job) or cluster_jobs.sent_by_another_process(job):
             continue
-        if cluster_jobs.settle_unsent_leftover(repo, job, "the process sending it stopped before sbatch ran"):
-            print(
-                f"job {job.id}: not sent (the process sending it stopped before sbatch ran)", file=sys.stderr
-            )
+        why = "the process sending it stopped before sbatch ran"
+        if cluster_jobs.settle_unsent_leftover(repo, job, why):
+            print(f"job {job.id}: not sent ({why})", file=sys.stderr)
             continue
+        left.append(job)
+    return left
+
+
+def _looked_up(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord]) -> None:
+    """A lost sbatch answer looked up once each: adopted, found never submitted, or still unknown;
+    never sent again.  A job cancelled meanwhile is scancelled once its id is known."""
+    for job in jobs:
         job = _look_up(repo, client, job)
         if job.state is JobState.CANCELLING and job.slurm_job_id:
             client.connection.run(["scancel", job.slurm_job_id])
@@ -210,7 +219,7 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
     for job in cluster_jobs.open_jobs(repo):
         by_cluster.setdefault(job.spec.cluster or "", []).append(job)
     for name, jobs in by_cluster.items():
-        waiting = [j for j in jobs if cluster_jobs.awaits_answer(j)]
+        waiting = _leftovers_settled(repo, jobs)
         if not waiting and not any(cluster_jobs.tracked(j) for j in jobs):
             continue
         try:
@@ -219,7 +228,7 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
             print(f"{name}: not refreshed: {exc}", file=sys.stderr)
             continue
         try:
-            _settle_waiting(repo, client, waiting)
+            _looked_up(repo, client, waiting)
             tracked = [t for t in (cluster_jobs.tracked(repo.get(j.id)) for j in jobs) if t is not None]
             for update in client.poll(tracked).updates:
                 cluster_jobs.apply_update(repo, update)
