@@ -351,7 +351,9 @@ def apply_check(
                 return (ended or repo.get(job_id)), f"job {job_id} was not submitted: {check.detail}"
         else:
             result["absent_since"] = now
-    result["submit_check"] = check.detail
+    result["submit_check"] = (
+        f"looking for {job.spec.meta.get('slurm_name', '')} on the cluster: {check.detail}"
+    )
     return repo.update(job_id, result=result), ""
 
 

@@ -180,10 +180,7 @@ def test_cut_after_sbatch_started_is_found_while_the_cluster_stays_away(  # type
     on_sbatch_started(monkeypatch, cut_and_stay_away)
     job = app.service.submit(submission(bare_repo, "cut-sbatch"))
     name = job.spec.meta["slurm_name"]
-    qtbot.waitUntil(
-        lambda: "answer was lost" in str(app.service.repo.get(job.id).result.get("submit_check")),
-        timeout=15_000,
-    )
+    qtbot.waitUntil(lambda: any("answer was lost" in e for e in app.errors), timeout=15_000)
     # The job runs on the cluster while we cannot ask: not failed, still cancellable, for as long as it takes.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -260,3 +257,31 @@ def test_cut_while_sbatch_still_runs_waits_for_it(qtbot, app, proxy, testbed, ba
     assert jobs_named(testbed, name) == {record.slurm_job_id}
     after_restart_nothing_is_sent(qtbot, app, testbed, job.id, name, {record.slurm_job_id})
     cancel_and_wait(qtbot, app, job.id)
+
+
+def test_a_cancel_while_uploading_stops_it_before_sbatch(qtbot, app, testbed, bare_repo, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    qtbot.waitUntil(lambda: app.service.status("testbed") == "connected", timeout=15_000)
+    uploaded, go_on = threading.Event(), threading.Event()
+    original = SlurmClient.upload_script
+
+    def upload_and_wait(client: SlurmClient, remote, script: str) -> None:  # type: ignore[no-untyped-def]
+        original(client, remote, script)
+        uploaded.set()
+        go_on.wait(10)
+
+    monkeypatch.setattr(SlurmClient, "upload_script", upload_and_wait)
+    job = app.service.submit(submission(bare_repo, "cancel-upload"))
+    qtbot.waitUntil(uploaded.is_set, timeout=15_000)
+    app.service.cancel(job.id)  # the user cancels while the script is on its way
+    go_on.set()
+    assert app.service.repo.get(job.id).state is JobState.CANCELLED
+    qtbot.wait(1500)  # the worker goes on, finds it cancelled at its next step and stops
+    record = app.service.repo.get(job.id)
+    assert (
+        record.state is JobState.CANCELLED and record.reason == "cancelled before it was sent to the cluster"
+    )
+    assert not (Path(testbed.workspace) / job.spec.meta["run_id"] / "sbatch.started").exists()
+    assert jobs_named(testbed, job.spec.meta["slurm_name"]) == set()
+    assert not any("not sent" in e for e in app.errors)  # no second, contradicting word
