@@ -285,3 +285,33 @@ def test_a_cancel_while_uploading_stops_it_before_sbatch(qtbot, app, testbed, ba
     assert not (Path(testbed.workspace) / job.spec.meta["run_id"] / "sbatch.started").exists()
     assert jobs_named(testbed, job.spec.meta["slurm_name"]) == set()
     assert not any("not sent" in e for e in app.errors)  # no second, contradicting word
+
+
+def test_a_job_whose_answer_was_lost_stays_cancellable(
+    qtbot, app, proxy, testbed, bare_repo, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Cancelled while the cluster cannot be asked: CANCELLING until its id is found, then scancelled."""
+    qtbot.waitUntil(lambda: app.service.status("testbed") == "connected", timeout=15_000)
+
+    def cut_and_stay_away() -> None:
+        proxy.refusing = True
+        proxy.cut()
+
+    on_sbatch_started(monkeypatch, cut_and_stay_away)
+    job = app.service.submit(submission(bare_repo, "cut-cancel"))
+    name = job.spec.meta["slurm_name"]
+    qtbot.waitUntil(lambda: any("answer was lost" in e for e in app.errors), timeout=15_000)
+    monkeypatch.undo()
+    app.service.cancel(job.id)
+    assert app.service.repo.get(job.id).state is JobState.CANCELLING
+    qtbot.wait(3000)
+    assert app.service.repo.get(job.id).state is JobState.CANCELLING  # still unknown: not ended, not failed
+    proxy.refusing = False
+    qtbot.waitUntil(lambda: app.service.repo.get(job.id).state.is_final, timeout=90_000)
+    record = app.service.repo.get(job.id)
+    assert record.state is JobState.CANCELLED and record.slurm_job_id, record
+    assert jobs_named(testbed, name) == {record.slurm_job_id}
+    assert testbed.run_as_root("squeue", "-h", "-j", record.slurm_job_id, "-o", "%T").strip() in (
+        "",
+        "CANCELLED",
+    )
