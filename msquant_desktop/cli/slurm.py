@@ -74,9 +74,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument("--cpus", type=int, default=1)
     submit.add_argument("--mem")
     submit.add_argument("--time")
+    submit.add_argument("--array", help="a job array's task indices, e.g. 0-9 or 0-99%%4 (one task each)")
     submit.add_argument("command", nargs="+", help="the command (after --)")
     status = add("status", "cmd_status", "refresh and list SLURM jobs")
     status.add_argument("--json", action="store_true")
     status.add_argument("--limit", type=positive_int, default=50)
     add("logs", "cmd_logs", "print a job's remote log").add_argument("id", type=job_id_arg)
-    add("cancel", "cmd_cancel", "scancel a job and confirm its end").add_argument("id", type=job_id_arg)
+    add("cancel", "cmd_cancel", "scancel a job and confirm its end (also one never sent)").add_argument(
+        "id", type=job_id_arg
+    )
+    forget = add("forget", "cmd_forget", "remove a job that never reached the cluster from the local list")
+    forget.add_argument("id", type=job_id_arg)
+    forget.add_argument("--force", action="store_true", help="also a job that may exist on the cluster")

@@ -1,16 +1,23 @@
-"""The `slurm` commands (parser in `slurm.py`): clusters, test, gpus, submit, status, logs, cancel."""
+"""The `slurm` commands (parser in `slurm.py`): clusters, test, gpus, submit, status, logs, cancel,
+forget.
+
+They move jobs through the same steps as the app (services/cluster_jobs): a submission is sent once
+or visibly not sent, a lost sbatch answer is looked up by name (never sent again), and a job that
+never reached the cluster can be cancelled or forgotten here.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
-from msquant_desktop.domain.jobs import JobRecord, JobTarget
-from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
+from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission, sbatch_may_have_run
 from msquant_desktop.services import cluster_jobs
 from msquant_desktop.slurm.client import SlurmClient, SlurmError
 from msquant_desktop.slurm.connection import SshConnection, SshError, UnknownHostKey, target_for_profile
@@ -135,23 +142,75 @@ def cmd_submit(args: argparse.Namespace, ctx: CliContext) -> int:
         cpus=args.cpus,
         memory=args.mem,
         time_limit=args.time,
+        array=args.array,
     )
     from msquant_desktop.slurm.script import validate
 
     validate(submission, profile)
     repo = JobRepository(ctx.conn)
     job = cluster_jobs.create_job(repo, ctx.paths.runs_dir, submission)
-    client = _client(profile)
     try:
-        slurm_id, script, remote = cluster_jobs.submit_never_twice(client, job)
-    except (SshError, SlurmError) as exc:
-        cluster_jobs.record_submit_failed(repo, job.id, str(exc))
+        client = _client(profile)
+    except SshError as exc:
+        cluster_jobs.record_not_sent(repo, job.id, f"not sent: cannot reach {profile.name} ({exc})")
+        print(f"job {job.id}: not sent: cannot reach {profile.name}", file=sys.stderr)
         raise
+    try:
+        slurm_id, script, remote = cluster_jobs.send_submission(
+            client, job, cluster_jobs.steps_in_store(repo, job.id)
+        )
+    except cluster_jobs.NotSent as exc:
+        cluster_jobs.record_not_sent(repo, job.id, str(exc))
+        print(f"job {job.id}: {exc}", file=sys.stderr)
+        return 1
+    except cluster_jobs.AnswerLost as exc:
+        cluster_jobs.record_answer_lost(repo, job.id, str(exc))
+        print(
+            f"job {job.id}: {exc}. It may be on {profile.name}: `slurm status` looks it up by name "
+            f"({job.spec.meta['slurm_name']}); it is never submitted twice",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         client.connection.close()
     cluster_jobs.record_submitted(repo, job.id, slurm_id, script, remote)
     print(f"job {job.id}: submitted to {profile.name} as SLURM job {slurm_id} ({remote.run_dir})")
     return 0
+
+
+def _look_up(repo: JobRepository, client: SlurmClient, job: JobRecord) -> JobRecord:
+    """One lookup of a lost sbatch answer, stored like the app stores it."""
+    remote = cluster_jobs.remote_of(job, client.workspace())
+    check = client.check_submission(remote, job.spec.meta.get("slurm_name", ""))
+    job, message = cluster_jobs.apply_check(repo, job.id, check, remote)
+    if message:
+        print(message, file=sys.stderr)
+    return job
+
+
+def _leftovers_settled(repo: JobRepository, jobs: list[JobRecord]) -> list[JobRecord]:
+    """Jobs without a SLURM id that no live process is sending and whose sbatch never ran: not sent
+    (FAILED_TO_START, no cluster needed).  Returns the rest of `jobs` that still await an answer and
+    are nobody else's: those are looked up by name."""
+    left = []
+    for job in jobs:
+        if not cluster_jobs.awaits_answer(job) or cluster_jobs.sent_by_another_process(job):
+            continue
+        why = "the process sending it stopped before sbatch ran"
+        if cluster_jobs.settle_unsent_leftover(repo, job, why):
+            print(f"job {job.id}: not sent ({why})", file=sys.stderr)
+            continue
+        left.append(job)
+    return left
+
+
+def _looked_up(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord]) -> None:
+    """A lost sbatch answer looked up once each: adopted, found never submitted, or still unknown;
+    never sent again.  A job cancelled meanwhile is scancelled once its id is known."""
+    for job in jobs:
+        job = _look_up(repo, client, job)
+        if job.state is JobState.CANCELLING and job.slurm_job_id:
+            client.connection.run(["scancel", job.slurm_job_id])
 
 
 def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> None:
@@ -160,8 +219,8 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
     for job in cluster_jobs.open_jobs(repo):
         by_cluster.setdefault(job.spec.cluster or "", []).append(job)
     for name, jobs in by_cluster.items():
-        tracked = [t for t in (cluster_jobs.tracked(j) for j in jobs) if t is not None]
-        if not tracked:
+        waiting = _leftovers_settled(repo, jobs)
+        if not waiting and not any(cluster_jobs.tracked(j) for j in jobs):
             continue
         try:
             client = _client(_profile(args, ctx, name))
@@ -169,6 +228,8 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
             print(f"{name}: not refreshed: {exc}", file=sys.stderr)
             continue
         try:
+            _looked_up(repo, client, waiting)
+            tracked = [t for t in (cluster_jobs.tracked(repo.get(j.id)) for j in jobs) if t is not None]
             for update in client.poll(tracked).updates:
                 cluster_jobs.apply_update(repo, update)
         finally:
@@ -191,6 +252,8 @@ def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
                         "state": j.state.value,
                         "exit_code": j.exit_code,
                         "reason": j.reason,
+                        "submit_step": j.result.get("submit_step"),
+                        "tasks": dict(cluster_jobs.task_states(j)),
                         "wandb_urls": j.result.get("wandb_urls", []),
                     }
                     for j in jobs
@@ -201,9 +264,13 @@ def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
         return 0
     for j in jobs:
         outcome = j.outcome.describe() if j.outcome else ""
+        if cluster_jobs.awaits_answer(j) and j.result.get("submit_check"):
+            outcome = str(j.result["submit_check"])
         print(
             f"{j.id:5} {j.spec.cluster or '':12} {j.slurm_job_id or '-':>8} {j.state.value:14} {j.spec.name}  {outcome}"
         )
+        for task_id, state in cluster_jobs.task_states(j):
+            print(f"{'':5} {'':12} {task_id:>8} {state}")
     return 0
 
 
@@ -224,21 +291,104 @@ def cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
+    """scancel a job and confirm its end; a job that never reached the cluster is CANCELLED here."""
     repo = JobRepository(ctx.conn)
     job = repo.get(args.id)
-    if not job.slurm_job_id or job.state.is_final:
+    if job.state.is_final:
         print(f"job {args.id} is {job.state.value}; nothing to cancel", file=sys.stderr)
         return 1
+    if cluster_jobs.awaits_answer(job):
+        return _cancel_unanswered(args, ctx, repo, job)
+    assert job.slurm_job_id is not None
     client = _client(_profile(args, ctx, job.spec.cluster or ""))
     try:
-        final = client.cancel(job.slurm_job_id, RemotePaths(job.result.get("remote_run_dir", "")))
+        tracked = cluster_jobs.tracked(job)
+        final = client.cancel(
+            job.slurm_job_id,
+            RemotePaths(job.result.get("remote_run_dir", "")),
+            tasks=tracked.tasks if tracked is not None else (),
+        )
     finally:
         client.connection.close()
     if final is None:
         print(f"job {args.id}: scancel sent; the cluster has not confirmed the end yet", file=sys.stderr)
         return 1
-    cluster_jobs.apply_final(repo, job, final)
+    cluster_jobs.apply_final(repo, repo.get(job.id), final)
     print(f"job {args.id}: {final.state.value}")
+    return 0
+
+
+def _cancel_unanswered(args: argparse.Namespace, ctx: CliContext, repo: JobRepository, job: JobRecord) -> int:
+    """A job with no SLURM id: CANCELLED at once if sbatch never ran (its sender, if still alive,
+    stops before sbatch: the step check sees the cancel); else looked up by name and scancelled,
+    or CANCELLED once the cluster shows it was never submitted."""
+    if cluster_jobs.cancel_if_unsent(repo, job.id):
+        print(f"job {args.id}: CANCELLED (it never reached the cluster)")
+        return 0
+    job = repo.get(job.id)  # sbatch may have run (or it moved on meanwhile)
+    if job.state.is_final or not cluster_jobs.awaits_answer(job):
+        return cmd_cancel(args, ctx)
+    if job.state is JobState.STARTING:
+        job = repo.transition(
+            job.id, JobState.CANCELLING, note="cancel asked while sbatch's answer is awaited"
+        )
+    client = _client(_profile(args, ctx, job.spec.cluster or ""))
+    try:
+        deadline = time.monotonic() + cluster_jobs.ABSENT_CONFIRM_S * 3
+        while cluster_jobs.awaits_answer(job) and time.monotonic() < deadline:
+            job = _look_up(repo, client, job)
+            if cluster_jobs.awaits_answer(job):
+                time.sleep(1.0)
+        if job.slurm_job_id and not job.state.is_final:
+            final = client.cancel(job.slurm_job_id, RemotePaths(job.result.get("remote_run_dir", "")))
+            if final is not None:
+                cluster_jobs.apply_final(repo, repo.get(job.id), final)
+    finally:
+        client.connection.close()
+    job = repo.get(job.id)
+    if job.state.is_final:
+        print(f"job {args.id}: {job.state.value}" + (f" ({job.reason})" if job.reason else ""))
+        return 0
+    print(
+        f"job {args.id}: cancel asked; the cluster has not answered yet "
+        f"({job.result.get('submit_check', 'no answer')}); `slurm status` finishes it",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_forget(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Remove a job from the local store only (its local run folder is kept).  Refused for a job
+    that may exist on the cluster, unless --force: `slurm cancel` it instead."""
+    repo = JobRepository(ctx.conn)
+    job = repo.get(args.id)
+    if job.spec.target is not JobTarget.SLURM:
+        print(f"job {args.id} is not a SLURM job (use `jobs` commands)", file=sys.stderr)
+        return 1
+    never_sent = cluster_jobs.awaits_answer(job) and not sbatch_may_have_run(cluster_jobs.submit_step(job))
+    if never_sent and cluster_jobs.sent_by_another_process(job):
+        print(f"job {args.id} is being sent by process {job.claimer_pid}; cancel it instead", file=sys.stderr)
+        return 1
+    if not job.state.is_final and not never_sent and not args.force:
+        where = (
+            f"SLURM job {job.slurm_job_id}"
+            if job.slurm_job_id
+            else f"a job named {job.spec.meta.get('slurm_name')}"
+        )
+        print(
+            f"job {args.id} is {job.state.value} and may exist on {job.spec.cluster} as {where}: "
+            f"`slurm cancel {args.id}` ends it there (or --force forgets it anyway)",
+            file=sys.stderr,
+        )
+        return 1
+    if not job.state.is_final:
+        reason = "forgotten: it never reached the cluster" if never_sent else "forgotten (--force)"
+        repo.transition(
+            job.id, JobState.FAILED_TO_START if never_sent else JobState.LOST, note=reason, reason=reason
+        )
+    repo.delete(job.id)
+    kept = f"; its run folder {job.run_dir} is kept" if job.run_dir else ""
+    print(f"job {args.id}: forgotten{kept}")
     return 0
 
 

@@ -36,6 +36,32 @@ class SlurmSubmission:
     time_limit: str | None = None  # e.g. "01:00:00"
     project_id: int | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
+    array: str | None = None  # a job array's task expression, e.g. "0-9%2": one task per index
+
+
+# ------------------------------------------------------------------------------------------------
+# Submission steps: how far a submission got, so nothing is sent twice or behind the user's back
+# ------------------------------------------------------------------------------------------------
+
+SUBMIT_STORED = "stored"
+"""The job is in the store; nothing has been sent to the cluster."""
+SUBMIT_UPLOADED = "uploaded"
+"""The script is on the cluster; sbatch has not been run."""
+SUBMIT_SBATCH_SENT = "sbatch-sent"
+"""Recorded (durably) just before sbatch is run: from here on the job may exist on the cluster."""
+SUBMIT_ANSWERED = "answered"
+"""sbatch answered: with a job id (submitted) or a refusal (never submitted)."""
+SUBMIT_STEPS = (SUBMIT_STORED, SUBMIT_UPLOADED, SUBMIT_SBATCH_SENT, SUBMIT_ANSWERED)
+
+
+def sbatch_may_have_run(step: str | None) -> bool:
+    """Whether a submission that reached `step` may have created a job on the cluster.
+
+    The step is stored before it is taken, so the stored step is never behind what happened: a job
+    recorded `stored` or `uploaded` has certainly not been given to sbatch.  A job without a step (stored
+    by an older version) may have been.
+    """
+    return step not in (SUBMIT_STORED, SUBMIT_UPLOADED)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,6 +368,66 @@ def decide_final(
     if verdict is not None:
         return from_log(None)
     return None
+
+
+# An array job ends as the worst of its tasks did: the first of these states that any task reached.
+# Resource and node causes first (they name why work was lost), then a task's own failure, then what
+# was done to it; COMPLETED only when every task completed.
+ARRAY_PRECEDENCE = (
+    JobState.OUT_OF_MEMORY,
+    JobState.TIMEOUT,
+    JobState.NODE_FAIL,
+    JobState.FAILED,
+    JobState.KILLED,
+    JobState.LOST,
+    JobState.CANCELLED,
+    JobState.COMPLETED,
+)
+
+
+def _task_order(index: str) -> tuple[int, str]:
+    return (int(index), "") if index.isdigit() else (1 << 62, index)
+
+
+def decide_array_final(array_id: str, finals: dict[str, FinalState]) -> FinalState:
+    """The final state of job array `array_id` from its tasks' final states (index -> FinalState).
+
+    Call it once every task has ended.  All COMPLETED -> COMPLETED (exit 0); otherwise the first
+    state of ARRAY_PRECEDENCE that some task reached, with the exit code and signal of the lowest
+    such task, and a reason that names it and counts the rest ("task 46_1 FAILED (exit 3); 2 of 3
+    tasks completed").  A state outside the precedence (none today) counts as FAILED.
+    """
+    if not finals:
+        raise ValueError(f"array {array_id}: no task has ended")
+    order = sorted(finals, key=_task_order)
+    counts: dict[JobState, int] = {}
+    for index in order:
+        counts[finals[index].state] = counts.get(finals[index].state, 0) + 1
+    rank = {state: i for i, state in enumerate(ARRAY_PRECEDENCE)}
+    worst = min(counts, key=lambda state: rank.get(state, rank[JobState.FAILED]))
+    completed = counts.get(JobState.COMPLETED, 0)
+    tally = ", ".join(
+        f"{n} {state.value}" for state, n in sorted(counts.items(), key=lambda i: rank.get(i[0], 99))
+    )
+    said = (f"tasks: {tally}",)
+    if worst is JobState.COMPLETED:
+        return FinalState(
+            JobState.COMPLETED, 0, None, f"all {len(order)} tasks completed", "tasks", "tasks", said
+        )
+    first = next(index for index in order if finals[index].state is worst)
+    task = finals[first]
+    code = f" (exit {task.exit_code})" if task.exit_code not in (None, 0) else ""
+    why = f": {task.reason}" if task.reason else ""
+    reason = f"task {array_id}_{first} {worst.value}{code}{why}; {completed} of {len(order)} tasks completed"
+    return FinalState(
+        worst,
+        task.exit_code,
+        task.signal,
+        reason,
+        "tasks",
+        f"tasks: {array_id}_{first} ({task.decided_by or task.source})",
+        said + tuple(f"{array_id}_{first} {line}" for line in task.evidence),
+    )
 
 
 def next_poll_interval(active_jobs: int, idle_polls: int, base: float = 2.0, ceiling: float = 60.0) -> float:

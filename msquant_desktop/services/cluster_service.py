@@ -4,6 +4,12 @@ Owns the cluster profiles, one `ClusterWorker` thread per cluster (each with its
 connection), the poll timers, and every store change of SLURM jobs (on the main thread's
 connection).  Submit returns at once with a STARTING job; the worker's answers move it on.
 
+A submission is sent once, when the user asks, or not at all: a job left STARTING by a worker that
+stopped, or by an earlier run of the app, is never sent again.  If its stored step says sbatch never
+ran it is FAILED_TO_START at once; if sbatch may have run it is looked up on the cluster by its
+unique name (with backoff, for as long as the cluster does not answer) and adopted, or found never
+submitted (see cluster_jobs).
+
 A changed or removed profile retires its worker without waiting for it: the worker is asked to stop,
 its thread ends on its own (a connection attempt to a server that never answers is cut) and both
 free themselves.  Only `shutdown()`, at process exit, waits for cluster threads, and only briefly.
@@ -17,16 +23,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, QTimer, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
-from msquant_desktop.domain.slurm import ClusterProfile, FinalState, SlurmSubmission, next_poll_interval
+from msquant_desktop.domain.slurm import (
+    ClusterProfile,
+    FinalState,
+    SlurmSubmission,
+    next_poll_interval,
+    reconnect_delay,
+    sbatch_may_have_run,
+)
 from msquant_desktop.services import cluster_jobs
-from msquant_desktop.services.cluster_worker import ClusterWorker
-from msquant_desktop.slurm.client import PollResult
+from msquant_desktop.services.cluster_worker import CancelRequest, ClusterWorker, StepGate
+from msquant_desktop.slurm.client import CHECK_ABSENT, CHECK_UNKNOWN, PollResult, SubmitCheck
 from msquant_desktop.slurm.connection import accept_host_key, target_for_profile
 from msquant_desktop.slurm.profiles import load_profiles, save_profiles
-from msquant_desktop.slurm.script import validate
+from msquant_desktop.slurm.script import RemotePaths, validate
 from msquant_desktop.store import JobRepository
 
 log = logging.getLogger(__name__)
@@ -47,8 +60,9 @@ class _WorkerHandle(QObject):
     req_test = Signal()
     req_gpus = Signal()
     req_submit = Signal(object)
+    req_reconcile = Signal(object)
     req_poll = Signal(object)
-    req_cancel = Signal(int, str, str)
+    req_cancel = Signal(object)
     req_passphrase = Signal(str)
 
 
@@ -62,6 +76,8 @@ class _Cluster:
     status: str = "connecting"
     polling: bool = False
     idle_polls: int = 0
+    ended: bool = False
+    """Its thread ended and was cleaned up (see `_retired_thread_ended`)."""
 
 
 class ClusterService(QObject):
@@ -101,8 +117,14 @@ class ClusterService(QObject):
         """Workers asked to stop whose threads still exist (their wrappers must outlive them)."""
         self._submitting: dict[int, _Cluster] = {}
         """Jobs handed to a worker for submission, and to which one."""
-        self._cancel_after_submit: set[int] = set()
+        self._checking: set[int] = set()
+        """Jobs whose lost sbatch answer a worker is looking up now."""
+        self._check_due: dict[int, float] = {}
+        """When (monotonic) to look up a lost answer next; `_check_tries` counts the looks."""
+        self._check_tries: dict[int, int] = {}
         self._unknown_polls: dict[int, int] = {}
+        self._cancel_sent: set[int] = set()
+        """CANCELLING jobs whose scancel this run has sent (others, e.g. from an earlier run, get one)."""
         self.profile_error: str | None = None
         try:
             profiles = load_profiles(clusters_file)
@@ -156,6 +178,7 @@ class ClusterService(QObject):
         handle.req_test.connect(worker.test)
         handle.req_gpus.connect(worker.fetch_gpus)
         handle.req_submit.connect(worker.submit)
+        handle.req_reconcile.connect(worker.reconcile)
         handle.req_poll.connect(worker.poll)
         handle.req_cancel.connect(worker.cancel)
         handle.req_passphrase.connect(worker.set_passphrase)
@@ -165,8 +188,11 @@ class ClusterService(QObject):
         thread.finished.connect(self._on_thread_finished)  # queued: runs here, after its last answer
         for signal, slot in self._cluster_wiring(worker):
             signal.connect(slot)  # type: ignore[attr-defined]
+        worker.sig_submit_step.connect(self._on_submit_step)
         worker.sig_submitted.connect(self._on_submitted)
         worker.sig_submit_failed.connect(self._on_submit_failed)
+        worker.sig_submit_unsure.connect(self._on_submit_unsure)
+        worker.sig_reconciled.connect(self._on_reconciled)
         worker.sig_cancelled.connect(self._on_cancelled)
         timer = QTimer(self)
         timer.setObjectName(f"cluster-poll-{profile.name}")
@@ -207,18 +233,41 @@ class ClusterService(QObject):
 
     @Slot()
     def _on_thread_finished(self) -> None:
-        """A retired worker's thread ended: free it; what it was still submitting goes to the next."""
         thread = self.sender()
         cluster = next((c for c in self._retiring.values() if c.thread is thread), None)
-        if cluster is None:
+        if cluster is not None:
+            self._retired_thread_ended(cluster)
+
+    def _retired_thread_ended(self, cluster: _Cluster) -> None:
+        """A retired worker's thread ended: free it.  What it was still submitting is never handed
+        to the next worker to send: not sent if sbatch never ran, else looked up by name."""
+        if cluster.ended:
             return
+        cluster.ended = True
         released = [job_id for job_id, owner in self._submitting.items() if owner is cluster]
-        for job_id in released:  # STARTING without a SLURM id: the next poll reconciles it by name
+        for job_id in released:
             del self._submitting[job_id]
+            self._settle_leftover(job_id, "the cluster's profile changed while it was being sent")
+        self._checking -= {
+            job_id for job_id in list(self._checking) if self._is_on(job_id, cluster.profile.name)
+        }
         cluster.handle.deleteLater()
         cluster.thread.deleteLater()
         if released:
             self._schedule(cluster.profile.name, 0)
+
+    def _is_on(self, job_id: int, cluster: str) -> bool:
+        job = self._repo.find(job_id)
+        return job is not None and job.spec.cluster == cluster
+
+    def _settle_leftover(self, job_id: int, why: str) -> None:
+        """A submission nobody is sending: FAILED_TO_START if sbatch never ran (else left to the lookup)."""
+        job = self._repo.find(job_id)
+        if job is None or not cluster_jobs.awaits_answer(job):
+            return
+        if cluster_jobs.settle_unsent_leftover(self._repo, job, why) is not None:
+            self.sig_job_changed.emit(job_id)
+            self.sig_error.emit(f"job {job_id} was not submitted: {why}; submit it again to run it")
 
     def shutdown(self, timeout_s: float = SHUTDOWN_WAIT_S) -> list[str]:
         """Stop every worker; at process exit, so this is the one place that waits for them.
@@ -236,6 +285,14 @@ class ClusterService(QObject):
             left = self._wait_retiring(CUT_WAIT_S)
         for cluster in left:
             log.error("the worker of cluster %s did not stop; leaving it behind", cluster.profile.name)
+        # The ended workers' last answers (a submission answered as the app quits) are stored now,
+        # and what the ended threads leave is freed now, not from an event loop that may never run
+        # again: a service dropped with these still posted crashes the next event loop (seen in tests).
+        QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
+        for cluster in [c for c in self._retiring.values() if c not in left]:
+            self._retired_thread_ended(cluster)
+            for obj in (cluster.timer, cluster.handle, cluster.thread):
+                QCoreApplication.sendPostedEvents(obj, QEvent.Type.DeferredDelete)
         return [cluster.thread.objectName() for cluster in left]
 
     def workers_stopping(self) -> int:
@@ -291,7 +348,8 @@ class ClusterService(QObject):
         return render_script(request, profile, "RUN_ID", f"{request.job_name}-ID", profile.workspace)
 
     def submit(self, request: SlurmSubmission) -> JobRecord:
-        """Store the job (STARTING, with its run folder) and hand it to the cluster's worker.
+        """Store the job (STARTING, with its run folder) and hand it to the cluster's worker, which
+        sends it now, once.
 
         Raises ValueError (nothing stored) for an unknown cluster or a request the profile refuses.
         """
@@ -299,29 +357,79 @@ class ClusterService(QObject):
         job = cluster_jobs.create_job(self._repo, self._runs_dir, request)
         cluster = self._clusters[request.cluster]
         self._submitting[job.id] = cluster
-        cluster.handle.req_submit.emit((job, False))
+        cluster.handle.req_submit.emit(job)
         self.sig_job_changed.emit(job.id)
         return job
 
+    @Slot(object)
+    def _on_submit_step(self, gate: StepGate) -> None:
+        """Store the step a worker is about to take, then let it go on (or not: cancelled)."""
+        try:
+            remote = RemotePaths(gate.remote_dir) if gate.remote_dir else None
+            gate.allowed = cluster_jobs.record_step(self._repo, gate.job_id, gate.step, gate.script, remote)
+            if not gate.allowed:
+                gate.reason = "not sent: cancelled before sbatch ran"
+        except Exception as exc:  # the worker must hear back whatever happened here
+            gate.allowed = False
+            gate.reason = f"not sent: the step could not be recorded ({exc})"
+            log.exception("recording submit step %s of job %s failed", gate.step, gate.job_id)
+        finally:
+            gate.done.set()
+
     @Slot(int, str, str, str)
     def _on_submitted(self, job_id: int, slurm_id: str, script: str, remote_dir: str) -> None:
-        from msquant_desktop.slurm.script import RemotePaths
-
         self._submitting.pop(job_id, None)
         job = cluster_jobs.record_submitted(self._repo, job_id, slurm_id, script, RemotePaths(remote_dir))
         self.sig_job_changed.emit(job_id)
-        if job_id in self._cancel_after_submit:
-            self._cancel_after_submit.discard(job_id)
+        if job.state is JobState.CANCELLING:  # cancelled while sbatch ran: scancel now that the id is known
             self.cancel(job_id)
         self._schedule(job.spec.cluster or "", 0)
 
     @Slot(int, str, str)
     def _on_submit_failed(self, job_id: int, reason: str, script: str) -> None:
         self._submitting.pop(job_id, None)
-        self._cancel_after_submit.discard(job_id)
-        cluster_jobs.record_submit_failed(self._repo, job_id, reason, script or None)
+        if cluster_jobs.record_not_sent(self._repo, job_id, reason, script or None) is not None:
+            self.sig_job_changed.emit(job_id)
+            self.sig_error.emit(f"job {job_id}: {reason}")
+
+    @Slot(int, str)
+    def _on_submit_unsure(self, job_id: int, reason: str) -> None:
+        """sbatch ran and its answer was lost: never failed while it may run; look it up by name."""
+        self._submitting.pop(job_id, None)
+        job = cluster_jobs.record_answer_lost(self._repo, job_id, reason)
         self.sig_job_changed.emit(job_id)
-        self.sig_error.emit(f"job {job_id} was not submitted: {reason}")
+        self.sig_error.emit(
+            f"job {job_id}: {reason}; looking for {job.spec.meta.get('slurm_name', '')} on the cluster "
+            "(it is never submitted twice)"
+        )
+        self._check_due[job_id] = time.monotonic()
+        self._schedule(job.spec.cluster or "", 0)
+
+    @Slot(int, object, str)
+    def _on_reconciled(self, job_id: int, check: SubmitCheck, remote_dir: str) -> None:
+        self._checking.discard(job_id)
+        before = self._repo.find(job_id)
+        if before is None:
+            return
+        job, message = cluster_jobs.apply_check(self._repo, job_id, check, RemotePaths(remote_dir))
+        if job != before:
+            self.sig_job_changed.emit(job_id)
+        if message:
+            self.sig_error.emit(message)
+        if not cluster_jobs.awaits_answer(job):
+            self._check_due.pop(job_id, None)
+            self._check_tries.pop(job_id, None)
+            if job.state is JobState.CANCELLING and job.slurm_job_id:
+                self.cancel(job_id)
+        else:
+            tries = self._check_tries.get(job_id, 0) + 1
+            self._check_tries[job_id] = tries
+            if check.outcome == CHECK_ABSENT:
+                delay = cluster_jobs.ABSENT_CONFIRM_S
+            else:  # the cluster did not answer (or sbatch still runs): back off, up to a minute
+                delay = reconnect_delay(tries) if check.outcome == CHECK_UNKNOWN else 1.0
+            self._check_due[job_id] = time.monotonic() + delay
+        self._schedule(job.spec.cluster or "", 0)
 
     # -- tracking -------------------------------------------------------------------------------------
     def _schedule(self, name: str, seconds: float) -> None:
@@ -333,16 +441,31 @@ class ClusterService(QObject):
         if cluster is None:
             return
         jobs = cluster_jobs.open_jobs(self._repo, name)
-        for job in jobs:  # interrupted by a restart before sbatch answered: reconcile, never duplicate
-            if job.state is JobState.STARTING and not job.slurm_job_id and job.id not in self._submitting:
-                self._submitting[job.id] = cluster
-                cluster.handle.req_submit.emit((job, True))
+        now = time.monotonic()
+        waiting = [j for j in jobs if cluster_jobs.awaits_answer(j) and j.id not in self._submitting]
+        for job in waiting:  # never sent again: settled if sbatch never ran, else looked up by name
+            if cluster_jobs.sent_by_another_process(job):
+                continue
+            if not sbatch_may_have_run(cluster_jobs.submit_step(job)):
+                self._settle_leftover(job.id, "the app stopped before it was sent")
+            elif job.id not in self._checking and self._check_due.setdefault(job.id, now) <= now:
+                self._checking.add(job.id)
+                cluster.handle.req_reconcile.emit(job)
+        for job in jobs:  # a cancel asked before a restart, or before the SLURM id was known
+            if job.state is JobState.CANCELLING and job.slurm_job_id and job.id not in self._cancel_sent:
+                self.cancel(job.id)
         tracked = [t for t in (cluster_jobs.tracked(j) for j in jobs) if t is not None]
         if tracked and not cluster.polling:
             cluster.polling = True
             cluster.handle.req_poll.emit(tracked)
         cluster.idle_polls = 0 if tracked else cluster.idle_polls + 1
-        self._schedule(name, next_poll_interval(len(tracked), cluster.idle_polls))
+        delay = next_poll_interval(len(tracked), cluster.idle_polls)
+        due = [
+            self._check_due[j.id] for j in waiting if j.id in self._check_due and j.id not in self._checking
+        ]
+        if due:
+            delay = max(0.2, min(delay, min(due) - now))
+        self._schedule(name, delay)
 
     @Slot(str, object)
     def _on_polled(self, name: str, result: PollResult) -> None:
@@ -370,25 +493,43 @@ class ClusterService(QObject):
 
     # -- cancel ---------------------------------------------------------------------------------------
     def cancel(self, job_id: int) -> None:
-        """scancel a SLURM job; the state is changed only when the cluster confirms it."""
+        """scancel a SLURM job; the state is changed only when the cluster confirms it.
+
+        A job not sent yet (sbatch never ran) is CANCELLED at once, and its sending stops before
+        sbatch.  One whose sbatch may have run goes CANCELLING: scancel follows as soon as its id is
+        known (answered or found by name); if it turns out never submitted, it ends CANCELLED.
+        """
         job = self._repo.get(job_id)
         if job.spec.target is not JobTarget.SLURM:
             raise ValueError(f"job {job_id} is not a SLURM job")
         if job.state.is_final:
             return
         if not job.slurm_job_id:
-            if job_id in self._submitting:
-                self._cancel_after_submit.add(job_id)
-            else:
-                self._repo.transition(job_id, JobState.CANCELLED, note="cancelled before submission")
-                self.sig_job_changed.emit(job_id)
+            if cluster_jobs.cancel_if_unsent(self._repo, job_id):
+                pass  # the worker, if still sending it, stops before sbatch (its next step is refused)
+            elif job.state is JobState.STARTING:
+                self._repo.transition(
+                    job_id, JobState.CANCELLING, note="cancel asked while sbatch's answer is awaited"
+                )
+                self._check_due[job_id] = time.monotonic()
+                self._schedule(job.spec.cluster or "", 0)
+            self.sig_job_changed.emit(job_id)
             return
         if job.state is JobState.RUNNING:
             self._repo.transition(job_id, JobState.CANCELLING, note="scancel sent")
             self.sig_job_changed.emit(job_id)
         name = job.spec.cluster or ""
+        if name not in self._clusters:  # quitting, or the cluster was removed: sent again on the next start
+            return
+        self._cancel_sent.add(job_id)
+        tasks = cluster_jobs.tracked(job)
         self._clusters[name].handle.req_cancel.emit(
-            job_id, job.slurm_job_id, job.result.get("remote_run_dir", "")
+            CancelRequest(
+                job_id,
+                job.slurm_job_id,
+                job.result.get("remote_run_dir", ""),
+                tasks.tasks if tasks is not None else (),
+            )
         )
 
     @Slot(int, object)

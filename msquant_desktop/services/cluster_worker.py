@@ -7,14 +7,19 @@ touches the store or a widget.
 Stopping never makes the GUI thread wait: `request_stop()` (thread-safe) cuts a connection attempt
 in flight and makes every later request a no-op, then the thread's event loop ends on its own.  An
 interrupted request reports nothing (no "submit failed" for a job whose submission merely stopped);
-whatever was left undone is picked up again by the next worker of that cluster.
+the service settles what was left (a submission that never reached sbatch is not sent later).
+
+A submission asks the main thread to store each step before taking it (`sig_submit_step` with a
+`StepGate` the service answers): sbatch runs only once the store says it may have run.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,19 +27,64 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.domain.slurm import ClusterProfile, reconnect_delay
-from msquant_desktop.services.cluster_jobs import submit_never_twice
-from msquant_desktop.slurm.client import PollResult, SlurmClient, SlurmError, TrackedJob
+from msquant_desktop.services.cluster_jobs import (
+    AnswerLost,
+    NotSent,
+    StepRecorder,
+    remote_of,
+    send_submission,
+)
+from msquant_desktop.slurm.client import (
+    CHECK_UNKNOWN,
+    PollResult,
+    SlurmClient,
+    SlurmError,
+    SubmitCheck,
+    TrackedJob,
+)
 from msquant_desktop.slurm.connection import (
+    HostKeyChanged,
+    HostKeyRevoked,
     PassphraseRequired,
     SshConnection,
     SshError,
     UnknownHostKey,
     target_for_profile,
 )
-from msquant_desktop.slurm.script import RemotePaths, ScriptError
+from msquant_desktop.slurm.script import RemotePaths
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+HOST_KEY_PROBLEMS = (HostKeyChanged, HostKeyRevoked, UnknownHostKey)
+"""Connection failures that wait for the user (never retried on a timer)."""
+STEP_ACK_TIMEOUT_S = 30.0
+"""How long a submission waits for the main thread to store its next step before giving up (not sent)."""
+
+
+@dataclass
+class StepGate:
+    """A submission step the worker asks the main thread to store before taking it.
+
+    The main thread sets `allowed` (False: the job was cancelled meanwhile, with `reason`) and then
+    `done`; the worker waits on `done` (never the other way round, so neither thread blocks the GUI).
+    """
+
+    job_id: int
+    step: str
+    script: str | None
+    remote_dir: str | None
+    allowed: bool = False
+    reason: str = ""
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class CancelRequest:
+    job_id: int
+    slurm_id: str
+    remote_dir: str
+    tasks: tuple[str, ...] = ()
 
 
 class ClusterWorker(QObject):
@@ -48,10 +98,16 @@ class ClusterWorker(QObject):
     """(cluster, a line for the user: latency and SLURM version, or the failure)"""
     sig_gpus = Signal(str, object)
     """(cluster, GpuView or an error string)"""
+    sig_submit_step = Signal(object)
+    """A StepGate: store this step of a submission (before it is taken) and answer."""
     sig_submitted = Signal(int, str, str, str)
     """(job id, SLURM job id, script, remote run dir)"""
     sig_submit_failed = Signal(int, str, str)
-    """(job id, reason, script or "")"""
+    """(job id, reason, script or ""): nothing was submitted."""
+    sig_submit_unsure = Signal(int, str)
+    """(job id, reason): sbatch was run and its answer lost; the job may exist."""
+    sig_reconciled = Signal(int, object, str)
+    """(job id, SubmitCheck, remote run dir): what the cluster says about a lost answer."""
     sig_polled = Signal(str, object)
     """(cluster, PollResult)"""
     sig_cancelled = Signal(int, object)
@@ -68,6 +124,7 @@ class ClusterWorker(QObject):
         self._reconnect_timer: QTimer | None = None
         self._stopping = False
         self._connecting: SshConnection | None = None
+        self._last_error = ""
 
     # -- connection ---------------------------------------------------------------------------------
     @Slot()
@@ -117,6 +174,7 @@ class ClusterWorker(QObject):
             connection.connect()
         except UnknownHostKey as exc:
             self._blocked = True
+            self._last_error = str(exc)
             key = exc.key
             self.sig_status.emit(self.profile.name, f"failed: unknown host key {exc.fingerprint}")
             self.sig_unknown_host_key.emit(
@@ -125,15 +183,17 @@ class ClusterWorker(QObject):
             return None
         except PassphraseRequired as exc:
             self._blocked = True
+            self._last_error = "the SSH key needs its passphrase"
             self.sig_status.emit(self.profile.name, "failed: the SSH key needs its passphrase")
             self.sig_passphrase_needed.emit(self.profile.name, str(exc))
             return None
         except SshError as exc:
+            self._last_error = str(exc)
             if self._stopping:
                 return None
             self._failures += 1
             delay = reconnect_delay(self._failures)
-            self._blocked = "CHANGED" in str(exc)
+            self._blocked = isinstance(exc, HOST_KEY_PROBLEMS)
             suffix = "" if self._blocked else f" (retry in {delay:.0f} s)"
             self.sig_status.emit(self.profile.name, f"failed: {exc}{suffix}")
             if not self._blocked and self._reconnect_timer is not None:
@@ -218,28 +278,77 @@ class ClusterWorker(QObject):
         except SlurmError as exc:
             self.sig_gpus.emit(self.profile.name, str(exc))
 
+    def _step_recorder(self, job_id: int) -> StepRecorder:
+        """Each step is stored by the main thread before it is taken (see StepGate)."""
+
+        def record(step: str, script: str | None, remote: RemotePaths | None) -> None:
+            gate = StepGate(job_id, step, script, remote.run_dir if remote is not None else None)
+            self.sig_submit_step.emit(gate)
+            deadline = time.monotonic() + STEP_ACK_TIMEOUT_S
+            while not gate.done.wait(0.05):
+                if self._stopping:
+                    raise NotSent("not sent: the app stopped before sbatch ran")
+                if time.monotonic() > deadline:
+                    raise NotSent(
+                        f"not sent: the step {step!r} was not recorded within {STEP_ACK_TIMEOUT_S:.0f} s"
+                    )
+            if not gate.allowed:
+                raise NotSent(gate.reason or "not sent: cancelled before sbatch ran")
+
+        return record
+
     @Slot(object)
-    def submit(self, request: tuple[JobRecord, bool]) -> None:
-        job, reconcile_first = request
-        if self._stopping:  # left STARTING: the service hands it to the next worker (reconciled by name)
+    def submit(self, job: JobRecord) -> None:
+        """Send one submission, once: answered (submitted or refused), not sent, or answer lost."""
+        if self._stopping:  # left STARTING at `stored`: the service settles it (never sent later)
             return
         client = self._ensure()
         if client is None:
             if not self._stopping:
-                self.sig_submit_failed.emit(job.id, f"cannot reach {self.profile.name}", "")
+                why = f" ({self._last_error})" if self._last_error else ""
+                self.sig_submit_failed.emit(job.id, f"not sent: cannot reach {self.profile.name}{why}", "")
             return
         try:
-            slurm_id, script, remote = submit_never_twice(client, job, reconcile_first)
-        except SshError as exc:
-            self._lost(exc)
-            if not self._stopping:  # cut short: whether sbatch ran is unknown; reconciled by name later
-                self.sig_submit_failed.emit(job.id, f"connection lost while submitting: {exc}", "")
-        except (ScriptError, OSError) as exc:
-            self.sig_submit_failed.emit(job.id, str(exc), "")
-        except SlurmError as exc:
-            self.sig_submit_failed.emit(job.id, str(exc), "")
+            slurm_id, script, remote = send_submission(client, job, self._step_recorder(job.id))
+        except NotSent as exc:
+            if isinstance(exc.__cause__, SshError):
+                self._lost(exc.__cause__)
+            if not self._stopping:
+                self.sig_submit_failed.emit(job.id, str(exc), "")
+        except AnswerLost as exc:
+            if isinstance(exc.__cause__, SshError):
+                self._lost(exc.__cause__)
+            self.sig_submit_unsure.emit(job.id, str(exc))
         else:
             self.sig_submitted.emit(job.id, slurm_id, script, remote.run_dir)
+
+    @Slot(object)
+    def reconcile(self, job: JobRecord) -> None:
+        """Ask the cluster about a submission whose sbatch answer was lost (read-only, never sbatch)."""
+        if self._stopping:
+            return
+        name = job.spec.meta.get("slurm_name", "")
+        client = self._ensure()
+        if client is None:
+            if not self._stopping:
+                check = SubmitCheck(CHECK_UNKNOWN, detail=f"cannot reach {self.profile.name}")
+                self.sig_reconciled.emit(job.id, check, "")
+            return
+
+        def look(c: SlurmClient) -> tuple[SubmitCheck, RemotePaths]:
+            remote = remote_of(job, c.workspace())
+            return c.check_submission(remote, name), remote
+
+        try:
+            check, remote = self._call(look)
+        except SshError as exc:
+            self._lost(exc)
+            if not self._stopping:
+                self.sig_reconciled.emit(job.id, SubmitCheck(CHECK_UNKNOWN, detail=str(exc)), "")
+        except SlurmError as exc:
+            self.sig_reconciled.emit(job.id, SubmitCheck(CHECK_UNKNOWN, detail=str(exc)), "")
+        else:
+            self.sig_reconciled.emit(job.id, check, remote.run_dir)
 
     @Slot(object)
     def poll(self, jobs: list[TrackedJob]) -> None:
@@ -254,12 +363,17 @@ class ClusterWorker(QObject):
             log.warning("poll of %s failed: %s", self.profile.name, exc)
             self.sig_polled.emit(self.profile.name, PollResult())
 
-    @Slot(int, str, str)
-    def cancel(self, job_id: int, slurm_id: str, remote_dir: str) -> None:
+    @Slot(object)
+    def cancel(self, request: CancelRequest) -> None:
         if self._stopping:
             return
+        job_id = request.job_id
         try:
-            final = self._call(lambda client: client.cancel(slurm_id, RemotePaths(remote_dir)))
+            final = self._call(
+                lambda client: client.cancel(
+                    request.slurm_id, RemotePaths(request.remote_dir), tasks=request.tasks
+                )
+            )
             self.sig_cancelled.emit(job_id, final if final is not None else "not confirmed yet")
         except SshError as exc:
             self._lost(exc)

@@ -44,6 +44,10 @@ class SshError(RuntimeError):
     """The cluster cannot be reached or refused us; the message says why."""
 
 
+class CommandNotSent(SshError):
+    """The connection failed before a command was sent: it certainly did not run."""
+
+
 class UnknownHostKey(SshError):
     """The server's key is not in known_hosts.  Carries what the user must see before accepting.
 
@@ -491,11 +495,24 @@ class SshConnection:
         return self._transport
 
     def run(self, argv: list[str] | str, timeout: float = 30.0, stdin: bytes | None = None) -> CommandResult:
-        """Run a command; a list is quoted word by word (nothing reaches the remote shell unquoted)."""
+        """Run a command; a list is quoted word by word (nothing reaches the remote shell unquoted).
+
+        Raises CommandNotSent when the connection failed before the command was sent (it did not
+        run), SshError when it failed after (the command may have run).
+        """
         command = argv if isinstance(argv, str) else shlex.join(argv)
-        transport = self._require()
         try:
+            transport = self._require()
             channel = transport.open_session(timeout=timeout)
+        except SshError as exc:
+            raise CommandNotSent(str(exc)) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            # No channel, so the exec request was never written: the command did not run.
+            self.close()
+            raise CommandNotSent(
+                f"connection to {self.target.label} lost before the command was sent: {exc}"
+            ) from exc
+        try:
             channel.settimeout(timeout)
             channel.exec_command(command)
             if stdin is not None:

@@ -296,6 +296,37 @@ def parse_array_tasks(text: str | None) -> ArrayTasks | None:
     return ArrayTasks(count, throttle, truncated)
 
 
+def array_task_ids(text: str | None) -> list[str]:
+    """The task indices a task expression names, in order: `0-2` -> 0, 1, 2; `1,4-8:2%1` -> 1, 4, 6,
+    8 (the `%N` throttle limits how many run at once, not which exist); [] for None, `N/A` or text that
+    is not a task expression."""
+    value = _null(text)
+    if value is None:
+        return []
+    value = value.strip("[]").split("%", 1)[0]
+    ids: list[str] = []
+    for item in (part.strip() for part in value.split(",")):
+        match = _ARRAY_ITEM.fullmatch(item)
+        if not match:
+            return []
+        first, last, step = match.group(1), match.group(2), match.group(3)
+        if last is None:
+            ids.append(str(int(first)))
+        else:
+            ids.extend(str(i) for i in range(int(first), int(last) + 1, int(step) if step else 1))
+    return list(dict.fromkeys(ids))
+
+
+def split_array_id(job_id: str) -> tuple[str, list[str] | None]:
+    """squeue's and sacct's job ids: `46` -> ("46", None); a task `46_1` -> ("46", ["1"]); tasks not
+    split off yet, as pending or cancelled-while-pending records show them, `46_[1-2,5%2]` -> ("46",
+    ["1", "2", "5"])."""
+    base, sep, tasks = job_id.strip().partition("_")
+    if not sep:
+        return base, None
+    return base, array_task_ids(tasks)
+
+
 @dataclass(frozen=True)
 class DemandEntry:
     """One record of `squeue -O DEMAND_FORMAT`: a job, a pending array, or one task of an array."""

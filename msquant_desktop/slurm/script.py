@@ -27,6 +27,8 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMIT = re.compile(r"[0-9a-fA-F]{7,64}")
 _TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}")
 _MEMORY = re.compile(r"\d+[KMGT]?")
+_ARRAY_ITEM = r"\d+(?:-\d+(?::\d+)?)?"
+_ARRAY = re.compile(rf"{_ARRAY_ITEM}(?:,{_ARRAY_ITEM})*(?:%\d+)?")
 # What may stand in an #SBATCH value at all: sbatch parses quotes, backslashes and `#` comments in
 # directive lines and expands `%` patterns in --output, so none of those (nor any space) gets in.
 _DIRECTIVE_SAFE = re.compile(r"[A-Za-z0-9._/+~@=:,-]+")
@@ -46,9 +48,21 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class RemotePaths:
-    """Where a run lives on the cluster: `<workspace>/<run id>/` with the clone in `repo/`."""
+    """Where a run lives on the cluster: `<workspace>/<run id>/` with the clone in `repo/`.
+
+    Each task of an array job has its own log, exit marker and clone (`slurm.<index>.log`,
+    `msquant-exit.<index>`, `repo.<index>`): `for_task(index)` gives them.  The `sbatch.*` files
+    record the one sbatch run of the submission (see `SlurmClient.sbatch`).
+    """
 
     run_dir: str
+    task: str | None = None
+
+    def for_task(self, index: str) -> RemotePaths:
+        return RemotePaths(self.run_dir, index)
+
+    def _suffix(self) -> str:
+        return f".{self.task}" if self.task is not None else ""
 
     @property
     def script(self) -> str:
@@ -56,15 +70,33 @@ class RemotePaths:
 
     @property
     def log(self) -> str:
+        if self.task is not None:
+            return f"{self.run_dir}/slurm.{self.task}.log"
         return f"{self.run_dir}/{LOG_NAME}"
 
     @property
     def marker(self) -> str:
-        return f"{self.run_dir}/{MARKER_NAME}"
+        return f"{self.run_dir}/{MARKER_NAME}{self._suffix()}"
 
     @property
     def repo(self) -> str:
-        return f"{self.run_dir}/{REPO_DIR_NAME}"
+        return f"{self.run_dir}/{REPO_DIR_NAME}{self._suffix()}"
+
+    @property
+    def sbatch_started(self) -> str:
+        return f"{self.run_dir}/sbatch.started"
+
+    @property
+    def sbatch_rc(self) -> str:
+        return f"{self.run_dir}/sbatch.rc"
+
+    @property
+    def sbatch_out(self) -> str:
+        return f"{self.run_dir}/sbatch.out"
+
+    @property
+    def sbatch_err(self) -> str:
+        return f"{self.run_dir}/sbatch.err"
 
 
 def remote_paths(workspace: str, run_id: str) -> RemotePaths:
@@ -137,6 +169,10 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
         raise ScriptError(f"memory {submission.memory!r}: use a number with an optional K/M/G/T unit")
     if submission.time_limit is not None and not _full(_TIME, submission.time_limit):
         raise ScriptError(f"time_limit {submission.time_limit!r}: use minutes, HH:MM:SS or D-HH:MM:SS")
+    if submission.array is not None and not _full(_ARRAY, submission.array):
+        raise ScriptError(
+            f"array {submission.array!r}: use task indices such as 0-9, 1,3,5-7, 0-99:2 or 0-9%2"
+        )
     for key, value in submission.extra_env:
         if not _full(_ENV_KEY, key):
             raise ScriptError(f"extra_env: {key!r} is not a valid environment variable name")
@@ -156,6 +192,18 @@ def sbatch_directives(script: str) -> list[str]:
     return directives
 
 
+_ARRAY_OPTION = re.compile(r"#SBATCH\s+(?:--array[=\s]|-a\s*)(\S+)")
+
+
+def array_spec_of(script: str) -> str | None:
+    """The task expression of the `--array` / `-a` directive sbatch will read in `script`, if any."""
+    for line in sbatch_directives(script):
+        match = _ARRAY_OPTION.match(line)
+        if match:
+            return match.group(1)
+    return None
+
+
 def _directives(values: dict[str, object]) -> list[str]:
     """Our `#SBATCH --key=value` lines; each value must be directive-safe (checked, not escaped)."""
     lines = []
@@ -163,7 +211,9 @@ def _directives(values: dict[str, object]) -> list[str]:
         if value is None or value == "":
             continue
         text = str(value)
-        if not _DIRECTIVE_SAFE.fullmatch(text):
+        # `%` is a file-name pattern only in --output/--error/--input; in --array it is the throttle.
+        checked = text.replace("%", "", 1) if key == "array" and _full(_ARRAY, text) else text
+        if not _DIRECTIVE_SAFE.fullmatch(checked):
             raise ScriptError(f"--{key}={text!r} cannot be written safely on an #SBATCH line")
         lines.append(f"#SBATCH --{key}={text}")
     return lines
@@ -178,12 +228,44 @@ def _environment(template_text: str | None) -> jinja2.Template:
     return env.from_string(template_text)
 
 
+ARRAY_LOG_PATTERN = "slurm.%a.log"
+"""The `--output` of an array job: sbatch puts each task's index in place of `%a`."""
+_TASK_SUFFIX = '."$SLURM_ARRAY_TASK_ID"'
+"""Appended to a quoted path in an array job's script: each task gets its own marker and clone."""
+
+
 def render_script(
     submission: SlurmSubmission, profile: ClusterProfile, run_id: str, slurm_name: str, workspace: str
 ) -> str:
-    """The sbatch script text.  `workspace` is the remote workspace with `~`/variables expanded."""
+    """The sbatch script text.  `workspace` is the remote workspace with `~`/variables expanded.
+
+    An array job (the submission's `array`, or an `--array` directive in the profile's own template)
+    gets one log, exit marker and clone per task (see RemotePaths.for_task).
+    """
     validate(submission, profile)
+    template_text = None
+    if profile.sbatch_template:
+        template_text = Path(profile.sbatch_template).expanduser().read_text(encoding="utf-8")
+    script = _render(
+        submission, profile, run_id, slurm_name, workspace, template_text, submission.array is not None
+    )
+    if submission.array is None and array_spec_of(script) is not None:  # the template's own array
+        script = _render(submission, profile, run_id, slurm_name, workspace, template_text, True)
+    return script
+
+
+def _render(
+    submission: SlurmSubmission,
+    profile: ClusterProfile,
+    run_id: str,
+    slurm_name: str,
+    workspace: str,
+    template_text: str | None,
+    per_task: bool,
+) -> str:
     paths = remote_paths(workspace, run_id)
+    log_path = f"{paths.run_dir}/{ARRAY_LOG_PATTERN}" if per_task else paths.log
+    suffix = _TASK_SUFFIX if per_task else ""
     expected = _directives(
         {
             "job-name": slurm_name,
@@ -194,26 +276,30 @@ def render_script(
             "cpus-per-task": submission.cpus,
             "mem": submission.memory,
             "time": submission.time_limit,
+            "array": submission.array,
         }
     )
-    template_text = None
-    if profile.sbatch_template:
-        template_text = Path(profile.sbatch_template).expanduser().read_text(encoding="utf-8")
+    if per_task:  # the log's folder is checked above; `%a` is sbatch's own pattern, added by us
+        expected = [
+            f"#SBATCH --output={log_path}" if line.startswith("#SBATCH --output=") else line
+            for line in expected
+        ]
     script = _environment(template_text).render(
         run_id=run_id,
         run_id_q=shlex.quote(run_id),
         slurm_name=slurm_name,
-        log_path=paths.log,
+        log_path=log_path,
         run_dir=paths.run_dir,
         partition=submission.partition,
         gres=gres_for(submission),
         cpus=submission.cpus,
         memory=submission.memory,
         time_limit=submission.time_limit,
-        marker_path_q=shlex.quote(paths.marker),
+        array=submission.array,
+        marker_path_q=shlex.quote(paths.marker) + suffix,
         env=[(k, shlex.quote(v)) for k, v in submission.extra_env],
         repo_url_q=shlex.quote(submission.repo_url),
-        repo_dir_q=shlex.quote(paths.repo),
+        repo_dir_q=shlex.quote(paths.repo) + suffix,
         commit=submission.commit,
         commit_q=shlex.quote(submission.commit),
         preamble=profile.preamble.strip(),

@@ -32,7 +32,10 @@ def _profile(name: str, port: int, tmp_path: Path) -> ClusterProfile:
     )
 
 
-def test_a_submit_waiting_on_a_hung_connection_is_handed_on_not_failed(qapp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_submit_waiting_on_a_hung_connection_is_not_sent_later(qapp, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The profile changes while the submit waits on a hung connection: the old worker stops at once,
+    the job is visibly not sent (FAILED_TO_START with the reason) and the next worker does not send it
+    behind the user's back."""
     from msquant_desktop.services.cluster_service import ClusterService
 
     with silent_server() as server:
@@ -57,11 +60,15 @@ def test_a_submit_waiting_on_a_hung_connection_is_handed_on_not_failed(qapp, tmp
             service.set_profiles([ClusterProfile(**{**profile.__dict__, "workspace": "/scratch/new"})])
             assert time.perf_counter() - started < 0.2  # no waiting for the hung worker
             assert spin_until(lambda: service.workers_stopping() == 0, timeout_s=3)
-            # The next worker took the job over (it reconciles by name first): a second handshake.
+            assert spin_until(lambda: service.repo.get(job.id).state is JobState.FAILED_TO_START, timeout_s=3)
+            record = service.repo.get(job.id)
+            assert "profile changed" in record.reason and "sbatch never ran" in record.reason
+            assert record.result["submit_step"] == "stored"
+            assert len(errors) == 1 and f"job {job.id} was not submitted" in errors[0]
+            # The next worker connects (a second handshake) and leaves the job alone.
             assert spin_until(lambda: len(server.accepted) >= 2, timeout_s=5)
-            spin_for(0.2)
-            assert service.repo.get(job.id).state is JobState.STARTING  # not "failed to submit"
-            assert errors == []
+            spin_for(0.3)
+            assert service.repo.get(job.id).state is JobState.FAILED_TO_START
         finally:
             assert service.shutdown() == []
             # Let the retired workers' queued clean-up run before the service goes away, as it does in

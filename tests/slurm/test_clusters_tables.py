@@ -74,6 +74,25 @@ def test_gpu_table_updates_changed_nodes_inserts_new_and_removes_gone_ones(qtbot
     assert model.rowCount() == 3 and "By type" in panel.summary.text()
 
 
+def test_gpu_summary_shows_what_of_the_pending_demand_could_start_now(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The recorded demand (tests/slurm/test_demand_recorded.py counts it): 6 h100 wanted, 2 of them
+    could start now (an array at its %2 throttle holds the rest back)."""
+    from msquant_desktop.slurm.parsers import parse_squeue_demand
+    from msquant_desktop.ui.clusters.gpu_panel import GpuPanel, pending_words
+
+    panel = GpuPanel()
+    qtbot.addWidget(panel)
+    demand = parse_squeue_demand((FIXTURES / "squeue_demand.txt").read_bytes())
+    panel.show_view(gpu_view(_nodes("scontrol_show_node_busy.txt"), demand, running_in_array={"12": 2}))
+    assert "h100: 0 free of 2, 6 wanted by pending jobs (2 could start now)" in panel.summary.text()
+    truncated = parse_squeue_demand((FIXTURES / "squeue_demand_truncated.txt").read_bytes())
+    # A task list squeue cut short: the demand is a lower bound, and says so.
+    assert (
+        pending_words(gpu_view([], truncated), "")
+        == ", at least 38 wanted by pending jobs (38 could start now)"
+    )
+
+
 def test_slurm_job_table_updates_one_row_per_changed_job(qtbot, app_paths, qapp) -> None:  # type: ignore[no-untyped-def]
     from msquant_desktop.services import cluster_jobs
     from msquant_desktop.services.cluster_service import ClusterService

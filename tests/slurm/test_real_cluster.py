@@ -100,11 +100,13 @@ def test_free_gpus_match_what_running_jobs_hold(client: SlurmClient) -> None:
         client.connection.run(["scancel", *ids])
 
 
-def test_dropped_connection_during_submit_does_not_duplicate(testbed, profile, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """sbatch runs, then the connection dies before its answer arrives: the retry adopts the job."""
+def test_dropped_connection_during_sbatch_is_found_not_resent(testbed, profile, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """sbatch runs, then the connection dies before its answer arrives: the submission says so (the
+    job may exist), and the lookup on a new connection finds exactly that one job."""
     from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobTarget
     from msquant_desktop.domain.slurm import SlurmSubmission
-    from msquant_desktop.services.cluster_jobs import _submission_dict, submit_never_twice
+    from msquant_desktop.services.cluster_jobs import AnswerLost, _submission_dict, send_submission
+    from msquant_desktop.slurm.client import CHECK_FOUND
 
     slow_bin = testbed.dir / "slow-bin"
     slow_bin.mkdir(exist_ok=True)
@@ -131,12 +133,22 @@ def test_dropped_connection_during_submit_does_not_duplicate(testbed, profile, t
         meta={"run_id": run_id, "slurm_name": f"nodup-{run_id}", "submission": _submission_dict(submission)},
     )
     job = JobRecord(id=1, spec=spec, state=JobState.STARTING, created_at=None)  # type: ignore[arg-type]
+    steps: list[str] = []
     threading.Timer(1.5, connection.drop).start()  # while the wrapped sbatch sleeps after submitting
-    slurm_id, _, _ = submit_never_twice(client, job)
+    with pytest.raises(AnswerLost):
+        send_submission(client, job, lambda step, _script, _remote: steps.append(step))
+    assert steps == ["uploaded", "sbatch-sent"]
+    connection = SshConnection(target_for_profile(slow, NO_SSH_CONFIG))
+    connection.connect()
+    client = SlurmClient(slow, connection)
+    remote = remote_paths(client.workspace(), run_id)
+    check = wait_until(
+        lambda: (c := client.check_submission(remote, f"nodup-{run_id}")).outcome == CHECK_FOUND and c
+    )
     listed = client.connection.run(
         ["squeue", "--me", "-h", "-t", "all", "-n", f"nodup-{run_id}", "-o", "%i"]
     ).out.split()
-    assert listed == [slurm_id]  # exactly one job, the one the retry adopted
+    assert listed == [check.slurm_id]  # exactly one job, the one the lookup found
     connection.close()
 
 

@@ -36,8 +36,7 @@ class GpuPanel(QWidget):
     def show_view(self, view: GpuView) -> None:
         self.model.set_rows(view.rows)
         types = "; ".join(
-            f"{t or 'gpu'}: {c.free} free of {c.total}"
-            + (f", {view.pending[t]} wanted by pending jobs" if view.pending.get(t) else "")
+            f"{t or 'gpu'}: {c.free} free of {c.total}" + pending_words(view, t)
             for t, c in sorted(view.by_type.items())
         )
         parts = "; ".join(
@@ -48,3 +47,14 @@ class GpuPanel(QWidget):
         self.summary.setText(
             f"<b>By type</b> — {types or 'no GPUs'}<br><b>By partition</b> — {parts or '-'}{excluded}"
         )
+
+
+def pending_words(view: GpuView, gpu_type: str) -> str:
+    """ ", 12 wanted by pending jobs (4 could start now)": the queue's demand for one GPU type and the
+    part of it not held back by a hold, a dependency, a start time or an array's `%N` throttle."""
+    wanted = view.pending.get(gpu_type, 0)
+    if not wanted:
+        return ""
+    at_least = "at least " if view.pending_at_least else ""
+    now = view.pending_now.get(gpu_type, 0)
+    return f", {at_least}{wanted} wanted by pending jobs ({now} could start now)"

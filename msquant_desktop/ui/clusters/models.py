@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.services.cluster_jobs import awaits_answer, task_states
 from msquant_desktop.slurm.gpus import NodeRow
 from msquant_desktop.ui.keyed_rows import KeyedRowsModel
 
@@ -22,6 +23,18 @@ JOBS_SHOWN = 200
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole
 _GREY = QColor("#888888")
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+TASKS_LISTED = 6
+"""An array job lists its tasks one by one up to this many; more are counted by state."""
+
+
+def tasks_text(tasks: list[tuple[str, str]]) -> str:
+    """`46_0 COMPLETED, 46_1 FAILED, 46_2 RUNNING`, or for a large array `468 tasks: 12 RUNNING, ...`."""
+    if len(tasks) <= TASKS_LISTED:
+        return ", ".join(f"{task} {state}" for task, state in tasks)
+    counts: dict[str, int] = {}
+    for _task, state in tasks:
+        counts[state] = counts.get(state, 0) + 1
+    return f"{len(tasks)} tasks: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 @dataclass(frozen=True)
@@ -35,32 +48,45 @@ class SlurmJobRow:
     state: str
     exit: str
     links: str
+    tasks: str = ""
+    tasks_tip: str = ""
 
     @classmethod
     def of(cls, job: JobRecord) -> SlurmJobRow:
         links = job.result.get("wandb_urls", []) or job.result.get("wandb_sync", [])
+        outcome = job.outcome.describe() if job.outcome else ""
+        if awaits_answer(job) and job.result.get("submit_check"):
+            outcome = str(job.result["submit_check"])  # e.g. looking for its name after a lost answer
+        tasks = task_states(job)
         return cls(
             id=job.id,
             name=job.spec.name,
             cluster=job.spec.cluster or "",
             slurm_id=job.slurm_job_id or "-",
             state=job.state.value,
-            exit=job.outcome.describe() if job.outcome else "",
+            exit=outcome,
             links=" ".join(links),
+            tasks=tasks_text(tasks),
+            tasks_tip="\n".join(f"{task} {state}" for task, state in tasks[:200]),
         )
 
 
 class SlurmJobsModel(KeyedRowsModel[SlurmJobRow]):
-    HEADERS = ("ID", "Name", "Cluster", "SLURM id", "State", "Exit", "Links")
+    HEADERS = ("ID", "Name", "Cluster", "SLURM id", "State", "Exit", "Tasks", "Links")
 
     def key(self, row: SlurmJobRow) -> Hashable:
         return row.id
 
     def display(self, row: SlurmJobRow, column: int) -> Any:
-        return str((row.id, row.name, row.cluster, row.slurm_id, row.state, row.exit, row.links)[column])
+        values = (row.id, row.name, row.cluster, row.slurm_id, row.state, row.exit, row.tasks, row.links)
+        return str(values[column])
 
     def extra(self, row: SlurmJobRow, column: int, role: int) -> Any:
-        return row.id if role == JOB_ID_ROLE else None
+        if role == JOB_ID_ROLE:
+            return row.id
+        if role == Qt.ItemDataRole.ToolTipRole and column == 6 and row.tasks_tip:
+            return row.tasks_tip
+        return None
 
     def load(self, jobs: Iterable[JobRecord]) -> None:
         """The newest SLURM jobs, newest first (a full read, still shown as row-level changes)."""

@@ -50,6 +50,8 @@ class SubmitForm(QWidget):
         self.memory.setPlaceholderText("e.g. 32G")
         self.time_limit = QLineEdit()
         self.time_limit.setPlaceholderText("e.g. 04:00:00")
+        self.array = QLineEdit()
+        self.array.setPlaceholderText("optional: task indices, e.g. 0-9 or 0-99%4")
         self.job_name = QLineEdit("train")
         form = QFormLayout()
         for label, widget in (
@@ -63,6 +65,7 @@ class SubmitForm(QWidget):
             ("CPUs", self.cpus),
             ("Memory", self.memory),
             ("Time limit", self.time_limit),
+            ("Array", self.array),
             ("Job name", self.job_name),
         ):
             form.addRow(label, widget)
@@ -124,4 +127,5 @@ class SubmitForm(QWidget):
             cpus=self.cpus.value(),
             memory=self.memory.text().strip() or None,
             time_limit=self.time_limit.text().strip() or None,
+            array=self.array.text().strip() or None,
         )
