@@ -44,9 +44,10 @@ from msquant_desktop.supervisor.control import detect_gpu_count
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 500
-LAUNCH_SPACING_MS = 25
-"""Between two launches in a row: each starts two Python processes (supervisor, often the job),
-~50-100 ms of CPU; spacing them lets the GUI thread get a core between them (20 jobs: ~0.5 s)."""
+LAUNCH_SPACING_MS = 100
+"""Between two launches in a row: each starts two Python processes (the supervisor, often the job),
+~60 ms of CPU; 25 ms spacing kept a 2-core machine saturated while twenty started and the GUI
+thread waited for a core (60-230 ms lag); at 100 ms they take under one core (20 jobs: ~2 s)."""
 _FINAL_VALUES = frozenset(s.value for s in JobState if s.is_final)
 
 RemoteCanceller = Callable[[JobRecord], None]
