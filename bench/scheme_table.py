@@ -119,7 +119,7 @@ def main() -> int:
         e = row["evaluation"]
         delta = "" if row["scheme"] == "original" else f"{e['perplexity'] - original_ppl:+.4f}"
         top1 = "" if e["top1_agreement"] is None else f"{e['top1_agreement']:.1%}"
-        kl = "" if e["kl_divergence"] is None else f"{e['kl_divergence']:.5f}"
+        kl = "" if e["kl_divergence"] is None else f"{e['kl_divergence']:.6f}"
         qtime = "" if row["quantize_s"] is None else f"{row['quantize_s']:.1f} s"
         print(
             f"| {row['scheme']} | {mib(row['size'])} | {e['perplexity']:.4f} | {delta} | {top1} | {kl} | "
