@@ -74,7 +74,7 @@ def with_interpreter(words: Sequence[str], env: PythonEnv | None) -> list[str]:
     A command that names another program or interpreter (a path, `torchrun`, `accelerate`) is kept.
     """
     result = list(words)
-    if env is not None and env.python and result and _BARE_PYTHON.match(result[0]):
+    if env is not None and env.python and result and _BARE_PYTHON.fullmatch(result[0]):
         result[0] = env.python
     return result
 

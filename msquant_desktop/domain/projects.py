@@ -104,7 +104,7 @@ def validate_override(text: str) -> str:
     key, sep, _value = text.partition("=")
     if not sep and not key.startswith("~"):
         raise OverrideError(f"override {text!r} has no '=': write it as key=value")
-    if not _OVERRIDE_KEY.match(key):
+    if not _OVERRIDE_KEY.fullmatch(key):
         raise OverrideError(
             f"override {text!r}: {key!r} is not a config key (letters, digits, _ and - joined by . or /, "
             "optionally prefixed by +, ++ or ~)"

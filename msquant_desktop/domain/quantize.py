@@ -160,7 +160,7 @@ class QuantizeRequest:
 
 def looks_like_hub_name(text: str, exists: bool) -> bool:
     """True for `org/name` strings that are not local paths: we never download at run time."""
-    return not exists and HUB_NAME_RE.match(text) is not None
+    return not exists and HUB_NAME_RE.fullmatch(text) is not None
 
 
 def matches_ignore(name: str, pattern: str) -> bool:

@@ -109,3 +109,13 @@ def test_data_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     paths = resolve_paths()
     assert paths.database.is_relative_to(tmp_path) and paths.log_file.is_relative_to(tmp_path)
     assert resolve_paths(tmp_path / "other").config_dir == (tmp_path / "other" / "config").resolve()
+
+
+def test_names_ending_in_a_newline_are_not_taken_for_valid_ones() -> None:
+    """`re.match(...$)` accepts a trailing newline; these checks use full-string matches."""
+    from msquant_desktop.domain.projects import OverrideError, validate_override
+    from msquant_desktop.domain.quantize import HUB_NAME_RE
+
+    assert HUB_NAME_RE.fullmatch("org/model") and not HUB_NAME_RE.fullmatch("org/model\n")
+    with pytest.raises(OverrideError):
+        validate_override("+lr\n=0.1")
