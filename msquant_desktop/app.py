@@ -7,6 +7,7 @@ With a subcommand it runs headless; without one it opens the window.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sqlite3
@@ -94,17 +95,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is not None:
             parser.parse_args([args.command, "--help"])
         return run_gui(paths)
-    except (StoreError, SettingsError) as exc:
-        print(f"msquant-desktop: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except sqlite3.Error as exc:  # a store that broke while in use (disk full, damaged pages)
-        print(f"msquant-desktop: {store_error(paths.database, exc)}", file=sys.stderr)
-        return EXIT_FAILURE
     except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
         # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
+    except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
+        problem = known_fault(exc, paths)
+        if problem is None:
+            raise
+        print(f"msquant-desktop: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+# Errors of the world, not of the code: a full disk or quota, a read-only file system; and, for a
+# named file, a folder that is not ours or a path through a file (a bare EPERM is a signal refused).
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOTDIR})
+
+
+def known_fault(exc: BaseException, paths: AppPaths) -> str | None:
+    """One line for a user when `exc` is a storage fault (the store, the data folder, settings),
+    None when it is something else (a bug).  The CLI prints it; the window shows it in its bar."""
+    if isinstance(exc, (StoreError, SettingsError)):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):  # a store that broke while in use (disk full, damaged pages)
+        return str(store_error(paths.database, exc))
+    if isinstance(exc, OSError) and (
+        exc.errno in _STORAGE_ERRNOS or (exc.errno in _FILE_ERRNOS and exc.filename is not None)
+    ):
+        return folder_problem(exc, paths.data_dir)
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -114,11 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def folder_problem(exc: OSError, fallback: Path) -> str:
     """One line for a data, config or log folder that cannot be used, with what to do about it."""
-    import errno
-
     where = exc.filename or fallback
     if exc.errno == errno.ENOSPC:
         todo = "free some disk space"
+    elif exc.errno == errno.EDQUOT:
+        todo = "your disk quota is used up: free some space"
     elif exc.errno == errno.ENOTDIR:
         todo = "a part of it is a file, not a folder: pass another --data-dir"
     elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -332,6 +353,16 @@ def _report_startup_and_quit(app: QApplication) -> None:
     QTimer.singleShot(0, report)
 
 
+def _tell_cannot_start(problem: str) -> None:
+    """A person who double-clicked the app has no terminal: say why it cannot start, in a window
+    with that one line (no traceback).  Offscreen there is no one to see a window: stderr only."""
+    if os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.critical(None, f"{APP_NAME} cannot start", problem)
+
+
 def run_gui(paths: AppPaths) -> int:
     problem = display_problem()
     if problem:
@@ -340,9 +371,18 @@ def run_gui(paths: AppPaths) -> int:
     app = create_qapplication(sys.argv[:1])
     from msquant_desktop.ui.excepthook import install_excepthook
 
-    install_excepthook(str(paths.log_file))
-    services = create_services(paths)
+    try:
+        services = create_services(paths)
+    except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
+        problem = known_fault(exc, paths)
+        if problem is None:
+            raise
+        _tell_cannot_start(problem)
+        raise StoreError(problem) from exc  # main() prints it on stderr and exits non-zero
     window = create_main_window(services)
+    install_excepthook(
+        str(paths.log_file), known_problem=lambda exc: known_fault(exc, paths), show_problem=window.show_problem
+    )
     window.show()
     log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
     if os.environ.get(STARTUP_PROBE_ENV):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class CliContext:
         return self._conn
 
 
+_DIGITS = re.compile(r"[0-9]+")
 MAX_ID = 2**63 - 1
 """SQLite's largest integer: a job id beyond it cannot exist (and would overflow the query)."""
 
@@ -38,10 +40,10 @@ def job_id_arg(text: str) -> int:
     """argparse type for a job id: a whole number from 1 to SQLite's largest integer."""
     import argparse
 
-    try:
-        value = int(text, 10)
-    except ValueError:
+    # int() also takes " 7", "7\n", "1_0" and other scripts' digits ("٣"): a job id is ASCII digits only.
+    if not _DIGITS.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a job id (a whole number)") from None
+    value = int(text, 10)
     if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError(f"{text} is not a job id (ids run from 1 to {MAX_ID})")
     return value
@@ -61,14 +63,27 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+MAX_NAME = 200
+
+
+def job_name_arg(text: str) -> str:
+    """argparse type for a job's name: one line of text (it is shown in tables and logs)."""
+    import argparse
+
+    if any(ord(c) < 32 or ord(c) == 127 or c in "\x85\u2028\u2029" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a job name must be one line without control characters")
+    if len(text) > MAX_NAME:
+        raise argparse.ArgumentTypeError(f"a job name is at most {MAX_NAME} characters (got {len(text)})")
+    return text
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts and limits: a whole number, 1 or more (and not absurdly large)."""
     import argparse
 
-    try:
-        value = int(text, 10)
-    except ValueError:
+    if not _DIGITS.fullmatch(text.strip()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = int(text, 10)
     if not 1 <= value <= 1_000_000:
         raise argparse.ArgumentTypeError(f"{text} must be from 1 to 1,000,000")
     return value

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_demo_arguments
+from msquant_desktop.quantize.model_folder import new_folder_problem
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace, ctx: CliContext) -> int:
+    problem = new_folder_problem(Path(args.out).expanduser().resolve())
+    if problem is not None:  # said before torch is imported (that takes seconds)
+        print(f"demo-model: {problem}", file=sys.stderr)
+        return 2
     from msquant_desktop.quantize.worker_demo import main
 
     return main(args.out, args.size)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext, job_id_arg, positive_int
+from msquant_desktop.cli.context import CliContext, job_id_arg, job_name_arg, positive_int
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.runfiles import LOG_FILE
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("run", help="run a command as a supervised job: jobs run [options] -- CMD ...")
-    p.add_argument("--name", help="shown in the Jobs table (default: the command)")
+    p.add_argument("--name", type=job_name_arg, help="shown in the Jobs table (default: the command)")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the job's run folder)")
     p.add_argument("--gpus", type=int, default=0, metavar="N", help="GPUs to reserve (CUDA_VISIBLE_DEVICES)")
     p.add_argument("--no-wait", action="store_true", help="when no slot is free, leave it queued for the app")

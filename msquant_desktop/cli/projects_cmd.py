@@ -7,6 +7,7 @@ import argparse
 import json
 import runpy
 import sys
+from pathlib import Path
 from typing import Any
 
 from msquant_desktop.cli.context import CliContext
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         _add_options(action, name)
         # Options may follow DIR; the overrides follow `--` (taken verbatim, each one argument).
         action.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        action.set_defaults(func=_show if name == "show" else _compose)
+        action.set_defaults(func=_guarded(_show if name == "show" else _compose))
 
     run = subparsers.add_parser(
         "project-run",
@@ -67,14 +68,21 @@ def _add_options(parser: argparse.ArgumentParser, name: str) -> None:
 def _split_rest(args: argparse.Namespace, name: str) -> list[str]:
     """Options written after DIR are parsed here; what follows `--` is the list of overrides."""
     rest = list(args.rest)
-    cut = rest.index("--") if "--" in rest else len(rest)
-    options, overrides = rest[:cut], rest[cut + 1 :]
-    if options:
-        later = argparse.ArgumentParser(prog=f"msquant-desktop projects {name}", add_help=False)
-        _add_options(later, name)
-        for key, value in vars(later.parse_args(options)).items():
-            if value not in (None, False):
-                setattr(args, key, value)
+    later = argparse.ArgumentParser(prog=f"msquant-desktop projects {name}", add_help=False)
+    _add_options(later, name)
+    if "--" in rest:
+        cut = rest.index("--")
+        parsed, overrides = later.parse_args(rest[:cut]), rest[cut + 1 :]
+    else:
+        # argparse drops a `--` written right after DIR: then overrides are what no option takes
+        # (a Hydra override never starts with "-").
+        parsed, overrides = later.parse_known_args(rest)
+        stray = [o for o in overrides if o.startswith("-")]
+        if stray:
+            later.error(f"unrecognized arguments: {' '.join(stray)}")
+    for key, value in vars(parsed).items():
+        if value not in (None, False):
+            setattr(args, key, value)
     return overrides
 
 
@@ -82,7 +90,25 @@ def _strip_dashes(values: list[str]) -> list[str]:
     return values[1:] if values and values[0] == "--" else values
 
 
+class ProjectDirError(ValueError):
+    """The DIR given is not a folder."""
+
+
+def _guarded(handler: Any) -> Any:
+    def run(args: argparse.Namespace, ctx: CliContext) -> int:
+        try:
+            return int(handler(args, ctx))
+        except ProjectDirError as exc:
+            print(f"msquant-desktop projects: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def _discover(args: argparse.Namespace, validate: bool) -> Any:
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise ProjectDirError(f"{folder}: {'not a folder' if folder.exists() else 'no such folder'}")
     return discover(
         args.dir,
         python=args.python,

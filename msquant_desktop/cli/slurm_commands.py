@@ -27,8 +27,9 @@ from msquant_desktop.store import JobRepository
 
 
 def _profiles(args: argparse.Namespace, ctx: CliContext) -> list[ClusterProfile]:
-    if args.clusters and not Path(args.clusters).is_file():
+    if args.clusters and not Path(args.clusters).exists():
         # The config dir's file may be missing (no clusters yet); a file named on purpose may not.
+        # (A folder or an unreadable file is named by load_profiles.)
         raise ProfileError(f"{args.clusters}: no such file")
     return load_profiles(Path(args.clusters) if args.clusters else ctx.paths.clusters_file)
 
@@ -237,6 +238,8 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
 
 
 def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
+    if args.clusters:
+        _profiles(args, ctx)  # a file named on purpose must be usable, even with no open jobs
     repo = JobRepository(ctx.conn)
     _refresh(args, ctx, repo)
     jobs = repo.list_jobs(target=JobTarget.SLURM, limit=args.limit)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.quantize.args import add_verify_arguments
+from msquant_desktop.quantize.model_folder import not_a_model_folder
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace, ctx: CliContext) -> int:
+    problem = not_a_model_folder(Path(args.model).expanduser())
+    if problem is not None:  # said before torch is imported (that takes seconds)
+        print(f"verify: {problem}", file=sys.stderr)
+        return 2
     from msquant_desktop.quantize.worker_verify import main
 
     return main(args=args)

@@ -265,3 +265,22 @@ def describe_indivisible(layers: list[str], group_size: int, widths: dict[str, t
         f"{len(layers)} layer(s) have an input width not divisible by the group size {group_size}: "
         f"{shown}{more}. Add them to the ignore list (they stay unquantized) or choose another scheme."
     )
+
+
+# -- checks cheap enough to make before torch is imported (seconds) --------------------------------
+
+
+def not_a_model_folder(path: Path) -> str | None:
+    """Why `path` is not a model folder (no config.json), or None."""
+    if not (path / "config.json").is_file():
+        return f"{path} is not a model folder (no config.json)"
+    return None
+
+
+def new_folder_problem(path: Path) -> str | None:
+    """Why `path` cannot receive a new model (a file, or a folder with files in it), or None."""
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file; choose a new folder"
+    if path.is_dir() and any(path.iterdir()):
+        return f"{path} already exists and is not empty; choose a new folder"
+    return None

@@ -36,6 +36,7 @@ from msquant_desktop.domain.evaluate import (
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.demo_grammar import CALIBRATION_FILE, demo_splits
 from msquant_desktop.quantize.heldout import DEMO_HELDOUT_FILE
+from msquant_desktop.quantize.model_folder import new_folder_problem
 from msquant_desktop.quantize.worker_evaluate import score_windows
 
 SIZES = {
@@ -110,8 +111,9 @@ def build_demo_model(out: Path, size: str = "tiny", seed: int = 0) -> dict[str, 
     """Write a model folder to `out` (via `out.partial`, renamed at the end) and return a summary."""
     if size not in SIZES:
         raise ValueError(f"unknown demo model size {size!r}; choose one of {', '.join(SIZES)}")
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} already exists and is not empty; choose a new folder")
+    problem = new_folder_problem(out)
+    if problem is not None:
+        raise FileExistsError(problem)
     started = time.monotonic()
     torch.set_num_threads(1)
     torch.manual_seed(seed)

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.args import add_verify_arguments
+from msquant_desktop.quantize.model_folder import not_a_model_folder
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
         add_verify_arguments(parser)
         args = parser.parse_args(argv)
     model_dir = Path(args.model).expanduser()
-    if not (model_dir / "config.json").is_file():
-        message = f"{model_dir} is not a model folder (no config.json)"
+    message = not_a_model_folder(model_dir)
+    if message is not None:
         _emit({"type": "error", "message": message, "hint": "choose the quantized model's output folder"})
         print(f"verify: {message}", file=sys.stderr)
         return 2

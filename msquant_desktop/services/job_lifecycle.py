@@ -26,15 +26,17 @@ run it on a thread and the CLI inline.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
+from msquant_desktop.domain.secrets import release_secrets
 from msquant_desktop.procs import identity, kill, tree
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
@@ -106,17 +108,32 @@ def prepare_launch(
     grace_seconds: float,
     base_env: dict[str, str],
     secret_patterns: tuple[str, ...] = (),
+    held_secrets: Mapping[str, str] | None = None,
 ) -> Launch | JobRecord:
     """Make the run folder and launch files of a claimed job.
 
     Returns the Launch, or the job's final record when it must not start: the run folder could not
-    be made (FAILED_TO_START), or the user cancelled it while it was being claimed (CANCELLED).
+    be made or a secret typed for it is no longer held (FAILED_TO_START), or the user cancelled it
+    while it was being claimed (CANCELLED).  `held_secrets` are the values the queuing process
+    kept out of the store (domain/secrets.hold_secrets).
     """
     current = repo.get(record.id)
     if current.state is JobState.CANCELLING:
         return _finish(repo, record.id, JobState.CANCELLED, "cancelled before it started")
     if current.state is not JobState.STARTING:
         return current
+    env_pairs, missing = release_secrets(current.spec.env, held_secrets or {}, base_env)
+    if missing:
+        names = ", ".join(missing)
+        return _finish(
+            repo,
+            record.id,
+            JobState.FAILED_TO_START,
+            f"the value of {names} was typed for this job and held only in the memory of the app that"
+            " queued it, which has closed since (secrets are never stored); run it again and type it,"
+            " or set it in the environment the app starts in",
+        )
+    current = dataclasses.replace(current, spec=dataclasses.replace(current.spec, env=env_pairs))
     try:
         prepared, env = prepare_run(
             repo, current, runs_dir, store_path, grace_seconds, base_env, secret_patterns

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from msquant_desktop.domain.jobs import (
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
-from msquant_desktop.domain.secrets import extra_patterns
+from msquant_desktop.domain.secrets import extra_patterns, hold_secrets
 from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
@@ -92,6 +93,8 @@ class JobService(QObject):
         self._settings = settings
         self.gpu_count = detect_gpu_count() if gpu_count is None else gpu_count
         self._runtimes: dict[int, JobRuntime] = {}
+        self._held_secrets: dict[int, dict[str, str]] = {}
+        """Secret values typed for queued jobs, kept out of the store (domain/secrets.hold_secrets)."""
         self._progress: dict[int, dict[str, Any]] = {}
         self._remote_canceller: RemoteCanceller | None = None
         self._identity = lifecycle.ProcessIdentity.of_this_process()
@@ -140,7 +143,11 @@ class JobService(QObject):
         turn (many jobs submitted in one go, e.g. a sweep), this one queues behind it."""
         if spec.target is not JobTarget.LOCAL:
             raise ValueError("SLURM jobs are submitted through the Clusters area, not the local engine")
-        record = self._repo.create(spec, JobState.QUEUED, "submitted in the app")
+        # Secret values typed for the job stay in this process until it starts (never in the store).
+        public_env, held = hold_secrets(spec.env, extra_patterns(self._settings.settings.secret_env_names))
+        record = self._repo.create(replace(spec, env=public_env), JobState.QUEUED, "submitted in the app")
+        if held:
+            self._held_secrets[record.id] = held
         self._note(record.id, added=True)
         if self._schedule_timer.isActive():
             return record
@@ -290,6 +297,7 @@ class JobService(QObject):
             settings.cancel_grace_seconds,
             dict(os.environ),
             extra_patterns(settings.secret_env_names),
+            self._held_secrets.pop(record.id, None),
         )
         if not isinstance(prepared, lifecycle.Launch):
             self._note(record.id)

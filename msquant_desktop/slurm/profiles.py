@@ -89,6 +89,9 @@ def profile_from_dict(data: Any, source: str = "clusters", index: int = 0) -> Cl
         raise ProfileError(f"{where}: field 'preamble' must be text (one shell line per line)")
     values["preamble"] = preamble
     accounting = data.get("accounting", "auto")
+    # YAML 1.1 (PyYAML) reads a bare `off` / `on` as a boolean: take them as the words people wrote.
+    if isinstance(accounting, bool):
+        accounting = "auto" if accounting else "off"
     if accounting not in ACCOUNTING_MODES:
         raise ProfileError(
             f"{where}: field 'accounting' must be one of {ACCOUNTING_MODES}, got {accounting!r}"
@@ -110,11 +113,60 @@ def profile_to_dict(profile: ClusterProfile) -> dict[str, Any]:
     return out
 
 
-def parse_profiles(text: str, source: str = "clusters.yaml") -> list[ClusterProfile]:
+# A clusters file describes a handful of logins; these bounds are far above any real one and keep a
+# damaged or hostile file from taking minutes (a 5 MB file took 51 s with the pure-Python parser) or
+# the interpreter's stack (deep nesting ends in RecursionError).
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 16
+# libyaml's parser when the wheel has it (about 10x faster); the pure-Python one otherwise.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _one_line(exc: yaml.YAMLError) -> str:
+    """PyYAML's message is several lines with a source excerpt; keep the problem and where it is."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH from the event stream, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                line = f" (line {mark.line + 1})" if mark is not None else ""
+                raise ProfileError(
+                    f"{source}: nested more than {MAX_DEPTH} levels deep{line};"
+                    " a clusters file is a list of flat mappings"
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise ProfileError(
+            f"{source}: {size / 1024:,.0f} KiB is too large for a clusters file"
+            f" (the limit is {MAX_FILE_BYTES // 1024} KiB)"
+        )
+    if not text.strip():
+        return {"clusters": []}
     try:
-        data = yaml.safe_load(text) if text.strip() else {"clusters": []}
+        _check_depth(text, source)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{source}: not valid YAML: {exc}") from exc
+        raise ProfileError(f"{source}: not valid YAML: {_one_line(exc)}") from exc
+    except RecursionError as exc:  # a parser without its own depth limit
+        raise ProfileError(f"{source}: nested too deeply to read") from exc
+
+
+def parse_profiles(text: str, source: str = "clusters.yaml") -> list[ClusterProfile]:
+    data = _load_yaml(text, source)
     if not isinstance(data, dict) or not isinstance(data.get("clusters", []), list):
         raise ProfileError(f"{source}: expected a mapping with a 'clusters:' list at the top")
     profiles = [profile_from_dict(item, source, i) for i, item in enumerate(data.get("clusters") or [])]
@@ -129,9 +181,22 @@ def parse_profiles(text: str, source: str = "clusters.yaml") -> list[ClusterProf
 def load_profiles(path: Path) -> list[ClusterProfile]:
     """Profiles from `path`; an absent file means no clusters yet."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return []
+    except IsADirectoryError:
+        raise ProfileError(f"{path}: is a folder; give the clusters.yaml file inside it") from None
+    except PermissionError:
+        raise ProfileError(f"{path}: not readable (permission denied); fix its permissions") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ProfileError(
+            f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
     return parse_profiles(text, str(path))
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from msquant_desktop.services.settings_service import SettingsService
 from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.main_window import MainWindow
+from msquant_desktop.ui.problem_banner import ProblemBanner
 from msquant_desktop.ui.projects_tab import ProjectsTab
 from msquant_desktop.ui.quantize.install import QuantizeUi
 
@@ -32,3 +33,19 @@ class AppWindow(MainWindow):
         self.jobs_tab = jobs_tab
         self.projects_tab = projects_tab
         self.quantize_ui = quantize_ui
+        # The tabs under a problem bar (storage faults: see ProblemBanner).
+        tabs_widget = self.takeCentralWidget()
+        assert tabs_widget is not None  # MainWindow always sets the tab widget
+        body = QWidget()
+        column = QVBoxLayout(body)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        self.problem_banner = ProblemBanner()
+        column.addWidget(self.problem_banner)
+        column.addWidget(tabs_widget, 1)
+        self.setCentralWidget(body)
+
+    def show_problem(self, text: str) -> None:
+        """A problem the user must act on, in the window (not a dialog); also on the status bar."""
+        self.problem_banner.show_problem(text)
+        self.statusBar().showMessage(text, 15_000)
