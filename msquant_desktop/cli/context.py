@@ -32,6 +32,7 @@ class CliContext:
 
 
 _DIGITS = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 MAX_ID = 2**63 - 1
 """SQLite's largest integer: a job id beyond it cannot exist (and would overflow the query)."""
 
@@ -81,7 +82,7 @@ def positive_int(text: str) -> int:
     """argparse type for counts and limits: a whole number, 1 or more (and not absurdly large)."""
     import argparse
 
-    if not _DIGITS.fullmatch(text.strip()):
+    if not _INTEGER.fullmatch(text.strip()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     value = int(text, 10)
     if not 1 <= value <= 1_000_000:
