@@ -110,3 +110,30 @@ def serve_scripts(
         text = "\n".join(["#!/bin/bash", *header, "set -euo pipefail", f"exec {command}", ""])
         scripts.append(ServeScript(slot, port, command, text))
     return scripts
+
+
+def placement_preview(
+    view: GpuView,
+    cluster: str,
+    replicas: int,
+    tensor_parallel: int,
+    gpu_type: str | None,
+    model: str,
+    template: str = DEFAULT_SERVE_TEMPLATE,
+    base_port: int = DEFAULT_BASE_PORT,
+    job_name: str = "serve",
+) -> dict[str, object]:
+    """What a planning view shows for a cluster: a one-paragraph summary and the scripts' text (the
+    placed replicas' scripts even when not all fit).  Raises ValueError for an unusable template."""
+    placed = place_on_view(view, replicas, tensor_parallel, gpu_type)
+    slots = placed.slots if isinstance(placed, Placement) else placed.placed
+    scripts = serve_scripts(slots, model, job_name, template, base_port)
+    want = f"{replicas} replica(s) × {tensor_parallel} {gpu_type or ''} GPU(s)".replace("  ", " ")
+    if isinstance(placed, Placement):
+        summary = f"{cluster}: {want} placed — {placed.describe()}."
+    else:
+        summary = f"{cluster}: {want} do not all fit — {placed.reason}."
+    if view.unusable:
+        summary += " Not used: " + "; ".join(view.unusable) + "."
+    text = "\n".join(f"# replica {s.slot.replica} on {s.slot.node}, port {s.port}\n{s.text}" for s in scripts)
+    return {"summary": summary, "scripts": text, "fits": isinstance(placed, Placement), "placed": len(slots)}

@@ -1,0 +1,101 @@
+"""“Plan serving…” offscreen: opened on the demo model's recorded W4A16 output, it computes off the GUI
+thread and shows exactly `services/serving_plan.py`'s numbers; the replay and a placement on recorded
+`scontrol` output follow; bad input is one line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.serving_memory import PLAN_SCHEMES
+from msquant_desktop.services import serving_plan
+from msquant_desktop.services.plan_runner import PlanRunner
+from msquant_desktop.slurm.gpus import gpu_view
+from msquant_desktop.slurm.parsers import parse_nodes
+from msquant_desktop.ui.plan.serving_dialog import PlanSubject, ServingPlanDialog
+from msquant_desktop.ui.plan.table import COLUMNS
+
+EVALUATION = {"decode_tokens_per_s": 120.0, "decode_tokens_per_s_batch8": 600.0, "device": "cpu"}
+SLURM_FIXTURES = Path(__file__).parents[1] / "slurm" / "fixtures"
+COL = {title: i for i, (title, _tip) in enumerate(COLUMNS)}
+
+
+@pytest.fixture
+def runner(qapp):  # type: ignore[no-untyped-def]
+    r = PlanRunner()
+    yield r
+    r.shutdown()
+
+
+def _open(qtbot, runner: PlanRunner, model: Path, evaluation: dict | None = None) -> ServingPlanDialog:  # type: ignore[no-untyped-def]
+    dialog = ServingPlanDialog(PlanSubject(str(model), evaluation), runner)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+def _wait_rows(qtbot, dialog: ServingPlanDialog, rate: float) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(
+        lambda: dialog.goal is not None and dialog.goal.arrival_rate == rate and bool(dialog.model.rows),
+        timeout=20_000,
+    )
+
+
+def test_the_table_shows_the_planners_numbers_with_the_measured_speed(qtbot, runner, recorded) -> None:  # type: ignore[no-untyped-def]
+    folder = recorded["W4A16"]
+    dialog = _open(qtbot, runner, folder, EVALUATION)
+    _wait_rows(qtbot, dialog, 10.0)
+    assert dialog.folder_scheme == "W4A16" and dialog.context_spin.value() == 1024  # the model's limit
+    assert "measured" in dialog.source_label.text()
+    dialog.rate_spin.setValue(400.0)  # a change recomputes (after the debounce), off the GUI thread
+    _wait_rows(qtbot, dialog, 400.0)
+    goal = serving_plan.ServingGoal(
+        arrival_rate=400.0, slo_p95_s=30.0, output_tokens=256.0, context_length=1024
+    )
+    speeds = serving_plan.chosen_speeds(PLAN_SCHEMES, "W4A16", serving_plan.SPEED_AUTO, EVALUATION)
+    expected = serving_plan.scheme_rows(folder, "h100-sxm", goal, PLAN_SCHEMES, "bf16", speeds)
+    assert dialog.model.rows == expected
+    by_scheme = {row["scheme"]: i for i, row in enumerate(expected)}
+    w4 = expected[by_scheme["W4A16"]]
+    i = by_scheme["W4A16"]
+    assert w4["speed_source"].startswith("measured") and w4["exact"] and w4["replicas"] > 1
+    assert dialog.model.cell(i, COL["Replicas"]) == str(w4["replicas"])
+    assert dialog.model.cell(i, COL["GPUs"]) == str(w4["gpus"])
+    assert dialog.model.cell(i, COL["GPU-h / day"]) == f"{24 * w4['gpus']:.0f}"
+    assert math.isclose(float(dialog.model.cell(i, COL["Weights GiB"])), w4["weights_gib"], rel_tol=1e-3)
+    assert dialog.model.cell(i, COL["KV / token"]) == "2.0 KiB"  # 2 · 4 layers · 4 KV heads · 32 · 2 bytes
+    bf16 = expected[by_scheme["BF16"]]
+    assert bf16["speed_source"].startswith("roofline") and bf16["source"] == "config estimate"
+    assert dialog.model.cell(by_scheme["BF16"], COL["Weights from"]) == "config estimate (estimate)"
+    # The latency curve of every scheme, and the replay of the chosen (fitting) row follow.
+    assert set(dialog.latency_plot.curves) == set(PLAN_SCHEMES)
+    qtbot.waitUntil(lambda: "SLO violated" in dialog.replay_summary.text(), timeout=20_000)
+    assert dialog.replay_scheme.text() == dialog.selected_row()["scheme"]  # type: ignore[index]
+    # A connected cluster's free GPUs (recorded `scontrol -d show node`, testbed Slurm 22.05.8): the
+    # replicas are placed on node2's two free H100s and the sbatch previews shown (nothing submitted).
+    maint = "\n".join(
+        line
+        for line in (SLURM_FIXTURES / "scontrol_show_node_maint.txt").read_text().splitlines()
+        if not line.startswith("##")
+    )
+    dialog.placement.set_cluster_view("testbed", gpu_view(parse_nodes(maint), []))
+    qtbot.waitUntil(lambda: "testbed:" in dialog.placement.summary.text(), timeout=10_000)
+    summary = dialog.placement.summary.text()
+    assert "H100" in dialog.gpu_combo.itemText(dialog.gpu_combo.count() - 1)  # the cluster's type listed
+    assert "node1: IDLE+MAINTENANCE+RESERVED" in summary
+    row = dialog.selected_row()
+    assert row is not None
+    if row["replicas"] <= 2:
+        assert "placed" in summary and "--nodelist=node2" in dialog.placement.preview.toPlainText()
+    else:
+        assert "do not all fit" in summary and "2 of" in summary
+
+
+def test_bad_input_is_one_line_in_the_dialog(qtbot, runner, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dialog = _open(qtbot, runner, tmp_path / "no-such-model")
+    qtbot.waitUntil(lambda: dialog.status_label.text() != "Reading the model…", timeout=10_000)
+    text = dialog.status_label.text()
+    assert "\n" not in text and "Traceback" not in text and "no-such-model" in text
+    assert not dialog.model.rows
