@@ -40,6 +40,25 @@ def _finite(values: list[float | None]) -> list[float]:
     return [v if v is not None and math.isfinite(v) else math.nan for v in values]
 
 
+def _steps(times: list[float], counts: list[int], end: float) -> tuple[list[float], list[float]]:
+    """A step curve through the changes only (a count holds from its time to the next change): a
+    day of counts that change a few times is a few points, not thousands."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for t, n in zip(times, counts, strict=True):
+        if ys and n == ys[-1]:
+            continue
+        if ys:
+            xs.append(t)
+            ys.append(ys[-1])
+        xs.append(t)
+        ys.append(float(n))
+    if ys:
+        xs.append(end)
+        ys.append(ys[-1])
+    return xs, ys
+
+
 class _PaletteLayout(pg.GraphicsLayoutWidget):
     """A plot layout that repaints its background and axes in the palette's colours."""
 
@@ -48,17 +67,22 @@ class _PaletteLayout(pg.GraphicsLayoutWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.plots: list[pg.PlotItem] = []
+        self._titles: dict[int, str] = {}
         self.setMinimumHeight(180)
         self._ready = True
 
     def add_plot(self, row: int, title: str, x_label: str, y_label: str) -> pg.PlotItem:
         plot = self.addPlot(row=row, col=0)
-        plot.setTitle(title, size="9pt")
+        self._titles[id(plot)] = title
         plot.setLabel("bottom", x_label)
         plot.setLabel("left", y_label)
         plot.showGrid(x=True, y=True, alpha=0.25)
         plot.setMenuEnabled(False)
         plot.hideButtons()
+        # A day at one point a minute is ~1440 points per curve: peak downsampling to the plot's width
+        # keeps each bin's extremes (the SLO spikes stay visible) and spares Qt's stroker long paths.
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setClipToView(True)
         self.plots.append(plot)
         self.apply_palette()
         return plot
@@ -72,10 +96,13 @@ class _PaletteLayout(pg.GraphicsLayoutWidget):
                 axis.setTextPen(text)
                 axis.setPen(text)
                 axis.label.setDefaultTextColor(text)
-            plot.titleLabel.item.setDefaultTextColor(text)
-            if plot.legend is not None:
-                plot.legend.setLabelTextColor(text)
-                plot.legend.setBrush(pg.mkBrush(background.red(), background.green(), background.blue(), 210))
+            plot.setTitle(self._titles.get(id(plot), ""), size="9pt", color=text)
+            legend = plot.legend
+            if legend is not None:
+                legend.setLabelTextColor(text)
+                for _sample, label in legend.items:
+                    label.setText(label.text, color=text)
+                legend.setBrush(pg.mkBrush(background.red(), background.green(), background.blue(), 210))
 
     def changeEvent(self, event: QEvent) -> None:  # Qt override
         if self._ready and event.type() == QEvent.Type.PaletteChange:
@@ -121,60 +148,46 @@ class LatencyPlot(QWidget):
 
 
 class ReplayPlot(QWidget):
-    """A replay over time: load and replicas above, p95 latency and the SLO below (x in hours)."""
+    """A replay over time, three rows sharing the x axis (hours): the load, the replicas (ready and
+    asked for: the gap between them is the cold start) and the p95 latency against the SLO."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.layout_widget = _PaletteLayout()
-        self.load_plot = self.layout_widget.add_plot(0, "Load and replicas", "hours", "requests/s")
-        self.latency_plot = self.layout_widget.add_plot(1, "p95 latency", "hours", "seconds")
-        self.latency_plot.setXLink(self.load_plot)
-        self.load_plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
-        self.load_curve = self.load_plot.plot(pen=pg.mkPen(SERIES_COLORS[0], width=1.5), name="load (req/s)")
-        # Replicas on a second axis of the load plot: a ViewBox linked on x.
-        self.replica_box = pg.ViewBox()
-        self.load_plot.showAxis("right")
-        self.load_plot.scene().addItem(self.replica_box)
-        self.load_plot.getAxis("right").linkToView(self.replica_box)
-        self.load_plot.getAxis("right").setLabel("replicas")
-        self.replica_box.setXLink(self.load_plot)
-        self.replica_curve = pg.PlotDataItem(pen=pg.mkPen(SERIES_COLORS[1], width=2), stepMode="left")
-        self.target_curve = pg.PlotDataItem(
-            pen=pg.mkPen(SERIES_COLORS[4], width=1, style=pg.QtCore.Qt.PenStyle.DotLine), stepMode="left"
+        self.load_plot = self.layout_widget.add_plot(0, "Load", "hours", "requests/s")
+        self.replica_plot = self.layout_widget.add_plot(1, "Replicas", "hours", "replicas")
+        self.latency_plot = self.layout_widget.add_plot(2, "p95 latency", "hours", "seconds")
+        for plot in (self.replica_plot, self.latency_plot):
+            plot.setXLink(self.load_plot)
+        self.load_curve = self.load_plot.plot(pen=pg.mkPen(SERIES_COLORS[0], width=1.5))
+        self.replica_plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
+        self.target_curve = self.replica_plot.plot(
+            pen=pg.mkPen(SERIES_COLORS[4], width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
+            name="asked for",
         )
-        self.replica_box.addItem(self.replica_curve)
-        self.replica_box.addItem(self.target_curve)
-        legend = self.load_plot.legend
-        if legend is not None:
-            legend.addItem(self.replica_curve, "replicas ready")
-            legend.addItem(self.target_curve, "replicas asked for")
-        self.load_plot.vb.sigResized.connect(self._sync_views)
+        self.replica_curve = self.replica_plot.plot(pen=pg.mkPen(SERIES_COLORS[1], width=2), name="ready")
         self.p95_curve = self.latency_plot.plot(pen=pg.mkPen(SERIES_COLORS[2], width=1.5), connect="finite")
         self.slo_line = pg.InfiniteLine(
             angle=0, pen=pg.mkPen(SERIES_COLORS[3], width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
         )
         self.latency_plot.addItem(self.slo_line)
         self.layout_widget.apply_palette()
-        for side in ("right",):
-            _, text = palette_colors(self)
-            self.load_plot.getAxis(side).setTextPen(text)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.layout_widget)
 
-    def _sync_views(self) -> None:
-        self.replica_box.setGeometry(self.load_plot.vb.sceneBoundingRect())
-        self.replica_box.linkedViewChanged(self.load_plot.vb, self.replica_box.XAxis)
-
     def show_series(self, series: dict[str, Any], slo_s: float) -> None:
         hours = [t / 3600.0 for t in series["t_s"]]
         self.load_curve.setData(hours, series["arrival_rate"])
-        if hours:
-            self.replica_curve.setData(hours, series["ready_replicas"])
-            self.target_curve.setData(hours, series["target_replicas"])
-            top = max(max(series["target_replicas"]), 1)
-            self.replica_box.setYRange(0, top * 1.15, padding=0)
+        end = hours[-1] + (hours[1] - hours[0] if len(hours) > 1 else 1 / 60) if hours else 0.0
+        ready, target = series["ready_replicas"], series["target_replicas"]
+        self.replica_curve.setData(*_steps(hours, ready, end))
+        self.target_curve.setData(*_steps(hours, target, end))
+        if target:
+            # Head room above the counts for the legend (top right), which must not hide the curves.
+            self.replica_plot.setYRange(0, max(max(target), 1) * 2.2 + 0.5, padding=0)
         self.p95_curve.setData(hours, _finite(series["p95_latency_s"]))
         self.slo_line.setValue(slo_s)
-        self._sync_views()
+        if hours:
+            self.load_plot.setXRange(0, end, padding=0.01)
         self.layout_widget.apply_palette()

@@ -43,7 +43,7 @@ def row_cells(row: dict[str, Any]) -> list[str]:
         _number(row["gpu_hours_per_day"], ".0f"),
         _number(row["p95_s"], ".3g"),
         row["source"] + ("" if row["exact"] else " (estimate)"),
-        row["speed_source"],
+        row["speed_source"].split(":", 1)[0],  # the source's name; the tooltip has its figures
     ]
 
 
@@ -96,7 +96,10 @@ class SchemeTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return self._cells[index.row()][index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row_problem(self.rows[index.row()]) or self._cells[index.row()][index.column()]
+            row = self.rows[index.row()]
+            if index.column() == len(COLUMNS) - 1:
+                return row["speed_source"]
+            return row_problem(row) or self._cells[index.row()][index.column()]
         if role == Qt.ItemDataRole.TextAlignmentRole and 0 < index.column() < 9:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
