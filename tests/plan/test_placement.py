@@ -1,5 +1,5 @@
-"""Placement of serve replicas on free GPUs, on recorded `scontrol -d show node` outputs
-(tests/slurm/fixtures, captured from the testbed's Slurm 22.05.8: see its SOURCES.md), and the sbatch
+"""Placement of serve replicas on free GPUs, on recorded `scontrol show node` outputs (tests/slurm/fixtures:
+the testbed's Slurm 22.05.8 and one from a public report, sources in its SOURCES.md), and the sbatch
 scripts a placement would submit (a preview)."""
 
 from __future__ import annotations
@@ -61,6 +61,16 @@ def test_maintenance_node_is_skipped_and_tp_gpus_stay_on_one_node() -> None:
     assert mixed.placed[0].gpu_type == "h100"
     # The catalogue's spelling finds the cluster's GRES name (h100 -> "h100-sxm").
     assert isinstance(place_on_view(view, 1, 1, "h100-sxm"), Placement)
+
+
+def test_a_field_node_without_gres_used_a_type_outside_the_catalogue() -> None:
+    # Slurm 25.05.2 from a public report: `Gres=gpu:a40:1(S:…)`, no GresUsed line, IDLE+DYNAMIC_NORM.
+    view = view_of("scontrol_show_nodes_slinky_a40.txt")
+    one = place_on_view(view, 1, 1, "a40")  # not in the catalogue: matched by its GRES name
+    assert isinstance(one, Placement) and one.slots[0].partition == "tn"
+    tp2 = place_on_view(view, 1, 2, "a40")
+    assert isinstance(tp2, PlacementShortfall)
+    assert tp2.reason.endswith("the most free on one node is 1 (esc8000a-1)")
 
 
 def test_replicas_spread_across_nodes_before_doubling_up() -> None:
