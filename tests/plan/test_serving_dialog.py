@@ -16,6 +16,7 @@ from msquant_desktop.slurm.gpus import gpu_view
 from msquant_desktop.slurm.parsers import parse_nodes
 from msquant_desktop.ui.plan.serving_dialog import PlanSubject, ServingPlanDialog
 from msquant_desktop.ui.plan.table import COLUMNS
+from tests.lagprobe import LagProbe, spin_until
 
 EVALUATION = {"decode_tokens_per_s": 120.0, "decode_tokens_per_s_batch8": 600.0, "device": "cpu"}
 SLURM_FIXTURES = Path(__file__).parents[1] / "slurm" / "fixtures"
@@ -50,10 +51,15 @@ def test_the_table_shows_the_planners_numbers_with_the_measured_speed(qtbot, run
     _wait_rows(qtbot, dialog, 10.0)
     assert dialog.folder_scheme == "W4A16" and dialog.context_spin.value() == 1024  # the model's limit
     assert "measured" in dialog.source_label.text()
-    dialog.rate_spin.setValue(400.0)  # a change recomputes (after the debounce), off the GUI thread
-    _wait_rows(qtbot, dialog, 400.0)
+    with LagProbe() as probe:  # a change recomputes (after the debounce), off the GUI thread
+        dialog.rate_spin.setValue(40.0)
+        spin_until(lambda: dialog.goal is not None and dialog.goal.arrival_rate == 40.0, timeout_s=30)
+        replayed = dialog.replay_summary.text()
+        spin_until(lambda: dialog.replay_summary.text() != replayed, timeout_s=30)  # the new replay
+    # The seconds of sizing and replaying ran on the worker: the GUI thread only showed the results.
+    assert probe.max_busy_ms < 300, probe.summary()
     goal = serving_plan.ServingGoal(
-        arrival_rate=400.0, slo_p95_s=30.0, output_tokens=256.0, context_length=1024
+        arrival_rate=40.0, slo_p95_s=30.0, output_tokens=256.0, context_length=1024
     )
     speeds = serving_plan.chosen_speeds(PLAN_SCHEMES, "W4A16", serving_plan.SPEED_AUTO, EVALUATION)
     expected = serving_plan.scheme_rows(folder, "h100-sxm", goal, PLAN_SCHEMES, "bf16", speeds)
