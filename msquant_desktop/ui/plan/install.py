@@ -3,14 +3,13 @@ view's "Plan serving…" for a finished quantization (with its evaluation's meas
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.services.plan_runner import PlanRunner
+from msquant_desktop.services.quantize_results import ResultRow
 from msquant_desktop.ui.plan.serving_dialog import PlanSubject, ServingPlanDialog
 
 
@@ -41,7 +40,7 @@ class PlanUi:
         dialog.show()
         return dialog
 
-    def open_for_result(self, row: Any) -> ServingPlanDialog:
+    def open_for_result(self, row: ResultRow) -> ServingPlanDialog:
         """A Results row: its output folder, and its newest evaluation when the row carries one."""
         result = row.result
         # `evaluation` is on result rows once evaluations are listed in Results; older rows lack it.
