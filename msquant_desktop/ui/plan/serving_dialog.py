@@ -8,7 +8,6 @@ change recomputes after a short pause (a parented single-shot timer), newest req
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,6 @@ from msquant_desktop.services.serve_placement import placement_preview
 from msquant_desktop.ui.plan.placement_panel import PlacementPanel
 from msquant_desktop.ui.plan.plots import LatencyPlot, ReplayPlot
 from msquant_desktop.ui.plan.table import SchemeTableModel, row_problem
-
-log = logging.getLogger(__name__)
 
 RECOMPUTE_DELAY_MS = 250
 SHAPES = ("diurnal", "step", "square", "sine")
@@ -317,7 +314,7 @@ class ServingPlanDialog(QDialog):
         goal = self.goal
         if row is None or goal is None:
             return
-        if row_problem(row) and not row.get("fits"):
+        if not row.get("fits"):
             self.replay_summary.setText(f"{row['scheme']}: {row_problem(row)}")
             return
         shape, controller = self.shape_combo.currentText(), str(self.controller_combo.currentData())
