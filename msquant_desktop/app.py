@@ -264,6 +264,7 @@ def create_main_window(services: AppServices) -> AppWindow:
     from msquant_desktop.ui.gpus_tab import GpusTab
     from msquant_desktop.ui.jobs.close_guard import ask_with_dialog, make_close_guard
     from msquant_desktop.ui.jobs_tab import JobsTab
+    from msquant_desktop.ui.plan.install import PlanUi
     from msquant_desktop.ui.projects_tab import ProjectsTab
     from msquant_desktop.ui.quantize.install import install_quantize_ui
 
@@ -305,6 +306,16 @@ def create_main_window(services: AppServices) -> AppWindow:
     window.gpu_status.setText(services.gpu.summary)
     services.gpu.sig_summary_changed.connect(window.gpu_status.setText)
     clusters = services.clusters
+    plan_ui = PlanUi(clusters, window)
+    window.add_tools_action(plan_ui.action)
+    quantize_ui.results.set_plan_serving(plan_ui.open_for_result)
+    window.plan_ui = plan_ui
+
+    def stop_planner() -> bool:
+        plan_ui.shutdown()  # no planner job outlives the window (each takes a second at most)
+        return True
+
+    window.add_close_guard(stop_planner)
     window.cluster_status.setText(clusters.summary())
     clusters.sig_cluster_status.connect(lambda _name, _status: window.cluster_status.setText(clusters.summary()))
     return window

@@ -322,6 +322,8 @@ def scheme_rows(
             goal.roofline_efficiency,
         )
         row["speed_source"] = speed.describe()
+        row["itl_alpha_s"] = speed.alpha_s
+        row["itl_beta_s"] = speed.beta_s
         if not mem.fits:
             rows.append({**row, "replicas": None, "gpus": None, "gpu_hours_per_day": None, "p95_s": None})
             continue
@@ -336,6 +338,119 @@ def scheme_rows(
             {**row, "replicas": replicas, "gpus": gpus, "gpu_hours_per_day": gpus * 24.0, "p95_s": p95}
         )
     return rows
+
+
+SPEED_AUTO = "auto"
+"""Measured for the folder's own scheme when its evaluation has decode speeds, roofline for the rest."""
+SPEED_ROOFLINE = "roofline"
+SPEED_ENTERED = "entered"
+SPEED_MODES = (SPEED_AUTO, SPEED_ROOFLINE, SPEED_ENTERED)
+
+
+def measured_speed(evaluation: dict[str, Any] | None) -> DecodeSpeed | None:
+    """The decode speed an evaluation measured (None when it has no decode speeds, e.g. it failed)."""
+    from msquant_desktop.domain.service_rate import from_evaluate_result
+
+    if not evaluation or "failed" in evaluation:
+        return None
+    try:
+        return from_evaluate_result(evaluation)
+    except ValueError:
+        return None
+
+
+def chosen_speeds(
+    schemes: Sequence[str],
+    folder_scheme: str,
+    mode: str,
+    evaluation: dict[str, Any] | None = None,
+    entered_tokens_per_s: float | None = None,
+) -> dict[str, DecodeSpeed]:
+    """The speeds `scheme_rows` should use instead of the roofline, per the user's choice of source."""
+    from msquant_desktop.domain.service_rate import entered_tokens_per_s as entered
+
+    if mode == SPEED_ENTERED:
+        if not entered_tokens_per_s or entered_tokens_per_s <= 0:
+            raise ValueError("enter a decode speed (tokens/s at batch 1) greater than 0")
+        speed = entered(entered_tokens_per_s)
+        return dict.fromkeys(schemes, speed)
+    if mode == SPEED_AUTO:
+        measured = measured_speed(evaluation)
+        return {folder_scheme: measured} if measured and folder_scheme in schemes else {}
+    if mode == SPEED_ROOFLINE:
+        return {}
+    raise ValueError(f"unknown speed source {mode!r}; choose one of {', '.join(SPEED_MODES)}")
+
+
+def model_facts(model: str | Path) -> dict[str, Any]:
+    """What a planning view shows before it computes: the folder's scheme, its context limit."""
+    from msquant_desktop.plan.checkpoint import read_model
+
+    source = read_model(model)
+    return {
+        "model": str(source.path),
+        "folder_scheme": source.scheme,
+        "has_weights": source.has_weights,
+        "max_position_embeddings": source.architecture.max_position_embeddings,
+        "architecture": source.architecture.model_type,
+    }
+
+
+def row_replica(row: dict[str, Any], goal: ServingGoal) -> BatchingReplica | None:
+    """The batching replica behind one `scheme_rows` row (None when the scheme does not fit)."""
+    if not row.get("fits"):
+        return None
+    speed = DecodeSpeed(row["itl_alpha_s"], row["itl_beta_s"], "row")
+    return speed.replica(goal.output_tokens, goal.max_batch, row["max_sequences"])
+
+
+def latency_curve(row: dict[str, Any], goal: ServingGoal, points: int = 12) -> list[tuple[int, float]]:
+    """p95 time in system against the number of replicas for one row: from the fewest stable replicas
+    up to `points` counts or twice the sized count, whichever reaches further ([] when it does not fit)."""
+    from msquant_desktop.plan.batching_tail import p95_at
+
+    replica = row_replica(row, goal)
+    if replica is None:
+        return []
+    lo = max(1, math.floor(goal.arrival_rate / replica.max_throughput) + 1)
+    hi = max(lo + points - 1, 2 * (row.get("replicas") or 0))
+    step = max(1, (hi - lo) // (3 * points))  # at most ~3·points solves however large the count
+    return [(n, p95_at(replica, goal.arrival_rate, n)) for n in range(lo, hi + 1, step)]
+
+
+def replay_slots(replica: BatchingReplica, slo_p95_s: float) -> int:
+    """How many M/M/c servers the replay counts one replica as: the largest batch k (≤ the batch cap)
+    at which one request alone, decoding at ITL(k), still has its p95 within half the SLO (at least 1).
+
+    The replay's per-tick queue is M/M/c with exponential service; a replica of k slots each serving at
+    the ITL(k) speed is the M/M/c that matches the batching model near the batch the replica runs at
+    when it meets the SLO, with half the SLO left for queueing.
+    """
+    budget = slo_p95_s / 2 / (-math.log(0.05) * replica.output_tokens)  # the ITL allowed
+    if replica.beta_s <= 0:
+        return replica.batch_cap
+    k = math.floor((budget - replica.alpha_s) / replica.beta_s)
+    return max(1, min(replica.batch_cap, k))
+
+
+def row_replay_config(
+    row: dict[str, Any], goal: ServingGoal, cold_start_s: float = 120.0, cv_arrival: float = 1.0
+) -> Any:
+    """The `ReplayConfig` of one row (raises ValueError when the scheme does not fit)."""
+    from msquant_desktop.plan.replay import ReplayConfig
+
+    replica = row_replica(row, goal)
+    if replica is None:
+        raise ValueError(f"{row['scheme']} does not fit on this GPU: nothing to replay")
+    slots = replay_slots(replica, goal.slo_p95_s)
+    return ReplayConfig(
+        service_rate=slots / (goal.output_tokens * replica.step_time(slots)),
+        slo_p95_s=goal.slo_p95_s,
+        servers_per_replica=slots,
+        cold_start_s=cold_start_s,
+        gpus_per_replica=int(row["tensor_parallel"]),
+        cv_arrival=cv_arrival,
+    )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from msquant_desktop.services.settings_service import SettingsService
 from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.main_window import MainWindow
+from msquant_desktop.ui.plan.install import PlanUi
 from msquant_desktop.ui.problem_banner import ProblemBanner
 from msquant_desktop.ui.projects_tab import ProjectsTab
 from msquant_desktop.ui.quantize.install import QuantizeUi
@@ -33,6 +34,7 @@ class AppWindow(MainWindow):
         self.jobs_tab = jobs_tab
         self.projects_tab = projects_tab
         self.quantize_ui = quantize_ui
+        self.plan_ui: PlanUi | None = None  # set by app.create_main_window
         # The tabs under a problem bar (storage faults: see ProblemBanner).
         tabs_widget = self.takeCentralWidget()
         assert tabs_widget is not None  # MainWindow always sets the tab widget

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QLabel, QMainWindow, QTabWidget, QWidget
+from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QTabWidget, QWidget
 
 from msquant_desktop import APP_NAME
 from msquant_desktop.config.ui_state import UiState, load_ui_state, save_ui_state
@@ -40,6 +40,7 @@ class MainWindow(QMainWindow):
         self._ui_state_file = ui_state_file
         self._log_file = log_file
         self._close_guards: list[CloseGuard] = []
+        self._tools_menu: QMenu | None = None
 
         self.tab_widget = QTabWidget()
         self.tab_widget.setDocumentMode(True)
@@ -75,6 +76,14 @@ class MainWindow(QMainWindow):
         self.about_action = QAction(f"&About {APP_NAME}", self)
         self.about_action.triggered.connect(lambda: show_about(self, str(self._log_file)))
         help_menu.addAction(self.about_action)
+
+    def add_tools_action(self, action: QAction) -> None:
+        """An action in the Tools menu (made on first use, before Help)."""
+        if self._tools_menu is None:
+            help_action = self.menuBar().actions()[-1]
+            self._tools_menu = QMenu("&Tools", self)
+            self.menuBar().insertMenu(help_action, self._tools_menu)
+        self._tools_menu.addAction(action)
 
     def open_settings(self) -> None:
         SettingsDialog(self._settings, self).exec()

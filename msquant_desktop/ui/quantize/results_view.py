@@ -150,9 +150,13 @@ class ResultsView(QWidget):
         self.verify_button = QPushButton("Verify")
         self.delete_button = QPushButton("Delete")
         self.new_button = QPushButton("New quantization…")
+        self.plan_button = QPushButton("Plan serving…")
+        self.plan_button.setToolTip("GPUs per scheme for a rate and latency SLO, replay and placement")
+        self.plan_button.hide()  # shown once the window installs the planner (set_plan_serving)
+        self._plan_serving: Callable[[ResultRow], object] | None = None
         self.status_label = QLabel()
         buttons = QHBoxLayout()
-        for button in (self.open_button, self.verify_button, self.delete_button):
+        for button in (self.open_button, self.verify_button, self.delete_button, self.plan_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.status_label)
@@ -185,6 +189,7 @@ class ResultsView(QWidget):
         self.open_button.clicked.connect(self.open_selected)
         self.verify_button.clicked.connect(self.verify_selected)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.plan_button.clicked.connect(self.plan_selected)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.refresh()
 
@@ -222,6 +227,18 @@ class ResultsView(QWidget):
         self.open_button.setEnabled(exists)
         self.verify_button.setEnabled(exists and row is not None and not row.verifying)
         self.delete_button.setEnabled(row is not None)
+        self.plan_button.setEnabled(exists)
+
+    def set_plan_serving(self, open_plan: Callable[[ResultRow], object]) -> None:
+        """Show "Plan serving…", which hands the selected row to `open_plan`."""
+        self._plan_serving = open_plan
+        self.plan_button.show()
+
+    @Slot()
+    def plan_selected(self) -> None:
+        row = self.selected_row()
+        if row is not None and self._plan_serving is not None:
+            self._plan_serving(row)
 
     @Slot()
     def open_selected(self) -> None:
