@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -293,3 +293,39 @@ def test_paramiko_parser_is_the_fallback(ssh_home: SshHome) -> None:
     assert target.resolved_by.startswith("paramiko")
     assert "paramiko" in target.describe()
     assert connect_and_echo(target).endswith("ok")
+
+
+def test_accepting_a_jump_hosts_key_saves_it_for_that_hop(qtbot, ssh_home: SshHome, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Through the app's service: each hop's unknown key is asked for in turn, saved to that hop's
+    file, and the cluster connects through both jump hosts."""
+    from msquant_desktop.services.cluster_service import ClusterService
+    from msquant_desktop.slurm.profiles import save_profiles
+    from msquant_desktop.store import connect
+
+    bed = ssh_home.testbed
+    known = ssh_home.dot_ssh / "known_hosts"
+    known.write_text(f"{bed.host_label} {bed.host_key}\n")  # type: ignore[attr-defined]
+    profile = replace(bed.profile(known, host="two-hops", port=None, ssh_key_path=None), known_hosts=None)  # type: ignore[attr-defined]
+    save_profiles(tmp_path / "clusters.yaml", [profile])
+    service = ClusterService(
+        connect(tmp_path / "db.sqlite3"), tmp_path / "runs", tmp_path / "clusters.yaml", ssh_home.config
+    )
+    asked: list[tuple[str, ...]] = []
+    service.sig_unknown_host_key.connect(lambda *args: asked.append(args))
+
+    def more_than(count: int):  # type: ignore[no-untyped-def]
+        return lambda: len(asked) > count
+
+    try:
+        for label in (f"[{bed.host}]:{bed.jump_port}", f"[jump2.testbed]:{bed.jump_port}"):  # type: ignore[attr-defined]
+            qtbot.waitUntil(more_than(len(asked)), timeout=10_000)
+            name, host_label, _fingerprint, key_type, key_b64 = asked[-1]
+            assert host_label == label and service.status(name).startswith("waiting:")
+            service.accept_host_key(name, host_label, key_type, key_b64)
+        qtbot.waitUntil(lambda: service.status("testbed") == "connected", timeout=10_000)
+    finally:
+        service.shutdown()
+    assert known.read_text().splitlines()[1:] == [
+        f"[{bed.host}]:{bed.jump_port} {bed.jump_host_key}",  # type: ignore[attr-defined]
+        f"[jump2.testbed]:{bed.jump_port} {bed.jump_host_key}",  # type: ignore[attr-defined]
+    ]
