@@ -74,6 +74,8 @@ class _Cluster:
     handle: _WorkerHandle
     timer: QTimer
     status: str = "connecting"
+    route: str = ""
+    """How it was reached: the hops and which parser read the ssh config (shown by the UI)."""
     polling: bool = False
     idle_polls: int = 0
     ended: bool = False
@@ -210,6 +212,7 @@ class ClusterService(QObject):
         speak for its successor.  Answers about jobs (submitted, failed, cancelled) stay wired."""
         return [
             (worker.sig_status, self._on_status),
+            (worker.sig_route, self._on_route),
             (worker.sig_unknown_host_key, self._on_unknown_host_key),
             (worker.sig_tested, self.sig_tested),
             (worker.sig_passphrase_needed, self.sig_passphrase_needed),
@@ -318,6 +321,15 @@ class ClusterService(QObject):
             if status != "connected":
                 self._clusters[name].polling = False
         self.sig_cluster_status.emit(name, status)
+
+    @Slot(str, str)
+    def _on_route(self, name: str, route: str) -> None:
+        if name in self._clusters:
+            self._clusters[name].route = route
+
+    def route(self, name: str) -> str:
+        """The last connection's route and resolver ("" before the first connection)."""
+        return self._clusters[name].route if name in self._clusters else ""
 
     @Slot(str, str, str, str, str, str)
     def _on_unknown_host_key(

@@ -96,6 +96,8 @@ class ClusterWorker(QObject):
     sig_passphrase_needed = Signal(str, str)
     """(cluster, why): the SSH key is encrypted; answer with `set_passphrase`.  Only ever in answer
     to the user (Test connection), never from a connection the app opened on its own."""
+    sig_route = Signal(str, str)
+    """(cluster, the route and which parser read the ssh config), sent just before "connected"."""
     sig_tested = Signal(str, str)
     """(cluster, a line for the user: latency and SLURM version, or the failure)"""
     sig_gpus = Signal(str, object)
@@ -227,6 +229,7 @@ class ClusterWorker(QObject):
             return None
         self._failures = 0
         self._route = connection.target.describe()
+        self.sig_route.emit(self.profile.name, self._route)
         self._client = SlurmClient(self.profile, connection)
         self.sig_status.emit(self.profile.name, "connected")
         return self._client

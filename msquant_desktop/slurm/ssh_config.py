@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import os
@@ -188,7 +189,9 @@ def _config_args(ssh_config: Path | None) -> list[str]:
     return ["-F", str(path) if path.is_file() else "none"]
 
 
+@functools.lru_cache(maxsize=8)
 def openssh_version(ssh: str) -> str:
+    """`OpenSSH_9.2p1` from `ssh -V` (asked once per binary)."""
     try:
         proc = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=SSH_G_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
