@@ -505,6 +505,9 @@ class SshConnection:
             except PassphraseRequired as exc:
                 locked = locked or exc
                 continue
+            except SshError as exc:  # a key paramiko cannot read (a security key, say): try the next
+                errors.append(str(exc))
+                continue
             if key.asbytes() in offered:
                 continue
             offered.add(key.asbytes())
