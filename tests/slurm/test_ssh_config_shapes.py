@@ -152,7 +152,6 @@ def agent(ssh_home: SshHome, tmp_path: Path) -> Iterator[Path]:
     shutil.copyfile(ssh_home.dot_ssh / "cluster_key", locked)
     locked.chmod(0o600)
     subprocess.run(["ssh-keygen", "-q", "-p", "-N", PASSPHRASE, "-f", str(locked)], check=True)
-    subprocess.run(["ssh-keygen", "-y", "-P", PASSPHRASE, "-f", str(locked)], check=True, capture_output=True)
     pub = subprocess.run(
         ["ssh-keygen", "-y", "-P", PASSPHRASE, "-f", str(locked)], check=True, capture_output=True, text=True
     ).stdout
