@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from msquant_desktop.slurm.ssh_config import (
+    Resolver,
     SshConfigError,
     expand_tokens,
     options_from_ssh_g,
@@ -69,3 +71,13 @@ def test_jump_specs() -> None:
     assert parse_jump("ssh://bob@[::1]:22") == ("bob", "::1", 22)
     with pytest.raises(SshConfigError):
         parse_jump("bob@")
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs OpenSSH's ssh")
+def test_a_destination_that_looks_like_an_option_is_never_one(tmp_path: Path) -> None:
+    """Everything after `--` is the destination: ssh refuses the name, nothing is run."""
+    resolver = Resolver(tmp_path / "no_config")
+    for destination in (f"-oProxyCommand=touch {tmp_path}/ran", f"-oProxyCommand=touch {tmp_path}/ran@host"):
+        with pytest.raises(SshConfigError, match="invalid characters"):
+            resolver.target(destination)
+    assert not (tmp_path / "ran").exists()
