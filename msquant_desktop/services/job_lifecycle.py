@@ -66,9 +66,7 @@ class ProcessIdentity:
 
     def alive(self) -> bool:
         """Still the same process (a reused pid has another start time)."""
-        return identity.alive(self.pid) and identity.same_start(
-            identity.start_time(self.pid), self.start_time
-        )
+        return identity.alive(self.pid) and identity.same_start(identity.start_time(self.pid), self.start_time)
 
 
 # -- claiming and launching --------------------------------------------------------------------------
@@ -200,13 +198,9 @@ def storage_words(exit_record: ExitRecord) -> str:
     words = []
     lost = int(extra.get("log_lines_lost", 0) or 0)
     if lost:
-        words.append(
-            f"{lost:,} output line(s) could not be written to the run folder ({extra.get('log_error', '')})"
-        )
+        words.append(f"{lost:,} output line(s) could not be written to the run folder ({extra.get('log_error', '')})")
     if extra.get("exit_record_error"):
-        words.append(
-            f"exit.json could not be written ({extra['exit_record_error']}); the end was told directly"
-        )
+        words.append(f"exit.json could not be written ({extra['exit_record_error']}); the end was told directly")
     return "; ".join(words)
 
 
