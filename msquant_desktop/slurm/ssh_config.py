@@ -190,14 +190,17 @@ def _config_args(ssh_config: Path | None) -> list[str]:
 
 
 @functools.lru_cache(maxsize=8)
-def openssh_version(ssh: str) -> str:
-    """`OpenSSH_9.2p1` from `ssh -V` (asked once per binary)."""
+def openssh_version(ssh: str) -> str | None:
+    """`OpenSSH_9.2p1` from `ssh -V` (asked once per binary); None when it is not OpenSSH's client
+    (Dropbear's, say: no `-G`), so that paramiko's parser is used instead."""
     try:
-        proc = subprocess.run([ssh, "-V"], capture_output=True, text=True, timeout=SSH_G_TIMEOUT_S)
+        proc = subprocess.run(
+            [ssh, "-V"], capture_output=True, text=True, timeout=SSH_G_TIMEOUT_S, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.SubprocessError):
-        return "OpenSSH"
+        return None
     words = (proc.stderr or proc.stdout).split()
-    return words[0].rstrip(",") if words else "OpenSSH"
+    return words[0].rstrip(",") if words and words[0].startswith("OpenSSH") else None
 
 
 def lookup_openssh(
@@ -330,9 +333,11 @@ class Resolver:
     def __init__(self, ssh_config: Path | None = None, ssh: str | None = "") -> None:
         """`ssh`: the OpenSSH client to ask ("" finds it on PATH; None: use paramiko's parser)."""
         self.ssh_config = ssh_config
-        self.ssh = shutil.which("ssh") if ssh == "" else ssh
-        if self.ssh:
-            self.resolved_by = f"{openssh_version(self.ssh)} (ssh -G)"
+        found = shutil.which("ssh") if ssh == "" else ssh
+        version = openssh_version(found) if found else None
+        self.ssh = found if version else None
+        if version:
+            self.resolved_by = f"{version} (ssh -G)"
         else:
             self.resolved_by = "paramiko's parser (OpenSSH's ssh not found: Include is not followed)"
 

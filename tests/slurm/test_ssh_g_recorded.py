@@ -81,3 +81,13 @@ def test_a_destination_that_looks_like_an_option_is_never_one(tmp_path: Path) ->
         with pytest.raises(SshConfigError, match="invalid characters"):
             resolver.target(destination)
     assert not (tmp_path / "ran").exists()
+
+
+def test_an_ssh_that_is_not_openssh_falls_back_to_paramiko(tmp_path: Path) -> None:
+    """A client without `-G` (here `true`, which says no OpenSSH version) is not asked."""
+    config = tmp_path / "config"
+    config.write_text("Host c\n    HostName 10.1.2.3\n    Port 2201\n    User u\n")
+    resolver = Resolver(config, ssh=shutil.which("true"))
+    assert resolver.resolved_by.startswith("paramiko") and resolver.ssh is None
+    target = resolver.target("c")
+    assert (target.hostname, target.port, target.user) == ("10.1.2.3", 2201, "u")
