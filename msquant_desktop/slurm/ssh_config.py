@@ -25,7 +25,7 @@ import re
 import shutil
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import paramiko
@@ -155,11 +155,11 @@ def options_from_ssh_g(options: dict[str, list[str]], alias: str) -> HostOptions
     jump = _first(options, "proxyjump")
     command = _first(options, "proxycommand")
     agent = _first(options, "identityagent")
-    return HostOptions(
+    parsed = HostOptions(
         hostname=_first(options, "hostname") or alias,
         port=int(_first(options, "port") or 22),
         user=_first(options, "user") or getpass.getuser(),
-        identity_files=tuple(expand_home(p) for p in options.get("identityfile", [])),
+        identity_files=(),
         identities_only=(_first(options, "identitiesonly") or "no").lower() in ("yes", "true"),
         identity_agent=None if agent is None or agent == "SSH_AUTH_SOCK" else expand_home(agent),
         proxy_jump=tuple(h for h in (jump or "").split(",") if h) if jump and jump != "none" else (),
@@ -173,6 +173,11 @@ def options_from_ssh_g(options: dict[str, list[str]], alias: str) -> HostOptions
         host_key_alias=_first(options, "hostkeyalias"),
         alias=alias,
     )
+    # ssh -G prints IdentityFile as written: its tokens (`%h`, `%r`, ...) are expanded when used.
+    files = tuple(
+        expand_home(expand_tokens(p, parsed, "IdentityFile")) for p in options.get("identityfile", [])
+    )
+    return replace(parsed, identity_files=files)
 
 
 # -- the two parsers --------------------------------------------------------------------------------
@@ -277,8 +282,8 @@ def lookup_paramiko(
 # -- tokens and jump specs ---------------------------------------------------------------------------
 
 
-def expand_tokens(command: str, options: HostOptions, jump: str = "") -> str:
-    """ssh_config(5) TOKENS for ProxyCommand; an unknown token is an error, as in ssh."""
+def expand_tokens(command: str, options: HostOptions, what: str = "ProxyCommand", jump: str = "") -> str:
+    """ssh_config(5) TOKENS (ProxyCommand, IdentityFile); an unknown token is an error, as in ssh."""
     local_host = socket.gethostname()
     values = {
         "%": "%",
@@ -301,7 +306,7 @@ def expand_tokens(command: str, options: HostOptions, jump: str = "") -> str:
     def one(match: re.Match[str]) -> str:
         token = match.group(1)
         if token not in values:
-            raise SshConfigError(f"unknown token %{token} in the ProxyCommand of {options.alias}")
+            raise SshConfigError(f"unknown token %{token} in the {what} of {options.alias}")
         return values[token]
 
     return re.sub(r"%(.)", one, command)

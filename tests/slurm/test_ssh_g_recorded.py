@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from msquant_desktop.slurm import ssh_config
 from msquant_desktop.slurm.ssh_config import (
     Resolver,
     SshConfigError,
@@ -28,6 +29,8 @@ def recorded(name: str) -> str:
 @pytest.fixture
 def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path))
+    # the 9.2 samples were recorded as root: ssh wrote the passwd home /root into known_hosts paths
+    monkeypatch.setattr(ssh_config, "_passwd_home", lambda: "/root")
     return tmp_path
 
 
@@ -91,3 +94,11 @@ def test_an_ssh_that_is_not_openssh_falls_back_to_paramiko(tmp_path: Path) -> No
     assert resolver.resolved_by.startswith("paramiko") and resolver.ssh is None
     target = resolver.target("c")
     assert (target.hostname, target.port, target.user) == ("10.1.2.3", 2201, "u")
+
+
+def test_openssh_9_identity_file_tokens(home: Path) -> None:
+    options = options_from_ssh_g(parse_ssh_g(recorded("openssh_9.2p1_tokens.txt")), "t")
+    assert options.identity_files == (str(home / ".ssh/real.example_root_key"),)  # %h, %r, then ~
+    assert options.user_known_hosts == (home / ".ssh/kh_real.example",)  # expanded by ssh already
+    assert options.identity_agent == str(home / "agent.sock")
+    assert options.proxy_jump == () and options.proxy_command is None
