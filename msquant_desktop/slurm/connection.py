@@ -23,8 +23,11 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shlex
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -316,13 +319,77 @@ def _public_blob(path: str) -> bytes | None:
         return None
 
 
+class ProxyProcess(paramiko.ProxyCommand):
+    """A ProxyCommand run as ssh runs it (`$SHELL -c "exec COMMAND"`), its stdin/stdout the socket.
+
+    WORKAROUND for paramiko.ProxyCommand: its stderr is a pipe nobody reads (a chatty proxy, such as
+    `ssh -v -W`, fills it and stalls the connection), its recv() spins on a proxy that has exited
+    (EOF reads as "no data yet"), and close() never reaps the child.  Here stderr goes to a
+    temporary file (its last line explains a failure), EOF is EOF, and close() waits for the child.
+    """
+
+    def __init__(self, command: str) -> None:  # no super().__init__: it would start the pipe version
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        self.cmd = [shell, "-c", f"exec {command}"]
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(
+                self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0
+            )
+        except OSError:
+            self._stderr.close()
+            raise
+        self.timeout = None
+        self._eof = False
+
+    def recv(self, size: int) -> bytes:
+        """What the proxy wrote, as a socket would; EOFError once it closed its output."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError()
+        data = os.read(stdout.fileno(), size)
+        if not data:
+            self._eof = True
+            raise EOFError()  # as a closed socket: the caller adds what the proxy said (said())
+        return data
+
+    def said(self) -> str:
+        """` (the ProxyCommand exited N: last stderr line)` once it has exited, else "".  Only asked
+        after a failure, so it may wait a moment for a proxy that is exiting."""
+        try:
+            self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read()[-4000:].decode("utf-8", errors="replace").strip().splitlines()
+        return f" (the ProxyCommand exited {self.process.returncode}" + (f": {lines[-1]})" if lines else ")")
+
+    def close(self) -> None:
+        if self._eof:  # it closed its output: let it exit by itself, so that its status is its own
+            try:
+                self.process.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        # stderr stays readable (said()) until this object goes: the transport closes it first.
+
+
 def _proxy_stderr(sock: object) -> str:
     """What a ProxyCommand that already ended wrote on stderr (the reason the connection failed)."""
-    process = getattr(sock, "process", None) if isinstance(sock, paramiko.ProxyCommand) else None
-    if process is None or process.poll() is None or process.stderr is None:
-        return ""
-    text = process.stderr.read(2000).decode("utf-8", errors="replace").strip()
-    return f" (the ProxyCommand exited {process.returncode}: {text.splitlines()[-1]})" if text else ""
+    if isinstance(sock, ProxyProcess):
+        return sock.said()
+    return ""
 
 
 def _open_agent(identity_agent: str | None) -> paramiko.Agent | None:
@@ -451,11 +518,9 @@ class SshConnection:
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise SshError(f"jump host {target.via.label} cannot reach {target.label}: {exc}") from exc
         if target.proxy_command:
-            # As ssh runs it: `exec` the command through the user's shell.
-            shell = os.environ.get("SHELL") or "/bin/sh"
             try:
-                return paramiko.ProxyCommand(shlex.join([shell, "-c", f"exec {target.proxy_command}"]))
-            except (paramiko.SSHException, OSError) as exc:
+                return ProxyProcess(target.proxy_command)
+            except OSError as exc:
                 raise SshError(f"cannot start the ProxyCommand for {target.label}: {exc}") from exc
         try:
             sock = socket.create_connection((target.hostname, target.port), timeout=CONNECT_TIMEOUT_S)

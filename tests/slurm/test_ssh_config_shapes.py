@@ -23,6 +23,7 @@ from msquant_desktop.slurm.connection import (
     HostKeyChanged,
     PassphraseRequired,
     SshConnection,
+    SshError,
     UnknownHostKey,
     resolve_target,
 )
@@ -328,3 +329,13 @@ def test_accepting_a_jump_hosts_key_saves_it_for_that_hop(qtbot, ssh_home: SshHo
         f"[{bed.host}]:{bed.jump_port} {bed.jump_host_key}",  # type: ignore[attr-defined]
         f"[jump2.testbed]:{bed.jump_port} {bed.jump_host_key}",  # type: ignore[attr-defined]
     ]
+
+
+def test_a_failing_proxycommand_says_why(tmp_path: Path) -> None:
+    """What the proxy wrote on stderr is in the one-line error (it ran through the user's shell)."""
+    config = tmp_path / "config"
+    config.write_text(
+        "Host behind\n    HostName cluster.invalid\n    ProxyCommand sh -c 'echo jump host down >&2; exit 3'\n"
+    )
+    with pytest.raises(SshError, match=r"the ProxyCommand exited 3: jump host down\)$"):
+        SshConnection(resolve_target("behind", ssh_config=config)).connect()
