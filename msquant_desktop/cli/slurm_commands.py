@@ -70,6 +70,7 @@ def cmd_test(args: argparse.Namespace, ctx: CliContext) -> int:
         f"{profile.name}: connected in {seconds * 1000:.0f} ms; SLURM {version}; "
         f"accounting {'on' if client.accounting_available() else 'off'}"
     )
+    print(f"route: {connection.target.describe()}")
     connection.close()
     return 0
 

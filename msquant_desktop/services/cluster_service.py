@@ -74,6 +74,8 @@ class _Cluster:
     handle: _WorkerHandle
     timer: QTimer
     status: str = "connecting"
+    route: str = ""
+    """How it was reached: the hops and which parser read the ssh config (shown by the UI)."""
     polling: bool = False
     idle_polls: int = 0
     ended: bool = False
@@ -82,7 +84,7 @@ class _Cluster:
 
 class ClusterService(QObject):
     sig_cluster_status = Signal(str, str)
-    """(cluster name, "connected" | "connecting" | "failed: reason")"""
+    """(cluster name, "connected" | "connecting" | "waiting: for the user" | "failed: reason")"""
     sig_job_changed = Signal(int)
     """A SLURM job's record changed (state, SLURM id, links); read it from the store."""
     sig_log_text = Signal(int, str, bool)
@@ -112,6 +114,8 @@ class ClusterService(QObject):
         self._runs_dir = runs_dir
         self._clusters_file = clusters_file
         self._ssh_config = ssh_config
+        self._host_key_files: dict[tuple[str, str], Path] = {}
+        """(cluster, host label) -> the known_hosts file its unknown key is saved to when accepted."""
         self._clusters: dict[str, _Cluster] = {}
         self._retiring: dict[int, _Cluster] = {}
         """Workers asked to stop whose threads still exist (their wrappers must outlive them)."""
@@ -208,7 +212,8 @@ class ClusterService(QObject):
         speak for its successor.  Answers about jobs (submitted, failed, cancelled) stay wired."""
         return [
             (worker.sig_status, self._on_status),
-            (worker.sig_unknown_host_key, self.sig_unknown_host_key),
+            (worker.sig_route, self._on_route),
+            (worker.sig_unknown_host_key, self._on_unknown_host_key),
             (worker.sig_tested, self.sig_tested),
             (worker.sig_passphrase_needed, self.sig_passphrase_needed),
             (worker.sig_gpus, self.sig_gpus),
@@ -317,6 +322,23 @@ class ClusterService(QObject):
                 self._clusters[name].polling = False
         self.sig_cluster_status.emit(name, status)
 
+    @Slot(str, str)
+    def _on_route(self, name: str, route: str) -> None:
+        if name in self._clusters:
+            self._clusters[name].route = route
+
+    def route(self, name: str) -> str:
+        """The last connection's route and resolver ("" before the first connection)."""
+        return self._clusters[name].route if name in self._clusters else ""
+
+    @Slot(str, str, str, str, str, str)
+    def _on_unknown_host_key(
+        self, name: str, host_label: str, fingerprint: str, key_type: str, key_b64: str, known_hosts: str
+    ) -> None:
+        """Remember which file the key goes to (the hop's own), then ask the user."""
+        self._host_key_files[(name, host_label)] = Path(known_hosts)
+        self.sig_unknown_host_key.emit(name, host_label, fingerprint, key_type, key_b64)
+
     def reconnect(self, name: str) -> None:
         self._clusters[name].handle.req_connect.emit()
 
@@ -331,8 +353,10 @@ class ClusterService(QObject):
 
     def accept_host_key(self, name: str, host_label: str, key_type: str, key_base64: str) -> None:
         """The user saw the fingerprint and accepted: record the key, then connect."""
-        target = target_for_profile(self.profile(name), self._ssh_config)
-        accept_host_key(target.known_hosts, host_label, key_type, key_base64)
+        known_hosts = self._host_key_files.pop((name, host_label), None)
+        if known_hosts is None:  # not asked by a worker (tests): the cluster's own file
+            known_hosts = target_for_profile(self.profile(name), self._ssh_config).known_hosts
+        accept_host_key(known_hosts, host_label, key_type, key_base64)
         self.reconnect(name)
 
     def drop_connection(self, name: str) -> None:

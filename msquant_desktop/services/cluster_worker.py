@@ -89,11 +89,15 @@ class CancelRequest:
 
 class ClusterWorker(QObject):
     sig_status = Signal(str, str)
-    """(cluster, "connected" | "connecting" | "failed: reason")"""
-    sig_unknown_host_key = Signal(str, str, str, str, str)
-    """(cluster, host label, SHA256 fingerprint, key type, base64 key): ask the user before saving."""
+    """(cluster, "connected" | "connecting" | "waiting: for the user" | "failed: reason")"""
+    sig_unknown_host_key = Signal(str, str, str, str, str, str)
+    """(cluster, host label, SHA256 fingerprint, key type, base64 key, known_hosts file): ask the user
+    before saving (the label may be a jump host's; the file is that hop's)."""
     sig_passphrase_needed = Signal(str, str)
-    """(cluster, why): the SSH key is encrypted; answer with `set_passphrase`."""
+    """(cluster, why): the SSH key is encrypted; answer with `set_passphrase`.  Only ever in answer
+    to the user (Test connection), never from a connection the app opened on its own."""
+    sig_route = Signal(str, str)
+    """(cluster, the route and which parser read the ssh config), sent just before "connected"."""
     sig_tested = Signal(str, str)
     """(cluster, a line for the user: latency and SLURM version, or the failure)"""
     sig_gpus = Signal(str, object)
@@ -125,6 +129,8 @@ class ClusterWorker(QObject):
         self._stopping = False
         self._connecting: SshConnection | None = None
         self._last_error = ""
+        self._awaiting_passphrase = ""  # why, while an encrypted key waits for the user
+        self._route = ""
 
     # -- connection ---------------------------------------------------------------------------------
     @Slot()
@@ -158,6 +164,7 @@ class ClusterWorker(QObject):
     @Slot(str)
     def set_passphrase(self, passphrase: str) -> None:
         self._passphrase = passphrase or None
+        self._awaiting_passphrase = ""
         self.connect_now()
 
     def _ensure(self) -> SlurmClient | None:
@@ -166,9 +173,12 @@ class ClusterWorker(QObject):
         if self._blocked or self._stopping:
             return None
         self.sig_status.emit(self.profile.name, "connecting")
-        connection = SshConnection(target_for_profile(self.profile, self._ssh_config), self._passphrase)
-        self._connecting = connection
+        connection: SshConnection | None = None
         try:
+            # Resolving runs `ssh -G` (a child process): here on the worker's thread, never the GUI's.
+            target = target_for_profile(self.profile, self._ssh_config)
+            connection = SshConnection(target, self._passphrase)
+            self._connecting = connection
             if self._stopping:  # request_stop() may have looked before `_connecting` was set
                 raise SshError(f"connection to {self.profile.name} given up")
             connection.connect()
@@ -176,16 +186,28 @@ class ClusterWorker(QObject):
             self._blocked = True
             self._last_error = str(exc)
             key = exc.key
-            self.sig_status.emit(self.profile.name, f"failed: unknown host key {exc.fingerprint}")
+            # Waiting for the user's answer in the host-key dialog: not a failure (yet).
+            self.sig_status.emit(
+                self.profile.name, f"waiting: confirm the host key of {exc.host_label} ({exc.fingerprint})"
+            )
             self.sig_unknown_host_key.emit(
-                self.profile.name, exc.host_label, exc.fingerprint, key.get_name(), key.get_base64()
+                self.profile.name,
+                exc.host_label,
+                exc.fingerprint,
+                key.get_name(),
+                key.get_base64(),
+                str(exc.known_hosts),
             )
             return None
         except PassphraseRequired as exc:
+            # Never a prompt from a connection the app opened by itself (start-up, reconnects): the
+            # user is asked when they press Test connection (`test`).
             self._blocked = True
             self._last_error = "the SSH key needs its passphrase"
-            self.sig_status.emit(self.profile.name, "failed: the SSH key needs its passphrase")
-            self.sig_passphrase_needed.emit(self.profile.name, str(exc))
+            self._awaiting_passphrase = str(exc)
+            self.sig_status.emit(
+                self.profile.name, "waiting: the SSH key needs its passphrase (Test connection asks for it)"
+            )
             return None
         except SshError as exc:
             self._last_error = str(exc)
@@ -201,10 +223,13 @@ class ClusterWorker(QObject):
             return None
         finally:
             self._connecting = None
+        assert connection is not None  # every failure above returned
         if self._stopping:
             connection.close()
             return None
         self._failures = 0
+        self._route = connection.target.describe()
+        self.sig_route.emit(self.profile.name, self._route)
         self._client = SlurmClient(self.profile, connection)
         self.sig_status.emit(self.profile.name, "connected")
         return self._client
@@ -254,12 +279,16 @@ class ClusterWorker(QObject):
     def test(self) -> None:
         if self._stopping:
             return
+        if self._awaiting_passphrase:  # the user asked: now is the time to ask for the passphrase
+            self.sig_passphrase_needed.emit(self.profile.name, self._awaiting_passphrase)
+            return
         try:
             started = time.perf_counter()
             version = self._call(lambda client: client.version())
             latency_ms = (time.perf_counter() - started) * 1000
             self.sig_tested.emit(
-                self.profile.name, f"connected; SLURM {version}; command latency {latency_ms:.0f} ms"
+                self.profile.name,
+                f"connected; SLURM {version}; command latency {latency_ms:.0f} ms; route {self._route}",
             )
         except (SshError, SlurmError) as exc:
             self.sig_tested.emit(self.profile.name, f"failed: {exc}")

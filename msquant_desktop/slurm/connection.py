@@ -9,30 +9,36 @@
   Host patterns follow OpenSSH (`*`, `?`, `!negation`, `[host]:port`, hashed `|1|` names);
   `@cert-authority` lines are never taken for host keys (host certificates are not supported).
   Nothing is ever added silently: a key is saved only after the user accepts it.
-- `~/.ssh/config` aliases are resolved with paramiko.SSHConfig (HostName, User, Port, IdentityFile,
-  ProxyJump).
+- Where to connect comes from `slurm.ssh_config` (OpenSSH's own `ssh -G`, paramiko's parser as a
+  fallback): a ProxyJump chain is a chain of connections, each hop's transport running over a
+  direct-tcpip channel of the previous one and verified against its own known_hosts files; a
+  ProxyCommand's stdin/stdout is the socket.  Authentication tries the agent first, then key files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import getpass
 import hashlib
 import logging
 import os
 import re
+import select
 import shlex
 import socket
+import subprocess
+import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 from paramiko.hostkeys import HostKeys
 
 from msquant_desktop.domain.slurm import ClusterProfile
+from msquant_desktop.slurm.ssh_config import Resolver, SshConfigError, SshTarget, is_default_identity
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ class UnknownHostKey(SshError):
         key: paramiko.PKey,
         known_hosts: Path,
         cert_authority_lines: tuple[int, ...] = (),
+        cert_authority_file: Path | None = None,
     ) -> None:
         self.host_label = host_label
         self.key = key
@@ -71,7 +78,7 @@ class UnknownHostKey(SshError):
         if cert_authority_lines:
             numbers = ", ".join(map(str, cert_authority_lines))
             note = (
-                f" (line {numbers} of {known_hosts} trusts a certificate authority for this host, but "
+                f" (line {numbers} of {cert_authority_file or known_hosts} trusts a certificate authority for this host, but "
                 "CA-signed host certificates are not supported here: only the host's own key can be checked)"
             )
         super().__init__(
@@ -121,22 +128,6 @@ def fingerprint_sha256(key: paramiko.PKey) -> str:
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
-@dataclass(frozen=True)
-class SshTarget:
-    """Where to connect after `~/.ssh/config` was applied."""
-
-    hostname: str
-    port: int
-    user: str
-    key_files: tuple[str, ...] = ()
-    proxy_jump: str | None = None
-    known_hosts: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
-
-    @property
-    def label(self) -> str:
-        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-
 def resolve_target(
     host: str,
     port: int | None = None,
@@ -144,34 +135,11 @@ def resolve_target(
     known_hosts: str | None = None,
     ssh_config: Path | None = None,
 ) -> SshTarget:
-    """`user@alias:` resolved through ssh config; explicit profile values win over the config."""
-    user = None
-    alias = host
-    if "@" in host:
-        user, alias = host.rsplit("@", 1)
-    config_path = ssh_config or Path("~/.ssh/config").expanduser()
-    looked: dict[str, object] = {}
-    if config_path.is_file():
-        cfg = paramiko.SSHConfig.from_path(str(config_path))
-        looked = dict(cfg.lookup(alias))
-    hostname = str(looked.get("hostname", alias))
-    resolved_user = user or str(looked.get("user") or getpass.getuser())
-    resolved_port = port or int(str(looked.get("port", 22)))
-    keys: list[str] = []
-    if key_path:
-        keys.append(os.path.expanduser(key_path))
-    identities = looked.get("identityfile") or []
-    for identity in identities if isinstance(identities, list) else [identities]:
-        keys.append(os.path.expanduser(str(identity)))
-    jump = looked.get("proxyjump")
-    return SshTarget(
-        hostname=hostname,
-        port=resolved_port,
-        user=resolved_user,
-        key_files=tuple(dict.fromkeys(keys)),
-        proxy_jump=str(jump) if jump and str(jump).lower() != "none" else None,
-        known_hosts=Path(os.path.expanduser(known_hosts or "~/.ssh/known_hosts")),
-    )
+    """`user@alias` resolved as OpenSSH resolves it (`slurm.ssh_config`); profile values win."""
+    try:
+        return Resolver(ssh_config).target(host, port, key_path, known_hosts)
+    except SshConfigError as exc:
+        raise SshError(str(exc)) from exc
 
 
 def target_for_profile(profile: ClusterProfile, ssh_config: Path | None = None) -> SshTarget:
@@ -256,37 +224,45 @@ def _revoked_line(lines: list[KnownHostLine], label: str, key_blob: bytes) -> in
     return None
 
 
-def verify_host_key(label: str, key: paramiko.PKey, known_hosts: Path) -> None:
-    """Raise unless `key` is recorded for `label` in `known_hosts`, with OpenSSH's semantics.
+def verify_host_key(label: str, key: paramiko.PKey, known_hosts: Path | Sequence[Path]) -> None:
+    """Raise unless `key` is recorded for `label` in the known_hosts file(s), with OpenSSH's semantics.
 
-    - A key on an `@revoked` line for this host is refused even if it is also listed normally
-      (`HostKeyRevoked`), as ssh(1) refuses it.
+    Several files (UserKnownHostsFile then GlobalKnownHostsFile) are read as one, as ssh reads them:
+    - A key on an `@revoked` line for this host, in any file, is refused even if it is also listed
+      normally (`HostKeyRevoked`), as ssh(1) refuses it.
     - `@cert-authority` lines hold a CA's key, never the host's: they do not vouch for a plain key.
       paramiko does not negotiate host certificates, so a CA-signed host cannot be verified through
       them; the error for an unknown key says so, naming those lines.
-    - A plain line for this host with the same key type but another key: `HostKeyChanged`.
+    - The key on a plain line for this host in any file: accepted.  Else a plain line with the same
+      key type but another key: `HostKeyChanged`.  Else `UnknownHostKey`, to be saved to the first file.
     """
-    lines = _read_known_hosts(known_hosts)
+    files = [known_hosts] if isinstance(known_hosts, Path) else list(known_hosts)
+    read = [(path, _read_known_hosts(path)) for path in files]
     blob = key.asbytes()
-    revoked = _revoked_line(lines, label, blob)
-    if revoked is not None:
-        raise HostKeyRevoked(label, key, known_hosts, revoked)
-    same_type_line: int | None = None
-    for line in lines:
-        if line.marker is not None or not host_matches(line.patterns, label):
-            continue
-        if line.key == blob:
-            return
-        if line.key_type == key.get_name() and same_type_line is None:
-            same_type_line = line.number
-    if same_type_line is not None:
-        raise HostKeyChanged(label, key, known_hosts, same_type_line)
-    ca_lines = tuple(
-        line.number
-        for line in lines
-        if line.marker == "@cert-authority" and host_matches(line.patterns, label)
-    )
-    raise UnknownHostKey(label, key, known_hosts, ca_lines)
+    for path, lines in read:
+        revoked = _revoked_line(lines, label, blob)
+        if revoked is not None:
+            raise HostKeyRevoked(label, key, path, revoked)
+    changed: tuple[Path, int] | None = None
+    for path, lines in read:
+        for line in lines:
+            if line.marker is not None or not host_matches(line.patterns, label):
+                continue
+            if line.key == blob:
+                return
+            if line.key_type == key.get_name() and changed is None:
+                changed = (path, line.number)
+    if changed is not None:
+        raise HostKeyChanged(label, key, *changed)
+    for path, lines in read:
+        ca_lines = tuple(
+            line.number
+            for line in lines
+            if line.marker == "@cert-authority" and host_matches(line.patterns, label)
+        )
+        if ca_lines:
+            raise UnknownHostKey(label, key, files[0], ca_lines, path)
+    raise UnknownHostKey(label, key, files[0])
 
 
 def accept_host_key(known_hosts: Path, label: str, key_type: str, key_base64: str) -> None:
@@ -334,6 +310,108 @@ def _load_key(path: str, passphrase: str | None) -> paramiko.PKey:
         raise SshError(f"cannot read the SSH key {path}: {exc}") from exc
 
 
+def _public_blob(path: str) -> bytes | None:
+    """The public key next to a private key file (`PATH.pub`), read without unlocking anything."""
+    try:
+        fields = Path(path + ".pub").read_text(encoding="utf-8").split()
+        return base64.b64decode(fields[1], validate=True) if len(fields) >= 2 else None
+    except (OSError, ValueError, binascii.Error):
+        return None
+
+
+class ProxyProcess(paramiko.ProxyCommand):
+    """A ProxyCommand run as ssh runs it (`$SHELL -c "exec COMMAND"`), its stdin/stdout the socket.
+
+    WORKAROUND for paramiko.ProxyCommand: its stderr is a pipe nobody reads (a chatty proxy, such as
+    `ssh -v -W`, fills it and stalls the connection), its recv() spins on a proxy that has exited
+    (EOF reads as "no data yet"), and close() never reaps the child.  Here stderr goes to a
+    temporary file (its last line explains a failure), EOF is EOF, and close() waits for the child.
+    """
+
+    def __init__(self, command: str) -> None:  # no super().__init__: it would start the pipe version
+        shell = os.environ.get("SHELL") or "/bin/sh"
+        self.cmd = [shell, "-c", f"exec {command}"]
+        self._stderr = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(
+                self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, bufsize=0
+            )
+        except OSError:
+            self._stderr.close()
+            raise
+        self.timeout = None
+        self._eof = False
+
+    def recv(self, size: int) -> bytes:
+        """What the proxy wrote, as a socket would; EOFError once it closed its output."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        ready, _, _ = select.select([stdout], [], [], self.timeout)
+        if not ready:
+            raise TimeoutError()
+        data = os.read(stdout.fileno(), size)
+        if not data:
+            self._eof = True
+            raise EOFError()  # as a closed socket: the caller adds what the proxy said (said())
+        return data
+
+    def said(self) -> str:
+        """` (the ProxyCommand exited N: last stderr line)` once it has exited, else "".  Only asked
+        after a failure, so it may wait a moment for a proxy that is exiting."""
+        try:
+            self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return ""
+        self._stderr.seek(0)
+        lines = self._stderr.read()[-4000:].decode("utf-8", errors="replace").strip().splitlines()
+        return f" (the ProxyCommand exited {self.process.returncode}" + (f": {lines[-1]})" if lines else ")")
+
+    def close(self) -> None:
+        if self._eof:  # it closed its output: let it exit by itself, so that its status is its own
+            try:
+                self.process.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+        # stderr stays readable (said()) until this object goes: the transport closes it first.
+
+
+def _proxy_stderr(sock: object) -> str:
+    """What a ProxyCommand that already ended wrote on stderr (the reason the connection failed)."""
+    if isinstance(sock, ProxyProcess):
+        return sock.said()
+    return ""
+
+
+def _open_agent(identity_agent: str | None) -> paramiko.Agent | None:
+    """The agent at $SSH_AUTH_SOCK or at IdentityAgent's socket; None with `IdentityAgent none`."""
+    if identity_agent == "none":
+        return None
+    try:
+        if identity_agent is None:
+            return paramiko.Agent()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(identity_agent)
+        # WORKAROUND: paramiko.Agent only reads $SSH_AUTH_SOCK; AgentSSH._connect takes any socket.
+        agent = paramiko.Agent.__new__(paramiko.Agent)
+        paramiko.agent.AgentSSH.__init__(agent)
+        agent._connect(sock)  # type: ignore[attr-defined]
+        return agent
+    except (paramiko.SSHException, OSError) as exc:
+        log.debug("no SSH agent (%s): %s", identity_agent or "SSH_AUTH_SOCK", exc)
+        return None
+
+
 @dataclass
 class CommandResult:
     rc: int
@@ -369,7 +447,18 @@ class SshConnection:
     def connect(self) -> float:
         """Open and verify; returns the seconds it took.  Raises SshError (or a subclass)."""
         started = time.perf_counter()
-        sock = self._open_socket()
+        try:
+            self._transport = self._handshake(self._open_socket())
+        except BaseException:
+            if self._jump is not None:  # the hops before this one are of no use now
+                self._jump.close()
+                self._jump = None
+            raise
+        return time.perf_counter() - started
+
+    def _handshake(
+        self, sock: socket.socket | paramiko.Channel | paramiko.ProxyCommand
+    ) -> paramiko.Transport:
         transport = paramiko.Transport(sock)
         transport.set_keepalive(KEEPALIVE_S)
         self._pending = transport
@@ -379,20 +468,21 @@ class SshConnection:
             raise SshError(f"connection to {self.target.label} given up")
         try:
             transport.start_client(timeout=CONNECT_TIMEOUT_S)
-            verify_host_key(self.target.label, transport.get_remote_server_key(), self.target.known_hosts)
+            # Every hop is verified against its own known_hosts files before anything is sent to it.
+            verify_host_key(self.target.label, transport.get_remote_server_key(), self.target.lookup_files)
             self._authenticate(transport)
         except SshError:
             transport.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            said = _proxy_stderr(sock)
             transport.close()
             if self._aborted:
                 raise SshError(f"connection to {self.target.label} given up") from exc
-            raise SshError(f"SSH to {self.target.label} failed: {exc}") from exc
+            raise SshError(f"SSH to {self.target.label} failed: {exc}{said}") from exc
         finally:
             self._pending = None
-        self._transport = transport
-        return time.perf_counter() - started
+        return transport
 
     def abort(self) -> None:
         """Give up from another thread: a connect in progress fails within ~0.1 s, a command fails.
@@ -409,57 +499,92 @@ class SshConnection:
         if jump is not None:
             jump.abort()
 
-    def _open_socket(self) -> socket.socket | paramiko.Channel:
-        if self.target.proxy_jump:
-            jump_target = resolve_target(
-                self.target.proxy_jump.split(",")[0], known_hosts=str(self.target.known_hosts)
-            )
-            self._jump = SshConnection(jump_target, self._passphrase)
+    def _open_socket(self) -> socket.socket | paramiko.Channel | paramiko.ProxyCommand:
+        """TCP, a ProxyCommand, or a channel through the previous hop (verified like any host)."""
+        target = self.target
+        if target.via is not None:
+            self._jump = SshConnection(target.via, self._passphrase)
             if self._aborted:
-                raise SshError(f"connection to {self.target.label} given up")
+                raise SshError(f"connection to {target.label} given up")
             self._jump.connect()
             assert self._jump._transport is not None
             try:
                 return self._jump._transport.open_channel(
-                    "direct-tcpip", (self.target.hostname, self.target.port), ("127.0.0.1", 0)
+                    "direct-tcpip",
+                    (target.hostname, target.port),
+                    ("127.0.0.1", 0),
+                    timeout=CONNECT_TIMEOUT_S,
                 )
-            except paramiko.SSHException as exc:
-                raise SshError(
-                    f"jump host {self.target.proxy_jump} cannot reach {self.target.label}: {exc}"
-                ) from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise SshError(f"jump host {target.via.label} cannot reach {target.label}: {exc}") from exc
+        if target.proxy_command:
+            try:
+                return ProxyProcess(target.proxy_command)
+            except OSError as exc:
+                raise SshError(f"cannot start the ProxyCommand for {target.label}: {exc}") from exc
         try:
-            sock = socket.create_connection(
-                (self.target.hostname, self.target.port), timeout=CONNECT_TIMEOUT_S
-            )
+            sock = socket.create_connection((target.hostname, target.port), timeout=CONNECT_TIMEOUT_S)
         except OSError as exc:
-            raise SshError(f"cannot reach {self.target.label}: {exc}") from exc
+            raise SshError(f"cannot reach {target.label}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return sock
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
+        """Agent keys first, then the key files, as ssh does: an encrypted file whose key the agent
+        holds is never unlocked, so no passphrase is asked for; one is asked only when no other key
+        was accepted and an encrypted file is left to try."""
+        target = self.target
         errors: list[str] = []
-        for path in self.target.key_files:
-            if not os.path.exists(path):
-                errors.append(f"{path}: no such file")
-                continue
-            key = _load_key(path, self._passphrase or stored_passphrase(path))
-            try:
-                transport.auth_publickey(self.target.user, key)
-                return
-            except paramiko.AuthenticationException as exc:
-                errors.append(f"{path}: {exc}")
+        offered: set[bytes] = set()
+        files = [path for path in target.key_files if os.path.exists(path)]
+        errors += [
+            f"{path}: no such file"
+            for path in target.key_files
+            if not os.path.exists(path) and not is_default_identity(path)
+        ]
+        wanted = {blob for blob in map(_public_blob, files) if blob is not None}
+        agent = _open_agent(target.identity_agent)
         try:
-            for agent_key in paramiko.Agent().get_keys():
+            for agent_key in agent.get_keys() if agent is not None else ():
+                blob = agent_key.asbytes()
+                if target.identities_only and blob not in wanted:
+                    continue  # IdentitiesOnly: only the agent's copies of the configured keys
+                offered.add(blob)
                 try:
-                    transport.auth_publickey(self.target.user, agent_key)
+                    transport.auth_publickey(target.user, agent_key)
                     return
                 except paramiko.AuthenticationException:
                     continue
-        except paramiko.SSHException:
-            pass
-        detail = "; ".join(errors) or "no key file given and no agent key accepted"
-        raise SshError(f"{self.target.user}@{self.target.label} refused our keys ({detail})")
+        except paramiko.SSHException as exc:
+            log.debug("the SSH agent failed: %s", exc)
+        finally:
+            if agent is not None:
+                agent.close()
+        locked: PassphraseRequired | None = None
+        for path in files:
+            if _public_blob(path) in offered:
+                continue  # the agent offered this very key already
+            try:
+                key = _load_key(path, self._passphrase or stored_passphrase(path))
+            except PassphraseRequired as exc:
+                locked = locked or exc
+                continue
+            except SshError as exc:  # a key paramiko cannot read (a security key, say): try the next
+                errors.append(str(exc))
+                continue
+            if key.asbytes() in offered:
+                continue
+            offered.add(key.asbytes())
+            try:
+                transport.auth_publickey(target.user, key)
+                return
+            except paramiko.AuthenticationException as exc:
+                errors.append(f"{path}: {exc}")
+        if locked is not None:
+            raise locked
+        detail = "; ".join(errors) or "no key file found and no agent key accepted"
+        raise SshError(f"{target.user}@{target.label} refused our keys ({detail})")
 
     @property
     def is_open(self) -> bool:

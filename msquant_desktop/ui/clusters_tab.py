@@ -6,6 +6,7 @@ The job list is read in full when the profiles load; after that each changed job
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QTableView,
@@ -72,6 +74,8 @@ class ClustersTab(QWidget):
 
         self.cluster_combo = QComboBox()
         self.status_label = QLabel("")
+        # A long route must not widen the window: the label takes the room left, the tooltip has it all.
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.test_label = QLabel("")
         buttons = []
         for text, slot in (
@@ -203,7 +207,11 @@ class ClustersTab(QWidget):
     @Slot(str, str)
     def _on_status(self, name: str, status: str) -> None:
         if name == self.current_cluster:
-            self.status_label.setText(f"<b>{name}</b>: {status}")
+            route = self._service.route(name) if self._service is not None else ""
+            # Which parser read the ssh config (OpenSSH's ssh -G or paramiko's) is part of the answer.
+            shown = f"{status} — {route}" if status == "connected" and route else status
+            self.status_label.setText(f"<b>{name}</b>: {html.escape(shown)}")
+            self.status_label.setToolTip(route)
             if status == "connected":
                 self.refresh_gpus()
 

@@ -30,6 +30,11 @@ class Testbed:
     host_key: str  # "ssh-ed25519 AAAA..."
     slurm_conf: str
     workspace: str
+    jump_port: int = 0
+    """A second sshd that allows TCP forwarding (the cluster's refuses it): the jump host."""
+    jump_host_key: str = ""
+    jump_log: str = ""
+    """The jump sshd's VERBOSE log: one "Accepted publickey" line per login through it."""
 
     @property
     def host_label(self) -> str:
@@ -75,6 +80,9 @@ def bring_up(directory: Path) -> Testbed:
         host_key=data["host_key"],
         slurm_conf=data["slurm_conf"],
         workspace=data["workspace"],
+        jump_port=int(data["jump_port"]),
+        jump_host_key=data["jump_host_key"],
+        jump_log=data["jump_log"],
     )
 
 

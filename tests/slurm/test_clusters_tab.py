@@ -40,6 +40,12 @@ def test_clusters_tab_connected_to_the_testbed(qtbot, testbed, profile, bare_rep
     try:
         qtbot.waitUntil(lambda: "connected" in tab.status_label.text(), timeout=10_000)
         assert "testbed: connected" in window.cluster_status.text()
+        # how it was reached and which parser read the ssh config are shown
+        assert f"{testbed.user}@{testbed.host}:{testbed.port}" in tab.status_label.text()
+        assert (
+            "ssh config read by OpenSSH_" in tab.status_label.toolTip()
+            and "(ssh -G)" in tab.status_label.toolTip()
+        )
         repo_path, first, _ = bare_repo
         form = tab.form
         form.repo_url.setText(repo_path)

@@ -126,6 +126,28 @@ def test_plain_lines_with_patterns_ports_hashes_and_changes(tmp_path: Path, keys
     verify_host_key("github.com", pkey(GITHUB.split(" ", 1)[1]), path)
 
 
+def test_user_and_global_files_are_read_as_one(tmp_path: Path, keys: dict[str, str]) -> None:
+    """UserKnownHostsFile then GlobalKnownHostsFile, as ssh loads them into one set of lines."""
+    a = pkey(keys["a"])
+    user = write(tmp_path, f"login.example.org {keys['b']}", name="user_known_hosts")
+    global_ = write(tmp_path, f"login.example.org {keys['a']}", name="ssh_known_hosts")
+    verify_host_key("login.example.org", a, [user, global_])  # listed in one file: accepted
+    with pytest.raises(HostKeyChanged) as changed:
+        verify_host_key("login.example.org", a, [user])
+    assert (changed.value.known_hosts, changed.value.line) == (user, 1)
+    with pytest.raises(UnknownHostKey) as unknown:
+        verify_host_key("other.example.org", a, [user, global_])
+    assert unknown.value.known_hosts == user  # an accepted key goes to the first user file
+    revoked = write(tmp_path, "# admins", f"@revoked * {keys['a']}", name="revoked_global")
+    with pytest.raises(HostKeyRevoked) as refused:
+        verify_host_key("login.example.org", a, [global_, revoked])  # revoked in any file wins
+    assert (refused.value.known_hosts, refused.value.line) == (revoked, 2)
+    ca = write(tmp_path, f"@cert-authority *.example.org {keys['ca']}", name="ca_global")
+    with pytest.raises(UnknownHostKey) as unknown:
+        verify_host_key("n1.example.org", a, [user, ca])
+    assert unknown.value.cert_authority_lines == (1,) and str(ca) in str(unknown.value)
+
+
 HOSTS = [
     "login.example.org",
     "n1.cluster.org",

@@ -59,3 +59,41 @@ def test_an_ordinary_failure_that_says_changed_is_retried(qtbot, testbed, known_
     failures = [s for s in seen if s.startswith("failed")]
     assert failures and "CHANGED-key" in failures[0] and "retry in" in failures[0], seen
     assert seen.count("connecting") >= 2, seen  # retried after 1 s, then 2 s
+
+
+def test_the_host_key_dialog_makes_the_cluster_wait_not_fail(qtbot, testbed, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "known_hosts_empty"
+    empty.write_text("")
+    seen = statuses_of(qtbot, testbed.profile(empty), tmp_path / "u", 1.5)
+    assert seen[-1].startswith(f"waiting: confirm the host key of {testbed.host_label} (SHA256:"), seen
+    assert not any(s.startswith("failed") for s in seen), seen
+
+
+def test_no_passphrase_prompt_until_the_user_asks(qtbot, testbed, known_hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An encrypted key: the app's own connection waits quietly; Test connection asks."""
+    from msquant_desktop.services.cluster_service import ClusterService
+
+    locked = tmp_path / "locked_key"
+    locked.write_bytes(Path(testbed.key).read_bytes())
+    locked.chmod(0o600)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", "pass phrase", "-f", str(locked)], check=True)
+    save_profiles(tmp_path / "clusters.yaml", [testbed.profile(known_hosts, ssh_key_path=str(locked))])
+    service = ClusterService(
+        connect(tmp_path / "db.sqlite3"), tmp_path / "runs", tmp_path / "clusters.yaml", Path("/nonexistent")
+    )
+    prompts: list[str] = []
+    service.sig_passphrase_needed.connect(lambda _name, why: prompts.append(why))
+    try:
+        qtbot.waitUntil(lambda: service.status("testbed").startswith("waiting:"), timeout=10_000)
+        assert "passphrase" in service.status("testbed") and "waiting" in service.summary()
+        qtbot.wait(300)
+        assert prompts == []  # nothing pops up at start-up
+        service.test_connection("testbed")
+        qtbot.waitUntil(lambda: bool(prompts), timeout=5000)
+        assert str(locked) in prompts[0]
+        with qtbot.waitSignal(service.sig_tested, timeout=15_000) as tested:
+            service.provide_passphrase("testbed", "pass phrase")
+            service.test_connection("testbed")
+        assert tested.args[1].startswith("connected") and "ssh -G" in tested.args[1], tested.args
+    finally:
+        service.shutdown()

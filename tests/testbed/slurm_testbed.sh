@@ -20,6 +20,7 @@ NODE2_PORT=$((BASE_PORT + 9))
 DBD_PORT=$((BASE_PORT + 10))
 SQL_PORT=$((BASE_PORT + 11))
 SSH_PORT=$((BASE_PORT + 12))
+JUMP_PORT=$((BASE_PORT + 13)) # a second sshd that allows TCP forwarding: the jump host of the SSH tests
 MUNGE_SOCKET="$DIR/munge/munge.socket"
 export SLURM_CONF="$DIR/etc/slurm.conf"
 
@@ -72,7 +73,7 @@ stop_pidfile() {
 
 down() {
   local f
-  for f in sshd slurmd-node1 slurmd-node2 slurmctld slurmdbd mariadb munged; do
+  for f in sshd-jump sshd slurmd-node1 slurmd-node2 slurmctld slurmdbd mariadb munged; do
     stop_pidfile "$DIR/run/$f.pid"
   done
   rm -f "$DIR/testbed.json"
@@ -81,7 +82,7 @@ down() {
 healthy() {
   [ -f "$DIR/testbed.json" ] || return 1
   local f
-  for f in munged mariadb slurmdbd slurmctld slurmd-node1 slurmd-node2 sshd; do
+  for f in munged mariadb slurmdbd slurmctld slurmd-node1 slurmd-node2 sshd sshd-jump; do
     pidfile_alive "$DIR/run/$f.pid" || return 1
   done
   [ "$(sinfo -h -N -o '%N %t' 2>/dev/null | sort -u | grep -c ' idle\| mix\| alloc')" -ge 2 ]
@@ -180,7 +181,13 @@ AllowUsers $TEST_USER
 Subsystem sftp internal-sftp
 SetEnv SLURM_CONF=$SLURM_CONF
 LogLevel ERROR
+AllowTcpForwarding no
 EOF
+  # The jump host: the cluster's sshd refuses forwarding, so a route that skips this one (or uses
+  # the cluster as a jump host) fails; VERBOSE logs each login, which the tests count per hop.
+  sed -e "s/^Port .*/Port $JUMP_PORT/" -e "s|^PidFile .*|PidFile $DIR/run/sshd-jump.pid|" \
+    -e "s|^HostKey .*|HostKey $DIR/ssh/jump_host_ed25519|" -e "s/^LogLevel .*/LogLevel VERBOSE/" \
+    -e "s/^AllowTcpForwarding .*/AllowTcpForwarding yes/" "$DIR/ssh/sshd_config" >"$DIR/ssh/sshd_jump_config"
 }
 
 start_munge() {
@@ -261,6 +268,13 @@ start_sshd() {
   wait_for 10 sshd port_open "$SSH_PORT"
 }
 
+start_sshd_jump() {
+  pidfile_alive "$DIR/run/sshd-jump.pid" && return 0
+  [ -f "$DIR/ssh/jump_host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$DIR/ssh/jump_host_ed25519"
+  /usr/sbin/sshd -f "$DIR/ssh/sshd_jump_config" -E "$DIR/log/sshd-jump.log"
+  wait_for 10 sshd-jump port_open "$JUMP_PORT"
+}
+
 up() {
   [ "$(id -u)" -eq 0 ] || die "needs root (it starts slurmctld, slurmd, munged and sshd)"
   local cmd
@@ -277,8 +291,10 @@ up() {
   start_mariadb
   start_slurm
   start_sshd
-  local host_key
+  start_sshd_jump
+  local host_key jump_host_key
   host_key="$(cut -d' ' -f1,2 "$DIR/ssh/host_ed25519.pub")"
+  jump_host_key="$(cut -d' ' -f1,2 "$DIR/ssh/jump_host_ed25519.pub")"
   cat >"$DIR/testbed.json" <<EOF
 {
   "dir": "$DIR",
@@ -287,6 +303,9 @@ up() {
   "user": "$TEST_USER",
   "key": "$DIR/ssh/client_ed25519",
   "host_key": "$host_key",
+  "jump_port": $JUMP_PORT,
+  "jump_host_key": "$jump_host_key",
+  "jump_log": "$DIR/log/sshd-jump.log",
   "slurm_conf": "$SLURM_CONF",
   "workspace": "$DIR/workspace",
   "partitions": ["debug", "big"],
