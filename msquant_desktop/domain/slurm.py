@@ -37,6 +37,11 @@ class SlurmSubmission:
     project_id: int | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     array: str | None = None  # a job array's task expression, e.g. "0-9%2": one task per index
+    account: str | None = None  # --account; None: the profile's (if any)
+    qos: str | None = None  # --qos; None: the profile's
+    constraint: str | None = None  # --constraint; None: the profile's
+    sbatch_lines: tuple[str, ...] = ()  # extra `#SBATCH --opt[=value]` lines, after the profile's
+    edited_script: str | None = None  # the preview as the user edited it (see slurm.script)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,6 +96,13 @@ class ClusterProfile:
     sbatch_template: str | None = None
     slurm_bin: str | None = None
     accounting: str = "auto"
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch_lines: tuple[str, ...] = ()
+    signal_lead_s: int = 300
+    """`--signal=B:USR1@N`: the batch shell hears SIGUSR1 this many seconds before the time limit
+    (0: no signal)."""
 
 
 # ------------------------------------------------------------------------------------------------
