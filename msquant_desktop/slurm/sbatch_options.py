@@ -103,7 +103,9 @@ def check_constraint(value: str) -> str:
 
 def check_signal_lead(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= SIGNAL_LEAD_MAX:
-        raise OptionError(f"signal_lead_s must be a whole number of seconds 0-{SIGNAL_LEAD_MAX}, got {value!r}")
+        raise OptionError(
+            f"signal_lead_s must be a whole number of seconds 0-{SIGNAL_LEAD_MAX}, got {value!r}"
+        )
     return value
 
 
