@@ -187,3 +187,23 @@ def test_an_edited_partition_must_be_one_the_profile_allows() -> None:
     edited = render_preview(base, profile).replace("--partition=gpu", "--partition=big")
     with pytest.raises(ScriptError, match="partition 'big' is not allowed"):
         render_preview(dataclasses.replace(base, edited_script=edited), profile)
+
+
+def test_a_project_cluster_launch_carries_its_sbatch_options() -> None:
+    from msquant_desktop.domain.jobs import JobTarget
+    from msquant_desktop.domain.projects import ClusterResources, LaunchPlan, slurm_submission
+
+    plan = LaunchPlan(
+        project_id=1, project_name="proj", repo="/r", entry_point="python train.py", overrides=(),
+        command=("python", "train.py"), commit="0123abcd" * 5, commit_subject="s", target=JobTarget.SLURM,
+        cluster="c", repo_url="https://example.org/r.git",
+        resources=ClusterResources(account="proj2", qos="high", constraint="h100", sbatch_lines=("--exclusive",)),
+    )  # fmt: skip
+    script = render_script(slurm_submission(plan), PROFILE, "run1", "proj-abc", "/home/u/ws")
+    assert sbatch_directives(script)[-5:] == [
+        "#SBATCH --account=proj2",
+        "#SBATCH --qos=high",
+        "#SBATCH --constraint=h100",
+        "#SBATCH --signal=B:USR1@120",
+        "#SBATCH --exclusive",
+    ]
