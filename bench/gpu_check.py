@@ -144,6 +144,7 @@ def attribution(readings: list[Any], job_id: int, pid: int) -> dict[str, Any]:
     ours_peak = 0
     seen_with_marker = 0
     unattributed: set[int] = set()
+    foreign: set[int] = set()
     utilization: list[float] = []
     for reading in readings:
         ours = 0
@@ -153,6 +154,8 @@ def attribution(readings: list[Any], job_id: int, pid: int) -> dict[str, Any]:
                 seen_with_marker += 1
             elif pid in (p.pid, p.ppid):
                 unattributed.add(p.pid)
+            elif p.ppid is None:  # NVML lists a pid this process table does not have
+                foreign.add(p.pid)
         ours_peak = max(ours_peak, ours)
         utilization.extend(g.utilization_gpu for g in reading.gpus if g.utilization_gpu is not None)
     return {
@@ -160,6 +163,7 @@ def attribution(readings: list[Any], job_id: int, pid: int) -> dict[str, Any]:
         "attributed_peak_mib": round(ours_peak / 2**20, 1),
         "process_sightings": seen_with_marker,
         "unattributed_pids": sorted(unattributed),
+        "pids_not_in_proc": len(foreign),
         "gpu_util_max": max(utilization) if utilization else None,
     }
 
@@ -262,6 +266,8 @@ def _attributed(step: Step, fake: bool, must: bool) -> Step:
     elif (must or fake) and step.ok and not seen["attributed_peak_mib"]:
         step.ok = False
         step.note += f"; no GPU memory attributed to the job in {seen['samples']} samples"
+        if seen["pids_not_in_proc"]:  # e.g. a container: NVML reports the host's pids
+            step.note += f" (NVML listed {seen['pids_not_in_proc']} pid(s) not in this pid namespace)"
     elif seen["attributed_peak_mib"]:
         step.note += f"; {seen['attributed_peak_mib']} MiB attributed to the job"
     return step
