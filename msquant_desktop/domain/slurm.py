@@ -214,6 +214,11 @@ MARKER_STAGES = {
 }
 
 
+TIME_LIMIT_WARNED = "stopped at its time-limit warning (SIGUSR1 from --signal=B:USR1@N)"
+"""The reason of a job whose batch shell got the USR1 that the profile's `signal_lead_s` asks SLURM to
+send before the time limit (the template's trap then exits 138)."""
+
+
 def final_from_marker(text: str) -> FinalState | None:
     """The exit marker's content as a final state; None when it is missing or unreadable.
 
@@ -230,6 +235,10 @@ def final_from_marker(text: str) -> FinalState | None:
     )
     sig_name = fields.get("signal", "")
     stage_reason = MARKER_STAGES.get(fields.get("stage", ""), "")
+    if sig_name == "USR1":  # only our `--signal=B:USR1@N` sends it: the time limit was near
+        return FinalState(
+            JobState.TIMEOUT, code, _SIGNALS["USR1"], TIME_LIMIT_WARNED, "marker", "exit marker", said
+        )
     if sig_name:
         return FinalState(
             JobState.CANCELLED,
@@ -307,6 +316,8 @@ def decide_final(
        becomes the reason.  A plain cancel line never turns FAILED into CANCELLED (srun prints one
        after any failed step).  A FAILED without an exit code (or 0) takes the marker's code: a git
        clone failure is "exit 128", not "exit 0".
+       A marker that says the time-limit warning came (SIGUSR1, see `TIME_LIMIT_WARNED`) makes it
+       TIMEOUT: sacct says FAILED (exit 10) for a script its trap ended early.
     3. A controller COMPLETED is corrected by the marker when the script exited non-zero or by a
        signal (sacct has been seen to say COMPLETED 0:0 for a script that ran `exit 1`); the log then
        names the cause if it has one.  Without a marker, only a job-wide log line (JOB …, the batch
@@ -337,6 +348,8 @@ def decide_final(
                 return from_log(controller)
             if verdict and verdict.cause == slurm_log.TASK_FAILURE and state is JobState.CANCELLED:
                 return from_log(controller)
+            if marker is not None and marker.state is JobState.TIMEOUT:  # warned of the time limit
+                return _with(marker, said)
             if verdict and verdict.cause == slurm_log.PREEMPTION and state is JobState.CANCELLED:
                 return _with(
                     controller, said, reason="preempted", decided_by=f"{controller.source} + log: preemption"

@@ -109,9 +109,30 @@ def check_signal_lead(value: object) -> int:
     return value
 
 
-def signal_directive(lead_s: int) -> str | None:
+def time_limit_seconds(text: str | None) -> int | None:
+    """sbatch's --time in seconds: `minutes`, `minutes:seconds`, `hours:minutes:seconds`, `days-hours`,
+    `days-hours:minutes`, `days-hours:minutes:seconds` (sbatch(1)); None when absent or unreadable."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if match is None:
+        return None
+    days, first, second, third = (int(g) if g is not None else None for g in match.groups())
+    assert first is not None
+    if days is not None:  # days-hours[:minutes[:seconds]]
+        return ((days * 24 + first) * 60 + (second or 0)) * 60 + (third or 0)
+    if third is not None:  # hours:minutes:seconds
+        return (first * 60 + (second or 0)) * 60 + third
+    return first * 60 + (second or 0)  # minutes[:seconds]
+
+
+def signal_directive(lead_s: int, time_limit: str | None = None) -> str | None:
     """The batch shell (`B:`) hears SIGUSR1 `lead_s` seconds before the time limit (Slurm may send it
-    up to 60 s earlier); None when the lead is 0."""
+    up to 60 s earlier); None when the lead is 0.  A lead as long as the job's own limit would signal
+    it at its start, so it is at most half the limit when the limit is known."""
+    limit = time_limit_seconds(time_limit)
+    if limit is not None:
+        lead_s = min(lead_s, limit // 2)
     return f"#SBATCH --signal=B:USR1@{lead_s}" if lead_s else None
 
 

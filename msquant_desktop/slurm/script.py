@@ -284,7 +284,9 @@ def added_directives(submission: SlurmSubmission, profile: ClusterProfile) -> li
         constraint = submission.constraint or profile.constraint
         if constraint:
             lines.append(f"#SBATCH --constraint={sbatch_options.check_constraint(constraint)}")
-        signal = sbatch_options.signal_directive(sbatch_options.check_signal_lead(profile.signal_lead_s))
+        signal = sbatch_options.signal_directive(
+            sbatch_options.check_signal_lead(profile.signal_lead_s), submission.time_limit
+        )
         if signal:
             lines.append(signal)
         lines.extend(sbatch_options.merged_lines(profile.sbatch_lines, submission.sbatch_lines))

@@ -207,3 +207,24 @@ def test_a_project_cluster_launch_carries_its_sbatch_options() -> None:
         "#SBATCH --signal=B:USR1@120",
         "#SBATCH --exclusive",
     ]
+
+
+@pytest.mark.parametrize(
+    ("time_limit", "seconds", "lead"),
+    [
+        ("90", 5400, 300),  # minutes
+        ("1", 60, 30),  # a lead as long as the limit would signal at start: half the limit
+        ("5:30", 330, 165),  # minutes:seconds
+        ("01:00:00", 3600, 300),  # hours:minutes:seconds
+        ("2-12", 216000, 300),  # days-hours
+        ("1-00:30", 88200, 300),  # days-hours:minutes
+        ("1-00:00:10", 86410, 300),  # days-hours:minutes:seconds
+    ],
+)
+def test_the_signal_lead_fits_inside_the_time_limit(time_limit: str, seconds: int, lead: int) -> None:
+    from msquant_desktop.slurm.sbatch_options import signal_directive, time_limit_seconds
+
+    assert time_limit_seconds(time_limit) == seconds
+    assert signal_directive(300, time_limit) == f"#SBATCH --signal=B:USR1@{lead}"
+    assert signal_directive(300, None) == "#SBATCH --signal=B:USR1@300"
+    assert signal_directive(0, time_limit) is None

@@ -102,7 +102,8 @@ def test_usr1_reaches_the_batch_shells_trap_before_the_time_limit(
     job_id = submitted.stdout.split()[1].rstrip(":")
     final = _wait(data, clusters, job_id, ("CANCELLED", "FAILED", "TIMEOUT", "COMPLETED"), 80)
     took = time.monotonic() - started
-    assert final["state"] != "RUNNING" and took < 58, (final, took)  # ended before its time limit
+    assert final["state"] == "TIMEOUT" and took < 58, (final, took)  # ended before its time limit
+    assert "time-limit warning (SIGUSR1" in str(final["reason"]) and "exit marker" in str(final["reason"])
     (run_dir,) = [p for p in data.rglob("*_slurm_*") if p.is_dir()]  # the remote folder has its name
     marker = Path(testbed.workspace) / run_dir.name / "msquant-exit"
     assert "exit=138 signal=USR1 stage=command" in marker.read_text()  # the template's USR1 trap ran
