@@ -228,3 +228,16 @@ def test_the_signal_lead_fits_inside_the_time_limit(time_limit: str, seconds: in
     assert signal_directive(300, time_limit) == f"#SBATCH --signal=B:USR1@{lead}"
     assert signal_directive(300, None) == "#SBATCH --signal=B:USR1@300"
     assert signal_directive(0, time_limit) is None
+
+
+def test_the_project_launch_form_reads_its_sbatch_options(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.ui.projects.launch_form import LaunchForm
+
+    form = LaunchForm()
+    qtbot.addWidget(form)
+    form.account.setText(" proj2 ")
+    form.qos.setText("high")
+    form.sbatch_lines.setText("--exclusive; #SBATCH --mail-type=END ;")
+    res = form.resources()
+    assert (res.account, res.qos, res.constraint) == ("proj2", "high", None)
+    assert res.sbatch_lines == ("--exclusive", "#SBATCH --mail-type=END")
