@@ -241,3 +241,21 @@ def test_the_project_launch_form_reads_its_sbatch_options(qtbot) -> None:  # typ
     res = form.resources()
     assert (res.account, res.qos, res.constraint) == ("proj2", "high", None)
     assert res.sbatch_lines == ("--exclusive", "#SBATCH --mail-type=END")
+
+
+def test_a_job_stopped_by_the_time_limit_warning_ends_timeout() -> None:
+    from msquant_desktop.domain.jobs import JobState
+    from msquant_desktop.domain.slurm import (
+        TIME_LIMIT_WARNED,
+        decide_final,
+        final_from_marker,
+        final_from_slurm,
+    )
+
+    # What the testbed said for a --time=1 job whose trap took the USR1: sacct FAILED 10:0, the marker USR1.
+    marker = final_from_marker("exit=138 signal=USR1 stage=command at=2026-12-01T23:46:03Z")
+    controller = final_from_slurm("FAILED", "10:0", "sacct")
+    for final in (decide_final(controller, marker), decide_final(None, marker)):
+        assert final is not None and final.state is JobState.TIMEOUT and final.reason == TIME_LIMIT_WARNED
+    terminated = final_from_marker("exit=143 signal=TERM stage=command at=2026-12-01T23:46:03Z")
+    assert terminated is not None and terminated.state is JobState.CANCELLED  # other signals as before
