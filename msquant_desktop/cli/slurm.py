@@ -41,6 +41,20 @@ class _AppendVerbatim(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+def add_sbatch_options(parser: argparse.ArgumentParser) -> None:
+    """--account, --qos, --constraint and --sbatch-line for any command that submits a SLURM job
+    (checked by slurm/sbatch_options when the script is rendered)."""
+    parser.add_argument("--account", help="charge the job to this account (else the profile's)")
+    parser.add_argument("--qos", help="quality of service (else the profile's)")
+    parser.add_argument("--constraint", help="node features, e.g. a100&ib (else the profile's)")
+    parser.add_argument(
+        "--sbatch-line",
+        action=_AppendVerbatim,
+        metavar="LINE",
+        help="an extra '#SBATCH --opt[=value]' line, e.g. --sbatch-line=--mail-type=END (repeatable)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "slurm", help="SLURM clusters over SSH: GPUs, submit, status, logs, cancel"
@@ -75,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     submit.add_argument("--mem")
     submit.add_argument("--time")
     submit.add_argument("--array", help="a job array's task indices, e.g. 0-9 or 0-99%%4 (one task each)")
+    add_sbatch_options(submit)
     submit.add_argument("command", nargs="+", help="the command (after --)")
     status = add("status", "cmd_status", "refresh and list SLURM jobs")
     status.add_argument("--json", action="store_true")

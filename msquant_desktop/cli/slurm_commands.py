@@ -145,6 +145,10 @@ def cmd_submit(args: argparse.Namespace, ctx: CliContext) -> int:
         memory=args.mem,
         time_limit=args.time,
         array=args.array,
+        account=args.account,
+        qos=args.qos,
+        constraint=args.constraint,
+        sbatch_lines=tuple(args.sbatch_line or ()),
     )
     from msquant_desktop.slurm.script import validate
 

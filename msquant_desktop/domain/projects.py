@@ -214,6 +214,10 @@ class ClusterResources:
     cpus: int = 1
     memory: str | None = None  # e.g. "16G"
     time_limit: str | None = None  # e.g. "01:00:00"
+    account: str | None = None  # None: the cluster profile's
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch_lines: tuple[str, ...] = ()  # extra `#SBATCH --opt[=value]` lines
 
 
 @dataclass(frozen=True)
@@ -366,6 +370,10 @@ def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
         memory=res.memory,
         time_limit=res.time_limit,
         project_id=plan.project_id,
+        account=res.account,
+        qos=res.qos,
+        constraint=res.constraint,
+        sbatch_lines=res.sbatch_lines,
     )
 
 

@@ -37,6 +37,11 @@ class SlurmSubmission:
     project_id: int | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     array: str | None = None  # a job array's task expression, e.g. "0-9%2": one task per index
+    account: str | None = None  # --account; None: the profile's (if any)
+    qos: str | None = None  # --qos; None: the profile's
+    constraint: str | None = None  # --constraint; None: the profile's
+    sbatch_lines: tuple[str, ...] = ()  # extra `#SBATCH --opt[=value]` lines, after the profile's
+    edited_script: str | None = None  # the preview as the user edited it (see slurm.script)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,6 +96,13 @@ class ClusterProfile:
     sbatch_template: str | None = None
     slurm_bin: str | None = None
     accounting: str = "auto"
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch_lines: tuple[str, ...] = ()
+    signal_lead_s: int = 300
+    """`--signal=B:USR1@N`: the batch shell hears SIGUSR1 this many seconds before the time limit
+    (0: no signal)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,6 +214,11 @@ MARKER_STAGES = {
 }
 
 
+TIME_LIMIT_WARNED = "stopped at its time-limit warning (SIGUSR1 from --signal=B:USR1@N)"
+"""The reason of a job whose batch shell got the USR1 that the profile's `signal_lead_s` asks SLURM to
+send before the time limit (the template's trap then exits 138)."""
+
+
 def final_from_marker(text: str) -> FinalState | None:
     """The exit marker's content as a final state; None when it is missing or unreadable.
 
@@ -218,6 +235,10 @@ def final_from_marker(text: str) -> FinalState | None:
     )
     sig_name = fields.get("signal", "")
     stage_reason = MARKER_STAGES.get(fields.get("stage", ""), "")
+    if sig_name == "USR1":  # only our `--signal=B:USR1@N` sends it: the time limit was near
+        return FinalState(
+            JobState.TIMEOUT, code, _SIGNALS["USR1"], TIME_LIMIT_WARNED, "marker", "exit marker", said
+        )
     if sig_name:
         return FinalState(
             JobState.CANCELLED,
@@ -295,6 +316,8 @@ def decide_final(
        becomes the reason.  A plain cancel line never turns FAILED into CANCELLED (srun prints one
        after any failed step).  A FAILED without an exit code (or 0) takes the marker's code: a git
        clone failure is "exit 128", not "exit 0".
+       A marker that says the time-limit warning came (SIGUSR1, see `TIME_LIMIT_WARNED`) makes it
+       TIMEOUT: sacct says FAILED (exit 10) for a script its trap ended early.
     3. A controller COMPLETED is corrected by the marker when the script exited non-zero or by a
        signal (sacct has been seen to say COMPLETED 0:0 for a script that ran `exit 1`); the log then
        names the cause if it has one.  Without a marker, only a job-wide log line (JOB …, the batch
@@ -325,6 +348,8 @@ def decide_final(
                 return from_log(controller)
             if verdict and verdict.cause == slurm_log.TASK_FAILURE and state is JobState.CANCELLED:
                 return from_log(controller)
+            if marker is not None and marker.state is JobState.TIMEOUT:  # warned of the time limit
+                return _with(marker, said)
             if verdict and verdict.cause == slurm_log.PREEMPTION and state is JobState.CANCELLED:
                 return _with(
                     controller, said, reason="preempted", decided_by=f"{controller.source} + log: preemption"

@@ -96,6 +96,11 @@ class FakeNvml:
         """Let a real process appear on a fake GPU."""
         self.gpus[gpu_index].processes.append(_Process(pid, used_bytes))
 
+    def detach_process(self, pid: int) -> None:
+        """The process is gone: no fake GPU lists it any more (as NVML forgets an ended process)."""
+        for gpu in self.gpus:
+            gpu.processes = [p for p in gpu.processes if p.pid != pid]
+
     def attach_from_env(self, spec: str) -> None:
         """`PID:GPU:MiB,...` as in MSQUANT_FAKE_NVML_PROCS."""
         for item in filter(None, (part.strip() for part in spec.split(","))):

@@ -94,9 +94,15 @@ def this_process() -> tuple[int, float | None]:
     return pid, identity.start_time(pid)
 
 
-def create_job(repo: JobRepository, runs_dir: Path, submission: SlurmSubmission) -> JobRecord:
+def create_job(
+    repo: JobRepository, runs_dir: Path, submission: SlurmSubmission, script_diff: str = ""
+) -> JobRecord:
     """Store the job in STARTING with its run folder, run id and unique SLURM job name, at step
-    `stored`, claimed by this process (`claimer_pid`: while it lives, it is the one sending)."""
+    `stored`, claimed by this process (`claimer_pid`: while it lives, it is the one sending).
+
+    A submission whose script the user edited in the preview keeps the edit (in its `submission`)
+    and says so: `meta["script_edited"]` and the diff from the rendered script (`script_diff`,
+    from `slurm.script.edit_diff`), shown in the job's details."""
     run_dir, run_id = make_run_dir(runs_dir)
     slurm_name = f"{submission.job_name}-{run_id.rsplit('_', 1)[-1]}"
     spec = JobSpec(
@@ -109,6 +115,8 @@ def create_job(repo: JobRepository, runs_dir: Path, submission: SlurmSubmission)
         cluster=submission.cluster,
         meta={"run_id": run_id, "slurm_name": slurm_name, "submission": _submission_dict(submission)},
     )
+    if submission.edited_script is not None:
+        spec = dataclasses.replace(spec, meta={**spec.meta, "script_edited": True, "script_diff": script_diff})
     record = repo.create(spec, JobState.STARTING, note=f"submitting to {submission.cluster}")
     pid, start = this_process()
     return repo.update(
@@ -130,6 +138,7 @@ def submission_of(job: JobRecord) -> SlurmSubmission:
     data["command"] = tuple(data["command"])
     data["overrides"] = tuple(data["overrides"])
     data["extra_env"] = tuple(tuple(pair) for pair in data.get("extra_env", ()))
+    data["sbatch_lines"] = tuple(data.get("sbatch_lines", ()))
     return SlurmSubmission(**data)
 
 

@@ -366,10 +366,9 @@ class ClusterService(QObject):
     # -- submit ---------------------------------------------------------------------------------------
     def preview(self, request: SlurmSubmission) -> str:
         """The script as it will be sent (the workspace as written in the profile)."""
-        from msquant_desktop.slurm.script import render_script
+        from msquant_desktop.slurm.script import render_preview
 
-        profile = self.profile(request.cluster)
-        return render_script(request, profile, "RUN_ID", f"{request.job_name}-ID", profile.workspace)
+        return render_preview(request, self.profile(request.cluster))
 
     def submit(self, request: SlurmSubmission) -> JobRecord:
         """Store the job (STARTING, with its run folder) and hand it to the cluster's worker, which
@@ -377,8 +376,13 @@ class ClusterService(QObject):
 
         Raises ValueError (nothing stored) for an unknown cluster or a request the profile refuses.
         """
-        validate(request, self.profile(request.cluster))
-        job = cluster_jobs.create_job(self._repo, self._runs_dir, request)
+        profile = self.profile(request.cluster)
+        validate(request, profile)
+        from msquant_desktop.slurm.script import edit_diff
+
+        # An edited preview is audited here (rendering it), before anything is stored.
+        diff = edit_diff(request, profile)
+        job = cluster_jobs.create_job(self._repo, self._runs_dir, request, script_diff=diff)
         cluster = self._clusters[request.cluster]
         self._submitting[job.id] = cluster
         cluster.handle.req_submit.emit(job)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from msquant_desktop.domain.slurm import ACCOUNTING_MODES, ClusterProfile
+from msquant_desktop.slurm import sbatch_options
 
 
 class ProfileError(ValueError):
@@ -97,7 +98,34 @@ def profile_from_dict(data: Any, source: str = "clusters", index: int = 0) -> Cl
             f"{where}: field 'accounting' must be one of {ACCOUNTING_MODES}, got {accounting!r}"
         )
     values["accounting"] = accounting
+    values.update(_sbatch_fields(data, where))
     return ClusterProfile(**values)
+
+
+def _sbatch_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """account, qos, constraint, sbatch_lines and signal_lead_s, checked by the rules the script
+    renderer applies (slurm/sbatch_options), so a profile that loads also renders."""
+    values: dict[str, Any] = {}
+    try:
+        for key, check in (
+            ("account", lambda v: sbatch_options.check_name_value("account", v)),
+            ("qos", lambda v: sbatch_options.check_name_value("qos", v)),
+            ("constraint", sbatch_options.check_constraint),
+        ):
+            value = data.get(key)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ProfileError(f"{where}: field {key!r} must be a string, got {value!r}")
+                values[key] = check(value)
+        lines = data.get("sbatch_lines") or []
+        if not isinstance(lines, list):
+            raise ProfileError(f"{where}: field 'sbatch_lines' must be a list of '#SBATCH --opt=value' lines")
+        values["sbatch_lines"] = tuple(sbatch_options.check_extra_line(line) for line in lines)
+        if "signal_lead_s" in data:
+            values["signal_lead_s"] = sbatch_options.check_signal_lead(data["signal_lead_s"])
+    except sbatch_options.OptionError as exc:
+        raise ProfileError(f"{where}: {exc}") from exc
+    return values
 
 
 def profile_to_dict(profile: ClusterProfile) -> dict[str, Any]:
@@ -107,7 +135,7 @@ def profile_to_dict(profile: ClusterProfile) -> dict[str, Any]:
         if f.name in ("name", "host"):
             continue
         value = getattr(profile, f.name)
-        if value in (None, "", ()) or (f.name == "accounting" and value == "auto"):
+        if value in (None, "", ()) or value == f.default:  # a default need not be written
             continue
         out[f.name] = list(value) if isinstance(value, tuple) else value
     return out

@@ -5,6 +5,7 @@ Everything that reaches the shell is `shlex.quote`d here; the template only plac
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 import jinja2
 
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+from msquant_desktop.slurm import sbatch_options
+from msquant_desktop.slurm.sbatch_options import OptionError
 
 LOG_NAME = "slurm.log"
 MARKER_NAME = "msquant-exit"
@@ -177,6 +180,9 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
         if not _full(_ENV_KEY, key):
             raise ScriptError(f"extra_env: {key!r} is not a valid environment variable name")
         _word(f"extra_env[{key}]", value)
+    added_directives(submission, profile)  # account, QoS, constraint, signal and extra lines
+    if submission.edited_script is not None:
+        _word("edited script", submission.edited_script)
 
 
 def sbatch_directives(script: str) -> list[str]:
@@ -251,7 +257,173 @@ def render_script(
     )
     if submission.array is None and array_spec_of(script) is not None:  # the template's own array
         script = _render(submission, profile, run_id, slurm_name, workspace, template_text, True)
+    script = _with_directives(script, added_directives(submission, profile))
+    if submission.edited_script is not None:
+        script = _adopt_edit(submission, profile, script, run_id, slurm_name, workspace)
     return script
+
+
+# ------------------------------------------------------------------------------------------------
+# Options beyond the template's: account, QoS, constraint, --signal, extra #SBATCH lines
+# ------------------------------------------------------------------------------------------------
+
+
+def added_directives(submission: SlurmSubmission, profile: ClusterProfile) -> list[str]:
+    """The directive lines added after the template's header: account, QoS and constraint (the
+    submission's, else the profile's), `--signal=B:USR1@N` (the template's USR1 trap then fires before
+    the time limit), then the profile's and the submission's extra lines (sbatch_options owns what
+    they may be).  Raises ScriptError naming the field."""
+    try:
+        lines = []
+        for option, value in (
+            ("account", submission.account or profile.account),
+            ("qos", submission.qos or profile.qos),
+        ):
+            if value:
+                lines.append(f"#SBATCH --{option}={sbatch_options.check_name_value(option, value)}")
+        constraint = submission.constraint or profile.constraint
+        if constraint:
+            lines.append(f"#SBATCH --constraint={sbatch_options.check_constraint(constraint)}")
+        signal = sbatch_options.signal_directive(
+            sbatch_options.check_signal_lead(profile.signal_lead_s), submission.time_limit
+        )
+        if signal:
+            lines.append(signal)
+        lines.extend(sbatch_options.merged_lines(profile.sbatch_lines, submission.sbatch_lines))
+    except OptionError as exc:
+        raise ScriptError(str(exc)) from exc
+    return lines
+
+
+def _with_directives(script: str, lines: list[str]) -> str:
+    """`lines` inserted right after the last directive of the header, so any template (the shipped
+    one, a cluster's own) gets them without naming them; checked to be read by sbatch."""
+    if not lines:
+        return script
+    header = sbatch_directives(script)
+    text = script.split("\n")
+    last = max(i for i, line in enumerate(text) if line.rstrip() in header)
+    script = "\n".join([*text[: last + 1], *lines, *text[last + 1 :]])
+    found = sbatch_directives(script)
+    missing = [line for line in lines if line not in found]
+    if missing:
+        raise ScriptError("the rendered script would not give sbatch these directives: " + "; ".join(missing))
+    return script
+
+
+# ------------------------------------------------------------------------------------------------
+# The preview, and a preview the user edited before sending
+# ------------------------------------------------------------------------------------------------
+
+PREVIEW_RUN_ID = "PREVIEW-RUN"
+"""The run id a preview is rendered with; an edited preview has it replaced by the real one."""
+
+
+def preview_slurm_name(job_name: str) -> str:
+    return f"{job_name}-PREVIEW"
+
+
+def render_preview(submission: SlurmSubmission, profile: ClusterProfile) -> str:
+    """The script as it will be sent, with placeholder run id and the workspace as the profile writes
+    it.  A submission with an edited script gets that script back, audited (ScriptError if refused)."""
+    return render_script(
+        submission, profile, PREVIEW_RUN_ID, preview_slurm_name(submission.job_name), profile.workspace
+    )
+
+
+def edit_diff(submission: SlurmSubmission, profile: ClusterProfile) -> str:
+    """A unified diff from the rendered preview to the user's edit ("" when not edited)."""
+    if submission.edited_script is None:
+        return ""
+    import difflib
+
+    base = render_preview(dataclasses.replace(submission, edited_script=None), profile)
+    return "".join(
+        difflib.unified_diff(
+            base.splitlines(keepends=True),
+            submission.edited_script.splitlines(keepends=True),
+            "rendered",
+            "edited",
+        )
+    )
+
+
+_FIELD_CHECKS: dict[str, tuple[re.Pattern[str], str]] = {
+    "partition": (_NAME_OK, "a partition name"),
+    "gres": (re.compile(r"gpu(?::[A-Za-z0-9._+-]+)?:\d+"), "gpu:N or gpu:TYPE:N"),
+    "cpus-per-task": (re.compile(r"[1-9]\d*"), "a whole number"),
+    "mem": (_MEMORY, "a number with an optional K/M/G/T unit"),
+    "time": (_TIME, "minutes, HH:MM:SS or D-HH:MM:SS"),
+}
+
+
+def _audit_directive(line: str, profile: ClusterProfile) -> None:
+    """One directive of an edited script: a field option with a value its field would take (and the
+    profile allows), else an extra line sbatch_options accepts."""
+    try:
+        name, value = sbatch_options.parse_directive(line)
+        if name in ("account", "qos"):
+            sbatch_options.check_name_value(name, value or "")
+        elif name == "constraint":
+            sbatch_options.check_constraint(value or "")
+        elif name in _FIELD_CHECKS:
+            pattern, what = _FIELD_CHECKS[name]
+            if value is None or not pattern.fullmatch(value):
+                raise ScriptError(f"edited script: {line!r}: --{name} takes {what}")
+            if name == "partition" and profile.allowed_partitions and value not in profile.allowed_partitions:
+                raise ScriptError(f"edited script: partition {value!r} is not allowed on {profile.name}")
+            gpu_type = value.split(":")[1] if name == "gres" and value.count(":") == 2 else None
+            if gpu_type and profile.allowed_gpu_types and gpu_type not in profile.allowed_gpu_types:
+                raise ScriptError(f"edited script: gpu_type {gpu_type!r} is not allowed on {profile.name}")
+        elif name not in sbatch_options.SET_BY_APP:
+            sbatch_options.check_extra_line(line)
+    except OptionError as exc:
+        raise ScriptError(f"edited script: {exc}") from exc
+
+
+def audit_edited(edited: str, rendered: str, profile: ClusterProfile) -> None:
+    """Refuse an edited script that sbatch would read differently from what the app tracks: the
+    directives the app sets (job name, log, run folder, array, signal) must stay exactly as rendered;
+    every other directive must be one the form or an extra line could have given."""
+    if not edited.startswith("#!"):
+        raise ScriptError("edited script: the first line must stay an interpreter line such as #!/bin/bash")
+    found = sbatch_directives(edited)
+    for line in sbatch_directives(rendered):
+        name = line.split("=", 1)[0].removeprefix("#SBATCH --")
+        if name in sbatch_options.SET_BY_APP and line not in found:
+            raise ScriptError(
+                f"edited script: keep {line!r} as rendered ({sbatch_options.SET_BY_APP[name]})"
+            )
+    own = set(sbatch_directives(rendered))
+    for line in found:
+        if line in own:
+            continue
+        name = line.split("=", 1)[0].removeprefix("#SBATCH --")
+        if name in sbatch_options.SET_BY_APP:
+            raise ScriptError(f"edited script: {line!r}: --{name} is set by the app ({sbatch_options.SET_BY_APP[name]})")
+        _audit_directive(line, profile)
+
+
+def _adopt_edit(
+    submission: SlurmSubmission,
+    profile: ClusterProfile,
+    rendered: str,
+    run_id: str,
+    slurm_name: str,
+    workspace: str,
+) -> str:
+    """The user's edit of the preview with the preview's placeholders (run folder, run id, job name)
+    replaced by this run's, audited against `rendered` (this run's script without the edit)."""
+    assert submission.edited_script is not None
+    text = (
+        submission.edited_script.replace(
+            remote_paths(profile.workspace, PREVIEW_RUN_ID).run_dir, remote_paths(workspace, run_id).run_dir
+        )
+        .replace(PREVIEW_RUN_ID, run_id)
+        .replace(preview_slurm_name(submission.job_name), slurm_name)
+    )
+    audit_edited(text, rendered, profile)
+    return text
 
 
 def _render(

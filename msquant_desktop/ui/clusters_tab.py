@@ -272,7 +272,7 @@ class ClustersTab(QWidget):
     def _on_preview(self, submission: SlurmSubmission) -> None:
         assert self._service is not None
         try:
-            self.form.preview.setPlainText(self._service.preview(submission))
+            self.form.show_preview(submission, self._service.preview(submission))
         except (ValueError, OSError) as exc:
             self.form.show_problem(str(exc))
 

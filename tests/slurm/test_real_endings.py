@@ -8,6 +8,7 @@ memory enforcement: the memory test then skips, naming the reason."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.slurm
 @pytest.fixture
 def cli(testbed, profile, tmp_path: Path):  # type: ignore[no-untyped-def]
     clusters = tmp_path / "clusters.yaml"
-    save_profiles(clusters, [profile])
+    # No time-limit warning: these jobs show SLURM's own endings (the USR1 warning that ends an over-time
+    # job first is tests/slurm/test_sbatch_options_testbed.py's).
+    save_profiles(clusters, [dataclasses.replace(profile, signal_lead_s=0)])
     data = tmp_path / "data"
 
     def run(command: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -50,6 +50,7 @@ EXPECTED = [
     "#SBATCH --cpus-per-task=4",
     "#SBATCH --mem=16G",
     "#SBATCH --time=01:00:00",
+    "#SBATCH --signal=B:USR1@300",  # the profile's default lead: the USR1 trap fires before the limit
 ]
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def services():  # type: ignore[no-untyped-def]
 
 
 def test_jobs_are_tracked_to_their_true_end(qtbot, testbed, profile, bare_repo, tmp_path, services) -> None:  # type: ignore[no-untyped-def]
-    save_profiles(tmp_path / "clusters.yaml", [profile])
+    # No time-limit warning: the time-limited job must still run at the restart and meet SLURM's limit.
+    save_profiles(tmp_path / "clusters.yaml", [dataclasses.replace(profile, signal_lead_s=0)])
     service = make_service(tmp_path / "db.sqlite3", tmp_path)
     services.append(service)
     qtbot.waitUntil(lambda: service.status("testbed") == "connected", timeout=10_000)

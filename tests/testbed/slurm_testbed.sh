@@ -99,6 +99,7 @@ write_configs() {
     [ -c "$DIR/dev/$dev" ] || mknod "$DIR/dev/$dev" c 1 3
     chmod 666 "$DIR/dev/$dev"
   done
+  # Node features (node1: a100,ib; node2: a100,h100) so --constraint can be satisfied or refused.
   # Memory is enforced the way Slurm does without cgroups (there are none here): jobacct_gather/linux
   # polls every second and OverMemoryKill kills a step over its --mem (DefMemPerCPU=1000 otherwise),
   # printing "StepId=N.batch exceeded memory limit (…), being killed"; memory must be a consumable
@@ -140,8 +141,8 @@ AccountingStorageTRES=gres/gpu,gres/gpu:a100,gres/gpu:h100
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
 JobAcctGatherParams=OverMemoryKill
-NodeName=node1 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE1_PORT CPUs=4 RealMemory=4000 Gres=gpu:a100:2 State=UNKNOWN
-NodeName=node2 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE2_PORT CPUs=4 RealMemory=8000 Gres=gpu:a100:1,gpu:h100:2 State=UNKNOWN
+NodeName=node1 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE1_PORT CPUs=4 RealMemory=4000 Gres=gpu:a100:2 Features=a100,ib State=UNKNOWN
+NodeName=node2 NodeAddr=127.0.0.1 NodeHostname=localhost Port=$NODE2_PORT CPUs=4 RealMemory=8000 Gres=gpu:a100:1,gpu:h100:2 Features=a100,h100 State=UNKNOWN
 PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
 PartitionName=big Nodes=node2 MaxTime=INFINITE State=UP
 EOF

@@ -25,6 +25,10 @@ EXAMPLE = """clusters:
   allowed_gpu_types: [a100]
   preamble: |
     module load cuda
+  account: myproject                 # optional: --account, --qos, --constraint
+  qos: normal
+  sbatch_lines: ['#SBATCH --mail-type=END,FAIL']
+  signal_lead_s: 300                 # SIGUSR1 to the job this long before its time limit (0: off)
 """
 
 

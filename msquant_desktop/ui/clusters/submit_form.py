@@ -1,7 +1,9 @@
-"""The submit form: project repo and commit, command, overrides, resources; preview, then send."""
+"""The submit form: project repo and commit, command, overrides, resources, sbatch options; preview
+(editable: an edited preview is sent as edited, audited and recorded with the job), then send."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 from PySide6.QtCore import Signal, SignalInstance
@@ -10,6 +12,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -53,6 +56,15 @@ class SubmitForm(QWidget):
         self.array = QLineEdit()
         self.array.setPlaceholderText("optional: task indices, e.g. 0-9 or 0-99%4")
         self.job_name = QLineEdit("train")
+        self.account = QLineEdit()
+        self.account.setPlaceholderText("optional: --account (else the cluster profile's)")
+        self.qos = QLineEdit()
+        self.qos.setPlaceholderText("optional: --qos (else the cluster profile's)")
+        self.constraint = QLineEdit()
+        self.constraint.setPlaceholderText("optional: --constraint, e.g. a100&ib")
+        self.sbatch_lines = QPlainTextEdit()
+        self.sbatch_lines.setPlaceholderText("optional: one '#SBATCH --opt=value' line per line")
+        self.sbatch_lines.setMaximumHeight(60)
         form = QFormLayout()
         for label, widget in (
             ("Repository", self.repo_url),
@@ -67,6 +79,10 @@ class SubmitForm(QWidget):
             ("Time limit", self.time_limit),
             ("Array", self.array),
             ("Job name", self.job_name),
+            ("Account", self.account),
+            ("QoS", self.qos),
+            ("Constraint", self.constraint),
+            ("Extra #SBATCH", self.sbatch_lines),
         ):
             form.addRow(label, widget)
         self.preview_button = QPushButton("Preview script")
@@ -74,9 +90,16 @@ class SubmitForm(QWidget):
         self.preview_button.clicked.connect(lambda: self._emit(self.sig_preview))
         self.submit_button.clicked.connect(lambda: self._emit(self.sig_submit))
         self.preview = QPlainTextEdit()
-        self.preview.setReadOnly(True)
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.preview.setPlaceholderText("The rendered sbatch script appears here before anything is sent.")
+        self.preview.setPlaceholderText(
+            "The rendered sbatch script appears here before anything is sent. You may edit it: "
+            "the edited script is checked, sent as it is and recorded with the job."
+        )
+        self._rendered: tuple[SlurmSubmission, str] | None = None  # the last preview shown, unedited
+        self.problem = QLabel()
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #c0392b")
+        self.problem.setVisible(False)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.preview_button)
@@ -85,17 +108,48 @@ class SubmitForm(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addLayout(buttons)
+        layout.addWidget(self.problem)
         layout.addWidget(self.preview, 1)
 
     def _emit(self, signal: SignalInstance) -> None:
         try:
             submission = self.submission()
+            if signal is self.sig_submit:
+                submission = self._with_edit(submission)
         except ValueError as exc:
             self.show_problem(str(exc))
             return
         signal.emit(submission)
 
+    def _with_edit(self, submission: SlurmSubmission) -> SlurmSubmission:
+        """The submission with the preview's text when the user edited the preview shown for exactly
+        this form; ValueError when the form changed after its preview was edited (the edit would be
+        lost or no longer match)."""
+        if self._rendered is None:
+            return submission
+        shown_for, text = self._rendered
+        edited = self.preview.toPlainText()
+        if edited == text:
+            return submission
+        if shown_for != submission:
+            raise ValueError("the form changed after the preview was edited: preview again (the edit is lost) or undo the change")
+        return dataclasses.replace(submission, edited_script=edited)
+
+    def show_preview(self, submission: SlurmSubmission, script: str) -> None:
+        """The rendered script of `submission`, editable until it is sent."""
+        self.problem.setVisible(False)
+        self.preview.setPlainText(script)
+        self._rendered = (submission, self.preview.toPlainText())
+
     def show_problem(self, message: str) -> None:
+        """Why nothing was sent, in the preview pane; an edited preview is kept (the reason goes to the
+        line above it) so the user can fix the edit."""
+        if self._rendered is not None and self.preview.toPlainText() != self._rendered[1]:
+            self.problem.setText(f"Not sent: {message}")
+            self.problem.setVisible(True)
+            return
+        self._rendered = None
+        self.problem.setVisible(False)
         self.preview.setPlainText(f"Not sent: {message}")
 
     def set_profile(self, profile: ClusterProfile | None) -> None:
@@ -128,4 +182,8 @@ class SubmitForm(QWidget):
             memory=self.memory.text().strip() or None,
             time_limit=self.time_limit.text().strip() or None,
             array=self.array.text().strip() or None,
+            account=self.account.text().strip() or None,
+            qos=self.qos.text().strip() or None,
+            constraint=self.constraint.text().strip() or None,
+            sbatch_lines=tuple(line for line in self.sbatch_lines.toPlainText().splitlines() if line.strip()),
         )

@@ -239,6 +239,8 @@ class JobDetails(QWidget):
             r.spec.target.value
             + (f" ({r.spec.cluster}, SLURM id {r.slurm_job_id})" if r.spec.cluster else ""),
         )
+        if r.spec.meta.get("script_edited"):
+            row("Script", "edited in the preview before sending:\n" + str(r.spec.meta.get("script_diff", "")))
         self.spec_text.setPlainText(json.dumps(r.spec.to_dict(), indent=2))
         lines = [
             f"{t.at.astimezone().strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}  {t.new.value:<16} {t.note}"

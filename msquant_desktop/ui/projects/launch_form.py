@@ -155,11 +155,27 @@ class LaunchForm(QWidget):
         self.memory.setPlaceholderText("memory, e.g. 16G")
         self.time_limit = QLineEdit()
         self.time_limit.setPlaceholderText("time, e.g. 01:00:00")
+        self.account = QLineEdit()
+        self.account.setPlaceholderText("account")
+        self.qos = QLineEdit()
+        self.qos.setPlaceholderText("QoS")
+        self.constraint = QLineEdit()
+        self.constraint.setPlaceholderText("constraint")
+        self.sbatch_lines = QLineEdit()
+        self.sbatch_lines.setPlaceholderText("extra #SBATCH lines, ; between")
+        self.sbatch_lines.setToolTip(
+            "Extra sbatch options, e.g. --mail-type=END; --exclusive (an option value never holds ';')"
+        )
         self.resources_row = QWidget()
         resources = QHBoxLayout(self.resources_row)
         resources.setContentsMargins(0, 0, 0, 0)
         for field_widget in (self.partition, self.gpus, self.cpus, self.memory, self.time_limit):
             resources.addWidget(field_widget)
+        self.sbatch_row = QWidget()  # account, QoS, constraint and extra lines: a second row
+        sbatch_row = QHBoxLayout(self.sbatch_row)
+        sbatch_row.setContentsMargins(0, 0, 0, 0)
+        for field_widget in (self.account, self.qos, self.constraint, self.sbatch_lines):
+            sbatch_row.addWidget(field_widget)
         targets = QHBoxLayout()
         for w in (self.local_radio, self.cluster_radio, self.cluster_combo):
             targets.addWidget(w)
@@ -192,6 +208,7 @@ class LaunchForm(QWidget):
         form.addRow("Target", targets)
         form.addRow("", self.snapshot_check)
         form.addRow("Resources", self.resources_row)
+        form.addRow("sbatch options", self.sbatch_row)
         form.addRow("Command", self.command_view)
         buttons = QHBoxLayout()
         buttons.addWidget(self.form_error, 1)
@@ -394,10 +411,15 @@ class LaunchForm(QWidget):
             cpus=self.cpus.value(),
             memory=self.memory.text().strip() or None,
             time_limit=self.time_limit.text().strip() or None,
+            account=self.account.text().strip() or None,
+            qos=self.qos.text().strip() or None,
+            constraint=self.constraint.text().strip() or None,
+            sbatch_lines=tuple(line.strip() for line in self.sbatch_lines.text().split(";") if line.strip()),
         )
 
     def _on_target_toggled(self) -> None:
         cluster = self.cluster_radio.isChecked()
         self.cluster_combo.setEnabled(cluster)
         self.resources_row.setEnabled(cluster)
+        self.sbatch_row.setEnabled(cluster)
         self.snapshot_check.setEnabled(not cluster)
