@@ -78,7 +78,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for `ls | head -1`'s ls; our reader went away, nothing failed."""
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT: Ctrl+C in a terminal (a job being waited for goes on; a queued one stays queued)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the window or a subcommand; a closed pipe or Ctrl+C ends it quietly with the shell's code.
+
+    Everything that writes is inside the guard, the last flush of stdout included: Python flushes it
+    again at exit, where a closed pipe would print "Exception ignored ... BrokenPipeError".
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
+        _quiet_output()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _quiet_output(stdout_too=False)
+        return EXIT_INTERRUPTED
+
+
+def _quiet_output(stdout_too: bool = True) -> None:
+    """Point stdout (and stderr, which may be the same closed pipe) at /dev/null, so the flushes at
+    exit cannot fail and nothing more is printed."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr) if stdout_too else (sys.stderr,):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+    os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.self_test:
@@ -95,11 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is not None:
             parser.parse_args([args.command, "--help"])
         return run_gui(paths)
-    except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
-        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILURE
     except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
         problem = known_fault(exc, paths)
         if problem is None:

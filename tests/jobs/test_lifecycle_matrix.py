@@ -99,7 +99,7 @@ class CliSide:
     def final(self, job_id: int) -> tuple[JobState, str]:
         def ended() -> bool:
             shown = json.loads(self.jobs("show", str(job_id), "--json").stdout)
-            return JobState(shown["state"]).is_final
+            return JobState(shown["job"]["state"]).is_final
 
         assert wait_for(ended, timeout=20, interval=0.2)
         record = self.record(job_id)

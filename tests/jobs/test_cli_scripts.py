@@ -1,0 +1,153 @@
+"""The CLI as scripts use it, with no app running: exit statuses of the waiting commands, the queue
+moving on by itself (each supervisor starts the next job), `--after` dependencies, closed pipes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from msquant_desktop.config.settings_store import save_settings
+from msquant_desktop.domain.jobs import JobState
+from msquant_desktop.domain.settings import Settings
+from msquant_desktop.store import connect
+from msquant_desktop.store.jobs_repo import JobRepository
+from tests.jobs.helpers import child_env, wait_for
+
+
+def _cli(data_dir: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "msquant_desktop", "--data-dir", str(data_dir), "jobs", *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _limit(app_paths, n: int) -> None:  # type: ignore[no-untyped-def]
+    save_settings(app_paths.settings_file, Settings(max_concurrent_jobs=n, cancel_grace_seconds=0.5))
+
+
+def _id(done: subprocess.CompletedProcess[str]) -> int:
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[1])
+
+
+def test_three_queued_jobs_run_in_order_under_the_limit_with_no_app_and_no_cli_left(
+    app_paths, data_dir
+) -> None:  # type: ignore[no-untyped-def]
+    _limit(app_paths, 1)
+    stamps = data_dir / "stamps"
+    ids = [
+        _id(
+            _cli(
+                data_dir,
+                "add",
+                "--name",
+                f"n{i}",
+                "--",
+                "sh",
+                "-c",
+                f"echo start{i} >> {stamps}; sleep 0.4; echo end{i} >> {stamps}",
+            )
+        )
+        for i in range(3)
+    ]
+    # Every `jobs add` has exited: only the supervisors are left to start the next jobs.
+    conn = connect(app_paths.database)
+    repo = JobRepository(conn)
+    try:
+        assert wait_for(lambda: all(repo.get(i).state.is_final for i in ids), timeout=40, interval=0.1)
+        records = [repo.get(i) for i in ids]
+    finally:
+        conn.close()
+    assert [r.state for r in records] == [JobState.COMPLETED] * 3
+    assert stamps.read_text().split() == [
+        "start0",
+        "end0",
+        "start1",
+        "end1",
+        "start2",
+        "end2",
+    ]  # one at a time
+    for before, after in zip(records, records[1:], strict=False):
+        assert before.finished_at is not None and after.started_at is not None
+        assert after.started_at >= before.finished_at
+
+
+def test_waiting_commands_exit_with_the_jobs_status(app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
+    _limit(app_paths, 4)
+    failed = _cli(data_dir, "run", "--wait", "--", "sh", "-c", "echo out; exit 7")
+    assert failed.returncode == 7, failed.stderr
+    job = int(failed.stdout.split()[1])
+    follow = _cli(data_dir, "logs", str(job), "--follow")
+    assert follow.returncode == 7 and follow.stdout == "out\n"
+    killed = _id(_cli(data_dir, "add", "--", "sh", "-c", "kill -9 $$"))
+    ok = _id(_cli(data_dir, "add", "--", "true"))
+    waited = _cli(data_dir, "wait", str(ok), str(killed), "--json")
+    assert waited.returncode == 137, waited.stderr  # 128 + SIGKILL, as sh reports it
+    data = json.loads(waited.stdout)
+    assert data["schema"] == 1
+    assert [(j["id"], j["state"], j["exit_status"]) for j in data["jobs"]] == [
+        (ok, "COMPLETED", 0),
+        (killed, "KILLED", 137),
+    ]
+
+    sleeper = _id(_cli(data_dir, "run", "--", "sleep", "30"))  # returns once its supervisor runs
+    waiter = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "msquant_desktop",
+            "--data-dir",
+            str(data_dir),
+            "jobs",
+            "logs",
+            str(sleeper),
+            "-f",
+        ],
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    assert _cli(data_dir, "cancel", str(sleeper)).returncode == 0
+    assert waiter.wait(timeout=30) == 125  # cancelled
+    missing = _cli(data_dir, "wait", "999")
+    assert missing.returncode == 1 and "no job with id 999" in missing.stderr
+
+
+def test_after_waits_for_a_dependency_and_fails_when_it_fails(app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
+    _limit(app_paths, 4)
+    go = data_dir / "go"
+    first = _id(_cli(data_dir, "add", "--", "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; exit 3"))
+    dependent = _cli(data_dir, "add", "--after", str(first), "--", "true")
+    assert (
+        "queued after job" in dependent.stdout and "waits in the queue" in dependent.stdout
+    )  # a free slot, but not its turn
+    dep_id = _id(dependent)
+    free = _id(_cli(data_dir, "add", "--", "true"))  # behind it in the queue, yet not held up
+    assert _cli(data_dir, "wait", str(free)).returncode == 0
+    go.touch()
+    waited = _cli(data_dir, "wait", str(dep_id))
+    assert waited.returncode == 127 and f"job {first}, which it waits for, ended FAILED" in waited.stdout
+    ok = _id(_cli(data_dir, "add", "--", "true"))
+    assert _cli(data_dir, "run", "--wait", "--after", str(ok), "--", "sh", "-c", "exit 0").returncode == 0
+    refused = _cli(data_dir, "add", "--after", "999", "--", "true")
+    assert refused.returncode == 2 and "--after 999: no local job" in refused.stderr
+
+
+def test_a_closed_pipe_ends_every_output_quietly(app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
+    _limit(app_paths, 4)
+    job = int(_cli(data_dir, "run", "--wait", "--", "sh", "-c", "seq 1 100000").stdout.split()[1])
+    base = f"{sys.executable} -m msquant_desktop --data-dir {data_dir}"
+    for command in ("jobs logs {job}", "jobs logs {job} --follow", "--help"):
+        shell = f"{base} {command.format(job=job)} 2>&1 | head -1; exit ${{PIPESTATUS[0]}}"
+        done = subprocess.run(
+            ["bash", "-c", shell], env=child_env(), capture_output=True, text=True, timeout=60
+        )
+        assert done.stdout.count("\n") == 1 and "Traceback" not in done.stdout + done.stderr, command
+        assert done.returncode in (0, 141), (command, done.returncode)  # 141: 128 + SIGPIPE, as for ls
