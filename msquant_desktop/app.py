@@ -123,7 +123,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         try:
             paths.ensure()
-            setup_logging(paths.log_file, logging.DEBUG if args.debug else logging.INFO)
+            # One file per process kind: the window's, and the one all subcommands share.
+            log_file = paths.log_file if getattr(args, "func", None) is None else paths.cli_log_file
+            setup_logging(log_file, logging.DEBUG if args.debug else logging.INFO)
         except OSError as exc:
             raise StoreError(folder_problem(exc, paths.data_dir)) from exc
         if getattr(args, "func", None) is not None:

@@ -45,7 +45,13 @@ class AppPaths:
 
     @property
     def log_file(self) -> Path:
+        """The window's log (the About box and the error dialog point at it)."""
         return self.log_dir / "msquant-desktop.log"
+
+    @property
+    def cli_log_file(self) -> Path:
+        """Every subcommand's log (shared by concurrent processes: config.logsetup)."""
+        return self.log_dir / "cli.log"
 
     def ensure(self) -> AppPaths:
         """Create the folders, private to the user (0700): run records and logs are theirs alone."""
