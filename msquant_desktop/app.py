@@ -30,7 +30,7 @@ from msquant_desktop.store.db import store_error
 if TYPE_CHECKING:  # the GUI's modules are imported only when the window opens (not for a subcommand)
     import sqlite3
 
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QWidget
 
     from msquant_desktop.services.cluster_service import ClusterService
     from msquant_desktop.services.gpu_service import GpuService
@@ -413,8 +413,14 @@ def run_gui(paths: AppPaths) -> int:
         print(problem, file=sys.stderr, end="")
         return EXIT_NO_DISPLAY
     app = create_qapplication(sys.argv[:1])
+    from msquant_desktop.services.single_instance import SingleInstance
     from msquant_desktop.ui.excepthook import install_excepthook
 
+    instance = SingleInstance(paths.data_dir)
+    if not instance.claim():
+        print(f"msquant-desktop: already running for {paths.data_dir}; its window was raised")
+        log.info("another instance holds %s: asked it to raise its window", paths.data_dir)
+        return EXIT_OK
     try:
         services = create_services(paths)
     except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
@@ -427,6 +433,8 @@ def run_gui(paths: AppPaths) -> int:
     install_excepthook(
         str(paths.log_file), known_problem=lambda exc: known_fault(exc, paths), show_problem=window.show_problem
     )
+    instance.sig_activation_requested.connect(lambda: raise_window(window))
+    services.on_shutdown.append(instance.close)
     window.show()
     log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
     if os.environ.get(STARTUP_PROBE_ENV):
@@ -444,6 +452,15 @@ def run_gui(paths: AppPaths) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def raise_window(window: QWidget) -> None:
+    """Bring the window to the front for a second start (restored if minimized)."""
+    if window.isMinimized():
+        window.showNormal()
+    window.show()
+    window.raise_()
+    window.activateWindow()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -87,7 +87,8 @@ class SharedRotatingFileHandler(logging.Handler):
             self.handleError(record)  # a full disk: dropped quietly (logging.raiseExceptions is off)
 
     def close(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             for fd in (self._fd, self._lock_fd):
                 if fd >= 0:
                     try:
@@ -95,6 +96,8 @@ class SharedRotatingFileHandler(logging.Handler):
                     except OSError:
                         pass
             self._fd = self._lock_fd = -1
+        finally:
+            self.release()
         super().close()
 
 
