@@ -20,7 +20,7 @@ from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission, sbatch_may_have_run
 from msquant_desktop.services import cluster_jobs
-from msquant_desktop.services.job_json import envelope, job_json
+from msquant_desktop.services.job_json import SCHEMA_VERSION, envelope, job_json
 from msquant_desktop.slurm.client import SlurmClient, SlurmError
 from msquant_desktop.slurm.connection import SshConnection, SshError, UnknownHostKey, target_for_profile
 from msquant_desktop.slurm.profiles import ProfileError, load_profiles
@@ -85,6 +85,7 @@ def cmd_gpus(args: argparse.Namespace, ctx: CliContext) -> int:
         print(
             json.dumps(
                 {
+                    "schema": SCHEMA_VERSION,
                     "nodes": [
                         {
                             "node": r.node,

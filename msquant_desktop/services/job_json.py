@@ -2,8 +2,7 @@
 
 `jobs list`, `jobs show`, `jobs wait`, `slurm status` all print jobs through `job_json`, so one job
 looks the same whichever command printed it (README.md, "JSON output", documents the fields).
-Every `--json` output is one object with `"schema": SCHEMA_VERSION` at its top: a field may be
-added within a version, never removed or changed in meaning; a change of meaning bumps it.
+Every `--json` output is one object with `"schema": SCHEMA_VERSION` at its top (domain.json_contract).
 """
 
 from __future__ import annotations
@@ -12,14 +11,10 @@ from typing import Any
 
 from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
+from msquant_desktop.domain.json_contract import SCHEMA_VERSION, envelope
 from msquant_desktop.domain.queue import after_ids
 
-SCHEMA_VERSION = 1
-
-
-def envelope(**fields: Any) -> dict[str, Any]:
-    """A `--json` output: the schema version first, then the command's own fields."""
-    return {"schema": SCHEMA_VERSION, **fields}
+__all__ = ["SCHEMA_VERSION", "envelope", "job_json"]
 
 
 def job_json(r: JobRecord) -> dict[str, Any]:
