@@ -151,3 +151,60 @@ def test_a_closed_pipe_ends_every_output_quietly(app_paths, data_dir) -> None:  
         )
         assert done.stdout.count("\n") == 1 and "Traceback" not in done.stdout + done.stderr, command
         assert done.returncode in (0, 141), (command, done.returncode)  # 141: 128 + SIGPIPE, as for ls
+
+
+APP_THEN_GONE = """
+import sys
+from PySide6.QtCore import QCoreApplication, QTimer
+from msquant_desktop.config.paths import resolve_paths
+from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.services.job_service import JobService
+from msquant_desktop.services.settings_service import SettingsService
+from msquant_desktop.store import connect
+from msquant_desktop.store.jobs_repo import JobRepository
+
+app = QCoreApplication(sys.argv[:1])
+paths = resolve_paths(sys.argv[1]).ensure()
+service = JobService(JobRepository(connect(paths.database)), paths, SettingsService(paths.settings_file))
+service.start()
+stamps = sys.argv[2]
+ids = [
+    service.submit(JobSpec(name=f"a{i}", argv=("sh", "-c", f"sleep {1.5 if i == 0 else 0.2}; echo {i} >> {stamps}"))).id
+    for i in range(3)
+]
+def check():
+    if service.get(ids[0]).state is JobState.RUNNING:
+        print("READY", *ids, flush=True)
+timer = QTimer()
+timer.timeout.connect(check)
+timer.start(20)
+app.exec()
+"""
+
+
+def test_jobs_the_app_queued_run_after_the_app_is_gone(app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
+    _limit(app_paths, 1)
+    stamps = data_dir / "stamps"
+    app = subprocess.Popen(
+        [sys.executable, "-c", APP_THEN_GONE, str(data_dir), str(stamps)],
+        env=child_env(QT_QPA_PLATFORM="offscreen"),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert app.stdout is not None
+    ready = app.stdout.readline().split()
+    app.kill()  # the window is closed (here: gone for good) while the first job runs
+    app.wait(timeout=30)
+    assert ready and ready[0] == "READY", ready
+    ids = [int(i) for i in ready[1:]]
+    conn = connect(app_paths.database)
+    repo = JobRepository(conn)
+    try:
+        assert repo.get(ids[1]).state is JobState.QUEUED  # nobody else is left to start it...
+        assert wait_for(lambda: all(repo.get(i).state.is_final for i in ids), timeout=40, interval=0.1)
+        assert [repo.get(i).state for i in ids] == [
+            JobState.COMPLETED
+        ] * 3  # ...but the first job's supervisor
+    finally:
+        conn.close()
+    assert stamps.read_text().split() == ["0", "1", "2"]
