@@ -140,7 +140,12 @@ def cmd_show(args: argparse.Namespace, ctx: CliContext) -> int:
         )
         print(json.dumps(data, indent=1))
         return 0
-    flat = {**job_json(record), "spec": record.spec.to_dict(), "result": record.result, "transitions": transitions}
+    flat = {
+        **job_json(record),
+        "spec": record.spec.to_dict(),
+        "result": record.result,
+        "transitions": transitions,
+    }
     for key, value in flat.items():
         text = json.dumps(value) if isinstance(value, dict | list) else value
         print(f"{key:>14}: {text}")
@@ -174,7 +179,7 @@ def _status_of(record: JobRecord) -> int:
 
 def _wait_for_run_dir(ctx: CliContext, repo: JobRepository, job_id: int) -> JobRecord:
     while True:
-        _move_queue(ctx, repo)
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
         record = repo.get(job_id)
         if record.run_dir or record.state.is_final:
             return record
@@ -187,13 +192,23 @@ def _ended(ctx: CliContext, repo: JobRepository, job_id: int) -> JobRecord:
         record = repo.get(job_id)
         if record.state.is_final:
             return record
-        _move_queue(ctx, repo)
-        time.sleep(WAIT_POLL_SECONDS / 5)
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
+        time.sleep(WAIT_POLL_SECONDS)
 
 
-def _move_queue(ctx: CliContext, repo: JobRepository) -> None:
+MOVE_QUEUE_EVERY_S = 1.0
+"""While a command waits, the queue is looked at this often (settling reads every active job's
+run folder); the job it waits for is looked at every WAIT_POLL_SECONDS."""
+_last_move = [0.0]
+
+
+def _move_queue(ctx: CliContext, repo: JobRepository, every: float = 0.0) -> None:
     """Settle jobs whose supervisor is gone, then start what the freed slots allow: a CLI that
-    waits is one of the processes that keep the queue moving."""
+    waits is one of the processes that keep the queue moving.  `every`: not again before that many
+    seconds have passed since the last time."""
+    if every and time.monotonic() - _last_move[0] < every:
+        return
+    _last_move[0] = time.monotonic()
     lifecycle.settle_unwatched(repo)
     limits = lifecycle.queue_limits(ctx.paths, ctx.settings, control.detect_gpu_count())
     lifecycle.advance_queue(repo, limits, lifecycle.ProcessIdentity.of_this_process(), dict(os.environ))
@@ -240,13 +255,16 @@ def cmd_wait(args: argparse.Namespace, ctx: CliContext) -> int:
         if record is None:
             return 1
         if record.spec.target is JobTarget.SLURM:
-            print(f"job {job_id} runs on a cluster: `slurm logs {job_id} --follow` waits for it", file=sys.stderr)
+            print(
+                f"job {job_id} runs on a cluster: `slurm logs {job_id} --follow` waits for it",
+                file=sys.stderr,
+            )
             return 2
     while True:
         records = [repo.get(job_id) for job_id in args.ids]
         if all(r.state.is_final for r in records):
             break
-        _move_queue(ctx, repo)
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
         time.sleep(WAIT_POLL_SECONDS)
     if args.json:
         print(json.dumps(envelope(jobs=[job_json(r) for r in records]), indent=1))
@@ -331,7 +349,7 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
     repo, record = queued
     announced = False
     while True:
-        _move_queue(ctx, repo)
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
         current = repo.get(record.id)
         if current.state is not JobState.QUEUED:
             break

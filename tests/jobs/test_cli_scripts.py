@@ -134,8 +134,9 @@ def test_after_waits_for_a_dependency_and_fails_when_it_fails(app_paths, data_di
     go.touch()
     waited = _cli(data_dir, "wait", str(dep_id))
     assert waited.returncode == 127 and f"job {first}, which it waits for, ended FAILED" in waited.stdout
-    ok = _id(_cli(data_dir, "add", "--", "true"))
-    assert _cli(data_dir, "run", "--wait", "--after", str(ok), "--", "sh", "-c", "exit 0").returncode == 0
+    assert (
+        _cli(data_dir, "run", "--wait", "--after", str(free), "--", "sh", "-c", "exit 0").returncode == 0
+    )  # it completed
     refused = _cli(data_dir, "add", "--after", "999", "--", "true")
     assert refused.returncode == 2 and "--after 999: no local job" in refused.stderr
 
