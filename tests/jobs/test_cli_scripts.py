@@ -209,3 +209,31 @@ def test_jobs_the_app_queued_run_after_the_app_is_gone(app_paths, data_dir) -> N
     finally:
         conn.close()
     assert stamps.read_text().split() == ["0", "1", "2"]
+
+
+def test_one_job_has_one_shape_in_every_command(app_paths, data_dir) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.domain.jobs import JobSpec, JobTarget
+
+    conn = connect(app_paths.database)
+    repo = JobRepository(conn)
+    spec = JobSpec(name="remote", argv=("true",), target=JobTarget.SLURM, cluster="c", meta={"after": [1]})
+    job = repo.create(spec, JobState.QUEUED, "test")
+    repo.transition(job.id, JobState.STARTING, "test")
+    repo.transition(job.id, JobState.FAILED_TO_START, "test", reason="sbatch never ran")
+    conn.close()
+    listed = json.loads(_cli(data_dir, "list", "--json").stdout)
+    shown = json.loads(_cli(data_dir, "show", str(job.id), "--json").stdout)
+    status = subprocess.run(
+        [sys.executable, "-m", "msquant_desktop", "--data-dir", str(data_dir), "slurm", "status", "--json"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    from_slurm = json.loads(status.stdout)
+    assert listed["schema"] == shown["schema"] == from_slurm["schema"] == 1
+    assert listed["jobs"] == from_slurm["jobs"] == [shown["job"]]
+    assert (
+        shown["job"]["exit_status"] == 127 and shown["job"]["after"] == [1] and shown["job"]["cluster"] == "c"
+    )
