@@ -9,7 +9,7 @@ decides what a caller shows.
 
 The steps of a job's life and who calls them:
 
-    claim()                 app / `jobs run`        QUEUED -> STARTING (claimer recorded), or rejected
+    claim()                 app / supervisor / CLI  QUEUED -> STARTING (claimer recorded), or rejected
     prepare_launch()        app / `jobs run`        run folder + launch.json; refuses a cancelled job
     supervisor_problem()    app / `jobs run`        a supervisor command that cannot be executed
     fail_to_start()         app / `jobs run`        the supervisor could not be spawned
@@ -97,8 +97,8 @@ def claim(
 ) -> JobRecord | None:
     """Take the head of the local queue in one store transaction, or None when nothing may start.
 
-    `only_job`: claim only when that job heads the queue (`jobs run` starts its own job, never
-    another's) — decided inside the same transaction, so two claimers cannot both win.  A head that
+    `only_job`: claim only when the queue's decision is about that job — decided inside the same
+    transaction, so two claimers cannot both win.  A head that
     can never run comes back FAILED_TO_START (the queue moves on); callers launch only STARTING ones.
     """
     _decision, record = repo.claim_next(

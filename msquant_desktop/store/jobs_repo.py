@@ -297,8 +297,9 @@ class JobRepository:
         The transaction serializes every process sharing the store (the app and `jobs run`), so the
         concurrency limit and GPU slots hold across all of them.  A started job is moved to STARTING
         with its GPU indices and the claiming process's (pid, start time); a job that can never run is
-        moved to FAILED_TO_START with the reason.  With `only_job`, nothing is taken unless that job
-        heads the queue (decided inside the same transaction).
+        moved to FAILED_TO_START with the reason (also one whose `--after` dependency did not complete).
+        With `only_job`, nothing is taken unless the decision is about that job (inside the same
+        transaction).
         """
         with transaction(self._conn):
             active = self.active(target=JobTarget.LOCAL)
