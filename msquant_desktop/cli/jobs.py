@@ -370,15 +370,22 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def _report_start(record: JobRecord, announce_queued: bool) -> int:
-    """Say where a job stands after the queue moved: running, still queued, or why it cannot run."""
+    """Say where a job stands after the queue moved: still queued, running, already ended, or why it
+    could not run (1).  A job that ran counts as started (0), however it ended: `--wait` reports that."""
     if record.state is JobState.QUEUED:
         if announce_queued:
             print(f"job {record.id} waits in the queue; it starts when a slot is free")
         return 0
-    if record.state.is_final and record.state is not JobState.COMPLETED:
-        why = record.outcome.describe() if record.outcome else record.state.value
-        print(f"msquant-desktop: job {record.id} cannot run: {why}", file=sys.stderr)
+    outcome = record.outcome.describe() if record.outcome else record.state.value
+    # Never started (rejected by the queue, no run folder, no supervisor): decided by this launch,
+    # so the status does not depend on timing.  A command the supervisor could not execute did
+    # start (it has a start time) and is reported by `--wait`, like any other ending.
+    if record.state.is_final and record.started_at is None:
+        print(f"msquant-desktop: job {record.id} cannot run: {outcome}", file=sys.stderr)
         return 1
+    if record.state.is_final:  # a quick one: it ended before we looked again
+        print(f"job {record.id} ended ({outcome}); run folder {record.run_dir}")
+        return 0
     if record.run_dir:
         print(f"job {record.id} running; run folder {record.run_dir}")
     print(f"follow it with: msquant-desktop jobs logs {record.id} --follow")
