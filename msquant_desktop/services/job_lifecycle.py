@@ -208,12 +208,22 @@ def advance_queue(
     """
     launched: list[JobRecord] = []
     while True:
+        queued = repo.queued()
+        if queued and _needs_held_secrets(queued[0], base_env):
+            # A value typed for it in the app lives only in the app's memory: the app starts it
+            # (or, opened again after closing, ends it with the reason), never a process without it.
+            return launched
         claimed = claim(repo, limits.max_running, limits.gpu_count, claimer)
         if claimed is None:
             return launched
         if claimed.state is JobState.STARTING:
             claimed = start_claimed(repo, claimed, limits, base_env, spawn or spawn_detached)
         launched.append(claimed)
+
+
+def _needs_held_secrets(record: JobRecord, base_env: dict[str, str]) -> bool:
+    """True when the job's env refers to a value held by the app that queued it (domain.secrets)."""
+    return bool(release_secrets(record.spec.env, {}, base_env)[1])
 
 
 def start_claimed(

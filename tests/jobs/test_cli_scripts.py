@@ -237,3 +237,32 @@ def test_one_job_has_one_shape_in_every_command(app_paths, data_dir) -> None:  #
     assert (
         shown["job"]["exit_status"] == 127 and shown["job"]["after"] == [1] and shown["job"]["cluster"] == "c"
     )
+
+
+def test_a_job_with_a_secret_held_by_the_app_is_left_to_the_app(app_paths) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.config.settings_store import load_settings
+    from msquant_desktop.domain.jobs import JobSpec
+    from msquant_desktop.domain.secrets import HELD
+    from msquant_desktop.services import job_lifecycle as lifecycle
+
+    _limit(app_paths, 2)
+    conn = connect(app_paths.database)
+    repo = JobRepository(conn)
+    try:
+        spec = JobSpec(name="typed", argv=("sh", "-c", 'test -n "$HF_TOKEN"'), env=(("HF_TOKEN", HELD),))
+        job = repo.create(spec, JobState.QUEUED, "queued in the app")
+        limits = lifecycle.queue_limits(app_paths, load_settings(app_paths.settings_file), 0)
+        me = lifecycle.ProcessIdentity.of_this_process()
+        env = {k: v for k, v in child_env().items() if k != "HF_TOKEN"}
+        assert lifecycle.advance_queue(repo, limits, me, env) == []  # only the app holds the value
+        assert repo.get(job.id).state is JobState.QUEUED
+        (started,) = lifecycle.advance_queue(repo, limits, me, {**env, "HF_TOKEN": "inherited"})
+        assert started.id == job.id and started.state in (
+            JobState.STARTING,
+            JobState.RUNNING,
+            JobState.COMPLETED,
+        )
+        assert wait_for(lambda: repo.get(job.id).state.is_final, timeout=30, interval=0.1)
+        assert repo.get(job.id).state is JobState.COMPLETED, repo.get(job.id).reason
+    finally:
+        conn.close()
