@@ -30,7 +30,7 @@ from msquant_desktop.store.db import store_error
 if TYPE_CHECKING:  # the GUI's modules are imported only when the window opens (not for a subcommand)
     import sqlite3
 
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QWidget
 
     from msquant_desktop.services.cluster_service import ClusterService
     from msquant_desktop.services.gpu_service import GpuService
@@ -78,7 +78,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for `ls | head -1`'s ls; our reader went away, nothing failed."""
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT: Ctrl+C in a terminal (a job being waited for goes on; a queued one stays queued)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the window or a subcommand; a closed pipe or Ctrl+C ends it quietly with the shell's code.
+
+    Everything that writes is inside the guard, the last flush of stdout included: Python flushes it
+    again at exit, where a closed pipe would print "Exception ignored ... BrokenPipeError".
+    """
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
+        _quiet_output()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        _quiet_output(stdout_too=False)
+        return EXIT_INTERRUPTED
+
+
+def _quiet_output(stdout_too: bool = True) -> None:
+    """Point stdout (and stderr, which may be the same closed pipe) at /dev/null, so the flushes at
+    exit cannot fail and nothing more is printed."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr) if stdout_too else (sys.stderr,):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+    os.close(devnull)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.self_test:
@@ -87,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         try:
             paths.ensure()
-            setup_logging(paths.log_file, logging.DEBUG if args.debug else logging.INFO)
+            # One file per process kind: the window's, and the one all subcommands share.
+            log_file = paths.log_file if getattr(args, "func", None) is None else paths.cli_log_file
+            setup_logging(log_file, logging.DEBUG if args.debug else logging.INFO)
         except OSError as exc:
             raise StoreError(folder_problem(exc, paths.data_dir)) from exc
         if getattr(args, "func", None) is not None:
@@ -95,11 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is not None:
             parser.parse_args([args.command, "--help"])
         return run_gui(paths)
-    except BrokenPipeError:  # `... | head -1`: the reader is done; end quietly, as ls does
-        # Python flushes stdout again at exit: point it at /dev/null so that flush cannot fail.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILURE
     except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
         problem = known_fault(exc, paths)
         if problem is None:
@@ -380,8 +413,14 @@ def run_gui(paths: AppPaths) -> int:
         print(problem, file=sys.stderr, end="")
         return EXIT_NO_DISPLAY
     app = create_qapplication(sys.argv[:1])
+    from msquant_desktop.services.single_instance import SingleInstance
     from msquant_desktop.ui.excepthook import install_excepthook
 
+    instance = SingleInstance(paths.data_dir)
+    if not instance.claim():
+        print(f"msquant-desktop: already running for {paths.data_dir}; its window was raised")
+        log.info("another instance holds %s: asked it to raise its window", paths.data_dir)
+        return EXIT_OK
     try:
         services = create_services(paths)
     except (StoreError, SettingsError, sqlite3.Error, OSError) as exc:
@@ -394,6 +433,8 @@ def run_gui(paths: AppPaths) -> int:
     install_excepthook(
         str(paths.log_file), known_problem=lambda exc: known_fault(exc, paths), show_problem=window.show_problem
     )
+    instance.sig_activation_requested.connect(lambda: raise_window(window))
+    services.on_shutdown.append(instance.close)
     window.show()
     log.info("%s %s started; data in %s", APP_NAME, __version__, paths.data_dir)
     if os.environ.get(STARTUP_PROBE_ENV):
@@ -411,6 +452,15 @@ def run_gui(paths: AppPaths) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def raise_window(window: QWidget) -> None:
+    """Bring the window to the front for a second start (restored if minimized)."""
+    if window.isMinimized():
+        window.showNormal()
+    window.show()
+    window.raise_()
+    window.activateWindow()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ RUNTIME_PACKAGES=(
 # A real SLURM cluster with accounting and an OpenSSH server on loopback for the cluster tests.
 TEST_PACKAGES=(
   slurmctld slurmd slurm-client munge openssh-server openssh-client slurmdbd mariadb-server
+  desktop-file-utils appstream
 )
 
 install_system_packages() {

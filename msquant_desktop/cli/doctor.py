@@ -9,6 +9,7 @@ from typing import Any
 
 from msquant_desktop.cli.context import CliContext, non_negative_float
 from msquant_desktop.domain.gpu import DoctorReport
+from msquant_desktop.domain.json_contract import with_schema
 
 EXIT_FINDINGS = 5
 """Something was found (0: nothing wrong)."""
@@ -58,7 +59,7 @@ def handle(args: argparse.Namespace, ctx: CliContext) -> int:
         monitor.close()
     report = diagnose(reading)
     if args.json and not args.clean:
-        print(json.dumps(report_to_dict(report), indent=2))
+        print(json.dumps(with_schema(report_to_dict(report)), indent=2))
         return 0 if report.healthy else EXIT_FINDINGS
     if not args.json:
         print(report.gpu_status)
@@ -91,7 +92,7 @@ def handle(args: argparse.Namespace, ctx: CliContext) -> int:
         data["cleanup"] = [
             {"pid": o.pid, "ended": o.ended, "killed": o.killed, "skipped": o.skipped} for o in outcomes
         ]
-        print(json.dumps(data, indent=2))
+        print(json.dumps(with_schema(data), indent=2))
     else:
         for outcome in outcomes:
             print(outcome.describe())

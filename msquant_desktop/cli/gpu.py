@@ -6,12 +6,12 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
 from typing import Any
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
-from msquant_desktop.domain.gpu import GpuReading, describe_throttle
+from msquant_desktop.domain.gpu import GpuReading, GpuSnapshot, describe_throttle
+from msquant_desktop.services.job_json import envelope
 
 EXIT_NO_GPU = 4
 """Distinct from failures (1) and usage errors (2): scripts can tell "no GPU here" apart."""
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print one snapshot of every NVIDIA GPU (or keep printing with --watch). "
         f"Exits {EXIT_NO_GPU} when no GPU can be read.",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per snapshot")
+    parser.add_argument("--json", action="store_true", help="one JSON object per snapshot, one per line (see README)")
     parser.add_argument(
         "--watch",
         type=float,
@@ -36,10 +36,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def reading_to_dict(reading: GpuReading) -> dict[str, Any]:
-    data = asdict(reading)
-    for gpu, snapshot in zip(data["gpus"], reading.gpus, strict=True):
-        gpu["throttle_reasons"] = list(snapshot.throttle_words)
-    return data
+    """One snapshot in the documented `gpu --json` shape (README.md, "JSON output"): written out
+    field by field, so a new field in the internal dataclasses never changes the contract unnoticed."""
+    return envelope(
+        timestamp=reading.timestamp,
+        driver_version=reading.driver_version,
+        gpus=[_gpu_json(g) for g in reading.gpus],
+        processes=[
+            {
+                "pid": p.pid,
+                "gpu_index": p.gpu_index,
+                "used_memory_bytes": p.used_memory_bytes,
+                "user": p.user,
+                "command": p.command,
+                "ppid": p.ppid,
+                "job_id": p.job.job_id if p.job else None,
+                "job_run_dir": p.job.run_dir if p.job else None,
+            }
+            for p in reading.processes
+        ],
+        host=None
+        if reading.host is None
+        else {
+            "cpu_percent": reading.host.cpu_percent,
+            "memory_used_bytes": reading.host.memory_used_bytes,
+            "memory_total_bytes": reading.host.memory_total_bytes,
+        },
+    )
+
+
+def _gpu_json(g: GpuSnapshot) -> dict[str, Any]:
+    return {
+        "index": g.index,
+        "name": g.name,
+        "uuid": g.uuid,
+        "error": g.error,
+        "utilization_gpu_percent": g.utilization_gpu,
+        "utilization_memory_percent": g.utilization_memory,
+        "memory_used_bytes": g.memory_used_bytes,
+        "memory_total_bytes": g.memory_total_bytes,
+        "temperature_c": g.temperature_c,
+        "power_w": g.power_w,
+        "power_limit_w": g.power_limit_w,
+        "sm_clock_mhz": g.sm_clock_mhz,
+        "memory_clock_mhz": g.memory_clock_mhz,
+        "fan_percent": g.fan_percent,
+        "throttle_reasons": list(g.throttle_words),
+    }
 
 
 def format_reading(reading: GpuReading) -> str:

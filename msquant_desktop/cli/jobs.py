@@ -1,7 +1,10 @@
-"""`jobs list|show|logs|cancel|run`: the local job engine from a terminal.
+"""`jobs list|show|logs|wait|cancel|add|run`: the local job engine from a terminal.
 
 CLI jobs land in the same store as the app's: an open app shows them live, and the concurrency limit
-holds across both because every start is decided inside one store transaction.
+holds across both because every start is decided inside one store transaction.  The commands that
+queue or wait for jobs also move the queue on (job_lifecycle.advance_queue), as every supervisor
+does when its job ends: queued jobs start with no window open.  Exit statuses of the commands that
+wait for a job follow domain.exit_status (README.md, "Exit statuses").
 """
 
 from __future__ import annotations
@@ -9,20 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from msquant_desktop.cli.context import CliContext, job_id_arg, job_name_arg, positive_int
+from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
+from msquant_desktop.domain.queue import AFTER_META_KEY
 from msquant_desktop.domain.runfiles import LOG_FILE
-from msquant_desktop.domain.secrets import extra_patterns
-from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
+from msquant_desktop.services.job_json import envelope, job_json
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import read_exit_record
 from msquant_desktop.supervisor import control
@@ -53,13 +55,40 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("id", type=job_id_arg)
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser(
+        "wait",
+        help="wait until jobs end; exit with the first one's status that did not complete (0: all did)",
+    )
+    p.add_argument("ids", type=job_id_arg, nargs="+", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print the ended jobs as JSON")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("add", help="queue a command as a job and return: jobs add [options] -- CMD ...")
+    _job_options(p)
+    p.set_defaults(func=cmd_add)
+
     p = sub.add_parser("run", help="run a command as a supervised job: jobs run [options] -- CMD ...")
+    _job_options(p)
+    p.add_argument("--no-wait", action="store_true", help="when no slot is free, leave it queued and return")
+    p.add_argument(
+        "--wait", action="store_true", help="wait until the job ends and exit with its status (see README)"
+    )
+    p.set_defaults(func=cmd_run)
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", type=job_name_arg, help="shown in the Jobs table (default: the command)")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the job's run folder)")
     p.add_argument("--gpus", type=int, default=0, metavar="N", help="GPUs to reserve (CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--no-wait", action="store_true", help="when no slot is free, leave it queued for the app")
+    p.add_argument(
+        "--after",
+        type=job_id_arg,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="start only once job ID has COMPLETED; fail if it ends otherwise (repeatable)",
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
-    p.set_defaults(func=cmd_run)
 
 
 def _repo(ctx: CliContext) -> JobRepository:
@@ -70,27 +99,10 @@ def _repo(ctx: CliContext) -> JobRepository:
     return repo
 
 
-def _summary(r: JobRecord) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "name": r.spec.name,
-        "kind": r.spec.kind.value,
-        "target": r.spec.target.value,
-        "state": r.state.value,
-        "created_at": r.created_at.isoformat(),
-        "started_at": r.started_at.isoformat() if r.started_at else None,
-        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-        "gpus": list(r.gpu_indices),
-        "exit": r.outcome.describe() if r.outcome else None,
-        "reason": r.reason,
-        "run_dir": r.run_dir,
-    }
-
-
 def cmd_list(args: argparse.Namespace, ctx: CliContext) -> int:
     records = _repo(ctx).list_jobs(limit=args.limit)
     if args.json:
-        print(json.dumps([_summary(r) for r in records], indent=1))
+        print(json.dumps(envelope(jobs=[job_json(r) for r in records]), indent=1))
         return 0
     if not records:
         print("no jobs yet (start one with: msquant-desktop jobs run -- CMD ...)")
@@ -118,47 +130,94 @@ def cmd_show(args: argparse.Namespace, ctx: CliContext) -> int:
     record = _find_or_say(repo, args.id)
     if record is None:
         return 1
-    data = _summary(record)
-    data["spec"] = record.spec.to_dict()
-    data["result"] = record.result
-    data["transitions"] = [
+    transitions = [
         {"from": t.old.value if t.old else None, "to": t.new.value, "at": t.at.isoformat(), "note": t.note}
         for t in repo.transitions(args.id)
     ]
     if args.json:
+        data = envelope(
+            job=job_json(record), spec=record.spec.to_dict(), result=record.result, transitions=transitions
+        )
         print(json.dumps(data, indent=1))
-    else:
-        for key, value in data.items():
-            text = json.dumps(value) if isinstance(value, dict | list) else value
-            print(f"{key:>12}: {text}")
+        return 0
+    flat = {
+        **job_json(record),
+        "spec": record.spec.to_dict(),
+        "result": record.result,
+        "transitions": transitions,
+    }
+    for key, value in flat.items():
+        text = json.dumps(value) if isinstance(value, dict | list) else value
+        print(f"{key:>14}: {text}")
     return 0
 
 
 def cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Print the log; with --follow, until the job ends, then exit with its status."""
     repo = _repo(ctx)
     record = _find_or_say(repo, args.id)
     if record is None:
         return 1
+    if args.follow and record.spec.target is JobTarget.SLURM:
+        print(f"job {args.id} runs on a cluster: `slurm logs {args.id} --follow` follows it", file=sys.stderr)
+        return 2
     if not record.run_dir:
-        print(f"job {args.id} has no output yet ({record.state.value.lower()})", file=sys.stderr)
-        return 0 if not args.follow else _wait_for_run_dir_then_follow(args, ctx)
-    return _print_log(Path(record.run_dir), repo, args.id, args.follow)
-
-
-def _wait_for_run_dir_then_follow(args: argparse.Namespace, ctx: CliContext) -> int:
-    repo = _repo(ctx)
-    while True:
-        record = repo.get(args.id)
-        if record.run_dir:
-            return _print_log(Path(record.run_dir), repo, args.id, True)
-        if record.state.is_final:
+        if not args.follow:
+            print(f"job {args.id} has no output yet ({record.state.value.lower()})", file=sys.stderr)
             return 0
+        record = _wait_for_run_dir(ctx, repo, args.id)
+        if not record.run_dir:
+            return _status_of(record)
+    _print_log(Path(str(record.run_dir)), repo, args.id, args.follow, ctx)
+    return _status_of(_ended(ctx, repo, args.id)) if args.follow else 0
+
+
+def _status_of(record: JobRecord) -> int:
+    status = exit_status(record.state, record.exit_code, record.signal)
+    return 0 if status is None else status
+
+
+def _wait_for_run_dir(ctx: CliContext, repo: JobRepository, job_id: int) -> JobRecord:
+    while True:
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
+        record = repo.get(job_id)
+        if record.run_dir or record.state.is_final:
+            return record
         time.sleep(WAIT_POLL_SECONDS)
 
 
-def _print_log(run_dir: Path, repo: JobRepository, job_id: int, follow: bool) -> int:
+def _ended(ctx: CliContext, repo: JobRepository, job_id: int) -> JobRecord:
+    """The job once it has its final state (its supervisor records it right after exit.json)."""
+    while True:
+        record = repo.get(job_id)
+        if record.state.is_final:
+            return record
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+MOVE_QUEUE_EVERY_S = 1.0
+"""While a command waits, the queue is looked at this often (settling reads every active job's
+run folder); the job it waits for is looked at every WAIT_POLL_SECONDS."""
+_last_move = [0.0]
+
+
+def _move_queue(ctx: CliContext, repo: JobRepository, every: float = 0.0) -> None:
+    """Settle jobs whose supervisor is gone, then start what the freed slots allow: a CLI that
+    waits is one of the processes that keep the queue moving.  `every`: not again before that many
+    seconds have passed since the last time."""
+    if every and time.monotonic() - _last_move[0] < every:
+        return
+    _last_move[0] = time.monotonic()
+    lifecycle.settle_unwatched(repo)
+    limits = lifecycle.queue_limits(ctx.paths, ctx.settings, control.detect_gpu_count())
+    lifecycle.advance_queue(repo, limits, lifecycle.ProcessIdentity.of_this_process(), dict(os.environ))
+
+
+def _print_log(run_dir: Path, repo: JobRepository, job_id: int, follow: bool, ctx: CliContext) -> None:
     splitter = LineSplitter()
     offset = 0
+    last_look = 0.0
     while True:
         try:
             with (run_dir / LOG_FILE).open("rb") as fh:
@@ -172,16 +231,47 @@ def _print_log(run_dir: Path, repo: JobRepository, job_id: int, follow: bool) ->
             (sys.stderr if is_err else sys.stdout).write(text)
         sys.stdout.flush()
         if not follow:
-            return 0
+            return
         if not data and (read_exit_record(run_dir) is not None or repo.get(job_id).state.is_final):
             rest = splitter.flush()
             if rest:
                 sys.stdout.write(
                     rest[2:].decode("utf-8", "replace") if not rest.startswith(STDERR_TAG) else ""
                 )
-            return 0
+            return
         if not data:
+            if time.monotonic() - last_look > 2.0:  # a vanished supervisor never writes exit.json
+                _move_queue(ctx, repo)
+                last_look = time.monotonic()
             time.sleep(WAIT_POLL_SECONDS)
+
+
+def cmd_wait(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Wait for every named job to end; the status of the first (in the order given) that did not
+    complete, or 0 when all completed.  The queue keeps moving meanwhile."""
+    repo = _repo(ctx)
+    for job_id in args.ids:
+        record = _find_or_say(repo, job_id)
+        if record is None:
+            return 1
+        if record.spec.target is JobTarget.SLURM:
+            print(
+                f"job {job_id} runs on a cluster: `slurm logs {job_id} --follow` waits for it",
+                file=sys.stderr,
+            )
+            return 2
+    while True:
+        records = [repo.get(job_id) for job_id in args.ids]
+        if all(r.state.is_final for r in records):
+            break
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
+        time.sleep(WAIT_POLL_SECONDS)
+    if args.json:
+        print(json.dumps(envelope(jobs=[job_json(r) for r in records]), indent=1))
+    else:
+        for r in records:
+            print(f"job {r.id}: {r.outcome.describe() if r.outcome else r.state.value}")
+    return next((s for s in (_status_of(r) for r in records) if s != 0), 0)
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -203,13 +293,15 @@ def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
+def _queue_job(args: argparse.Namespace, ctx: CliContext) -> tuple[JobRepository, JobRecord] | int:
+    """Check the options and queue the job; the usage error's status when they are wrong."""
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
         print(
-            "msquant-desktop: jobs run needs a command after --, e.g. jobs run -- python train.py",
+            f"msquant-desktop: jobs {args.jobs_command} needs a command after --, e.g. "
+            f"jobs {args.jobs_command} -- python train.py",
             file=sys.stderr,
         )
         return 2
@@ -219,79 +311,82 @@ def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
         if not Path(cwd).is_dir():
             print(f"msquant-desktop: --cwd {args.cwd}: no such directory", file=sys.stderr)
             return 2
+    meta = {AFTER_META_KEY: sorted(set(args.after))} if args.after else {}
     try:
-        spec = JobSpec(name=args.name or " ".join(argv)[:80], argv=tuple(argv), cwd=cwd, gpus=args.gpus)
+        spec = JobSpec(
+            name=args.name or " ".join(argv)[:80], argv=tuple(argv), cwd=cwd, gpus=args.gpus, meta=meta
+        )
     except ValueError as exc:
         print(f"msquant-desktop: {exc}", file=sys.stderr)
         return 2
     ctx.settings.validate()  # a bad settings file is refused before anything is queued
     repo = _repo(ctx)
+    for dep in args.after:
+        found = repo.find(dep)
+        if found is None or found.spec.target is not JobTarget.LOCAL:
+            print(f"msquant-desktop: --after {dep}: no local job with that id", file=sys.stderr)
+            return 2
     record = repo.create(spec, JobState.QUEUED, "submitted from the command line")
-    print(f"job {record.id} queued")
-    me = lifecycle.ProcessIdentity.of_this_process()
+    after = f" after job {', '.join(map(str, sorted(set(args.after))))}" if args.after else ""
+    print(f"job {record.id} queued{after}")
+    return repo, record
+
+
+def cmd_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Queue the job and start what the queue allows now (this one, if it is its turn); return."""
+    queued = _queue_job(args, ctx)
+    if isinstance(queued, int):
+        return queued
+    repo, record = queued
+    _move_queue(ctx, repo)
+    return _report_start(repo.get(record.id), announce_queued=True)
+
+
+def cmd_run(args: argparse.Namespace, ctx: CliContext) -> int:
+    queued = _queue_job(args, ctx)
+    if isinstance(queued, int):
+        return queued
+    repo, record = queued
     announced = False
     while True:
+        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
         current = repo.get(record.id)
         if current.state is not JobState.QUEUED:
-            print(f"job {record.id} was started elsewhere (the app): {current.state.value}")
-            return 0
-        claimed = lifecycle.claim(
-            repo, ctx.settings.max_concurrent_jobs, control.detect_gpu_count(), me, only_job=record.id
-        )
-        if claimed is not None:
-            if claimed.state is not JobState.STARTING:
-                print(f"msquant-desktop: job {record.id} cannot run: {claimed.reason}", file=sys.stderr)
-                return 1
-            return _launch_detached(repo, claimed, ctx)
+            break
         if args.no_wait:
-            print(f"job {record.id} waits in the queue; the app starts it when a slot is free")
+            print(f"job {record.id} waits in the queue; it starts when a slot is free")
             return 0
         if not announced:
             print(
-                f"job {record.id} waits for a free slot (limit {ctx.settings.max_concurrent_jobs}); Ctrl+C leaves it queued"
+                f"job {record.id} waits for a free slot (limit {ctx.settings.max_concurrent_jobs})"
+                f"{' and the jobs it runs after' if args.after else ''}; Ctrl+C leaves it queued"
             )
             announced = True
         time.sleep(WAIT_POLL_SECONDS)
+    status = _report_start(current, announce_queued=False)
+    if not args.wait or current.state.is_final:
+        return _status_of(current) if args.wait else status
+    return _status_of(_ended(ctx, repo, record.id))
 
 
-def _launch_detached(repo: JobRepository, record: JobRecord, ctx: CliContext) -> int:
-    """Start the supervisor in its own session, not tied to this terminal.  The supervisor records
-    RUNNING (and the end) itself, as for a job the app starts."""
-    prepared = lifecycle.prepare_launch(
-        repo,
-        record,
-        ctx.paths.runs_dir,
-        ctx.paths.database,
-        ctx.settings.cancel_grace_seconds,
-        dict(os.environ),
-        extra_patterns(ctx.settings.secret_env_names),
-    )
-    if not isinstance(prepared, lifecycle.Launch):
-        print(
-            f"msquant-desktop: job {record.id}: {prepared.outcome.describe() if prepared.outcome else prepared.state.value}",
-            file=sys.stderr,
-        )
+def _report_start(record: JobRecord, announce_queued: bool) -> int:
+    """Say where a job stands after the queue moved: still queued, running, already ended, or why it
+    could not run (1).  A job that ran counts as started (0), however it ended: `--wait` reports that."""
+    if record.state is JobState.QUEUED:
+        if announce_queued:
+            print(f"job {record.id} waits in the queue; it starts when a slot is free")
+        return 0
+    outcome = record.outcome.describe() if record.outcome else record.state.value
+    # Never started (rejected by the queue, no run folder, no supervisor): decided by this launch,
+    # so the status does not depend on timing.  A command the supervisor could not execute did
+    # start (it has a start time) and is reported by `--wait`, like any other ending.
+    if record.state.is_final and record.started_at is None:
+        print(f"msquant-desktop: job {record.id} cannot run: {outcome}", file=sys.stderr)
         return 1
-    run_dir = str(prepared.run_dir)
-    argv = self_command("_supervise", "--run-dir", run_dir)
-    problem = lifecycle.supervisor_problem(argv)
-    if problem is None:
-        try:
-            subprocess.Popen(  # detached on purpose: the job outlives this command
-                argv,
-                cwd=run_dir,
-                env=prepared.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            problem = str(exc)
-    if problem is not None:
-        final = lifecycle.fail_to_start(repo, record.id, problem)
-        print(f"msquant-desktop: {final.reason}", file=sys.stderr)
-        return 1
-    print(f"job {record.id} running; run folder {run_dir}")
+    if record.state.is_final:  # a quick one: it ended before we looked again
+        print(f"job {record.id} ended ({outcome}); run folder {record.run_dir}")
+        return 0
+    if record.run_dir:
+        print(f"job {record.id} running; run folder {record.run_dir}")
     print(f"follow it with: msquant-desktop jobs logs {record.id} --follow")
     return 0

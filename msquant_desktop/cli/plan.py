@@ -15,6 +15,7 @@ from typing import Any
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.autoscale import CONTROLLER_NAMES
+from msquant_desktop.domain.json_contract import with_schema
 from msquant_desktop.domain.serving_memory import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -168,7 +169,7 @@ def _fail(command: str, message: str) -> int:
 
 def _print(obj: dict[str, Any], as_json: bool, lines: list[str]) -> None:
     if as_json:
-        print(json.dumps(obj, allow_nan=False, default=_json_default))
+        print(json.dumps(with_schema(obj), allow_nan=False, default=_json_default))
     else:
         print("\n".join(lines))
 

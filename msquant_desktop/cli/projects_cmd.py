@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from msquant_desktop.cli.context import CliContext
+from msquant_desktop.domain.json_contract import with_schema
 from msquant_desktop.projects.hydra_config import HydraError, compose, discover, probe_script
 from msquant_desktop.projects.runner import PinnedRunError, exec_command, prepare_pinned_tree
 
@@ -142,7 +143,7 @@ def _show(args: argparse.Namespace, ctx: CliContext) -> int:
         "problem": found.problem,
     }
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(with_schema(report), indent=2))
     else:
         print(f"Python: {found.env.describe()}")
         for entry in found.scan.entry_points:
@@ -183,7 +184,7 @@ def _compose(args: argparse.Namespace, ctx: CliContext) -> int:
                 answer["resolve_error"] = composed.resolve_error
         answer["python"] = found.env.python
     if args.json:
-        print(json.dumps(answer))
+        print(json.dumps(with_schema(answer)))
     elif answer["ok"]:
         print(answer["yaml"], end="")
         for key in ("hydra_yaml", "resolved_yaml"):

@@ -19,6 +19,7 @@ from typing import Any
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.evaluate import perplexity_delta
+from msquant_desktop.domain.json_contract import envelope
 from msquant_desktop.domain.quantize import human_bytes
 from msquant_desktop.domain.results import ResultListing, result_listings
 from msquant_desktop.services import job_lifecycle as lifecycle
@@ -99,7 +100,7 @@ def handle(args: argparse.Namespace, ctx: CliContext) -> int:
     lifecycle.settle_unwatched(repo)  # a job whose supervisor is gone gets its final state first
     listings = result_listings(repo.list_jobs())
     if args.json:
-        print(json.dumps([listing.to_dict() for listing in listings], indent=1))
+        print(json.dumps(envelope(results=[listing.to_dict() for listing in listings]), indent=1))
         return 0
     if not listings:
         print("no finished quantizations yet (start one with: msquant-desktop quantize ... or in the app)")

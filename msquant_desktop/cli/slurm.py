@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext, job_id_arg, positive_int
+from msquant_desktop.cli.context import CliContext, job_id_arg, non_negative_float, positive_int
 
 
 def _lazy(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
@@ -94,7 +94,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = add("status", "cmd_status", "refresh and list SLURM jobs")
     status.add_argument("--json", action="store_true")
     status.add_argument("--limit", type=positive_int, default=50)
-    add("logs", "cmd_logs", "print a job's remote log").add_argument("id", type=job_id_arg)
+    logs = add("logs", "cmd_logs", "print a job's remote log")
+    logs.add_argument("id", type=job_id_arg)
+    logs.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing until the job ends; exit with its status"
+    )
+    logs.add_argument(
+        "--poll", type=non_negative_float, default=5.0, metavar="SECONDS", help="with --follow: state poll interval"
+    )
     add("cancel", "cmd_cancel", "scancel a job and confirm its end (also one never sent)").add_argument(
         "id", type=job_id_arg
     )

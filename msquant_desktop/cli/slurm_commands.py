@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
+from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission, sbatch_may_have_run
 from msquant_desktop.services import cluster_jobs
+from msquant_desktop.services.job_json import SCHEMA_VERSION, envelope, job_json
 from msquant_desktop.slurm.client import SlurmClient, SlurmError
 from msquant_desktop.slurm.connection import SshConnection, SshError, UnknownHostKey, target_for_profile
 from msquant_desktop.slurm.profiles import ProfileError, load_profiles
@@ -83,6 +85,7 @@ def cmd_gpus(args: argparse.Namespace, ctx: CliContext) -> int:
         print(
             json.dumps(
                 {
+                    "schema": SCHEMA_VERSION,
                     "nodes": [
                         {
                             "node": r.node,
@@ -248,27 +251,8 @@ def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
     repo = JobRepository(ctx.conn)
     _refresh(args, ctx, repo)
     jobs = repo.list_jobs(target=JobTarget.SLURM, limit=args.limit)
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "id": j.id,
-                        "name": j.spec.name,
-                        "cluster": j.spec.cluster,
-                        "slurm_job_id": j.slurm_job_id,
-                        "state": j.state.value,
-                        "exit_code": j.exit_code,
-                        "reason": j.reason,
-                        "submit_step": j.result.get("submit_step"),
-                        "tasks": dict(cluster_jobs.task_states(j)),
-                        "wandb_urls": j.result.get("wandb_urls", []),
-                    }
-                    for j in jobs
-                ],
-                indent=2,
-            )
-        )
+    if args.json:  # the same job shape as `jobs list --json` (services.job_json)
+        print(json.dumps(envelope(jobs=[job_json(j) for j in jobs]), indent=2))
         return 0
     for j in jobs:
         outcome = j.outcome.describe() if j.outcome else ""
@@ -283,19 +267,56 @@ def cmd_status(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Print a job's remote log; with --follow, until the job ends, then exit with its status
+    (domain.exit_status, as `jobs logs --follow` does for a local job)."""
     repo = JobRepository(ctx.conn)
     job = repo.get(args.id)
+    if job.spec.target is not JobTarget.SLURM:
+        print(f"job {args.id} is not a SLURM job (use `jobs logs`)", file=sys.stderr)
+        return 1
     remote_dir = job.result.get("remote_run_dir")
-    if not remote_dir:
+    if not remote_dir and not args.follow:
         print(f"job {args.id} has no remote log (state {job.state.value})", file=sys.stderr)
         return 1
     client = _client(_profile(args, ctx, job.spec.cluster or ""))
     try:
-        text, _ = client.read_text(RemotePaths(remote_dir).log)
+        if not args.follow:
+            text, _ = client.read_text(RemotePaths(str(remote_dir)).log)
+            sys.stdout.write(text)
+            return 0
+        job = _follow(args, ctx, repo, client, job)
     finally:
         client.connection.close()
-    sys.stdout.write(text)
-    return 0
+    status = exit_status(job.state, job.exit_code, job.signal)
+    return 0 if status is None else status
+
+
+def _follow(
+    args: argparse.Namespace, ctx: CliContext, repo: JobRepository, client: SlurmClient, job: JobRecord
+) -> JobRecord:
+    """Print the log as it grows, polling the job's state as the app does, until it is final."""
+    offset = 0
+    next_poll = 0.0
+    while True:
+        remote_dir = job.result.get("remote_run_dir")
+        if remote_dir:
+            text, offset = client.read_text(RemotePaths(remote_dir).log, offset, whole_lines=not job.state.is_final)
+            if text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+        if job.state.is_final:
+            return job
+        if time.monotonic() >= next_poll:
+            if cluster_jobs.awaits_answer(job):
+                _looked_up(repo, client, _leftovers_settled(repo, [job]))
+            tracked = cluster_jobs.tracked(repo.get(job.id))
+            if tracked is not None:
+                for update in client.poll([tracked]).updates:
+                    cluster_jobs.apply_update(repo, update)
+            next_poll = time.monotonic() + args.poll
+        job = repo.get(job.id)
+        if not job.state.is_final:
+            time.sleep(min(1.0, args.poll))
 
 
 def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:

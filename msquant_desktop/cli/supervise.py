@@ -40,7 +40,9 @@ def main(argv: list[str]) -> int:
     store = _StoreLink(run_dir)
     try:
         # The end goes to the store before a slow app has taken the rest of our output.
-        supervise(run_dir, on_started=store.job_started, after_exit=store.job_ended)
+        supervise(
+            run_dir, on_started=store.job_started, after_exit=store.job_ended, after_drain=store.queue_moves_on
+        )
     except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
         _say(f"supervisor failed: {type(exc).__name__}: {exc}")
         return 1
@@ -66,6 +68,7 @@ class _StoreLink:
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
         self._started: threading.Thread | None = None
+        self.app_reads = _app_reads_us()
 
     def _open(self) -> tuple[sqlite3.Connection, JobRepository, int] | None:
         import json
@@ -91,16 +94,10 @@ class _StoreLink:
         at once would take them from the app.  An app marks RUNNING itself on our `started` line (and
         stops a job cancelled meanwhile); an end recorded before either looked still gets its RUNNING
         step (`job_lifecycle.finish_from_exit`)."""
-        import os
-        import stat
         import threading
 
-        try:
-            mode = os.fstat(1).st_mode
-        except OSError:
-            mode = 0
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-            return  # an app reads us
+        if self.app_reads:
+            return
 
         self._started = threading.Thread(target=self._record_running, args=(job_pid,), name="record-running")
         self._started.start()
@@ -147,3 +144,58 @@ class _StoreLink:
                 conn.close()
         except Exception as exc:
             _say(f"could not record the job's end in the store: {exc}")
+
+    def queue_moves_on(self, app_still_reads: bool) -> None:
+        """Start the next queued jobs when no app is left to do it (pueue's queue advances with no
+        client open; ours with no window open).  An app that reads us claims them itself, and the
+        claims are transactional either way: this only decides who bothers."""
+        if self.app_reads and app_still_reads:
+            return
+        try:
+            import json
+            import os
+            from pathlib import Path
+
+            from msquant_desktop.config.paths import paths_for_store
+            from msquant_desktop.config.settings_store import load_settings
+            from msquant_desktop.domain.runfiles import LAUNCH_FILE
+            from msquant_desktop.services import job_lifecycle
+            from msquant_desktop.supervisor.control import detect_gpu_count
+
+            opened = self._open()
+            if opened is None:
+                return
+            conn, repo, _job_id = opened
+            try:
+                paths = paths_for_store(Path(conn_path(conn)))
+                if paths is None:
+                    return  # a store outside our layouts: its owner moves its queue
+                limits = job_lifecycle.queue_limits(paths, load_settings(paths.settings_file), detect_gpu_count())
+                # The next job inherits what this one inherited, without what this job set itself.
+                own = json.loads((Path(self.run_dir) / LAUNCH_FILE).read_text(encoding="utf-8"))["env"]
+                base_env = {k: v for k, v in os.environ.items() if k not in own}
+                me = job_lifecycle.ProcessIdentity.of_this_process()
+                job_lifecycle.advance_queue(repo, limits, me, base_env)
+            finally:
+                conn.close()
+        except Exception as exc:
+            _say(f"could not start the next queued job: {exc}")
+
+
+def conn_path(conn: sqlite3.Connection) -> str:
+    """The file behind a store connection (its main database)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2])
+
+
+def _app_reads_us() -> bool:
+    """True when our stdout is a pipe or socket: an app started us and reads our messages
+    (`jobs run` and a queue-advancing supervisor start us with stdout on /dev/null)."""
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(1).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

@@ -45,7 +45,13 @@ class AppPaths:
 
     @property
     def log_file(self) -> Path:
+        """The window's log (the About box and the error dialog point at it)."""
         return self.log_dir / "msquant-desktop.log"
+
+    @property
+    def cli_log_file(self) -> Path:
+        """Every subcommand's log (shared by concurrent processes: config.logsetup)."""
+        return self.log_dir / "cli.log"
 
     def ensure(self) -> AppPaths:
         """Create the folders, private to the user (0700): run records and logs are theirs alone."""
@@ -67,3 +73,20 @@ def resolve_paths(data_dir: str | os.PathLike[str] | None = None) -> AppPaths:
         data_dir=Path(platformdirs.user_data_dir(APP_DIR_NAME)),
         log_dir=Path(platformdirs.user_log_dir(APP_DIR_NAME)),
     )
+
+
+def paths_for_store(store: Path) -> AppPaths | None:
+    """The app paths whose database is `store`, or None when no layout we make fits it.
+
+    A supervisor knows only its store (from the launch environment); starting the next queued job
+    needs that store's settings and runs folder too.  Tried: the paths this environment resolves to,
+    then the `--data-dir` layout (DIR/data/msquant.sqlite3).
+    """
+    store = store.expanduser().resolve()
+    candidates = [resolve_paths()]
+    if store.parent.name == "data":
+        candidates.append(resolve_paths(store.parent.parent))
+    for paths in candidates:
+        if paths.database.expanduser().resolve() == store:
+            return paths
+    return None

@@ -46,6 +46,7 @@ from msquant_desktop.domain.evaluate import (
     request_problems,
     uniform_perplexity,
 )
+from msquant_desktop.domain.json_contract import with_schema
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.args import add_evaluate_arguments, evaluate_request_from_args
 from msquant_desktop.quantize.heldout import HeldoutText, default_heldout, load_heldout
@@ -421,7 +422,7 @@ def run(request: EvaluateRequest, as_json: bool = False) -> int:
             return 1
         emit(result)
     if as_json:
-        stdout.write(json.dumps(result) + "\n")
+        stdout.write(json.dumps(with_schema(result)) + "\n")  # README.md, "JSON output"
         stdout.flush()
     else:
         print(describe_result(result))

@@ -9,7 +9,7 @@ decides what a caller shows.
 
 The steps of a job's life and who calls them:
 
-    claim()                 app / `jobs run`        QUEUED -> STARTING (claimer recorded), or rejected
+    claim()                 app / supervisor / CLI  QUEUED -> STARTING (claimer recorded), or rejected
     prepare_launch()        app / `jobs run`        run folder + launch.json; refuses a cancelled job
     supervisor_problem()    app / `jobs run`        a supervisor command that cannot be executed
     fail_to_start()         app / `jobs run`        the supervisor could not be spawned
@@ -19,6 +19,8 @@ The steps of a job's life and who calls them:
     request_cancel()        app / `jobs cancel`     QUEUED -> CANCELLED, or CANCELLING + TERM to the supervisor
     cancel_unsupervised()   app (thread) / CLI      no supervisor: stop the marked processes, then CANCELLED
     delete()                app                     forget a final job; the caller removes its folder
+    advance_queue()         supervisor / CLI        start queued jobs while slots are free, detached
+                                                    (the app starts its own through QProcess)
 
 Blocking work (waiting out a grace period, removing folders) is handed back as a value, so the app can
 run it on a thread and the CLI inline.
@@ -29,15 +31,20 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msquant_desktop.config.paths import AppPaths
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
-from msquant_desktop.domain.secrets import release_secrets
+from msquant_desktop.domain.secrets import extra_patterns, release_secrets
+from msquant_desktop.domain.settings import Settings
 from msquant_desktop.procs import identity, kill, tree
+from msquant_desktop.runtime import self_command
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import (
@@ -90,8 +97,8 @@ def claim(
 ) -> JobRecord | None:
     """Take the head of the local queue in one store transaction, or None when nothing may start.
 
-    `only_job`: claim only when that job heads the queue (`jobs run` starts its own job, never
-    another's) — decided inside the same transaction, so two claimers cannot both win.  A head that
+    `only_job`: claim only when the queue's decision is about that job — decided inside the same
+    transaction, so two claimers cannot both win.  A head that
     can never run comes back FAILED_TO_START (the queue moves on); callers launch only STARTING ones.
     """
     _decision, record = repo.claim_next(
@@ -150,6 +157,124 @@ def supervisor_problem(argv: list[str]) -> str | None:
     path = program if os.sep in program else shutil.which(program)
     if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
         return f"{program} is not an executable file"
+    return None
+
+
+# -- the queue without a window ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QueueLimits:
+    """What starting a queued job needs to know: the same limits and files the app uses."""
+
+    max_running: int
+    gpu_count: int
+    runs_dir: Path
+    store_path: Path
+    grace_seconds: float
+    secret_patterns: tuple[str, ...] = ()
+
+
+def queue_limits(paths: AppPaths, settings: Settings, gpu_count: int) -> QueueLimits:
+    """The limits of the store under `paths`, as the app applies them (its settings file)."""
+    return QueueLimits(
+        max_running=settings.max_concurrent_jobs,
+        gpu_count=gpu_count,
+        runs_dir=paths.runs_dir,
+        store_path=paths.database,
+        grace_seconds=settings.cancel_grace_seconds,
+        secret_patterns=extra_patterns(settings.secret_env_names),
+    )
+
+
+Spawn = Callable[[Launch], str | None]
+"""Starts the supervisor of a prepared launch; returns why it could not, or None."""
+
+HANDOVER_TIMEOUT_S = 20.0
+"""How long a detached launcher waits for its supervisor to announce itself (supervisor.json)."""
+
+
+def advance_queue(
+    repo: JobRepository,
+    limits: QueueLimits,
+    claimer: ProcessIdentity,
+    base_env: dict[str, str],
+    spawn: Spawn | None = None,
+) -> list[JobRecord]:
+    """Start queued local jobs while the limits allow: the queue moves on without an open window.
+
+    Called by a supervisor once its job has ended (and no app reads it) and by the CLI commands that
+    queue or wait for jobs; the app runs the same claims from its own loop.  Every claim is one store
+    transaction (`claim`), so any number of these callers never exceed the limits together.  Returns
+    each job it claimed, as it stands afterwards (STARTING/RUNNING, or final when it could not start).
+    """
+    launched: list[JobRecord] = []
+    while True:
+        queued = repo.queued()
+        if queued and _needs_held_secrets(queued[0], base_env):
+            # A value typed for it in the app lives only in the app's memory: the app starts it
+            # (or, opened again after closing, ends it with the reason), never a process without it.
+            return launched
+        claimed = claim(repo, limits.max_running, limits.gpu_count, claimer)
+        if claimed is None:
+            return launched
+        if claimed.state is JobState.STARTING:
+            claimed = start_claimed(repo, claimed, limits, base_env, spawn or spawn_detached)
+        launched.append(claimed)
+
+
+def _needs_held_secrets(record: JobRecord, base_env: dict[str, str]) -> bool:
+    """True when the job's env refers to a value held by the app that queued it (domain.secrets)."""
+    return bool(release_secrets(record.spec.env, {}, base_env)[1])
+
+
+def start_claimed(
+    repo: JobRepository, record: JobRecord, limits: QueueLimits, base_env: dict[str, str], spawn: Spawn
+) -> JobRecord:
+    """Run folder, launch files and a supervisor for a job this process claimed; its record after."""
+    prepared = prepare_launch(
+        repo,
+        record,
+        limits.runs_dir,
+        limits.store_path,
+        limits.grace_seconds,
+        base_env,
+        limits.secret_patterns,
+    )
+    if not isinstance(prepared, Launch):
+        return prepared
+    problem = spawn(prepared)
+    if problem is not None:
+        return fail_to_start(repo, record.id, problem)
+    return repo.get(record.id)
+
+
+def spawn_detached(launch: Launch) -> str | None:
+    """Start the supervisor in its own session, not tied to this process, and wait until it has
+    announced itself in the run folder: until then this process is the job's only claimer, and a
+    claimer that ended before its supervisor appeared means a failed start (`inspect`)."""
+    argv = self_command("_supervise", "--run-dir", str(launch.run_dir))
+    problem = supervisor_problem(argv)
+    if problem is not None:
+        return problem
+    try:
+        child = subprocess.Popen(  # detached on purpose: the job outlives this command
+            argv,
+            cwd=str(launch.run_dir),
+            env=launch.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return str(exc)
+    deadline = time.monotonic() + HANDOVER_TIMEOUT_S
+    while control.supervisor_identity(launch.run_dir) is None:
+        code = child.poll()
+        if code is not None:
+            return f"the supervisor exited at once (status {code})"
+        if time.monotonic() > deadline:
+            return None  # slow, not failed: its own start will be recorded when it comes
+        time.sleep(0.02)
     return None
 
 

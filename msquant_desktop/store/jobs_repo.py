@@ -19,7 +19,7 @@ from msquant_desktop.domain.jobs import (
     StateTransition,
     can_transition,
 )
-from msquant_desktop.domain.queue import Decision, QueuedJob, RejectJob, StartJob, next_runnable
+from msquant_desktop.domain.queue import Decision, QueuedJob, RejectJob, StartJob, after_ids, next_runnable
 from msquant_desktop.store.db import StoreError, transaction
 
 # Columns a caller may set together with a state change.
@@ -297,16 +297,18 @@ class JobRepository:
         The transaction serializes every process sharing the store (the app and `jobs run`), so the
         concurrency limit and GPU slots hold across all of them.  A started job is moved to STARTING
         with its GPU indices and the claiming process's (pid, start time); a job that can never run is
-        moved to FAILED_TO_START with the reason.  With `only_job`, nothing is taken unless that job
-        heads the queue (decided inside the same transaction).
+        moved to FAILED_TO_START with the reason (also one whose `--after` dependency did not complete).
+        With `only_job`, nothing is taken unless the decision is about that job (inside the same
+        transaction).
         """
         with transaction(self._conn):
             active = self.active(target=JobTarget.LOCAL)
-            queued = [QueuedJob(r.id, r.spec.gpus) for r in self.queued()]
-            if only_job is not None and (not queued or queued[0].job_id != only_job):
-                return None, None
+            queued = [QueuedJob(r.id, r.spec.gpus, after_ids(r.spec.meta)) for r in self.queued()]
             busy = [i for r in active for i in r.gpu_indices]
-            decision = next_runnable(queued, len(active), max_running, gpu_count, busy)
+            dependencies = self._states_of({d for q in queued for d in q.after})
+            decision = next_runnable(queued, len(active), max_running, gpu_count, busy, dependencies)
+            if only_job is not None and (decision is None or decision.job_id != only_job):
+                return None, None
             if isinstance(decision, StartJob):
                 pid, start = claimer if claimer is not None else (None, None)
                 record = self.transition(
@@ -325,6 +327,15 @@ class JobRepository:
                 )
                 return decision, record
             return None, None
+
+    def _states_of(self, ids: Iterable[int]) -> dict[int, JobState]:
+        """id -> state of those of `ids` that exist (dependencies of queued jobs)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = self._conn.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks})", wanted)
+        return {int(r[0]): JobState(r[1]) for r in rows}
 
     def finish_if_active(self, job_id: int, new: JobState, note: str = "", **fields: Any) -> JobRecord | None:
         """Move a job to final state `new` unless it already is final (the app and the supervisor may

@@ -588,12 +588,14 @@ def supervise(
     run_dir: str,
     on_started: StartedHook | None = None,
     after_exit: Callable[[dict[str, Any]], None] | None = None,
+    after_drain: Callable[[bool], None] | None = None,
 ) -> dict[str, Any]:
     """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand).
 
     `on_started(job_pid)` runs once the job's process exists (it records RUNNING in the store);
     `after_exit(record)` once `exit.json` is written (it records the end); then a slow app gets up to
-    APP_DRAIN_SECONDS to take the rest of its stream before we exit.
+    APP_DRAIN_SECONDS to take the rest of its stream before we exit; `after_drain(app_still_reads)`
+    last (the queue moves on from there when no app is left to move it).
     """
     if os.getsid(0) != os.getpid():
         try:
@@ -606,4 +608,6 @@ def supervise(
     if after_exit is not None:
         after_exit(record)
     supervisor.app.drain(APP_DRAIN_SECONDS)
+    if after_drain is not None:
+        after_drain(supervisor.app.open)
     return record

@@ -35,6 +35,19 @@ def test_gpu_command_prints_snapshots(tmp_path: Path) -> None:
     assert second["timestamp"] > first["timestamp"] and len(first["gpus"]) == 2
     assert first["gpus"][1]["throttle_reasons"] == ["power cap", "thermal (software)"]
     assert first["host"]["memory_total_bytes"] > 0
+    # The documented shape (README.md, "JSON output"), not the internal dataclasses.
+    assert first["schema"] == 1 and set(first) == {
+        "schema",
+        "timestamp",
+        "driver_version",
+        "gpus",
+        "processes",
+        "host",
+    }
+    assert {"index", "uuid", "utilization_gpu_percent", "memory_used_bytes", "power_limit_w"} <= set(
+        first["gpus"][0]
+    )
+    assert all({"pid", "gpu_index", "job_id", "command"} <= set(p) for p in first["processes"])
     text = _run(tmp_path, "gpu", scenario="missing_function")
     assert (
         text.returncode == 0

@@ -52,7 +52,7 @@ def test_cli_jobs_share_the_queue_with_the_open_app(make_engine, data_dir, qtbot
 
     logs = _cli(data_dir, "logs", str(cli_id))
     assert logs.stdout == "from-cli\n" and logs.stderr == "to-stderr\n"
-    listing = json.loads(_cli(data_dir, "list", "--json").stdout)
+    listing = json.loads(_cli(data_dir, "list", "--json").stdout)["jobs"]
     assert [(j["id"], j["state"]) for j in listing] == [(cli_id, "COMPLETED"), (app_job.id, "CANCELLED")]
     show = _cli(data_dir, "show", str(cli_id), "--json")
     assert [t["to"] for t in json.loads(show.stdout)["transitions"]][-1] == "COMPLETED"
@@ -62,13 +62,15 @@ def test_cli_jobs_share_the_queue_with_the_open_app(make_engine, data_dir, qtbot
 
 def test_cli_run_starts_at_once_when_a_slot_is_free_and_records_the_end_without_an_app(data_dir) -> None:  # type: ignore[no-untyped-def]
     run = _cli(data_dir, "run", "--", "sh", "-c", "echo hi; exit 5")
-    assert run.returncode == 0 and "running; run folder" in run.stdout, run.stderr
+    assert run.returncode == 0 and ("running; run folder" in run.stdout or "ended (exit 5)" in run.stdout), (
+        run.stderr
+    )
     job_id = int(run.stdout.split()[1])
     follow = _cli(data_dir, "logs", str(job_id), "--follow")
     assert follow.stdout == "hi\n"
-    shown = json.loads(_cli(data_dir, "show", str(job_id), "--json").stdout)
+    shown = json.loads(_cli(data_dir, "show", str(job_id), "--json").stdout)["job"]
     for _ in range(50):
         if shown["state"] != "RUNNING":
             break
-        shown = json.loads(_cli(data_dir, "show", str(job_id), "--json").stdout)
-    assert shown["state"] == "FAILED" and shown["exit"] == "exit 5"  # recorded by the supervisor itself
+        shown = json.loads(_cli(data_dir, "show", str(job_id), "--json").stdout)["job"]
+    assert shown["state"] == "FAILED" and shown["outcome"] == "exit 5"  # recorded by the supervisor itself

@@ -100,11 +100,11 @@ def test_jobs_run_on_a_full_data_dir_keeps_the_job_and_its_end(tiny_disk: Path, 
     start = time.monotonic()
     while time.monotonic() - start < 90:
         shown = subprocess.run([*cli, "show", job_id, "--json"], env=child_env(), capture_output=True, text=True)
-        if shown.returncode == 0 and json.loads(shown.stdout)["state"] not in ("STARTING", "RUNNING"):
+        if shown.returncode == 0 and json.loads(shown.stdout)["job"]["state"] not in ("STARTING", "RUNNING"):
             break
         time.sleep(0.5)
     assert printed.exists(), "the job died when the disk filled up"
     assert "Traceback" not in shown.stderr
-    info = json.loads(shown.stdout)
+    info = json.loads(shown.stdout)["job"]
     assert info["state"] == "COMPLETED", info
     assert "could not be written to the run folder" in info["reason"]

@@ -62,7 +62,7 @@ def test_a_killed_claimers_job_is_settled_by_whoever_looks_next(app_paths, data_
     assert job_id == first.id and repo.get(job_id).state is JobState.STARTING
     assert repo.get(job_id).claimer_pid == pid
 
-    listing = json.loads(_jobs_cli(data_dir, "list", "--json").stdout)  # the next CLI read settles it
+    listing = json.loads(_jobs_cli(data_dir, "list", "--json").stdout)["jobs"]  # the next CLI read settles it
     assert [j["state"] for j in listing if j["id"] == job_id] == ["FAILED_TO_START"]
     expected = f"the process starting it (pid {pid}) ended before its run folder was made"
     assert repo.get(job_id).reason == expected
@@ -109,7 +109,7 @@ def test_jobs_list_settles_a_job_whose_supervisor_was_killed_with_no_app(data_di
     os.kill(int(record.pid or 0), signal.SIGKILL)
     assert wait_for(lambda: not Path(f"/proc/{record.pid}").exists() or _zombie(int(record.pid or 0)), timeout=5)
 
-    listing = json.loads(_jobs_cli(data_dir, "list", "--json").stdout)
+    listing = json.loads(_jobs_cli(data_dir, "list", "--json").stdout)["jobs"]
     assert [j["state"] for j in listing if j["id"] == job_id] == ["LOST"]
     assert "supervisor vanished" in repo.get(job_id).reason
     assert marked(Path(str(record.run_dir))) == []  # its orphaned process was stopped too

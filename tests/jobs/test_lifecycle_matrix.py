@@ -99,7 +99,7 @@ class CliSide:
     def final(self, job_id: int) -> tuple[JobState, str]:
         def ended() -> bool:
             shown = json.loads(self.jobs("show", str(job_id), "--json").stdout)
-            return JobState(shown["state"]).is_final
+            return JobState(shown["job"]["state"]).is_final
 
         assert wait_for(ended, timeout=20, interval=0.2)
         record = self.record(job_id)
@@ -196,14 +196,15 @@ def test_cancel_of_a_queued_job(sides: list[Side]) -> None:
 
 def test_supervisor_that_cannot_start(sides: list[Side], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """E.g. the app's executable was removed while it ran.  The CLI side runs in-process here (the
-    same `jobs run` code) so the supervisor command can be pointed at a missing file."""
-    import msquant_desktop.cli.jobs as cli_jobs
+    same `jobs run` code, launching through job_lifecycle) so the supervisor command can be pointed at a
+    missing file."""
+    import msquant_desktop.services.job_lifecycle as lifecycle
     import msquant_desktop.services.job_service as job_service
     from msquant_desktop.app import main
 
     missing = ["/nonexistent/msquant-desktop"]
     monkeypatch.setattr(job_service, "self_command", lambda *args: [*missing, *args])
-    monkeypatch.setattr(cli_jobs, "self_command", lambda *args: [*missing, *args])
+    monkeypatch.setattr(lifecycle, "self_command", lambda *args: [*missing, *args])  # the CLI's launcher
     outcomes = {}
     app, cli = sides
     job_id = app.run(["true"], wait_running=False)

@@ -156,7 +156,12 @@ def test_cli_show_and_compose_json(lightning_project: Path) -> None:
     rc, composed = cli("projects", "compose", str(lightning_project), "--json", "--", "experiment=example")
     assert rc == 0 and composed["ok"] and "seed: 12345" in composed["yaml"]
     rc, refused = cli("projects", "compose", str(lightning_project), "--json", "--", "+experiment=example")
-    assert rc == 1 and refused == {"ok": False, "error": refused["error"], "python": shown["python"]}
+    assert rc == 1 and refused == {
+        "schema": 1,
+        "ok": False,
+        "error": refused["error"],
+        "python": shown["python"],
+    }
     assert "Multiple values for experiment" in refused["error"]
     rc, evaluated = cli("projects", "compose", str(lightning_project), "--config-name", "eval", "--json")
     assert rc == 0 and "task_name: eval" in evaluated["yaml"]

@@ -56,7 +56,7 @@ def test_results_lists_quantizations_with_their_newest_evaluation(tmp_path: Path
 
     code, _, out, err = run_cli("--data-dir", str(data), "results", "--json")
     assert code == 0, err
-    rows = json.loads(out)
+    rows = json.loads(out)["results"]
     assert [r["job_id"] for r in rows] == [second, first]
     assert rows[0]["scheme"] == "W8A16" and rows[0]["evaluation"] == {"failed": "exit 2"}
     assert rows[0]["evaluation_job_id"] == failed and not rows[0]["evaluating"]

@@ -145,7 +145,7 @@ def test_slurm_status_lists_an_arrays_tasks(testbed, profile, bare_repo, tmp_pat
     job_id = done.stdout.split()[1].rstrip(":")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        (job,) = [j for j in json.loads(cli("status", "--json").stdout) if str(j["id"]) == job_id]
+        (job,) = [j for j in json.loads(cli("status", "--json").stdout)["jobs"] if str(j["id"]) == job_id]
         if job["state"] not in ("STARTING", "QUEUED", "RUNNING"):
             break
         time.sleep(1)

@@ -45,7 +45,7 @@ class Cli:
         return JobRepository(connect(resolve_paths(self.data).ensure().database))
 
     def status(self, job_id: int) -> dict:  # type: ignore[type-arg]
-        (job,) = [j for j in json.loads(self("status", "--json").stdout) if j["id"] == job_id]
+        (job,) = [j for j in json.loads(self("status", "--json").stdout)["jobs"] if j["id"] == job_id]
         return job
 
 

@@ -53,7 +53,7 @@ def test_slurm_cli_end_to_end(testbed, profile, bare_repo, tmp_path) -> None:  #
     job_id = submitted.stdout.split()[1].rstrip(":")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        (status,) = [j for j in json.loads(cli("status", "--json").stdout) if str(j["id"]) == job_id]
+        (status,) = [j for j in json.loads(cli("status", "--json").stdout)["jobs"] if str(j["id"]) == job_id]
         if status["state"] == "RUNNING":
             break
         time.sleep(0.5)
@@ -62,7 +62,7 @@ def test_slurm_cli_end_to_end(testbed, profile, bare_repo, tmp_path) -> None:  #
     assert f"at commit {first}" in cli("logs", job_id).stdout
     cancelled = cli("cancel", job_id)
     assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout
-    (final,) = [j for j in json.loads(cli("status", "--json").stdout) if str(j["id"]) == job_id]
+    (final,) = [j for j in json.loads(cli("status", "--json").stdout)["jobs"] if str(j["id"]) == job_id]
     assert final["state"] == "CANCELLED"
 
 

@@ -48,7 +48,7 @@ def submit(cli, bare_repo, name: str, *options_and_command: str) -> str:  # type
 def wait_final(cli, job_id: str, timeout: float) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
-        (job,) = [j for j in json.loads(cli("status", "--json").stdout) if str(j["id"]) == job_id]
+        (job,) = [j for j in json.loads(cli("status", "--json").stdout)["jobs"] if str(j["id"]) == job_id]
         if job["state"] not in ("STARTING", "QUEUED", "RUNNING", "CANCELLING") or time.monotonic() > deadline:
             return job
         time.sleep(2)

@@ -1,0 +1,54 @@
+"""`slurm logs --follow` on the real testbed: prints the log as it grows and exits with the job's
+status (domain.exit_status), as `jobs logs --follow` does for a local job."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from msquant_desktop.slurm.profiles import save_profiles
+from tests.conftest import run_cli_argv
+
+pytestmark = pytest.mark.slurm
+
+
+def test_slurm_logs_follow_exits_with_the_jobs_status(testbed, profile, bare_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    clusters = tmp_path / "clusters.yaml"
+    save_profiles(clusters, [profile])
+
+    def cli(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = run_cli_argv(
+            "--data-dir", str(tmp_path / "data"), "slurm", command, "--clusters", str(clusters), *args
+        )
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    repo_path, first, _ = bare_repo
+    script = "echo first-line; sleep 2; echo last-line; exit 5"
+    submitted = cli(
+        "submit",
+        "testbed",
+        "--repo",
+        repo_path,
+        "--commit",
+        first,
+        "--name",
+        "follow",
+        "--",
+        "sh",
+        "-c",
+        script,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[1].rstrip(":")
+    followed = cli("logs", job_id, "--follow", "--poll", "1")
+    assert followed.returncode == 5, followed.stdout + followed.stderr
+    assert "first-line" in followed.stdout and "last-line" in followed.stdout
+    assert followed.stdout.index("first-line") < followed.stdout.index("last-line")
+    local = subprocess.run(
+        run_cli_argv("--data-dir", str(tmp_path / "data"), "jobs", "logs", job_id, "--follow"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert local.returncode == 2 and "slurm logs" in local.stderr  # pointed at the command that can
