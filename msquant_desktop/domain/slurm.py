@@ -37,6 +37,9 @@ class SlurmSubmission:
     project_id: int | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     array: str | None = None  # a job array's task expression, e.g. "0-9%2": one task per index
+    task_overrides: tuple[tuple[str, ...], ...] = ()
+    """A sweep as one job array: task i runs `command` with `task_overrides[i]` (and `overrides` is
+    empty).  The script reads them from a file uploaded with the job, never from its own text."""
 
 
 # ------------------------------------------------------------------------------------------------
