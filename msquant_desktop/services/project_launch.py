@@ -236,7 +236,7 @@ class ProjectLauncher(QObject):
             wrapper = self_command("project-run")
             specs = [local_job_spec(member, wrapper) for member in plan.member_plans()]
             jobs = self._require(self._jobs, "local")
-            self._submit(lambda: [jobs.submit(spec) for spec in specs], plan)
+            self._submit(lambda: jobs.submit_many(specs), plan)
 
         self._tasks.run(work, done)
 

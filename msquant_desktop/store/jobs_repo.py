@@ -180,6 +180,14 @@ class JobRepository:
             self._record_transition(job_id, None, state, now, note)
         return self.get(job_id)
 
+    def create_many(
+        self, specs: Sequence[JobSpec], state: JobState = JobState.QUEUED, note: str = ""
+    ) -> list[JobRecord]:
+        """Store several jobs in one transaction, in order (a sweep's members queue back to back):
+        all of them, or — when any cannot be stored — none."""
+        with transaction(self._conn):
+            return [self.create(spec, state, note) for spec in specs]
+
     def get(self, job_id: int) -> JobRecord:
         row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
