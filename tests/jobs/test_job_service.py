@@ -173,7 +173,9 @@ def test_submit_many_queues_all_members_in_one_transaction_or_none(make_engine, 
         service.submit_many([good, good, unstorable])  # the third fails after two rows were written
     assert [r.id for r in service.list_jobs()] == before  # rolled back: none of them is stored
     with pytest.raises(ValueError, match="Clusters area"):
-        service.submit_many([good, JobSpec(name="remote", argv=("true",), target=JobTarget.SLURM, cluster="c")])
+        service.submit_many(
+            [good, JobSpec(name="remote", argv=("true",), target=JobTarget.SLURM, cluster="c")]
+        )
     assert [r.id for r in service.list_jobs()] == before
 
     records = service.submit_many([good, good, good])
