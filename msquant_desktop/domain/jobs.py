@@ -264,3 +264,5 @@ class JobSummary(_HowItEnded):
     reason: str
     command: str
     """The argv as JSON text (for search and tooltips)."""
+    sweep_id: str | None = None
+    """The sweep a project job is a member of (`meta["sweep"]["id"]`), None for other jobs."""

@@ -102,7 +102,7 @@ def _in_states(states: Iterable[JobState]) -> str:
 
 # The spec's JSON is only looked into where a row needs it (json_extract costs per row): the GPUs a
 # queued job asks for, and a project's name.  The command is fetched with the row only for active
-# jobs; search over past jobs uses the name.
+# jobs; search over past jobs uses the name.  A project job's sweep (if any) groups its rows.
 _SUMMARY_SQL = (
     "SELECT id, name, kind, target, cluster, state, queue_position, project_id,"
     " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.project_name') END,"
@@ -110,7 +110,8 @@ _SUMMARY_SQL = (
     " CASE WHEN state = 'QUEUED' THEN COALESCE(json_extract(spec, '$.gpus'), 0) ELSE 0 END,"
     " exit_code, signal, reason,"
     f" CASE WHEN state IN {_in_states(UNFINISHED_STATES)} THEN json_extract(spec, '$.argv')"
-    " ELSE '' END"
+    " ELSE '' END,"
+    " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.sweep.id') END"
     " FROM jobs"
 )
 _STATES = {s.value: s for s in JobState}
@@ -137,6 +138,7 @@ def _row_to_summary(r: Sequence[Any]) -> JobSummary:
         signal=r[14],
         reason=r[15],
         command=r[16] or "",
+        sweep_id=r[17],
     )
 
 

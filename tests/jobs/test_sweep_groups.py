@@ -1,0 +1,88 @@
+"""A sweep's jobs in the Jobs tab: one header row "sweep <id>: N members, k done, j failed" over its
+members' own rows, counted over every member whatever the filter shows, folded by a double-click,
+kept up to date as real member jobs run, fail and wait in the queue."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.store.projects_repo import ProjectRepository
+from msquant_desktop.ui.jobs.sweep_groups import MEMBER_INDENT, SWEEP_ROLE
+from msquant_desktop.ui.jobs.table_model import JOB_ID_ROLE, Column
+from msquant_desktop.ui.jobs_tab import JobsTab
+from tests.jobs.conftest import wait_final
+
+MEMBER_COMMANDS = (("sh", "-c", "exit 0"), ("sh", "-c", "exit 3"), ("sleep", "300"), ("sh", "-c", "exit 0"))
+
+
+def _names(tab: JobsTab) -> list[str]:
+    model = tab.table.model()
+    return [str(model.index(row, Column.NAME).data()) for row in range(model.rowCount())]
+
+
+def test_a_sweep_is_one_group_with_each_members_state(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    service = make_engine(max_jobs=1, grace=0.2)
+    project = ProjectRepository(service._repo.connection).add("demo", "/nonexistent/demo")
+    plain = service.submit(JobSpec(name="plain", argv=("sh", "-c", "exit 0")))
+    wait_final(qtbot, service, plain.id)
+    members = service.submit_many(
+        [
+            JobSpec(
+                name=f"demo [{i + 1}/4]",
+                argv=argv,
+                project_id=project.id,
+                meta={
+                    "project_name": "demo",
+                    "sweep": {"id": "ab12", "index": i, "size": 4, "mode": "members"},
+                },
+            )
+            for i, argv in enumerate(MEMBER_COMMANDS)
+        ]
+    )
+    tab = JobsTab(service)
+    qtbot.addWidget(tab)
+    tab.show()
+    running = members[2].id
+    qtbot.waitUntil(lambda: service.get(running).state is JobState.RUNNING, timeout=20_000)
+    head = "sweep ab12: 4 members, 1 done, 1 failed, 1 running, 1 queued"
+    qtbot.waitUntil(lambda: _names(tab)[0] == head, timeout=10_000)
+    assert _names(tab) == [
+        head,
+        *(MEMBER_INDENT + f"demo [{i}/4]" for i in (4, 3, 2, 1)),  # newest first, under the header
+        "plain",
+    ]
+    model = tab.table.model()
+    header = model.index(0, Column.STATUS)
+    assert header.data(SWEEP_ROLE) == "ab12" and header.data(JOB_ID_ROLE) is None
+    assert header.data() == "▾ Sweep" and model.index(0, Column.PROJECT).data() == "demo"
+    assert [model.index(r, 0).data(JOB_ID_ROLE) for r in range(1, 6)] == [
+        *(m.id for m in reversed(members)),
+        plain.id,
+    ]
+    assert model.index(2, Column.STATUS).data() == "Running"  # the member's own state, its own row
+
+    # The header row is no job: selecting it selects none; a member row is its job.
+    tab.table.selectRow(0)
+    assert tab.selected_job_id() is None
+    tab.select_job(members[1].id)
+    assert tab.selected_job_id() == members[1].id
+
+    # The filter shows the failed member alone under its header; the counts still cover all four.
+    tab.proxy.set_group("Failed")
+    assert _names(tab) == [head, MEMBER_INDENT + "demo [2/4]"]
+    tab.proxy.set_group("All")
+
+    # Folded by a double-click on the header, unfolded by another.
+    tab.table.doubleClicked.emit(header)
+    assert _names(tab) == [head, "plain"] and model.index(0, Column.STATUS).data() == "▸ Sweep"
+    tab.table.doubleClicked.emit(model.index(0, 0))
+    assert len(_names(tab)) == 6
+
+    # The running member is cancelled; the last one runs: the header follows each change.
+    service.cancel(running)
+    wait_final(qtbot, service, members[3].id)
+    qtbot.waitUntil(
+        lambda: _names(tab)[0] == "sweep ab12: 4 members, 2 done, 1 failed, 1 cancelled", timeout=10_000
+    )
+    assert model.index(0, Column.STATUS).data(Qt.ItemDataRole.DecorationRole) is not None
