@@ -111,7 +111,11 @@ _SUMMARY_SQL = (
     " exit_code, signal, reason,"
     f" CASE WHEN state IN {_in_states(UNFINISHED_STATES)} THEN json_extract(spec, '$.argv')"
     " ELSE '' END,"
-    " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.sweep.id') END"
+    " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.sweep.id') END,"
+    " slurm_job_id,"
+    " CASE WHEN target = 'slurm' AND project_id IS NOT NULL"
+    " THEN json_array_length(spec, '$.meta.submission.task_overrides') END,"
+    " CASE WHEN target = 'slurm' AND project_id IS NOT NULL THEN json_extract(result, '$.tasks') END"
     " FROM jobs"
 )
 _STATES = {s.value: s for s in JobState}
@@ -139,6 +143,27 @@ def _row_to_summary(r: Sequence[Any]) -> JobSummary:
         reason=r[15],
         command=r[16] or "",
         sweep_id=r[17],
+        slurm_job_id=r[18],
+        array_tasks=_array_tasks(r[18], r[19], r[20]),
+    )
+
+
+def _array_tasks(
+    slurm_id: str | None, count: int | None, tasks_json: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The tasks of a sweep's job array (task i is member i, indices 0..count-1), with the states the
+    Clusters area stored under `result["tasks"]`; PENDING until it stored one."""
+    if not count:
+        return ()
+    try:
+        stored = json.loads(tasks_json) if tasks_json else {}
+    except ValueError:
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    base = slurm_id or "?"
+    return tuple(
+        (f"{base}_{i}", str((stored.get(str(i)) or {}).get("state", "PENDING"))) for i in range(count)
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from msquant_desktop.domain.jobs import JobSpec, JobState
+from msquant_desktop.domain.jobs import JobSpec, JobState, JobTarget
 from msquant_desktop.store.projects_repo import ProjectRepository
 from msquant_desktop.ui.jobs.sweep_groups import MEMBER_INDENT, SWEEP_ROLE
 from msquant_desktop.ui.jobs.table_model import JOB_ID_ROLE, Column
@@ -86,3 +86,40 @@ def test_a_sweep_is_one_group_with_each_members_state(make_engine, qtbot) -> Non
         lambda: _names(tab)[0] == "sweep ab12: 4 members, 2 done, 1 failed, 1 cancelled", timeout=10_000
     )
     assert model.index(0, Column.STATUS).data(Qt.ItemDataRole.DecorationRole) is not None
+
+
+def test_a_sweep_run_as_a_job_array_heads_a_row_per_task(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    service = make_engine()
+    project = ProjectRepository(service._repo.connection).add("demo", "/nonexistent/demo")
+    members = [["lr=0.1"], ["lr=0.2"], ["lr=0.3"]]
+    spec = JobSpec(
+        name="demo @ 1234abcd",
+        argv=("python", "train.py"),
+        target=JobTarget.SLURM,
+        cluster="lab",
+        project_id=project.id,
+        meta={"project_name": "demo", "submission": {"array": "0-2", "task_overrides": members}},
+    )
+    clusters = service._repo  # the Clusters area writes through the same store
+    job = clusters.create(spec, JobState.STARTING)
+    tab = JobsTab(service)
+    qtbot.addWidget(tab)
+    tab.show()
+    assert _names(tab) == [
+        f"▾ demo @ 1234abcd · sweep #{job.id}: 3 members, 0 done, 0 failed, 3 queued",
+        *(MEMBER_INDENT + f"task ?_{i}" for i in range(3)),
+    ]
+    tasks = {"0": {"state": "COMPLETED"}, "1": {"state": "FAILED", "exit_code": 3}, "2": {"state": "RUNNING"}}
+    clusters.transition(job.id, JobState.QUEUED, slurm_job_id="46")
+    clusters.update(job.id, result={"array": "0-2", "tasks": tasks})
+    clusters.transition(job.id, JobState.RUNNING)
+    head = "▾ demo @ 1234abcd · sweep 46: 3 members, 1 done, 1 failed, 1 running"
+    qtbot.waitUntil(lambda: _names(tab)[0] == head, timeout=10_000)
+    model = tab.table.model()
+    assert [model.index(r, Column.STATUS).data() for r in range(1, 4)] == ["Completed", "Failed", "Running"]
+    assert _names(tab)[1:] == [MEMBER_INDENT + f"task 46_{i}" for i in range(3)]
+    # A task's row stands for its array job; the array's row folds its tasks.
+    tab.table.selectRow(2)
+    assert tab.selected_job_id() == job.id
+    tab.table.doubleClicked.emit(model.index(0, Column.NAME))
+    assert len(_names(tab)) == 1 and _names(tab)[0].startswith("▸ demo")

@@ -1,6 +1,9 @@
 """A sweep's jobs shown as one group in the Jobs table: a flat proxy that adds a header row
 "sweep <id>: N members, k done, j failed" above the members (indented under it), and can fold them.
 
+A sweep run on a cluster is one SLURM job array: its job row heads the group ("… · sweep 46: 4
+members, …") and a row per task below shows that task's state; a task row stands for its array job.
+
 It sits on top of the filter proxy, so the table, its columns, its selection and whatever else acts on
 rows (menus, shortcuts) stay as they are: a member row is the job's own row, and a header row has no
 JOB_ID_ROLE (it is no job), only SWEEP_ROLE.  Members of a sweep are stored in one transaction, so
@@ -20,6 +23,7 @@ from PySide6.QtCore import QAbstractProxyModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QColor, QFont
 
 from msquant_desktop.domain.jobs import JobState, JobSummary
+from msquant_desktop.domain.slurm import map_slurm_state
 from msquant_desktop.ui.jobs.table_model import (
     HEADERS,
     JOB_ID_ROLE,
@@ -34,6 +38,11 @@ SWEEP_ROLE = Qt.ItemDataRole.UserRole + 20
 """On a header row: the sweep's id (None on every job row)."""
 
 MEMBER_INDENT = "    "
+
+
+def array_key(job_id: int) -> str:
+    """The SWEEP_ROLE of a job array's row (what folds its tasks)."""
+    return f"array:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -71,15 +80,23 @@ class SweepCounts:
         return ", ".join(words)
 
 
-def sweep_counts(members: list[JobSummary]) -> SweepCounts:
-    """The counts of a header from its members' rows (pure: tested without a view)."""
-    states = Counter(m.state for m in members)
+def task_state(word: str) -> JobState:
+    """An array task's stored state (our final state's value, or SLURM's word while open)."""
+    try:
+        return JobState(word)
+    except ValueError:
+        return map_slurm_state(word) or JobState.QUEUED
+
+
+def sweep_counts(member_states: list[JobState]) -> SweepCounts:
+    """The counts of a header from its members' states (pure: tested without a view)."""
+    states = Counter(member_states)
     failed = sum(
         n for s, n in states.items() if s.is_final and s not in (JobState.COMPLETED, JobState.CANCELLED)
     )
     running = sum(n for s, n in states.items() if s.is_active and s is not JobState.QUEUED)
     return SweepCounts(
-        members=len(members),
+        members=len(member_states),
         done=states[JobState.COMPLETED],
         failed=failed,
         running=running,
@@ -144,7 +161,7 @@ class SweepGroupingProxy(QAbstractProxyModel):
         return [summary for summary in found if summary is not None]
 
     def counts(self, sweep_id: str) -> SweepCounts:
-        return sweep_counts(self.members(sweep_id))
+        return sweep_counts([m.state for m in self.members(sweep_id)])
 
     def _summary_at(self, source_row: int) -> JobSummary | None:
         source = self.sourceModel()
@@ -174,6 +191,11 @@ class SweepGroupingProxy(QAbstractProxyModel):
             if sweep is None or sweep not in self._collapsed:
                 keys.append(("job", summary.id))
                 rows.append(source_row)
+            if summary.array_tasks and array_key(summary.id) not in self._collapsed:
+                # A sweep run as one job array: its row heads the group, a row per task below.
+                for task in range(len(summary.array_tasks)):
+                    keys.append(("task", summary.id, task))
+                    rows.append(-1)
         return keys, rows
 
     def _regroup(self, *args: Any) -> None:
@@ -210,6 +232,10 @@ class SweepGroupingProxy(QAbstractProxyModel):
             summary = self._summary_at(source_row)
             if summary is None:
                 continue
+            for task in range(len(summary.array_tasks)):
+                task_row = self._row_of_key.get(("task", summary.id, task))
+                if task_row is not None:
+                    self.dataChanged.emit(self.index(task_row, 0), self.index(task_row, len(HEADERS) - 1))
             row = self._row_of_key.get(("job", summary.id))
             if row is not None:
                 self.dataChanged.emit(
@@ -257,7 +283,7 @@ class SweepGroupingProxy(QAbstractProxyModel):
         return source.headerData(section, orientation, role) if source is not None else None
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if index.isValid() and self._keys[index.row()][0] == "head":
+        if index.isValid() and self._keys[index.row()][0] != "job":
             return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         return super().flags(index)
 
@@ -266,13 +292,52 @@ class SweepGroupingProxy(QAbstractProxyModel):
             return None
         key = self._keys[index.row()]
         if key[0] == "job":
-            value = super().data(index, role)
-            if role == Qt.ItemDataRole.DisplayRole and index.column() == Column.NAME:
-                summary = self._jobs.summary_of(key[1])
-                if summary is not None and summary.sweep_id is not None:
-                    return MEMBER_INDENT + str(value or "")
-            return value
+            return self._job_data(index, key[1], role)
+        if key[0] == "task":
+            return self._task_data(key[1], key[2], Column(index.column()), role)
         return self._head_data(key[1], Column(index.column()), role)
+
+    def _job_data(self, index: Index, job_id: int, role: int) -> Any:
+        value = super().data(index, role)
+        summary = self._jobs.summary_of(job_id)
+        if summary is None:
+            return value
+        if summary.array_tasks:  # the array's own row heads its tasks
+            if role == SWEEP_ROLE:
+                return array_key(job_id)
+            if role == Qt.ItemDataRole.DisplayRole and index.column() == Column.NAME:
+                counts = sweep_counts([task_state(state) for _, state in summary.array_tasks])
+                fold = "▸" if array_key(job_id) in self._collapsed else "▾"
+                return f"{fold} {value} · {counts.text(summary.slurm_job_id or f'#{job_id}')}"
+        elif (
+            summary.sweep_id is not None
+            and role == Qt.ItemDataRole.DisplayRole
+            and index.column() == Column.NAME
+        ):
+            return MEMBER_INDENT + str(value or "")
+        return value
+
+    def _task_data(self, job_id: int, task: int, column: Column, role: int) -> Any:
+        summary = self._jobs.summary_of(job_id)
+        if summary is None or task >= len(summary.array_tasks):
+            return None
+        name, word = summary.array_tasks[task]
+        state = task_state(word)
+        if role == JOB_ID_ROLE:
+            return job_id  # a task's row stands for its array job (details, cancel)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if column is Column.STATUS:
+                return word.capitalize().replace("_", " ")
+            if column is Column.NAME:
+                return f"{MEMBER_INDENT}task {name}"
+            if column is Column.PROJECT:
+                return summary.project_name or ""
+            return ""
+        if column is Column.STATUS and role == Qt.ItemDataRole.DecorationRole:
+            return state_icon(state)
+        if column is Column.STATUS and role == Qt.ItemDataRole.ForegroundRole:
+            return QColor(STATE_COLORS[state])
+        return None
 
     def _head_data(self, sweep_id: str, column: Column, role: int) -> Any:
         if role == SWEEP_ROLE:
