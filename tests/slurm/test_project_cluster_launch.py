@@ -261,3 +261,15 @@ def test_a_2x2_sweep_runs_as_one_4_task_array_each_task_with_its_config(
         assert f"lr: {expected[index][1][3:]}" in member["composed_config"]
     assert "note: two words; $(id) `id`" in facts["members"][0]["composed_config"]
     assert app.projects.launch_facts(job)["members"] == facts["members"]
+
+    # The Jobs tab shows the array as one sweep, a row per task with that task's state.
+    from msquant_desktop.ui.jobs.table_model import Column
+    from msquant_desktop.ui.jobs_tab import JobsTab
+
+    tab = JobsTab(jobs)
+    qtbot.addWidget(tab)
+    model = tab.table.model()
+    rows = [(model.index(r, Column.STATUS).data(), model.index(r, Column.NAME).data()) for r in range(5)]
+    assert rows[0][1].endswith(f" · sweep {sid}: 4 members, 4 done, 0 failed"), rows
+    assert [r[0] for r in rows[1:]] == ["Completed"] * 4
+    assert [r[1].strip() for r in rows[1:]] == [f"task {sid}_{i}" for i in range(4)]
