@@ -261,6 +261,11 @@ def test_a_2x2_sweep_runs_as_one_4_task_array_each_task_with_its_config(
         assert f"lr: {expected[index][1][3:]}" in member["composed_config"]
     assert "note: two words; $(id) `id`" in facts["members"][0]["composed_config"]
     assert app.projects.launch_facts(job)["members"] == facts["members"]
+    from msquant_desktop.ui.projects.history import describe_job
+
+    text = describe_job(job, app.projects.launch_facts(job))
+    assert "one SLURM job array of 4 tasks" in text
+    assert "task 3: model=large lr=0.2 '+note='\"'\"'two words; $(id) `id`'\"'\"''" in text, text
 
     # The Jobs tab shows the array as one sweep, a row per task with that task's state.
     from msquant_desktop.ui.jobs.table_model import Column
