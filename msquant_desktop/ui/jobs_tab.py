@@ -213,6 +213,7 @@ class JobsTab(QWidget):
         return int(job_id) if job_id is not None else None
 
     def select_job(self, job_id: int) -> None:
+        self.groups.flush()
         model = self.table.model()
         for row in range(model.rowCount()):
             index = model.index(row, 0)

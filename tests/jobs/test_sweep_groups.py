@@ -4,9 +4,13 @@ kept up to date as real member jobs run, fail and wait in the queue."""
 
 from __future__ import annotations
 
+import time
+from contextlib import closing
+
 from PySide6.QtCore import Qt
 
 from msquant_desktop.domain.jobs import JobSpec, JobState, JobTarget
+from msquant_desktop.store import JobRepository, connect
 from msquant_desktop.store.projects_repo import ProjectRepository
 from msquant_desktop.ui.jobs.sweep_groups import MEMBER_INDENT, SWEEP_ROLE
 from msquant_desktop.ui.jobs.table_model import JOB_ID_ROLE, Column
@@ -69,9 +73,12 @@ def test_a_sweep_is_one_group_with_each_members_state(make_engine, qtbot) -> Non
     assert tab.selected_job_id() == members[1].id
 
     # The filter shows the failed member alone under its header; the counts still cover all four.
-    tab.proxy.set_group("Failed")
-    assert _names(tab) == [head, MEMBER_INDENT + "demo [2/4]"]
+    tab.proxy.set_group("Failed")  # (a burst of row changes below: applied by the end of the turn)
+    qtbot.waitUntil(lambda: _names(tab) == [head, MEMBER_INDENT + "demo [2/4]"], timeout=5_000)
     tab.proxy.set_group("All")
+    qtbot.waitUntil(lambda: len(_names(tab)) == 6, timeout=5_000)
+    tab.select_job(members[1].id)
+    assert tab.selected_job_id() == members[1].id
 
     # Folded by a double-click on the header, unfolded by another.
     tab.table.doubleClicked.emit(header)
@@ -123,3 +130,23 @@ def test_a_sweep_run_as_a_job_array_heads_a_row_per_task(make_engine, qtbot) -> 
     assert tab.selected_job_id() == job.id
     tab.table.doubleClicked.emit(model.index(0, Column.NAME))
     assert len(_names(tab)) == 1 and _names(tab)[0].startswith("▸ demo")
+
+
+def test_a_search_over_thousands_of_rows_regroups_once_and_keeps_the_selection(
+    make_engine, qtbot, app_paths
+) -> None:  # type: ignore[no-untyped-def]
+    specs = [JobSpec(name=("odd" if i % 2 else "even") + f"-{i}", argv=("true",)) for i in range(3000)]
+    with closing(connect(app_paths.database)) as conn:  # history from before the app started
+        records = JobRepository(conn).create_many(specs, JobState.COMPLETED)
+    service = make_engine()
+    tab = JobsTab(service)
+    qtbot.addWidget(tab)
+    tab.select_job(records[1].id)  # an "odd" job
+    layouts: list[int] = []
+    tab.groups.layoutChanged.connect(lambda *_: layouts.append(1))
+    started = time.perf_counter()
+    tab.search.setText("odd")  # 1,500 ranges of rows leave the filter, one at a time
+    qtbot.waitUntil(lambda: tab.table.model().rowCount() == 1500, timeout=10_000)
+    assert time.perf_counter() - started < 15.0  # (one pass: a pass per range took minutes)
+    assert layouts == [1]  # the burst became one layout change, not 1,500 removes
+    assert tab.selected_job_id() == records[1].id  # still selected, on its new row

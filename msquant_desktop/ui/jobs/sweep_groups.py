@@ -19,7 +19,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractProxyModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import (
+    QAbstractProxyModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+)
 from PySide6.QtGui import QColor, QFont
 
 from msquant_desktop.domain.jobs import JobState, JobSummary
@@ -109,42 +116,60 @@ def sweep_counts(member_states: list[JobState]) -> SweepCounts:
 _Key = tuple[Any, ...]
 
 
+def _structure_signals(model: Any) -> tuple[Any, ...]:
+    """The source's signals after which the rows are grouped again."""
+    return (model.rowsInserted, model.rowsRemoved, model.modelReset, model.layoutChanged, model.rowsMoved)
+
+
+FINE_GRAINED_RUNS = 8
+"""Up to this many runs of rows removed and inserted, rows change run by run; beyond, one layout change."""
+
+
+def _run_bounds(rows: list[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as (first, last) of each run of consecutive ones."""
+    bounds: list[tuple[int, int]] = []
+    for row in rows:
+        if bounds and bounds[-1][1] == row - 1:
+            bounds[-1] = (bounds[-1][0], row)
+        else:
+            bounds.append((row, row))
+    return bounds
+
+
+def _runs(rows: list[int]) -> int:
+    return sum(1 for i, row in enumerate(rows) if i == 0 or rows[i - 1] != row - 1)
+
+
 class SweepGroupingProxy(QAbstractProxyModel):
     def __init__(self, jobs: JobsTableModel, parent: Any = None) -> None:
         super().__init__(parent)
         self._jobs = jobs  # every row's summary (the counts cover members the filter hides)
         self._keys: list[_Key] = []
-        self._source_rows: list[int] = []  # per row: the source row (-1 for a header)
         self._row_of_key: dict[_Key, int] = {}
         self._collapsed: set[str] = set()
         self._members: dict[str, list[int]] = {}  # every sweep's job ids, from the unfiltered rows
+        self._head_rows: dict[str, list[int]] = {}  # each sweep's header rows
+        self._dirty = False
+        self._burst = QTimer(self)  # the rest of this turn of the event loop (see _on_source_structure)
+        self._burst.setObjectName("jobs-sweep-groups-burst")
+        self._burst.setSingleShot(True)
+        self._burst.setInterval(0)
+        self._burst.timeout.connect(self._end_burst)
 
     # -- what is shown ---------------------------------------------------------------------------------
-    def setSourceModel(self, source: Any) -> None:
+    def setSourceModel(self, source: QSortFilterProxyModel) -> None:  # type: ignore[override]
+        """`source`: the filter proxy over this proxy's JobsTableModel."""
         self.beginResetModel()
         old = self.sourceModel()
         if old is not None:
-            for signal in (
-                old.rowsInserted,
-                old.rowsRemoved,
-                old.modelReset,
-                old.layoutChanged,
-                old.rowsMoved,
-            ):
-                signal.disconnect(self._regroup)
+            for signal in _structure_signals(old):
+                signal.disconnect(self._on_source_structure)
             old.dataChanged.disconnect(self._on_source_data_changed)
         super().setSourceModel(source)
-        for signal in (
-            source.rowsInserted,
-            source.rowsRemoved,
-            source.modelReset,
-            source.layoutChanged,
-            source.rowsMoved,
-        ):
-            signal.connect(self._regroup)
+        for signal in _structure_signals(source):
+            signal.connect(self._on_source_structure)
         source.dataChanged.connect(self._on_source_data_changed)
-        self._keys, self._source_rows = self._layout()
-        self._row_of_key = {key: row for row, key in enumerate(self._keys)}
+        self._set_keys(self._layout())
         self.endResetModel()
 
     def is_collapsed(self, sweep_id: str) -> bool:
@@ -153,7 +178,7 @@ class SweepGroupingProxy(QAbstractProxyModel):
     def toggle(self, sweep_id: str) -> None:
         """Fold or unfold a sweep's members under its header."""
         self._collapsed.symmetric_difference_update({sweep_id})
-        self._regroup()
+        self.regroup()
 
     def members(self, sweep_id: str) -> list[JobSummary]:
         """Every member's row as last read, filtered or not (no store read)."""
@@ -164,11 +189,10 @@ class SweepGroupingProxy(QAbstractProxyModel):
         return sweep_counts([m.state for m in self.members(sweep_id)])
 
     def _summary_at(self, source_row: int) -> JobSummary | None:
-        source = self.sourceModel()
-        job_id = source.index(source_row, 0).data(JOB_ID_ROLE)
+        job_id = self.sourceModel().index(source_row, 0).data(JOB_ID_ROLE)
         return self._jobs.summary_of(int(job_id)) if job_id is not None else None
 
-    def _layout(self) -> tuple[list[_Key], list[int]]:
+    def _layout(self) -> list[_Key]:
         """The rows as they should be now: each run of one sweep's rows under its header."""
         self._members = {}
         for row in range(self._jobs.rowCount()):
@@ -177,52 +201,88 @@ class SweepGroupingProxy(QAbstractProxyModel):
                 self._members.setdefault(every.sweep_id, []).append(every.id)
         source = self.sourceModel()
         keys: list[_Key] = []
-        rows: list[int] = []
         current: str | None = None
         for source_row in range(source.rowCount() if source is not None else 0):
-            summary = self._summary_at(source_row)
-            if summary is None:
-                continue
+            summary = self._jobs.record_at(source.mapToSource(source.index(source_row, 0)).row())
             sweep = summary.sweep_id
             if sweep is not None and sweep != current:
                 keys.append(("head", sweep, summary.id))
-                rows.append(-1)
             current = sweep
             if sweep is None or sweep not in self._collapsed:
                 keys.append(("job", summary.id))
-                rows.append(source_row)
             if summary.array_tasks and array_key(summary.id) not in self._collapsed:
                 # A sweep run as one job array: its row heads the group, a row per task below.
-                for task in range(len(summary.array_tasks)):
-                    keys.append(("task", summary.id, task))
-                    rows.append(-1)
-        return keys, rows
+                keys.extend(("task", summary.id, task) for task in range(len(summary.array_tasks)))
+        return keys
 
-    def _regroup(self, *args: Any) -> None:
-        """Bring the rows up to date with the fewest inserts and removes (common head and tail kept)."""
-        new_keys, new_rows = self._layout()
-        old_keys = self._keys
-        start = 0
-        while start < min(len(old_keys), len(new_keys)) and old_keys[start] == new_keys[start]:
-            start += 1
-        old_end, new_end = len(old_keys), len(new_keys)
-        while old_end > start and new_end > start and old_keys[old_end - 1] == new_keys[new_end - 1]:
-            old_end -= 1
-            new_end -= 1
-        if old_end > start:
-            self.beginRemoveRows(QModelIndex(), start, old_end - 1)
-            self._keys = old_keys[:start] + old_keys[old_end:]
-            self._source_rows = new_rows[:start] + new_rows[new_end:]
-            self.endRemoveRows()
-        if new_end > start:
-            self.beginInsertRows(QModelIndex(), start, new_end - 1)
-            self._keys, self._source_rows = new_keys, new_rows
-            self.endInsertRows()
-        self._keys, self._source_rows = new_keys, new_rows
-        self._row_of_key = {key: row for row, key in enumerate(self._keys)}
-        # Rows that kept their place may now stand for other source rows, and headers' counts move.
-        if self._keys:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self._keys) - 1, len(HEADERS) - 1))
+    def _set_keys(self, keys: list[_Key]) -> None:
+        self._keys = keys
+        self._row_of_key = {key: row for row, key in enumerate(keys)}
+        self._head_rows = {}
+        for row, key in enumerate(keys):
+            if key[0] == "head":
+                self._head_rows.setdefault(key[1], []).append(row)
+
+    def _on_source_structure(self, *args: Any) -> None:
+        """Rows came, went or moved below.  The first change of a turn of the event loop is applied at
+        once (a new job is in the table before anyone looks for it); a burst of them (a filter change
+        removes and inserts one range at a time) is applied once, at the end of the turn.  Meanwhile a
+        row that left stays as an empty row: rows map to their job by id, never by position."""
+        if self._burst.isActive():
+            self._dirty = True
+            return
+        self._burst.start()
+        self.regroup()
+
+    def flush(self) -> None:
+        """Apply the changes a burst left for the end of this turn now (before looking for a row)."""
+        if self._dirty:
+            self.regroup()
+
+    def _end_burst(self) -> None:
+        self.flush()
+
+    def regroup(self) -> None:
+        """Bring the rows up to date.  Rows in both lists keep their order, so a few runs of rows that
+        left or came are removed and inserted run by run (selection and scroll stay); many runs (a
+        filter change) are one layout change that moves the selection with its rows."""
+        self._dirty = False
+        new_keys = self._layout()
+        wanted, present = set(new_keys), set(self._keys)
+        gone = [row for row, key in enumerate(self._keys) if key not in wanted]
+        came = [row for row, key in enumerate(new_keys) if key not in present]
+        if _runs(gone) + _runs(came) > FINE_GRAINED_RUNS:
+            self._relayout(new_keys)
+        else:
+            for first, last in reversed(_run_bounds(gone)):  # from the bottom up
+                self.beginRemoveRows(QModelIndex(), first, last)
+                self._set_keys(self._keys[:first] + self._keys[last + 1 :])
+                self.endRemoveRows()
+            for first, last in _run_bounds(came):  # from the top down: the rows above are final
+                self.beginInsertRows(QModelIndex(), first, last)
+                self._set_keys(self._keys[:first] + new_keys[first : last + 1] + self._keys[first:])
+                self.endInsertRows()
+            if self._keys != new_keys:  # rows in both changed order (not expected): start afresh
+                self._relayout(new_keys)
+        # Headers' counts move with their members.
+        for rows in self._head_rows.values():
+            for row in rows:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
+
+    def _relayout(self, new_keys: list[_Key]) -> None:
+        self.layoutAboutToBeChanged.emit()
+        before = self.persistentIndexList()
+        new_row = {key: row for row, key in enumerate(new_keys)}
+        targets = [
+            (new_row.get(self._keys[index.row()]) if index.row() < len(self._keys) else None, index.column())
+            for index in before
+        ]
+        self._set_keys(new_keys)
+        self.changePersistentIndexList(
+            before,
+            [self.index(row, column) if row is not None else QModelIndex() for row, column in targets],
+        )
+        self.layoutChanged.emit()
 
     def _on_source_data_changed(
         self, top_left: QModelIndex, bottom_right: QModelIndex, roles: Any = ()
@@ -243,8 +303,8 @@ class SweepGroupingProxy(QAbstractProxyModel):
                 )
             if summary.sweep_id is not None:
                 sweeps.add(summary.sweep_id)
-        for row, key in enumerate(self._keys):
-            if key[0] == "head" and key[1] in sweeps:
+        for sweep in sweeps:
+            for row in self._head_rows.get(sweep, ()):
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
 
     # -- Qt's proxy interface --------------------------------------------------------------------------
@@ -264,10 +324,14 @@ class SweepGroupingProxy(QAbstractProxyModel):
 
     def mapToSource(self, proxy_index: Index) -> QModelIndex:
         source = self.sourceModel()
-        if source is None or not proxy_index.isValid() or proxy_index.row() >= len(self._source_rows):
+        if source is None or not proxy_index.isValid() or proxy_index.row() >= len(self._keys):
             return QModelIndex()
-        source_row = self._source_rows[proxy_index.row()]
-        return source.index(source_row, proxy_index.column()) if source_row >= 0 else QModelIndex()
+        key = self._keys[proxy_index.row()]
+        row = self._jobs.row_of(key[1]) if key[0] == "job" else None
+        if row is None:  # a header, a task, or a job that left (until the end of this turn)
+            return QModelIndex()
+        assert isinstance(source, QSortFilterProxyModel)
+        return source.mapFromSource(self._jobs.index(row, proxy_index.column()))
 
     def mapFromSource(self, source_index: Index) -> QModelIndex:
         if not source_index.isValid():
