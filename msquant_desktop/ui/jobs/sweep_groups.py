@@ -201,8 +201,10 @@ class SweepGroupingProxy(QAbstractProxyModel):
                 self._members.setdefault(every.sweep_id, []).append(every.id)
         source = self.sourceModel()
         keys: list[_Key] = []
+        if not isinstance(source, QSortFilterProxyModel):
+            return keys
         current: str | None = None
-        for source_row in range(source.rowCount() if source is not None else 0):
+        for source_row in range(source.rowCount()):
             summary = self._jobs.record_at(source.mapToSource(source.index(source_row, 0)).row())
             sweep = summary.sweep_id
             if sweep is not None and sweep != current:
