@@ -429,5 +429,5 @@ class SweepGroupingProxy(QAbstractProxyModel):
             font.setBold(True)
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
-            return "Double-click to fold or unfold the sweep's members"
+            return f"{counts.text(sweep_id)}\nDouble-click to fold or unfold its members."
         return None
