@@ -264,3 +264,9 @@ class JobSummary(_HowItEnded):
     reason: str
     command: str
     """The argv as JSON text (for search and tooltips)."""
+    sweep_id: str | None = None
+    """The sweep a project job is a member of (`meta["sweep"]["id"]`), None for other jobs."""
+    slurm_job_id: str | None = None
+    array_tasks: tuple[tuple[str, str], ...] = ()
+    """A sweep run as one SLURM job array: each task's (`46_0`, state) — SLURM's word while open
+    (PENDING, RUNNING), our final state's value once it ended."""

@@ -274,6 +274,20 @@ class LaunchPlan:
         }
         if self.sweep is not None:
             meta["sweep"] = dict(self.sweep)
+        elif self.sweep_mode == "members" and self.members:
+            # A sweep submitted whole (a cluster's job array): task i is member i.
+            members = self.member_plans()
+            meta["sweep"] = {**(members[0].sweep or {}), "mode": "array"}
+            meta["sweep"].pop("index", None)
+            meta["members"] = [
+                {
+                    "index": index,
+                    "overrides": list(member.overrides),
+                    "command": list(member.command),
+                    "composed_config": member.composed_config,
+                }
+                for index, member in enumerate(members)
+            ]
         return meta
 
     def member_plans(self) -> list[LaunchPlan]:
@@ -356,13 +370,27 @@ def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
     if not plan.repo_url:
         raise OverrideError("the project has no remote, so a cluster cannot fetch its code")
     res = plan.resources or ClusterResources()
+    command = tuple(split_entry_point(plan.entry_point))
+    overrides = plan.overrides
+    array = None
+    task_overrides: tuple[tuple[str, ...], ...] = ()
+    if plan.sweep_mode == "members" and plan.members:
+        # One job array: task i runs member i's overrides (read from a file, see slurm.script).
+        command = without_multirun(command, ())
+        overrides = ()
+        task_overrides = tuple(member.overrides for member in plan.members)
+        array = f"0-{len(task_overrides) - 1}"
+    elif plan.sweep_mode is not None:
+        raise OverrideError(cluster_sweep_refusal(plan.sweeper))
     return SlurmSubmission(
         cluster=plan.cluster,
         job_name=slurm_job_name(plan.job_name()),
         repo_url=plan.repo_url,
         commit=plan.commit,
-        command=tuple(split_entry_point(plan.entry_point)),
-        overrides=plan.overrides,
+        command=command,
+        overrides=overrides,
+        array=array,
+        task_overrides=task_overrides,
         partition=res.partition,
         gpu_type=res.gpu_type,
         gpus=res.gpus,
@@ -374,6 +402,17 @@ def slurm_submission(plan: LaunchPlan) -> SlurmSubmission:
         qos=res.qos,
         constraint=res.constraint,
         sbatch_lines=res.sbatch_lines,
+    )
+
+
+def cluster_sweep_refusal(sweeper: str | None) -> str:
+    """Why a sweep driven by an optimizing sweeper (optuna, ax, nevergrad) does not go to a cluster:
+    it picks each trial from the last ones, so its members are not known when the array is made."""
+    name = (sweeper or "this sweeper").rsplit(".", 1)[-1]
+    return (
+        f"{name} picks each trial from the results of the last ones, so its trials cannot be submitted "
+        "as a SLURM job array: launch it Local, or give the values as a grid (a=1,2) for Hydra's basic "
+        "sweeper"
     )
 
 

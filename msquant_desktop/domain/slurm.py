@@ -42,6 +42,9 @@ class SlurmSubmission:
     constraint: str | None = None  # --constraint; None: the profile's
     sbatch_lines: tuple[str, ...] = ()  # extra `#SBATCH --opt[=value]` lines, after the profile's
     edited_script: str | None = None  # the preview as the user edited it (see slurm.script)
+    task_overrides: tuple[tuple[str, ...], ...] = ()
+    """A sweep as one job array: task i runs `command` with `task_overrides[i]` (and `overrides` is
+    empty).  The script reads them from a file uploaded with the job, never from its own text."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -52,7 +52,14 @@ from msquant_desktop.slurm.client import (
 )
 from msquant_desktop.slurm.connection import CommandNotSent, SshError
 from msquant_desktop.slurm.parsers import array_task_ids
-from msquant_desktop.slurm.script import RemotePaths, ScriptError, array_spec_of, remote_paths, render_script
+from msquant_desktop.slurm.script import (
+    RemotePaths,
+    ScriptError,
+    array_spec_of,
+    remote_paths,
+    render_script,
+    task_args_files,
+)
 from msquant_desktop.store import JobRepository
 from msquant_desktop.store.db import transaction
 
@@ -139,6 +146,7 @@ def submission_of(job: JobRecord) -> SlurmSubmission:
     data["overrides"] = tuple(data["overrides"])
     data["extra_env"] = tuple(tuple(pair) for pair in data.get("extra_env", ()))
     data["sbatch_lines"] = tuple(data.get("sbatch_lines", ()))
+    data["task_overrides"] = tuple(tuple(words) for words in data.get("task_overrides", ()))
     return SlurmSubmission(**data)
 
 
@@ -209,7 +217,7 @@ def send_submission(client: SlurmClient, job: JobRecord, step: StepRecorder) -> 
     except (ScriptError, OSError) as exc:
         raise NotSent(f"not sent: {exc}") from exc
     try:
-        client.upload_script(remote, script)
+        client.upload_script(remote, script, task_args_files(submission_of(job), remote))
     except SshError as exc:
         raise NotSent(
             f"not sent: the connection failed while uploading the script; sbatch never ran ({exc})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,18 @@ class JobService(QObject):
             return record
         self.schedule()
         return self._repo.get(record.id)
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> list[JobRecord]:
+        """Queue several local jobs (a sweep's members) in one store transaction: all or none, back
+        to back in the queue; then they start as `submit` says, under the concurrency limit."""
+        if any(spec.target is not JobTarget.LOCAL for spec in specs):
+            raise ValueError("SLURM jobs are submitted through the Clusters area, not the local engine")
+        records = self._repo.create_many(specs, JobState.QUEUED, "submitted in the app")
+        for record in records:
+            self._note(record.id, added=True)
+        if records and not self._schedule_timer.isActive():
+            self.schedule()
+        return [self._repo.get(record.id) for record in records]
 
     def cancel(self, job_id: int) -> None:
         """Cancel a queued or running job (never waits: stopping happens in the supervisor or on a

@@ -7,7 +7,8 @@ it, with the snapshot applied) in the project's own Python: the config stored wi
 the job's Hydra composes, and an invalid override is refused with Hydra's message before anything
 runs.  A sweep (`a=1,2 b=x,y`, or `hydra.sweeper.params` under --multirun) is split by Hydra into its
 members, each composed.  `launch()` submits one job per member to the job engine (its queue and
-concurrency limit apply), or the single job to the engine or the cluster service.
+concurrency limit apply, all members queued in one transaction), or the single job to the engine, or
+the launch to the cluster service — a sweep there as one SLURM job array whose task i runs member i.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from msquant_desktop.domain.projects import (
     ClusterResources,
     LaunchPlan,
     build_command,
+    cluster_sweep_refusal,
     launch_warnings,
     local_job_spec,
     preferred_remote_url,
@@ -170,11 +172,8 @@ class ProjectLauncher(QObject):
                     )
             elif multirun:
                 raise LaunchRefused("a sweep needs a Hydra project: no Hydra config was found")
-            if sweep_mode and not local:
-                raise LaunchRefused(
-                    "sweeps run locally for now: a cluster sweep needs SLURM job arrays, which the "
-                    "cluster service does not submit yet"
-                )
+            if sweep_mode == "multirun" and not local:
+                raise LaunchRefused(cluster_sweep_refusal(sweeper))
             if sweep_mode == "multirun" and not any(w in ("-m", "--multirun") for w in command):
                 final_command = build_command(entry_point, overrides, env if local else None, multirun=True)
             else:
@@ -237,7 +236,7 @@ class ProjectLauncher(QObject):
             wrapper = self_command("project-run")
             specs = [local_job_spec(member, wrapper) for member in plan.member_plans()]
             jobs = self._require(self._jobs, "local")
-            self._submit(lambda: [jobs.submit(spec) for spec in specs], plan)
+            self._submit(lambda: jobs.submit_many(specs), plan)
 
         self._tasks.run(work, done)
 

@@ -8,6 +8,7 @@ shapes, and a test can hand in a small stand-in.  Signals are `SignalInstance`s,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +49,10 @@ class JobSubmitter(Protocol):
     """Queues a local job (`JobService`)."""
 
     def submit(self, spec: JobSpec) -> JobRecord: ...
+
+    def submit_many(self, specs: Sequence[JobSpec]) -> list[JobRecord]:
+        """All of `specs` queued in one transaction, or none."""
+        ...
 
 
 class LocalJobs(JobFeed, JobSubmitter, Protocol):

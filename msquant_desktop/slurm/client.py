@@ -9,6 +9,7 @@ import logging
 import re
 import string
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from msquant_desktop.domain.jobs import JobState
@@ -264,8 +265,11 @@ class SlurmClient:
             ids = [line.strip() for line in acct.splitlines() if line.strip()] if rc == 0 else []
         return split_array_id(ids[0])[0] if ids else None
 
-    def upload_script(self, remote: RemotePaths, script: str) -> None:
+    def upload_script(self, remote: RemotePaths, script: str, files: Mapping[str, bytes] | None = None) -> None:
+        """The run folder, the files the script reads (a sweep's task overrides), then the script."""
         self.connection.mkdir_private(remote.run_dir)
+        for path, data in (files or {}).items():
+            self.connection.write_file(path, data)
         self.connection.write_file(remote.script, script.encode("utf-8"), mode=0o700)
 
     def sbatch(self, remote: RemotePaths) -> str:

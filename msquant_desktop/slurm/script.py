@@ -17,11 +17,13 @@ import jinja2
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.slurm import sbatch_options
 from msquant_desktop.slurm.sbatch_options import OptionError
+from msquant_desktop.slurm.parsers import array_task_ids
 
 LOG_NAME = "slurm.log"
 MARKER_NAME = "msquant-exit"
 SCRIPT_NAME = "job.sbatch"
 REPO_DIR_NAME = "repo"
+TASK_ARGS_NAME = "task-args"
 
 # Every check is a full-string match: `re.match(...$)` also accepts a trailing newline, and a newline
 # in a value placed on an #SBATCH line ends that line (the rest of the header is silently lost).
@@ -85,6 +87,10 @@ class RemotePaths:
     def repo(self) -> str:
         return f"{self.run_dir}/{REPO_DIR_NAME}{self._suffix()}"
 
+    def task_args(self, index: int | str) -> str:
+        """The overrides of array task `index` of a sweep (see `task_args_files`)."""
+        return f"{self.run_dir}/{TASK_ARGS_NAME}.{index}"
+
     @property
     def sbatch_started(self) -> str:
         return f"{self.run_dir}/sbatch.started"
@@ -106,9 +112,32 @@ def remote_paths(workspace: str, run_id: str) -> RemotePaths:
     return RemotePaths(f"{workspace.rstrip('/')}/{run_id}")
 
 
-def command_line(submission: SlurmSubmission) -> str:
-    """The command and each Hydra override as separately quoted words: they arrive verbatim."""
-    return shlex.join([*submission.command, *submission.overrides])
+def command_line(submission: SlurmSubmission, paths: RemotePaths | None = None) -> str:
+    """The command and each Hydra override as separately quoted words: they arrive verbatim.
+
+    A sweep run as a job array (`task_overrides`) reads its task's overrides from the file uploaded
+    with the job (`task_args_files`) into a bash array, word by word: no override is ever part of
+    the script's text, so none is parsed by a shell.  The read stays on this one line, so a
+    cluster's own template that places `command_line` gets it too.
+    """
+    if not submission.task_overrides:
+        return shlex.join([*submission.command, *submission.overrides])
+    if paths is None:
+        raise ScriptError("task_overrides: the run folder is needed to find each task's overrides")
+    args_file = shlex.quote(f"{paths.run_dir}/{TASK_ARGS_NAME}") + _TASK_SUFFIX
+    return (
+        "_msq_args=(); while IFS= read -r -d '' _msq_word; do _msq_args+=(\"$_msq_word\"); done < "
+        f'{args_file}; {shlex.join(submission.command)} "${{_msq_args[@]}}"'
+    )
+
+
+def task_args_files(submission: SlurmSubmission, paths: RemotePaths) -> dict[str, bytes]:
+    """The files a sweep's job array needs next to its script: task i's overrides, each word ended
+    by NUL (the one character no argument can hold), read back verbatim by `command_line`."""
+    return {
+        paths.task_args(index): b"".join(word.encode("utf-8") + b"\0" for word in words)
+        for index, words in enumerate(submission.task_overrides)
+    }
 
 
 def gres_for(submission: SlurmSubmission) -> str | None:
@@ -176,6 +205,8 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
         raise ScriptError(
             f"array {submission.array!r}: use task indices such as 0-9, 1,3,5-7, 0-99:2 or 0-9%2"
         )
+    if submission.task_overrides:
+        _check_task_overrides(submission)
     for key, value in submission.extra_env:
         if not _full(_ENV_KEY, key):
             raise ScriptError(f"extra_env: {key!r} is not a valid environment variable name")
@@ -183,6 +214,25 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
     added_directives(submission, profile)  # account, QoS, constraint, signal and extra lines
     if submission.edited_script is not None:
         _word("edited script", submission.edited_script)
+
+
+def _check_task_overrides(submission: SlurmSubmission) -> None:
+    """A sweep's job array: every task index has its overrides, and the command gets no others."""
+    if submission.array is None:
+        raise ScriptError("task_overrides: a sweep's tasks need an array (e.g. 0-3)")
+    if submission.overrides:
+        raise ScriptError("task_overrides: each task has its own overrides; overrides must be empty")
+    count = len(submission.task_overrides)
+    outside = [i for i in array_task_ids(submission.array) if int(i) >= count]
+    if outside:
+        raise ScriptError(
+            f"array {submission.array!r} names task {outside[0]}, but the sweep has {count} members"
+        )
+    for index, words in enumerate(submission.task_overrides):
+        if not words:
+            raise ScriptError(f"task_overrides[{index}]: a sweep member has no overrides")
+        for i, word in enumerate(words):
+            _word(f"task_overrides[{index}][{i}]", word)
 
 
 def sbatch_directives(script: str) -> list[str]:
@@ -475,7 +525,7 @@ def _render(
         commit=submission.commit,
         commit_q=shlex.quote(submission.commit),
         preamble=profile.preamble.strip(),
-        command_line=command_line(submission),
+        command_line=command_line(submission, paths),
     )
     found = sbatch_directives(script)
     missing = [line for line in expected if line not in found]

@@ -102,7 +102,7 @@ def _in_states(states: Iterable[JobState]) -> str:
 
 # The spec's JSON is only looked into where a row needs it (json_extract costs per row): the GPUs a
 # queued job asks for, and a project's name.  The command is fetched with the row only for active
-# jobs; search over past jobs uses the name.
+# jobs; search over past jobs uses the name.  A project job's sweep (if any) groups its rows.
 _SUMMARY_SQL = (
     "SELECT id, name, kind, target, cluster, state, queue_position, project_id,"
     " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.project_name') END,"
@@ -110,7 +110,12 @@ _SUMMARY_SQL = (
     " CASE WHEN state = 'QUEUED' THEN COALESCE(json_extract(spec, '$.gpus'), 0) ELSE 0 END,"
     " exit_code, signal, reason,"
     f" CASE WHEN state IN {_in_states(UNFINISHED_STATES)} THEN json_extract(spec, '$.argv')"
-    " ELSE '' END"
+    " ELSE '' END,"
+    " CASE WHEN project_id IS NULL THEN NULL ELSE json_extract(spec, '$.meta.sweep.id') END,"
+    " slurm_job_id,"
+    " CASE WHEN target = 'slurm' AND project_id IS NOT NULL"
+    " THEN json_array_length(spec, '$.meta.submission.task_overrides') END,"
+    " CASE WHEN target = 'slurm' AND project_id IS NOT NULL THEN json_extract(result, '$.tasks') END"
     " FROM jobs"
 )
 _STATES = {s.value: s for s in JobState}
@@ -137,6 +142,28 @@ def _row_to_summary(r: Sequence[Any]) -> JobSummary:
         signal=r[14],
         reason=r[15],
         command=r[16] or "",
+        sweep_id=r[17],
+        slurm_job_id=r[18],
+        array_tasks=_array_tasks(r[18], r[19], r[20]),
+    )
+
+
+def _array_tasks(
+    slurm_id: str | None, count: int | None, tasks_json: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The tasks of a sweep's job array (task i is member i, indices 0..count-1), with the states the
+    Clusters area stored under `result["tasks"]`; PENDING until it stored one."""
+    if not count:
+        return ()
+    try:
+        stored = json.loads(tasks_json) if tasks_json else {}
+    except ValueError:
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    base = slurm_id or "?"
+    return tuple(
+        (f"{base}_{i}", str((stored.get(str(i)) or {}).get("state", "PENDING"))) for i in range(count)
     )
 
 
@@ -179,6 +206,14 @@ class JobRepository:
             job_id = int(cur.lastrowid or 0)
             self._record_transition(job_id, None, state, now, note)
         return self.get(job_id)
+
+    def create_many(
+        self, specs: Sequence[JobSpec], state: JobState = JobState.QUEUED, note: str = ""
+    ) -> list[JobRecord]:
+        """Store several jobs in one transaction, in order (a sweep's members queue back to back):
+        all of them, or — when any cannot be stored — none."""
+        with transaction(self._conn):
+            return [self.create(spec, state, note) for spec in specs]
 
     def get(self, job_id: int) -> JobRecord:
         row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()

@@ -40,6 +40,7 @@ from msquant_desktop.store import StoreError
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.jobs.details import JobDetails
 from msquant_desktop.ui.jobs.new_command_dialog import NewCommandDialog
+from msquant_desktop.ui.jobs.sweep_groups import SWEEP_ROLE, SweepGroupingProxy
 from msquant_desktop.ui.jobs.table_model import (
     FILTERS,
     JOB_ID_ROLE,
@@ -70,9 +71,12 @@ class JobsTab(QWidget):
         self.model = JobsTableModel(service, self)
         self.proxy = JobsFilterProxy(self)
         self.proxy.setSourceModel(self.model)
+        self.groups = SweepGroupingProxy(self.model, self)  # a sweep's members under one header row
+        self.groups.setSourceModel(self.proxy)
         self.table = QTableView()
         self.table.setObjectName("jobs_table")
-        self.table.setModel(self.proxy)
+        self.table.setModel(self.groups)
+        self.table.doubleClicked.connect(self._on_double_clicked)
         self.table.setSortingEnabled(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -203,12 +207,16 @@ class JobsTab(QWidget):
         return action
 
     def selected_job_id(self) -> int | None:
+        """The selected job (None also when a sweep's header row is selected: it is no job)."""
         rows = self.table.selectionModel().selectedRows()
-        return int(rows[0].data(JOB_ID_ROLE)) if rows else None
+        job_id = rows[0].data(JOB_ID_ROLE) if rows else None
+        return int(job_id) if job_id is not None else None
 
     def select_job(self, job_id: int) -> None:
-        for row in range(self.proxy.rowCount()):
-            index = self.proxy.index(row, 0)
+        self.groups.flush()
+        model = self.table.model()
+        for row in range(model.rowCount()):
+            index = model.index(row, 0)
             if index.data(JOB_ID_ROLE) == job_id:
                 flags = (
                     QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
@@ -297,6 +305,11 @@ class JobsTab(QWidget):
     def _on_rows_inserted(self, parent: QModelIndex, first: int, last: int) -> None:
         if self.selected_job_id() is None and self.model.rowCount():
             self.select_job(self.model.record_at(first).id)
+
+    def _on_double_clicked(self, index: QModelIndex) -> None:
+        sweep_id = index.data(SWEEP_ROLE)
+        if sweep_id is not None:  # a sweep's header: fold or unfold its members
+            self.groups.toggle(str(sweep_id))
 
     def _on_selection(self, *args: Any) -> None:
         self.details.show_job(self.selected_job_id())  # its sig_record_shown updates the actions

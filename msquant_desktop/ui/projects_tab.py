@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from msquant_desktop.domain.jobs import JobRecord
+from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.domain.projects import (
     DEFAULT_ENTRY_POINT,
     HydraLayout,
@@ -380,7 +380,12 @@ class ProjectsTab(QWidget):
         elif plan.composed_config is not None:
             self.form.preview.setPlainText(plan.composed_config)
         questions = list(plan.warnings)
-        if plan.sweep_mode == "members":
+        if plan.sweep_mode == "members" and plan.target is JobTarget.SLURM:
+            questions.append(
+                f"This sweep runs on {plan.cluster} as one SLURM job array of {len(members)} tasks "
+                "(task i runs member i's overrides)."
+            )
+        elif plan.sweep_mode == "members":
             questions.append(f"This sweep runs as {len(members)} jobs through the local queue.")
         elif plan.sweep_mode == "multirun":
             questions.append(

@@ -161,3 +161,26 @@ def test_slurm_jobs_show_up_but_never_enter_the_local_queue(make_engine, qtbot, 
     with closing(connect(app_paths.database)) as conn:
         assert [r.id for r in JobRepository(conn).list_jobs()] == [remote.id]
     assert not app_paths.runs_dir.exists() or list(app_paths.runs_dir.iterdir()) == []
+
+
+def test_submit_many_queues_all_members_in_one_transaction_or_none(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    service = make_engine(max_jobs=1, grace=0.2)
+    blocker = service.submit(JobSpec(name="blocker", argv=("sleep", "300")))
+    before = [r.id for r in service.list_jobs()]
+    good = JobSpec(name="member", argv=("sh", "-c", "exit 0"))
+    unstorable = JobSpec(name="bad", argv=("true",), meta={"not json": object()})
+    with pytest.raises(TypeError):
+        service.submit_many([good, good, unstorable])  # the third fails after two rows were written
+    assert [r.id for r in service.list_jobs()] == before  # rolled back: none of them is stored
+    with pytest.raises(ValueError, match="Clusters area"):
+        service.submit_many(
+            [good, JobSpec(name="remote", argv=("true",), target=JobTarget.SLURM, cluster="c")]
+        )
+    assert [r.id for r in service.list_jobs()] == before
+
+    records = service.submit_many([good, good, good])
+    assert [r.state for r in records] == [JobState.QUEUED] * 3
+    assert [r.id for r in service._repo.queued()] == [r.id for r in records]  # back to back, in order
+    service.cancel(blocker.id)
+    for record in records:
+        assert wait_final(qtbot, service, record.id).state is JobState.COMPLETED

@@ -182,3 +182,51 @@ def test_any_project_folder_name_gives_a_job_name_the_cluster_accepts(project: s
     assert _NAME_OK.match(name) and len(name) <= 64
     if project == "mnist-demo":
         assert name == "mnist-demo-0123abcd"
+
+
+def _cluster_sweep_plan(**changes: object):  # type: ignore[no-untyped-def]
+    from msquant_desktop.domain.jobs import JobTarget
+    from msquant_desktop.domain.project_configs import SweepMember
+    from msquant_desktop.domain.projects import LaunchPlan
+
+    values: dict[str, object] = {
+        "project_id": 1,
+        "project_name": "demo",
+        "repo": "/r",
+        "entry_point": "python train.py -m",
+        "overrides": ("a=1,2", "b=x"),
+        "command": ("python", "train.py", "-m", "a=1,2", "b=x"),
+        "commit": "a" * 40,
+        "commit_subject": "s",
+        "target": JobTarget.SLURM,
+        "cluster": "lab",
+        "repo_url": "git@host:demo.git",
+        "members": (SweepMember(("a=1", "b=x"), "a: 1\n"), SweepMember(("a=2", "b=x"), "a: 2\n")),
+        "sweep_mode": "members",
+        "sweep_id": "s1",
+        **changes,
+    }
+    return LaunchPlan(**values)  # type: ignore[arg-type]
+
+
+def test_a_cluster_sweep_is_one_array_submission_and_an_optimizing_one_is_refused() -> None:
+    from msquant_desktop.domain.projects import OverrideError, slurm_submission
+
+    plan = _cluster_sweep_plan()
+    submission = slurm_submission(plan)
+    assert submission.array == "0-1" and submission.overrides == ()
+    assert submission.task_overrides == (("a=1", "b=x"), ("a=2", "b=x"))
+    assert submission.command == ("python", "train.py")  # each task is one run: no -m
+    meta = plan.meta()
+    assert meta["sweep"] == {
+        "id": "s1",
+        "mode": "array",
+        "size": 2,
+        "sweeper": None,
+        "overrides": ["a=1,2", "b=x"],
+    }
+    assert [m["composed_config"] for m in meta["members"]] == ["a: 1\n", "a: 2\n"]
+    assert meta["members"][1]["command"] == ["python", "train.py", "a=2", "b=x"]
+    optimizing = _cluster_sweep_plan(sweep_mode="multirun", members=(), sweeper="x.optuna.OptunaSweeper")
+    with pytest.raises(OverrideError, match=r"^OptunaSweeper picks each trial .* launch it Local"):
+        slurm_submission(optimizing)

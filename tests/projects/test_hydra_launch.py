@@ -43,6 +43,13 @@ def prepare(qtbot, services, project_id: int, entry: str, overrides: list[str], 
     return answers[0]
 
 
+def prepare_fails(qtbot, services, project_id: int, entry: str, overrides: list[str], **kw) -> str:  # type: ignore[no-untyped-def]
+    launcher = services.project_launcher
+    with qtbot.waitSignal(launcher.sig_plan_failed, timeout=120_000) as failed:
+        launcher.prepare(project_id, entry, overrides, JobTarget.LOCAL, **kw)
+    return str(failed.args[0])
+
+
 def launch(qtbot, services, plan) -> list[int]:  # type: ignore[no-untyped-def]
     launcher = services.project_launcher
     with qtbot.waitSignal(launcher.sig_launched_jobs, timeout=60_000) as launched:
@@ -143,14 +150,26 @@ def test_a_sweep_set_inside_a_config_is_split_by_hydra(qtbot, services, lightnin
     assert "lr: 0.01" in plan.members[3].composed_config
     services.project_launcher.discard(plan)
 
-    # An optimizing sweeper (optuna) chooses each trial from the last ones: one --multirun job.
+    # A value given on the command line replaces the config's sweep of that key, as in Hydra.
     plan = prepare(
+        qtbot,
+        services,
+        project_id,
+        "python src/train.py",
+        ["hparams_search=mnist_grid", "model.lr=0.5"],
+        multirun=True,
+    )
+    assert [m.overrides for m in plan.members] == [
+        ("model.lr=0.5", "data.batch_size=32", "hparams_search=mnist_grid"),
+        ("model.lr=0.5", "data.batch_size=64", "hparams_search=mnist_grid"),
+    ]
+    services.project_launcher.discard(plan)
+
+    # An optimizing sweeper whose plugin the project's Python lacks: refused in one line, nothing runs.
+    failed = prepare_fails(
         qtbot, services, project_id, "python src/train.py", ["hparams_search=mnist_optuna"], multirun=True
     )
-    assert plan.sweep_mode == "multirun" and plan.sweeper.endswith("OptunaSweeper")
-    assert plan.command[2:] == ("--multirun", "hparams_search=mnist_optuna")
-    (member,) = plan.member_plans()
-    assert member.meta()["sweep"]["mode"] == "multirun" and "optimized_metric" in member.composed_config
+    assert "OptunaSweeper (hydra.sweeper._target_) is not installed in" in failed and "\n" not in failed
 
 
 def test_a_project_pinned_to_hydra_1_1_launches_in_its_python(

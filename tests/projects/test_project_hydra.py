@@ -245,3 +245,40 @@ def test_the_bundle_fallback_runs_the_same_probe(searchpath_project: Path) -> No
     answer = json.loads(proc.stdout)
     assert proc.returncode == 0 and answer["ok"] and "port: 5432" in answer["yaml"]
     assert proc.stdout.count("\n") == 1  # one answer line; Hydra's warnings went to stderr
+
+
+GRID_IN_CONFIG = {
+    "train.py": (
+        "import hydra\n\n\n"
+        "@hydra.main(version_base='1.3', config_path='conf', config_name='config')\n"
+        "def main(cfg):\n    print(cfg)\n\n\nif __name__ == '__main__':\n    main()\n"
+    ),
+    # The shape of a primary config carrying its own grid, as lightning-hydra-template's
+    # hparams_search does (github.com/ashleve/lightning-hydra-template), for Hydra's basic sweeper.
+    "conf/config.yaml": "defaults:\n  - _self_\nlr: 0.1\nb: x\nhydra:\n  sweeper:\n    params:\n      lr: 0.1,0.2\n",
+}
+
+
+def test_a_grid_in_the_primary_config_expands_as_the_basic_sweeper_does(
+    tmp_path: Path, hydra_venvs: HydraVenvs
+) -> None:
+    from msquant_desktop.projects.hydra_config import plan
+    from tests.projects.conftest import hydra_project
+
+    layout = discover(hydra_project(tmp_path / "grid", GRID_IN_CONFIG, hydra_venvs.modern)).layout
+    assert layout is not None
+    both = plan(layout, ["b=x,y"], multirun=True)
+    assert both.mode == "members" and [m.overrides for m in both.members] == [
+        ("lr=0.1", "b=x"),
+        ("lr=0.1", "b=y"),
+        ("lr=0.2", "b=x"),
+        ("lr=0.2", "b=y"),
+    ]
+    assert both.members[3].composed_config == "lr: 0.2\nb: 'y'\n"  # the hydra: section is no part of it
+    # A value on the command line replaces the config's sweep of that key; without --multirun the
+    # config's grid does nothing (as in Hydra).
+    assert [m.overrides for m in plan(layout, ["lr=0.5"], multirun=True).members] == [("lr=0.5",)]
+    single = plan(layout, ["b=y"])
+    assert single.mode is None and [m.overrides for m in single.members] == [("b=y",)]
+    with pytest.raises(HydraError, match="only an optimizing sweeper can run it"):
+        plan(layout, ["lr=interval(0,1)"], multirun=True)

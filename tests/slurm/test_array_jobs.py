@@ -8,7 +8,9 @@ through `msquant-desktop slurm`; the rest checks the script and the precedence w
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -230,3 +232,48 @@ def test_an_arrays_final_state_follows_the_documented_precedence() -> None:
         "task 7_2 OUT_OF_MEMORY: out of memory"
     )
     assert decide_array_final("7", {"0": ok, "1": _ended(JobState.CANCELLED)}).state is JobState.CANCELLED
+
+
+def test_a_sweep_array_reads_each_tasks_overrides_from_its_file_never_from_the_script() -> None:
+    from msquant_desktop.slurm.script import remote_paths, task_args_files
+
+    members = (("a=1", "+s='x; $(id)'"), ("a=2", "+s='x; $(id)'"))
+    sweep = SlurmSubmission(**{**BASE.__dict__, "array": "0-1", "task_overrides": members})
+    script = render_script(sweep, PROFILE, "run1", "t-x", "/w")
+    assert "$(id)" not in script and "a=1" not in script
+    assert 'done < /w/run1/task-args."$SLURM_ARRAY_TASK_ID"; python x.py "${_msq_args[@]}" &' in script
+    files = task_args_files(sweep, remote_paths("/w", "run1"))
+    assert files == {
+        "/w/run1/task-args.0": b"a=1\0+s='x; $(id)'\0",
+        "/w/run1/task-args.1": b"a=2\0+s='x; $(id)'\0",
+    }
+    # The script's own line, run by bash on those files, gives the command each word verbatim.
+    line = next(t for t in script.splitlines() if t.startswith("_msq_args=()"))
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, data in files.items():
+            Path(tmp, Path(path).name).write_bytes(data)
+        probe = line.replace("/w/run1/", f"{tmp}/").replace("python x.py", "printf '[%s]'")
+        out = subprocess.run(
+            ["bash", "-c", f"set -euo pipefail; {probe[:-2]}"],
+            env={"SLURM_ARRAY_TASK_ID": "1", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    assert out == "[a=2][+s='x; $(id)']"
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"array": None}, "need an array"),
+        ({"array": "0-2"}, "names task 2, but the sweep has 2 members"),
+        ({"overrides": ("b=1",)}, "overrides must be empty"),
+        ({"task_overrides": (("a=1",), ())}, "task_overrides[1]: a sweep member has no overrides"),
+        ({"task_overrides": (("a=1",), ("a=\0",))}, "task_overrides[1][0]"),
+    ],
+)
+def test_a_sweep_array_is_checked_whole(changes: dict[str, object], words: str) -> None:
+    values = {**BASE.__dict__, "array": "0-1", "task_overrides": (("a=1",), ("a=2",)), **changes}
+    with pytest.raises(ScriptError, match=re.escape(words)):
+        render_script(SlurmSubmission(**values), PROFILE, "run1", "t-x", "/w")  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from msquant_desktop.app import create_services
 from msquant_desktop.config.paths import resolve_paths
 from msquant_desktop.domain.jobs import JobState, JobTarget
 from msquant_desktop.domain.projects import LAUNCH_FACTS_FILE
+from msquant_desktop.services import cluster_jobs
 from msquant_desktop.slurm.profiles import save_profiles
 from tests.projects.conftest import commit_all, git, init_repo
 
@@ -170,3 +171,110 @@ def test_an_invalid_override_is_refused_before_anything_is_submitted(
     assert launched == []
     assert [j.id for j in app.jobs.list_jobs()] == before
     assert app.projects.history(project_id) == []
+
+
+# -- a sweep as one job array ---------------------------------------------------------------------
+
+SWEEP_TRAIN_PY = """\
+import json, sys
+import hydra
+from omegaconf import OmegaConf
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg):
+    print("ARGV " + json.dumps(sys.argv[1:]))
+    print("CFG " + json.dumps(OmegaConf.to_container(cfg), sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
+"""
+SWEEP = ["model=small,large", "lr=0.1,0.2", "+note='two words; $(id) `id`'"]
+
+
+@pytest.fixture(scope="session")
+def cluster_hydra_python(testbed) -> str:  # type: ignore[no-untyped-def]
+    """A real venv with hydra-core that the testbed's job user can run (the system Python's)."""
+    from tests.projects.hydra_fixtures import make_venv
+
+    (testbed.dir / "venvs").mkdir(mode=0o755, exist_ok=True)
+    dest = testbed.dir / "venvs" / "hydra13"
+    python = dest / "bin" / "python"
+    if not python.exists():
+        make_venv(dest, "/usr/bin/python3", ["hydra-core==1.3.2"])
+        subprocess.run(["chmod", "-R", "a+rX", str(dest)], check=True)
+    return str(python)
+
+
+def test_a_2x2_sweep_runs_as_one_4_task_array_each_task_with_its_config(
+    qtbot, app, profile, testbed, cluster_project: ClusterProject, cluster_hydra_python: str
+) -> None:  # type: ignore[no-untyped-def]
+    work = cluster_project.work
+    (work / "train.py").write_text(SWEEP_TRAIN_PY)
+    (work / "conf" / "config.yaml").write_text("defaults:\n  - model: small\n  - _self_\nlr: 0.05\n")
+    (work / ".gitignore").write_text(".venv/\n")
+    pushed = commit_all(work, "hydra sweep")
+    subprocess.run(["chown", "-R", "root", str(cluster_project.remote)], check=True)  # git's ownership check
+    git(work, "push", "-q", "origin", "main")
+    subprocess.run(["chown", "-R", testbed.user, str(cluster_project.remote)], check=True)
+    (work / ".venv").symlink_to(Path(cluster_hydra_python).parent.parent, target_is_directory=True)
+    launcher, jobs = app.project_launcher, app.jobs
+    project_id = add_project(qtbot, app, work)
+    entry = f"{cluster_hydra_python} train.py"
+
+    with qtbot.waitSignal(launcher.sig_plan_ready, timeout=60_000) as ready:
+        launcher.prepare(project_id, entry, SWEEP, JobTarget.SLURM, profile.name)
+    plan = ready.args[0]
+    assert plan.commit == pushed and plan.sweep_mode == "members" and len(plan.members) == 4
+    with qtbot.waitSignal(launcher.sig_launched_jobs, timeout=30_000) as launched:
+        launcher.launch(plan)
+    (job_id,) = launched.args[0]  # ONE job: the array
+    qtbot.waitUntil(lambda: jobs.get(job_id).state.is_final, timeout=180_000)
+
+    job = jobs.get(job_id)
+    run_dir = Path(job.run_dir or "")
+    log_text = run_dir.joinpath("slurm.log").read_text()
+    assert job.state is JobState.COMPLETED, (job, log_text)
+    sid = job.slurm_job_id
+    assert job.result["array"] == "0-3"
+    assert dict(cluster_jobs.task_states(job)) == {f"{sid}_{i}": "COMPLETED" for i in range(4)}
+    assert "#SBATCH --array=0-3" in run_dir.joinpath("job.sbatch").read_text()
+    assert "$(id)" not in run_dir.joinpath("job.sbatch").read_text()  # overrides live in the task files
+
+    facts = json.loads(run_dir.joinpath(LAUNCH_FACTS_FILE).read_text())
+    assert facts["overrides"] == SWEEP and facts["sweep"]["mode"] == "array" and facts["sweep"]["size"] == 4
+    note = "+note='two words; $(id) `id`'"
+    expected = [
+        ["model=small", "lr=0.1", note],
+        ["model=small", "lr=0.2", note],
+        ["model=large", "lr=0.1", note],
+        ["model=large", "lr=0.2", note],
+    ]
+    assert [m["overrides"] for m in facts["members"]] == expected
+    remote_run = Path(job.result["remote_run_dir"])
+    for index, member in enumerate(facts["members"]):
+        # Each task got exactly its member's overrides, verbatim, and its Hydra wrote the recorded config.
+        assert f"[{sid}_{index}] ARGV {json.dumps(expected[index])}" in log_text, log_text
+        (written,) = sorted((remote_run / f"repo.{index}").rglob(".hydra/config.yaml"))
+        assert member["composed_config"] == written.read_text()
+        assert f"lr: {expected[index][1][3:]}" in member["composed_config"]
+    assert "note: two words; $(id) `id`" in facts["members"][0]["composed_config"]
+    assert app.projects.launch_facts(job)["members"] == facts["members"]
+    from msquant_desktop.ui.projects.history import describe_job
+
+    text = describe_job(job, app.projects.launch_facts(job))
+    assert "one SLURM job array of 4 tasks" in text
+    assert "task 3: model=large lr=0.2 '+note='\"'\"'two words; $(id) `id`'\"'\"''" in text, text
+
+    # The Jobs tab shows the array as one sweep, a row per task with that task's state.
+    from msquant_desktop.ui.jobs.table_model import Column
+    from msquant_desktop.ui.jobs_tab import JobsTab
+
+    tab = JobsTab(jobs)
+    qtbot.addWidget(tab)
+    model = tab.table.model()
+    rows = [(model.index(r, Column.STATUS).data(), model.index(r, Column.NAME).data()) for r in range(5)]
+    assert rows[0][1].endswith(f" · sweep {sid}: 4 members, 4 done, 0 failed"), rows
+    assert [r[0] for r in rows[1:]] == ["Completed"] * 4
+    assert [r[1].strip() for r in rows[1:]] == [f"task {sid}_{i}" for i in range(4)]

@@ -150,8 +150,8 @@ def test_cut_after_upload_is_not_sent(qtbot, app, proxy, testbed, bare_repo, mon
     qtbot.waitUntil(lambda: app.service.status("testbed") == "connected", timeout=15_000)
     original = SlurmClient.upload_script
 
-    def upload_then_cut(client: SlurmClient, remote, script: str) -> None:  # type: ignore[no-untyped-def]
-        original(client, remote, script)
+    def upload_then_cut(client: SlurmClient, remote, script: str, files=None) -> None:  # type: ignore[no-untyped-def]
+        original(client, remote, script, files)
         proxy.cut()
 
     monkeypatch.setattr(SlurmClient, "upload_script", upload_then_cut)
@@ -266,8 +266,8 @@ def test_a_cancel_while_uploading_stops_it_before_sbatch(qtbot, app, testbed, ba
     uploaded, go_on = threading.Event(), threading.Event()
     original = SlurmClient.upload_script
 
-    def upload_and_wait(client: SlurmClient, remote, script: str) -> None:  # type: ignore[no-untyped-def]
-        original(client, remote, script)
+    def upload_and_wait(client: SlurmClient, remote, script: str, files=None) -> None:  # type: ignore[no-untyped-def]
+        original(client, remote, script, files)
         uploaded.set()
         go_on.wait(10)
 

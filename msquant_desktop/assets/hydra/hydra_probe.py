@@ -420,19 +420,28 @@ def _member_overrides(parsed):
     an override that is not a sweep stays exactly as the user wrote it."""
     import itertools
 
-    lists = []
+    # Like BasicSweeper.split_arguments: one entry per key, in the order each key first appears, the
+    # last value given for a key winning (a command-line `lr=0.5` replaces the config's `lr: 0.1,0.2`).
+    by_key = {}
     for override in parsed:
+        key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
                 raise ValueError(
                     f"{override.input_line!r} is a range sweep (interval): only an optimizing sweeper "
                     "can run it"
                 )
-            key = override.get_key_element()
-            lists.append([key + "=" + value for value in override.sweep_string_iterator()])
+            by_key[key] = [key + "=" + value for value in override.sweep_string_iterator()]
         else:
-            lists.append([override.input_line])
-    return [list(members) for members in itertools.product(*lists)]
+            by_key[key] = [override.input_line]
+    return [list(members) for members in itertools.product(*by_key.values())]
+
+
+def _importable(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def plan(req):
@@ -467,6 +476,13 @@ def plan(req):
         except Exception as exc:
             return {"ok": False, "error": _error_text(exc)}
         sweeper = _sweeper_target(base) or BASIC_SWEEPER
+        if sweeper != BASIC_SWEEPER and not _importable(sweeper.rsplit(".", 1)[0]):
+            return {
+                "ok": False,
+                "error": f"the sweeper {sweeper} (hydra.sweeper._target_) is not installed in "
+                f"{sys.executable}: install its Hydra plugin there, or give the values as a grid "
+                "(a=1,2) for Hydra's basic sweeper",
+            }
         if sweeper != BASIC_SWEEPER:
             # An optimizing sweeper (optuna, ax, nevergrad) picks each trial from the previous ones:
             # the members cannot be known in advance, so the sweep is one --multirun job.

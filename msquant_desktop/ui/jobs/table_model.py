@@ -162,6 +162,10 @@ class JobsTableModel(QAbstractTableModel):
         row = self._row_of(job_id)
         return self._records[row] if row is not None else None
 
+    def row_of(self, job_id: int) -> int | None:
+        """The job's row (None: not in the table); no store read."""
+        return self._row_of(job_id)
+
     def _row_of(self, job_id: int) -> int | None:
         i = bisect.bisect_left(self._neg_ids, -job_id)
         return i if i < len(self._neg_ids) and self._neg_ids[i] == -job_id else None

@@ -44,7 +44,14 @@ def describe_job(job: JobRecord, meta: dict[str, Any]) -> str:
         lines.append(f"Python: {meta['python']}")
     sweep = meta.get("sweep")
     if isinstance(sweep, dict):
-        if sweep.get("mode") == "members":
+        if sweep.get("mode") == "array":
+            lines.append(
+                f"Sweep {sweep.get('id')}: one SLURM job array of {sweep.get('size')} tasks "
+                f"({shlex.join(sweep.get('overrides', []))})"
+            )
+            for member in meta.get("members") or []:
+                lines.append(f"  task {member.get('index')}: {shlex.join(member.get('overrides', []))}")
+        elif sweep.get("mode") == "members":
             lines.append(
                 f"Sweep {sweep.get('id')}: job {int(sweep.get('index', 0)) + 1} of {sweep.get('size')} "
                 f"({shlex.join(sweep.get('overrides', []))})"
