@@ -217,7 +217,7 @@ def test_form_to_job_to_result_then_verify_and_delete(
     )
     verification = results.model.rows[0].verification
     assert verification["quant_method"] == "compressed-tensors", verification
-    assert "top-1" in results.model.data(results.model.index(0, 7))
+    assert "top-1" in results.model.data(results.model.index(0, VERIFICATION_COLUMN))
 
     output = Path(row.result.output)
     results.table.selectRow(0)

@@ -58,7 +58,7 @@ def _wait_final(qtbot, jobs, job_id: int) -> JobState:  # type: ignore[no-untype
 
 def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     from msquant_desktop.services.quantize_service import QuantizeService
-    from msquant_desktop.ui.quantize.results_view import ResultsView
+    from msquant_desktop.ui.quantize.results_view import VERIFICATION_COLUMN, ResultsView
 
     jobs, settings = engine
 
@@ -114,7 +114,9 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
 
     # A verification of it: the row shows "verifying…", then what it found: dataChanged on that row.
     shown: list[str] = []
-    quantize.sig_result_changed.connect(lambda _row: shown.append(model.data(model.index(0, 7))))
+    quantize.sig_result_changed.connect(
+        lambda _row: shown.append(model.data(model.index(0, VERIFICATION_COLUMN)))
+    )
     verify_event = {"type": "result", "kind": "verify", "load_s": 0.5}
     verify = jobs.submit(
         JobSpec(
@@ -140,10 +142,10 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
         )
     )
     assert _wait_final(qtbot, jobs, failing.id) is JobState.FAILED
-    qtbot.waitUntil(lambda: model.data(model.index(0, 7)) == "failed (exit 3)")
+    qtbot.waitUntil(lambda: model.data(model.index(0, VERIFICATION_COLUMN)) == "failed (exit 3)")
     assert seen["inserted"] == [(0, 0)] and seen["reset"] == [] and set(seen["changed"]) == {(0, 0)}
     jobs.delete(failing.id)  # forgetting it brings the earlier verification back
-    assert model.data(model.index(0, 7)) == "loads in 0.5 s"
+    assert model.data(model.index(0, VERIFICATION_COLUMN)) == "loads in 0.5 s"
 
     # Delete: the model folder goes, and so does the one row (no reset).
     view.table.selectRow(0)
