@@ -49,6 +49,7 @@ from msquant_desktop.domain.evaluate import (
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.args import add_evaluate_arguments, evaluate_request_from_args
 from msquant_desktop.quantize.heldout import HeldoutText, default_heldout, load_heldout
+from msquant_desktop.quantize.hf_cache import resolve_hub_name
 from msquant_desktop.quantize.model_folder import ModelFolderError, read_causal_lm_config
 
 EXIT_BAD_INPUT = 2
@@ -80,13 +81,16 @@ class Inputs:
         problems = request_problems(request)
         if problems:
             raise EvaluationInputError("; ".join(problems))
-        self.model_dir = Path(request.model).expanduser().resolve()
-        self.config = _config_of(request.model, "model")
+        # A hub name is evaluated from its cached snapshot (offline), like a quantization's model.
+        model = str(resolve_hub_name(request.model) or request.model)
+        self.model_dir = Path(model).expanduser().resolve()
+        self.config = _config_of(model, "model")
         self.original_dir: Path | None = None
         self.original_config: dict[str, Any] | None = None
         if request.original:
-            self.original_dir = Path(request.original).expanduser().resolve()
-            self.original_config = _config_of(request.original, "original")
+            original = str(resolve_hub_name(request.original) or request.original)
+            self.original_dir = Path(original).expanduser().resolve()
+            self.original_config = _config_of(original, "original")
         self.text: HeldoutText = (
             load_heldout(request.texts)
             if request.texts
