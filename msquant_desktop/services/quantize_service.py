@@ -32,6 +32,7 @@ from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
 from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, default_output_name
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
+from msquant_desktop.quantize.hf_cache import CachedModel, CacheListing, cached_models, download_hint
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
 from msquant_desktop.services.protocols import LocalJobs, SettingsSource
 from msquant_desktop.services.quantize_results import (
@@ -41,7 +42,16 @@ from msquant_desktop.services.quantize_results import (
     ResultsIndex,
 )
 
-__all__ = ["CheckOutcome", "QuantizeService", "ResultRow", "evaluation_request", "run_check"]
+__all__ = [
+    "CacheListing",
+    "CachedModel",
+    "CheckOutcome",
+    "QuantizeService",
+    "ResultRow",
+    "download_hint",
+    "evaluation_request",
+    "run_check",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +111,8 @@ class QuantizeService(QObject):
     """A `CheckOutcome` for the request last passed to `check()` (older ones are dropped)."""
     sig_checked_all = Signal(object)
     """The list of `CheckOutcome`s of one `check_all()`, in the order of its requests."""
+    sig_hf_cache = Signal(object)
+    """The `CacheListing` of the local Hugging Face cache found by `scan_hf_cache()`."""
     sig_worker_environment = Signal(object)
     """The `WorkerEnvironment` found by `detect_worker()`."""
     sig_result_changed = Signal(object)
@@ -122,6 +134,8 @@ class QuantizeService(QObject):
         self._settings = settings
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
+        self.hf_cache: CacheListing | None = None
+        """The last listing of the Hugging Face cache (None until `scan_hf_cache()` finished once)."""
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._index = ResultsIndex()
@@ -164,6 +178,16 @@ class QuantizeService(QObject):
                 self.sig_checked.emit(outcome)
 
         self._in_thread("quantize-check", work)
+
+    def scan_hf_cache(self) -> None:
+        """List the models in the local Hugging Face cache in a thread; `sig_hf_cache` follows."""
+
+        def work() -> None:
+            listing = cached_models()
+            self.hf_cache = listing
+            self.sig_hf_cache.emit(listing)
+
+        self._in_thread("quantize-hf-cache", work)
 
     def detect_worker(self) -> None:
         """Find the worker Python in a thread; `sig_worker_environment` follows."""
