@@ -1,0 +1,143 @@
+"""Compare schemes…, Evaluate and the Hugging Face cache picker in the real app services (offscreen Qt),
+with real quantize and evaluate workers on the tiny demo model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.jobs import JobKind, JobState
+from tests.quantize.conftest import needs_llmcompressor
+from tests.quantize.test_hf_cache import MAIN, cache_repo
+from tests.quantize.test_quantize_gui import _wait_checked, app_services, quantize_ui  # noqa: F401
+
+pytestmark = [needs_llmcompressor]
+
+
+def _evaluations(jobs) -> list:  # type: ignore[no-untyped-def]
+    return [r for r in jobs.list_jobs() if r.spec.kind is JobKind.EVALUATE]
+
+
+@pytest.mark.quantize
+@pytest.mark.slow
+def test_compare_schemes_quantizes_evaluates_each_after_its_quantization_and_charts_them(
+    app_services,  # noqa: F811
+    quantize_ui,  # noqa: F811
+    qtbot,
+    demo_model: Path,
+) -> None:
+    from msquant_desktop.domain.evaluate import EvaluateRequest
+    from msquant_desktop.services.quantize_service import QuantizeService
+    from msquant_desktop.ui.quantize.results_view import PERPLEXITY_COLUMN
+
+    jobs, service, results = app_services.jobs, app_services.quantize, quantize_ui.results
+    dialog = quantize_ui.open_compare_form(str(demo_model))
+    qtbot.waitExposed(dialog)
+    assert dialog.schemes() == ["W8A16", "W4A16"]  # the defaults: data-free, seconds each
+    # Small windows, no speed runs: the test is about the chain, not the figures.
+    dialog.seq_len_spin.setValue(128)
+    dialog.windows_spin.setValue(2)
+    dialog.speed_box.setChecked(False)
+    qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
+    with qtbot.waitSignal(dialog.sig_submitted, timeout=10_000) as submitted:
+        dialog.start_button.click()
+    base, quantize_ids = submitted.args
+    assert base == str(demo_model.resolve()) and len(quantize_ids) == 2
+    # It ends in the chart of that model, shown before any result is in.
+    assert results.stack.currentIndex() == 1 and results.chart.base_model() == base
+    # No evaluation is queued before its quantization completed.
+    assert _evaluations(jobs) == []
+
+    def evaluated() -> bool:
+        evaluations = _evaluations(jobs)
+        return len(evaluations) == 2 and all(r.state.is_final for r in evaluations)
+
+    qtbot.waitUntil(evaluated, timeout=300_000)
+    evaluations = _evaluations(jobs)
+    assert all(r.state is JobState.COMPLETED for r in evaluations), [(r.id, r.reason) for r in evaluations]
+    for evaluation in evaluations:
+        target = jobs.get(evaluation.spec.meta["evaluates"])
+        assert target.id in quantize_ids and target.state is JobState.COMPLETED
+        assert evaluation.created_at >= target.finished_at  # queued once its quantization was done
+        result = evaluation.result
+        assert result["original"] == base and result["seq_len"] == 128 and result["windows"] == 2
+        # The held-out split came along with the quantized model (not only through --original).
+        assert result["text_files"] == [str(Path(target.result["output"]) / "heldout.jsonl")]
+        # Quantization does not make the model better than its original, beyond noise.
+        assert result["perplexity"] >= result["original_perplexity"] * 0.995
+
+    qtbot.waitUntil(lambda: len(results.model.rows) == 2 and all(r.evaluated for r in results.model.rows))
+    model = results.model
+    for at in range(2):
+        perplexity, delta = (model.data(model.index(at, PERPLEXITY_COLUMN + i)) for i in range(2))
+        assert float(perplexity) > 1 and delta.startswith(("+", "-")), (perplexity, delta)
+    chart = results.chart
+    assert chart.base_model() == base
+    assert sorted(p.scheme for p in chart.current.points) == ["W4A16", "W8A16"]
+    assert [p.scheme for p in chart.current.points] == ["W4A16", "W8A16"]  # by size: 4 bits first
+    assert chart.current.original_perplexity == pytest.approx(evaluations[0].result["original_perplexity"])
+    assert sorted(label.toPlainText() for label in chart.labels) == ["W4A16", "W8A16", "original"]
+
+    # Evaluate on a row queues one more evaluation (against the base model) that the row then shows.
+    service.evaluation_defaults = EvaluateRequest(model="", seq_len=64, max_windows=1, speed=False)
+    results.table.selectRow(0)
+    assert results.evaluate_button.isEnabled()
+    results.evaluate_button.click()
+    assert "Evaluation started as job" in results.status_label.text()
+    newest = max(_evaluations(jobs), key=lambda r: r.id)
+    assert newest.spec.meta["evaluates"] == results.model.rows[0].job_id
+    argv = list(newest.spec.argv)
+    assert argv[argv.index("--original") + 1] == base and argv[argv.index("--seq-len") + 1] == "64"
+    qtbot.waitUntil(lambda: results.model.rows[0].evaluating, timeout=10_000)
+    assert not results.evaluate_button.isEnabled()  # one at a time per row
+    qtbot.waitUntil(lambda: jobs.get(newest.id).state.is_final, timeout=120_000)
+    qtbot.waitUntil(lambda: results.model.rows[0].evaluation.get("seq_len") == 64, timeout=10_000)
+
+    # After a restart nothing is queued again: each asked-for evaluation exists already.
+    count = len(_evaluations(jobs))
+    again = QuantizeService(jobs, app_services.settings)
+    again.detect_worker()
+    qtbot.waitUntil(lambda: again.worker is not None, timeout=30_000)
+    assert len(again.results()) == 2 and len(_evaluations(jobs)) == count
+    again.shutdown()
+
+
+def test_the_forms_list_models_from_the_hugging_face_cache_and_resolve_hub_names_offline(
+    app_services,  # noqa: F811
+    quantize_ui,  # noqa: F811
+    qtbot,
+    demo_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    snapshot = cache_repo(cache, "demo-org/demo-tiny", demo_model, MAIN, refs=("main",))
+
+    dialog = quantize_ui.open_form(str(tmp_path / "nothing-here"))
+    picker = dialog.cache_picker
+    qtbot.waitUntil(lambda: picker.listing is not None and picker.isEnabled(), timeout=30_000)
+    assert picker.labels()[1].startswith(f"demo-org/demo-tiny @ {MAIN[:10]} (main) · ")
+    picker.choose(1)
+    assert dialog.model_edit.text() == str(snapshot)
+    dialog.select_scheme("W4A16")
+    _wait_checked(qtbot, dialog)
+    assert "LlamaForCausalLM" in dialog.model_summary.text() and dialog.start_button.isEnabled()
+
+    # A hub name: offline, the snapshot refs/main names; one not in the cache gets today's command.
+    dialog.model_edit.setText("demo-org/demo-tiny")
+    _wait_checked(qtbot, dialog)
+    assert dialog._outcome.report.model.path == snapshot and dialog.start_button.isEnabled()
+    dialog.model_edit.setText("demo-org/not-downloaded")
+    _wait_checked(qtbot, dialog)
+    assert "`hf download demo-org/not-downloaded`" in dialog.problems_label.text()
+    assert not dialog.start_button.isEnabled()
+    dialog.close()
+
+    # The Compare schemes form lists the same cache.
+    compare = quantize_ui.open_compare_form()
+    qtbot.waitUntil(lambda: compare.cache_picker.isEnabled(), timeout=30_000)
+    compare.cache_picker.choose(1)
+    assert compare.model_edit.text() == str(snapshot)
+    compare.close()
