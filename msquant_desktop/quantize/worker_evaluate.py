@@ -43,14 +43,11 @@ from msquant_desktop.domain.evaluate import (
     perplexity_from_nll,
     perplexity_windows,
     predicted_tokens,
-    request_problems,
     uniform_perplexity,
 )
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.args import add_evaluate_arguments, evaluate_request_from_args
-from msquant_desktop.quantize.heldout import HeldoutText, default_heldout, load_heldout
-from msquant_desktop.quantize.hf_cache import resolve_hub_name
-from msquant_desktop.quantize.model_folder import ModelFolderError, read_causal_lm_config
+from msquant_desktop.quantize.evaluate_inputs import Inputs
 
 EXIT_BAD_INPUT = 2
 SPEED_MAX_RUNS = 5
@@ -67,55 +64,6 @@ class EventWriter:
     def __call__(self, event: dict[str, Any]) -> None:
         self._stream.write(format_event(event) + "\n")
         self._stream.flush()
-
-
-# ------------------------------------------------------------------------------------------------
-# Inputs (no torch)
-# ------------------------------------------------------------------------------------------------
-
-
-class Inputs:
-    """The checked inputs of one evaluation."""
-
-    def __init__(self, request: EvaluateRequest) -> None:
-        problems = request_problems(request)
-        if problems:
-            raise EvaluationInputError("; ".join(problems))
-        # A hub name is evaluated from its cached snapshot (offline), like a quantization's model.
-        model = str(resolve_hub_name(request.model) or request.model)
-        self.model_dir = Path(model).expanduser().resolve()
-        self.config = _config_of(model, "model")
-        self.original_dir: Path | None = None
-        self.original_config: dict[str, Any] | None = None
-        if request.original:
-            original = str(resolve_hub_name(request.original) or request.original)
-            self.original_dir = Path(original).expanduser().resolve()
-            self.original_config = _config_of(original, "original")
-        self.text: HeldoutText = (
-            load_heldout(request.texts)
-            if request.texts
-            else default_heldout(self.model_dir, self.original_dir)
-        )
-        context = self.config.get("max_position_embeddings")
-        if isinstance(context, int) and request.seq_len > context:
-            raise EvaluationInputError(
-                f"--seq-len {request.seq_len} is longer than the model's context of {context} tokens "
-                "(max_position_embeddings): choose a smaller --seq-len"
-            )
-        if self.original_config is not None:
-            ours, theirs = self.config.get("vocab_size"), self.original_config.get("vocab_size")
-            if ours != theirs:
-                raise EvaluationInputError(
-                    f"the original's vocabulary ({theirs} tokens) differs from the model's ({ours}): "
-                    "choose the model this one was quantized from"
-                )
-
-
-def _config_of(folder: str, role: str) -> dict[str, Any]:
-    try:
-        return read_causal_lm_config(folder)
-    except ModelFolderError as exc:
-        raise EvaluationInputError(f"{role}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------

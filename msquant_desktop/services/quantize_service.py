@@ -32,6 +32,7 @@ from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
 from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, default_output_name
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
+from msquant_desktop.quantize.evaluate_inputs import evaluation_problem
 from msquant_desktop.quantize.hf_cache import CachedModel, CacheListing, cached_models, download_hint
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
 from msquant_desktop.services.protocols import LocalJobs, SettingsSource
@@ -111,6 +112,8 @@ class QuantizeService(QObject):
     """A `CheckOutcome` for the request last passed to `check()` (older ones are dropped)."""
     sig_checked_all = Signal(object)
     """The list of `CheckOutcome`s of one `check_all()`, in the order of its requests."""
+    sig_evaluation_checked = Signal(object, str)
+    """(the `EvaluateRequest` last passed to `check_evaluation()`, its problem or "")."""
     sig_hf_cache = Signal(object)
     """The `CacheListing` of the local Hugging Face cache found by `scan_hf_cache()`."""
     sig_worker_environment = Signal(object)
@@ -178,6 +181,19 @@ class QuantizeService(QObject):
                 self.sig_checked.emit(outcome)
 
         self._in_thread("quantize-check", work)
+
+    def check_evaluation(self, request: EvaluateRequest) -> None:
+        """Check an evaluation's inputs in a thread (the worker's own rule); `sig_evaluation_checked`."""
+
+        def work() -> None:
+            try:
+                problem = evaluation_problem(request)
+            except Exception:
+                log.exception("checking an evaluation request failed")
+                return
+            self.sig_evaluation_checked.emit(request, problem)
+
+        self._in_thread("evaluate-check", work)
 
     def scan_hf_cache(self) -> None:
         """List the models in the local Hugging Face cache in a thread; `sig_hf_cache` follows."""
@@ -303,13 +319,20 @@ class QuantizeService(QObject):
     def submit_evaluate(self, row: ResultRow, template: EvaluateRequest | None = None) -> JobRecord:
         """Queue an evaluation of a result against its original (a supervised job like verify)."""
         request = evaluation_request(row, template or self.evaluation_defaults)
+        name = f"Evaluate {Path(row.result.output).name} (job {row.job_id})"
+        return self.submit_evaluation(request, evaluates=row.job_id, name=name)
+
+    def submit_evaluation(
+        self, request: EvaluateRequest, evaluates: int | None = None, name: str = ""
+    ) -> JobRecord:
+        """Queue an evaluation; with `evaluates` (a quantize job id) it shows on that result's row."""
         argv, env = self._command("evaluate", request.to_args())
         spec = JobSpec(
-            name=f"Evaluate {Path(row.result.output).name} (job {row.job_id})",
+            name=name or f"Evaluate {Path(request.model).name}",
             argv=argv,
             kind=JobKind.EVALUATE,
             env=env,
-            meta=evaluation_meta(row.job_id, request),
+            meta=evaluation_meta(evaluates, request),
         )
         return self._jobs.submit(spec)
 

@@ -141,3 +141,60 @@ def test_the_forms_list_models_from_the_hugging_face_cache_and_resolve_hub_names
     compare.cache_picker.choose(1)
     assert compare.model_edit.text() == str(snapshot)
     compare.close()
+
+
+def test_the_evaluate_form_checks_with_the_workers_rule_and_queues_an_evaluation(
+    app_services,  # noqa: F811
+    quantize_ui,  # noqa: F811
+    qtbot,
+    demo_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    snapshot = cache_repo(cache, "demo-org/demo-tiny", demo_model, MAIN, refs=("main",))
+    jobs = app_services.jobs
+    dialog = quantize_ui.open_evaluate_form(str(demo_model))
+
+    def checked() -> str:
+        qtbot.waitUntil(
+            lambda: (
+                dialog._checked is not None
+                and dialog._checked[0] == dialog.request()
+                and not dialog._check_timer.isActive()
+            ),
+            timeout=20_000,
+        )
+        return dialog._checked[1]  # type: ignore[no-any-return]
+
+    assert checked() == ""  # the demo model ships its held-out split
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=30_000)
+    # Bad input is named before anything runs: a window longer than the model's context, a text
+    # that is not UTF-8.
+    dialog.seq_len_spin.setValue(4096)
+    assert "longer than the model's context" in checked() and not dialog.start_button.isEnabled()
+    dialog.seq_len_spin.setValue(64)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    dialog.text_edit.setText(str(latin1))
+    assert "UTF-8" in checked() and dialog.problems_label.isVisible()
+    dialog.text_edit.clear()
+    # The original from the cache list: the same demo model's cached snapshot.
+    qtbot.waitUntil(lambda: dialog.original_picker.isEnabled(), timeout=30_000)
+    dialog.original_picker.choose(1)
+    assert dialog.original_edit.text() == str(snapshot) and checked() == ""
+    dialog.windows_spin.setValue(1)
+    dialog.speed_box.setChecked(False)
+    assert checked() == ""
+    qtbot.waitUntil(lambda: dialog.start_button.isEnabled(), timeout=10_000)
+    with qtbot.waitSignal(dialog.sig_submitted, timeout=10_000) as submitted:
+        dialog.start_button.click()
+    record = jobs.get(submitted.args[0])
+    assert record.spec.kind is JobKind.EVALUATE and "evaluates" not in record.spec.meta
+    argv = list(record.spec.argv)
+    assert argv[argv.index("--original") + 1] == str(snapshot) and "--no-speed" in argv
+    qtbot.waitUntil(lambda: jobs.get(record.id).state.is_final, timeout=120_000)
+    finished = jobs.get(record.id)
+    assert finished.state is JobState.COMPLETED, finished.reason
+    assert finished.result["windows"] == 1 and finished.result["top1_agreement"] == 1.0

@@ -89,12 +89,13 @@ class CompareSchemesDialog(QDialog):
         self.worker_label.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Model", _row(self.model_edit, self.model_browse))
+        form.addRow("Model", form_row(self.model_edit, self.model_browse))
         form.addRow("", self.cache_picker)
         form.addRow("Schemes", schemes)
-        form.addRow("Calibration data", _row(self.dataset_edit, self.dataset_browse))
+        form.addRow("Calibration data", form_row(self.dataset_edit, self.dataset_browse))
         form.addRow(
-            "Evaluation windows", _row(self.seq_len_spin, QLabel("tokens each, at most"), self.windows_spin)
+            "Evaluation windows",
+            form_row(self.seq_len_spin, QLabel("tokens each, at most"), self.windows_spin),
         )
         form.addRow("", self.speed_box)
         form.addRow("", self.text_note)
@@ -237,7 +238,8 @@ class CompareSchemesDialog(QDialog):
             self.dataset_edit.setText(path)
 
 
-def _row(*widgets: QWidget) -> QWidget:
+def form_row(*widgets: QWidget) -> QWidget:
+    """Widgets side by side in one form row, the first one stretching."""
     row = QWidget()
     layout = QHBoxLayout(row)
     layout.setContentsMargins(0, 0, 0, 0)

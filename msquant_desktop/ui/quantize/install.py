@@ -3,6 +3,7 @@ Results view."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import QWidget
 from msquant_desktop.services.quantize_service import QuantizeService
 from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.quantize.compare_dialog import CompareSchemesDialog
+from msquant_desktop.ui.quantize.evaluate_dialog import EvaluateDialog
 from msquant_desktop.ui.quantize.new_quantization import NewQuantizationDialog
 from msquant_desktop.ui.quantize.results_view import ResultsView
 
@@ -24,6 +26,8 @@ class QuantizeUi:
         self._parent = parent
         self.dialog: NewQuantizationDialog | None = None
         self.compare_dialog: CompareSchemesDialog | None = None
+        self.reveal_results: Callable[[], None] = lambda: None
+        """Bring the Results view to the front (set by whoever placed it: `install_quantize_ui`)."""
         self.action = QAction("New quantization…", parent)
         self.action.setObjectName("action-new-quantization")
         self.action.setToolTip("Quantize a local model folder with llmcompressor as a job")
@@ -37,6 +41,13 @@ class QuantizeUi:
             "size against perplexity"
         )
         self.compare_action.triggered.connect(lambda _checked=False: self.open_compare_form())
+        self.evaluate_dialog: EvaluateDialog | None = None
+        self.evaluate_action = QAction("Evaluate a model…", parent)
+        self.evaluate_action.setObjectName("action-evaluate-model")
+        self.evaluate_action.setToolTip(
+            "Perplexity on held-out text (against an original), speed and peak memory of any model folder"
+        )
+        self.evaluate_action.triggered.connect(lambda _checked=False: self.open_evaluate_form())
         self.demo_action = QAction("Build demo model", parent)
         self.demo_action.setObjectName("action-build-demo-model")
         self.demo_action.setToolTip(
@@ -82,10 +93,29 @@ class QuantizeUi:
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.destroyed.connect(self._forget_compare_dialog)
-        dialog.sig_submitted.connect(lambda base, _ids: self.results.show_comparison(base))
+        dialog.sig_submitted.connect(lambda base, _ids: self._show_comparison(base))
         self.compare_dialog = dialog
         dialog.show()
         return dialog
+
+    def open_evaluate_form(self, model: str = "") -> EvaluateDialog:
+        """Open "Evaluate a model…" (non-modal), pre-filled with `model`."""
+        if self.evaluate_dialog is not None and self.evaluate_dialog.isVisible():
+            self.evaluate_dialog.raise_()
+            return self.evaluate_dialog
+        dialog = EvaluateDialog(self.service, model, self._parent)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.destroyed.connect(self._forget_evaluate_dialog)
+        self.evaluate_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _forget_evaluate_dialog(self, *_args: Any) -> None:
+        self.evaluate_dialog = None
+
+    def _show_comparison(self, base_model: str) -> None:
+        self.results.show_comparison(base_model)
+        self.reveal_results()
 
     def _forget_compare_dialog(self, *_args: Any) -> None:
         self.compare_dialog = None
@@ -97,5 +127,7 @@ def install_quantize_ui(jobs_tab: JobsTab, service: QuantizeService) -> Quantize
     jobs_tab.add_toolbar_action(ui.action)
     jobs_tab.add_toolbar_action(ui.demo_action)
     jobs_tab.add_toolbar_action(ui.compare_action)
+    jobs_tab.add_toolbar_action(ui.evaluate_action)
     jobs_tab.add_view("Results", ui.results)
+    ui.reveal_results = lambda: jobs_tab.views.setCurrentWidget(ui.results)
     return ui
