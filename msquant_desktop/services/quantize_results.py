@@ -220,7 +220,7 @@ class Comparison:
     original_size: int | None
     original_perplexity: float | None
     text: str
-    """What the perplexities were measured on, as the newest evaluation says ("" when none)."""
+    """What the perplexities were measured on: the newest evaluation's text file names ("" when none)."""
     seq_len: int | None
 
 
@@ -242,7 +242,10 @@ def comparison(rows: list[ResultRow], base_model: str) -> Comparison:
         if figures is None or not isinstance(figures.get("perplexity"), int | float):
             continue
         if not text:
-            text, seq_len = str(figures.get("text") or ""), figures.get("seq_len")
+            files = figures.get("text_files")
+            names = [Path(str(f)).name for f in files] if isinstance(files, list) else []
+            text = ", ".join(names) or str(figures.get("text") or "")
+            seq_len = figures.get("seq_len")
         if row.result.scheme not in points:
             points[row.result.scheme] = ComparisonPoint(
                 row.job_id, row.result.scheme, row.result.size_after, float(figures["perplexity"])

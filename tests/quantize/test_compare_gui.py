@@ -78,6 +78,7 @@ def test_compare_schemes_quantizes_evaluates_each_after_its_quantization_and_cha
     assert [p.scheme for p in chart.current.points] == ["W4A16", "W8A16"]  # by size: 4 bits first
     assert chart.current.original_perplexity == pytest.approx(evaluations[0].result["original_perplexity"])
     assert sorted(label.toPlainText() for label in chart.labels) == ["W4A16", "W8A16", "original"]
+    assert "perplexity on heldout.jsonl, 128-token windows" in chart.caption.text()
 
     # Evaluate on a row queues one more evaluation (against the base model) that the row then shows.
     service.evaluation_defaults = EvaluateRequest(model="", seq_len=64, max_windows=1, speed=False)
