@@ -32,7 +32,16 @@ def main() -> int:
         model = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp) / "demo-tiny"
         if not model.exists():
             subprocess.run(
-                [sys.executable, "-m", "msquant_desktop", "demo-model", "--size", "tiny", "--out", str(model)],
+                [
+                    sys.executable,
+                    "-m",
+                    "msquant_desktop",
+                    "demo-model",
+                    "--size",
+                    "tiny",
+                    "--out",
+                    str(model),
+                ],
                 check=True,
             )
         paths = resolve_paths(Path(tmp) / "data").ensure()
