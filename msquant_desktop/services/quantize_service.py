@@ -149,6 +149,7 @@ class QuantizeService(QObject):
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_removed)
         settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
+        self.sig_worker_environment.connect(self._on_worker_found)
 
     # -- background work -----------------------------------------------------------------------------
     def _in_thread(self, name: str, work: Callable[[], None]) -> None:
@@ -345,7 +346,7 @@ class QuantizeService(QObject):
             self._evaluations_queued.add(job_id)  # before submit: its sig_job_added re-enters us
             try:
                 record = self.submit_evaluate(row, _template_from_meta(asked))
-            except RuntimeError as exc:  # no worker Python (yet): said in the log, tried at next load
+            except RuntimeError as exc:  # no worker Python (yet): tried again when one is found
                 self._evaluations_queued.discard(job_id)
                 log.warning("could not queue the evaluation of job %s: %s", job_id, exc)
                 continue
@@ -404,6 +405,13 @@ class QuantizeService(QObject):
                 self._on_job_removed(job_id)
                 return
             self._announce(self._index.update_check(record))
+
+    @Slot(object)
+    def _on_worker_found(self, _environment: WorkerEnvironment) -> None:
+        """An evaluation asked for while no worker Python was known (the load at start-up comes before
+        the detection) is queued now."""
+        if not self._closed and self._index.loaded:
+            self._queue_due_evaluations()
 
     @Slot(int)
     def _on_job_removed(self, job_id: int) -> None:

@@ -95,12 +95,15 @@ def test_compare_schemes_quantizes_evaluates_each_after_its_quantization_and_cha
     qtbot.waitUntil(lambda: jobs.get(newest.id).state.is_final, timeout=120_000)
     qtbot.waitUntil(lambda: results.model.rows[0].evaluation.get("seq_len") == 64, timeout=10_000)
 
-    # After a restart nothing is queued again: each asked-for evaluation exists already.
+    # After a restart nothing is queued again: each asked-for evaluation exists already (the load
+    # comes before the worker Python is known, as at start-up; its detection looks again).
     count = len(_evaluations(jobs))
     again = QuantizeService(jobs, app_services.settings)
-    again.detect_worker()
-    qtbot.waitUntil(lambda: again.worker is not None, timeout=30_000)
-    assert len(again.results()) == 2 and len(_evaluations(jobs)) == count
+    assert len(again.results()) == 2
+    with qtbot.waitSignal(again.sig_worker_environment, timeout=30_000):
+        again.detect_worker()
+    qtbot.wait(200)
+    assert again.worker is not None and again.worker.available and len(_evaluations(jobs)) == count
     again.shutdown()
 
 
@@ -199,3 +202,43 @@ def test_the_evaluate_form_checks_with_the_workers_rule_and_queues_an_evaluation
     finished = jobs.get(record.id)
     assert finished.state is JobState.COMPLETED, finished.reason
     assert finished.result["windows"] == 1 and finished.result["top1_agreement"] == 1.0
+
+
+def test_an_asked_for_evaluation_left_by_a_closed_app_is_queued_once_the_worker_is_found(
+    app_services,  # noqa: F811
+    qtbot,
+    tmp_path: Path,
+) -> None:
+    """The quantization completed while no app watched it (its supervisor outlives the window): the
+    next start queues its evaluation, once, as soon as it knows a worker Python."""
+    from msquant_desktop.domain.jobs import JobSpec
+    from msquant_desktop.services.quantize_service import QuantizeService
+    from tests.quantize.test_quantize_gui import _finished_job, _model_folder
+
+    output = _model_folder(tmp_path / "quantized")
+    asked = {"seq_len": 64, "max_windows": 1, "speed": False, "texts": [], "device": "auto"}
+    spec = JobSpec(name="quantize", argv=("true",), kind=JobKind.QUANTIZE, meta={"evaluate_after": asked})
+    event = {"type": "result", "kind": "quantize", "output": str(output), "scheme": "W4A16"}
+    quantize_id = _finished_job(
+        app_services,
+        spec,
+        {**event, "model": "/models/base", "size_before": 8, "size_after": 2, "duration_s": 1.0},
+    )
+    jobs = app_services.jobs
+    service = QuantizeService(jobs, app_services.settings)
+    assert [r.job_id for r in service.results()] == [quantize_id] and _evaluations(jobs) == []
+    with qtbot.waitSignal(service.sig_worker_environment, timeout=30_000):
+        service.detect_worker()
+    qtbot.waitUntil(lambda: len(_evaluations(jobs)) == 1, timeout=10_000)
+    evaluation = _evaluations(jobs)[0]
+    assert evaluation.spec.meta["evaluates"] == quantize_id
+    argv = list(evaluation.spec.argv)
+    assert (
+        argv[argv.index("--model") + 1] == str(output)
+        and argv[argv.index("--original") + 1] == "/models/base"
+    )
+    assert argv[argv.index("--seq-len") + 1] == "64" and "--no-speed" in argv
+    service.results()  # a reload queues nothing more
+    assert len(_evaluations(jobs)) == 1
+    qtbot.waitUntil(lambda: jobs.get(evaluation.id).state.is_final, timeout=60_000)  # a bad folder: exit 2
+    service.shutdown()

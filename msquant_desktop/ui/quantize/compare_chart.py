@@ -10,7 +10,7 @@ items, cheaper than bookkeeping them one by one.
 from __future__ import annotations
 
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, Slot
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -24,9 +24,6 @@ def _pen_color(palette: QPalette, role: QPalette.ColorRole) -> QColor:
 
 
 class ComparisonChart(QWidget):
-    sig_base_model_changed = Signal(str)
-    """The base model the chart now shows (chosen in its list or by `show_base_model`)."""
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("quantize-comparison")
@@ -108,7 +105,6 @@ class ComparisonChart(QWidget):
     def _on_combo(self, _index: int) -> None:
         self._wanted = self.base_model() or self._wanted
         self.redraw()
-        self.sig_base_model_changed.emit(self._wanted)
 
     # -- drawing -----------------------------------------------------------------------------------------
     def redraw(self) -> None:
