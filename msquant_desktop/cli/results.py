@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from msquant_desktop.cli.context import CliContext
-from msquant_desktop.domain.evaluate import perplexity_delta
 from msquant_desktop.domain.json_contract import envelope
 from msquant_desktop.domain.quantize import human_bytes
-from msquant_desktop.domain.results import ResultListing, result_listings
+from msquant_desktop.domain.results import ResultListing, evaluation_cells, result_listings
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.store.jobs_repo import JobRepository
 
@@ -51,32 +49,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=handle)
 
 
-def _number(value: Any, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, int | float) else "-"
-
-
 def row_cells(listing: ResultListing) -> list[str]:
     """The table cells of one result (the order of COLUMNS)."""
     evaluation = listing.evaluation or {}
     failed = "failed" in evaluation
     figures = {} if failed else evaluation
+    perplexity, delta, decode, peak = evaluation_cells(listing.evaluation)
     if listing.evaluating:
         state = "running"
     elif listing.evaluation_job_id is None:
         state = "-"
     else:
         state = f"{'failed (job ' if failed else 'job '}{listing.evaluation_job_id}{')' if failed else ''}"
-    delta = perplexity_delta(figures)
     agreement = figures.get("top1_agreement")
     return [
         str(listing.job_id),
         listing.result.scheme,
         human_bytes(listing.result.size_after),
-        _number(figures.get("perplexity"), ".4f"),
-        _number(delta, "+.4f"),
+        perplexity,
+        delta,
         f"{agreement:.1%}" if isinstance(agreement, int | float) else "-",
-        _number(figures.get("decode_tokens_per_s"), ".1f"),
-        _number(figures.get("peak_memory_mib"), ".0f"),
+        decode,
+        peak,
         state,
         listing.result.output,
     ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from msquant_desktop.domain.evaluate import EVALUATES_META_KEY, evaluation_target
+from msquant_desktop.domain.evaluate import EVALUATES_META_KEY, evaluation_target, perplexity_delta
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
 from msquant_desktop.domain.quantize import QuantizeResult
 
@@ -43,6 +43,23 @@ def _verification_target(meta: dict[str, Any]) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _number(value: Any, fmt: str, missing: str) -> str:
+    return format(value, fmt) if isinstance(value, int | float) and not isinstance(value, bool) else missing
+
+
+def evaluation_cells(evaluation: dict[str, Any] | None, missing: str = "-") -> tuple[str, str, str, str]:
+    """(perplexity, Δ vs the original, decode tok/s at batch 1, peak MiB) of an evaluation entry as
+    the Results view and the `results` CLI show them; `missing` for a figure not known (a failed
+    evaluation has none)."""
+    figures = evaluation if evaluation and "failed" not in evaluation else {}
+    return (
+        _number(figures.get("perplexity"), ".4f", missing),
+        _number(perplexity_delta(figures), "+.4f", missing),
+        _number(figures.get("decode_tokens_per_s"), ".1f", missing),
+        _number(figures.get("peak_memory_mib"), ".0f", missing),
+    )
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,7 @@ __all__ = [
     "VERIFIES_META_KEY",
     "ResultListing",
     "check_entry",
+    "evaluation_cells",
     "newest_finished",
     "result_listings",
 ]

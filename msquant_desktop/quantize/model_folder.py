@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from msquant_desktop.domain.quantize import SUPPORTED_ARCHITECTURES, looks_like_hub_name, matches_ignore
+from msquant_desktop.quantize.hf_cache import download_hint, hub_cache_dir, resolve_hub_name
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 DTYPE_BYTES = {
@@ -68,8 +69,9 @@ def folder_size(path: Path) -> int:
 def _read_config(path: Path) -> dict[str, Any]:
     if looks_like_hub_name(str(path), path.exists()):
         raise ModelFolderError(
-            f"{path} looks like a Hugging Face hub name; this app works offline: download the model "
-            "first (e.g. `hf download ORG/NAME --local-dir DIR`) and choose that folder"
+            f"{path} looks like a Hugging Face hub name and is not in the Hugging Face cache "
+            f"({hub_cache_dir()}); this app works offline: {download_hint(str(path))}, or choose a "
+            "local model folder"
         )
     if not path.exists():
         raise ModelFolderError(f"model folder {path} does not exist")
@@ -168,6 +170,8 @@ def _estimate_parameters(config: dict[str, Any]) -> int:
 def inspect_model_folder(path: str | Path) -> ModelInfo:
     """Read a model folder; raises ModelFolderError naming the problem."""
     folder = Path(path).expanduser()
+    # A hub name resolves offline to its cached snapshot (the folder from_pretrained would load).
+    folder = resolve_hub_name(str(path)) or folder
     config = _read_config(folder)
     architectures = config.get("architectures") or []
     architecture = str(architectures[0]) if architectures else ""
@@ -226,6 +230,8 @@ def read_causal_lm_config(path: str | Path) -> dict[str, Any]:
     """config.json of a folder transformers can load as a causal language model with its tokenizer
     (quantized or not), for evaluation; raises ModelFolderError naming the problem."""
     folder = Path(path).expanduser()
+    # A hub name resolves offline to its cached snapshot (the folder from_pretrained would load).
+    folder = resolve_hub_name(str(path)) or folder
     config = _read_config(folder)
     architectures = config.get("architectures") or []
     architecture = str(architectures[0]) if architectures else ""

@@ -43,14 +43,12 @@ from msquant_desktop.domain.evaluate import (
     perplexity_from_nll,
     perplexity_windows,
     predicted_tokens,
-    request_problems,
     uniform_perplexity,
 )
 from msquant_desktop.domain.json_contract import with_schema
 from msquant_desktop.domain.quantize import format_event
 from msquant_desktop.quantize.args import add_evaluate_arguments, evaluate_request_from_args
-from msquant_desktop.quantize.heldout import HeldoutText, default_heldout, load_heldout
-from msquant_desktop.quantize.model_folder import ModelFolderError, read_causal_lm_config
+from msquant_desktop.quantize.evaluate_inputs import Inputs
 
 EXIT_BAD_INPUT = 2
 SPEED_MAX_RUNS = 5
@@ -67,52 +65,6 @@ class EventWriter:
     def __call__(self, event: dict[str, Any]) -> None:
         self._stream.write(format_event(event) + "\n")
         self._stream.flush()
-
-
-# ------------------------------------------------------------------------------------------------
-# Inputs (no torch)
-# ------------------------------------------------------------------------------------------------
-
-
-class Inputs:
-    """The checked inputs of one evaluation."""
-
-    def __init__(self, request: EvaluateRequest) -> None:
-        problems = request_problems(request)
-        if problems:
-            raise EvaluationInputError("; ".join(problems))
-        self.model_dir = Path(request.model).expanduser().resolve()
-        self.config = _config_of(request.model, "model")
-        self.original_dir: Path | None = None
-        self.original_config: dict[str, Any] | None = None
-        if request.original:
-            self.original_dir = Path(request.original).expanduser().resolve()
-            self.original_config = _config_of(request.original, "original")
-        self.text: HeldoutText = (
-            load_heldout(request.texts)
-            if request.texts
-            else default_heldout(self.model_dir, self.original_dir)
-        )
-        context = self.config.get("max_position_embeddings")
-        if isinstance(context, int) and request.seq_len > context:
-            raise EvaluationInputError(
-                f"--seq-len {request.seq_len} is longer than the model's context of {context} tokens "
-                "(max_position_embeddings): choose a smaller --seq-len"
-            )
-        if self.original_config is not None:
-            ours, theirs = self.config.get("vocab_size"), self.original_config.get("vocab_size")
-            if ours != theirs:
-                raise EvaluationInputError(
-                    f"the original's vocabulary ({theirs} tokens) differs from the model's ({ours}): "
-                    "choose the model this one was quantized from"
-                )
-
-
-def _config_of(folder: str, role: str) -> dict[str, Any]:
-    try:
-        return read_causal_lm_config(folder)
-    except ModelFolderError as exc:
-        raise EvaluationInputError(f"{role}: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, form
 from msquant_desktop.quantize.args import add_quantize_arguments, request_from_args
 from msquant_desktop.quantize.calibration import load_calibration_texts
 from msquant_desktop.quantize.checks import check_request
+from msquant_desktop.quantize.heldout import DEMO_HELDOUT_FILE
 from msquant_desktop.quantize.model_folder import folder_size, weights_size
 from msquant_desktop.quantize.progress import ProgressTracker
 
@@ -138,6 +139,14 @@ def _install_cancel_cleanup(partial: Path) -> None:
     signal.signal(signal.SIGTERM, _on_term)
 
 
+def _keep_heldout_split(model_dir: Path, partial: Path) -> None:
+    """A demo model's held-out split goes with its quantization, so `evaluate --model OUT` finds the
+    same text by default (the calibration samples stay behind: they are not held out)."""
+    heldout = model_dir / DEMO_HELDOUT_FILE
+    if heldout.is_file() and partial.is_dir():
+        shutil.copy2(heldout, partial / DEMO_HELDOUT_FILE)
+
+
 def run(request: QuantizeRequest) -> int:
     started = time.monotonic()
     emit({"type": "stage", "stage": "Checking inputs"})
@@ -208,6 +217,7 @@ def run(request: QuantizeRequest) -> int:
         emit({"type": "error", "message": f"{type(exc).__name__}: {exc}", "hint": _hint_for(exc, request)})
         return 1
     emit({"type": "stage", "stage": "Finishing"})
+    _keep_heldout_split(model_dir, partial)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the rename below must not be cut in half
     if out.exists():
         out.rmdir()  # check_request made sure it is empty

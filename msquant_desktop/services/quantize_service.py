@@ -1,11 +1,18 @@
 """Quantization as the GUI sees it: checks off the GUI thread, worker detection, job specs, results.
 
-Quantizations, verifications and demo models are ordinary jobs of the local engine (`JobService`);
+Quantizations, verifications, evaluations and demo models are ordinary jobs of the local engine
+(`JobService`);
 this service builds their specs, lists finished quantizations from the store, and re-checks the
 form's inputs (model folder, data, widths, memory) in a thread so the form never blocks.
 
 Results are read in full once (`results()`); after that each job change updates one row
 (`services/quantize_results.py`) and is announced by `sig_result_changed` / `sig_result_removed`.
+
+"Compare schemes…" needs an evaluation to start after its quantization completes; the job engine has
+no dependencies between jobs, so the quantize job carries the evaluation it wants in its meta
+(`evaluate_after`) and this service queues it when the index sees that quantization completed without
+an evaluation — on the change itself, or at the next load after a restart (the meta is in the store,
+so nothing is lost when the app closes between the two).
 """
 
 from __future__ import annotations
@@ -13,21 +20,39 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from msquant_desktop.domain.evaluate import EvaluateRequest, evaluation_meta
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobSummary
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
 from msquant_desktop.domain.quantize import SCHEMES_BY_ID, QuantizeRequest, default_output_name
 from msquant_desktop.quantize.checks import CheckReport, check_request
 from msquant_desktop.quantize.environment import WorkerEnvironment, detect_worker_environment
+from msquant_desktop.quantize.evaluate_inputs import evaluation_problem
+from msquant_desktop.quantize.hf_cache import CachedModel, CacheListing, cached_models, download_hint
 from msquant_desktop.quantize.memory import MemoryEstimate, estimate_memory
 from msquant_desktop.services.protocols import LocalJobs, SettingsSource
-from msquant_desktop.services.quantize_results import OTHER_KIND, ResultRow, ResultsIndex
+from msquant_desktop.services.quantize_results import (
+    EVALUATE_AFTER_META_KEY,
+    OTHER_KIND,
+    ResultRow,
+    ResultsIndex,
+)
 
-__all__ = ["CheckOutcome", "QuantizeService", "ResultRow", "run_check"]
+__all__ = [
+    "CacheListing",
+    "CachedModel",
+    "CheckOutcome",
+    "QuantizeService",
+    "ResultRow",
+    "download_hint",
+    "evaluation_request",
+    "run_check",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +78,44 @@ def run_check(request: QuantizeRequest) -> CheckOutcome:
     return CheckOutcome(request, report, memory)
 
 
+def evaluation_request(row: ResultRow, template: EvaluateRequest | None = None) -> EvaluateRequest:
+    """The evaluation of a result's output against the model it was quantized from (`template` gives
+    the text, window and speed options; its model and original are replaced)."""
+    return replace(
+        template or EvaluateRequest(model=""), model=row.result.output, original=row.result.model or None
+    )
+
+
+def _template_meta(template: EvaluateRequest) -> dict[str, Any]:
+    meta = template.to_meta()
+    meta.pop("model")
+    meta.pop("original")
+    return meta
+
+
+def _template_from_meta(meta: dict[str, Any]) -> EvaluateRequest:
+    """The inverse of `_template_meta` (a missing or odd value falls back to the default)."""
+    base = EvaluateRequest(model="")
+    max_windows = meta.get("max_windows")
+    return EvaluateRequest(
+        model="",
+        texts=tuple(str(t) for t in meta.get("texts") or ()),
+        seq_len=int(meta.get("seq_len") or base.seq_len),
+        max_windows=int(max_windows) if isinstance(max_windows, int) else None,
+        speed=bool(meta.get("speed", base.speed)),
+        device=str(meta.get("device") or base.device),
+    )
+
+
 class QuantizeService(QObject):
     sig_checked = Signal(object)
     """A `CheckOutcome` for the request last passed to `check()` (older ones are dropped)."""
+    sig_checked_all = Signal(object)
+    """The list of `CheckOutcome`s of one `check_all()`, in the order of its requests."""
+    sig_evaluation_checked = Signal(object, str)
+    """(the `EvaluateRequest` last passed to `check_evaluation()`, its problem or "")."""
+    sig_hf_cache = Signal(object)
+    """The `CacheListing` of the local Hugging Face cache found by `scan_hf_cache()`."""
     sig_worker_environment = Signal(object)
     """The `WorkerEnvironment` found by `detect_worker()`."""
     sig_result_changed = Signal(object)
@@ -77,13 +137,19 @@ class QuantizeService(QObject):
         self._settings = settings
         self._latest_check: QuantizeRequest | None = None
         self.worker: WorkerEnvironment | None = None
+        self.hf_cache: CacheListing | None = None
+        """The last listing of the Hugging Face cache (None until `scan_hf_cache()` finished once)."""
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._index = ResultsIndex()
+        self._evaluations_queued: set[int] = set()  # quantize jobs whose evaluation this service queued
+        self.evaluation_defaults = EvaluateRequest(model="")
+        """Text, window and speed options of an evaluation the Results view's Evaluate button queues."""
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_removed)
         settings.sig_settings_changed.connect(lambda _s: self.detect_worker())
+        self.sig_worker_environment.connect(self._on_worker_found)
 
     # -- background work -----------------------------------------------------------------------------
     def _in_thread(self, name: str, work: Callable[[], None]) -> None:
@@ -117,6 +183,29 @@ class QuantizeService(QObject):
 
         self._in_thread("quantize-check", work)
 
+    def check_evaluation(self, request: EvaluateRequest) -> None:
+        """Check an evaluation's inputs in a thread (the worker's own rule); `sig_evaluation_checked`."""
+
+        def work() -> None:
+            try:
+                problem = evaluation_problem(request)
+            except Exception:
+                log.exception("checking an evaluation request failed")
+                return
+            self.sig_evaluation_checked.emit(request, problem)
+
+        self._in_thread("evaluate-check", work)
+
+    def scan_hf_cache(self) -> None:
+        """List the models in the local Hugging Face cache in a thread; `sig_hf_cache` follows."""
+
+        def work() -> None:
+            listing = cached_models()
+            self.hf_cache = listing
+            self.sig_hf_cache.emit(listing)
+
+        self._in_thread("quantize-hf-cache", work)
+
     def detect_worker(self) -> None:
         """Find the worker Python in a thread; `sig_worker_environment` follows."""
         settings_python = self._settings.settings.worker_python
@@ -147,8 +236,52 @@ class QuantizeService(QObject):
             meta={"quantize": request.to_meta()},
         )
 
-    def submit(self, request: QuantizeRequest) -> JobRecord:
-        return self._jobs.submit(self.quantize_spec(request))
+    def submit(self, request: QuantizeRequest, evaluate_after: EvaluateRequest | None = None) -> JobRecord:
+        """Queue a quantization; with `evaluate_after`, its evaluation is queued once it completes."""
+        spec = self.quantize_spec(request)
+        if evaluate_after is not None:
+            spec = replace(spec, meta={**spec.meta, EVALUATE_AFTER_META_KEY: _template_meta(evaluate_after)})
+        return self._jobs.submit(spec)
+
+    def comparison_requests(
+        self, model: str, schemes: list[str], dataset: str | None
+    ) -> list[QuantizeRequest]:
+        """One quantization per scheme of `model`, each into its own new folder; `dataset` goes only to
+        the schemes that calibrate (with their default sample count and length)."""
+        requests = []
+        for scheme_id in schemes:
+            scheme = SCHEMES_BY_ID[scheme_id]
+            calibrates = scheme.needs_data and dataset
+            requests.append(
+                QuantizeRequest(
+                    model=model,
+                    scheme=scheme_id,
+                    out=self.default_output(model, scheme_id),
+                    dataset=dataset if calibrates else None,
+                    samples=scheme.default_samples or 64,
+                    seq_len=scheme.default_seq_len or 512,
+                )
+            )
+        return requests
+
+    def submit_comparison(
+        self, requests: list[QuantizeRequest], evaluate: EvaluateRequest
+    ) -> list[JobRecord]:
+        """Queue each quantization with its evaluation to follow (the Compare schemes… button)."""
+        return [self.submit(request, evaluate_after=evaluate) for request in requests]
+
+    def check_all(self, requests: list[QuantizeRequest]) -> None:
+        """Check several requests in one thread; `sig_checked_all` carries the outcomes (in order)."""
+
+        def work() -> None:
+            try:
+                outcomes = [run_check(request) for request in requests]
+            except Exception:
+                log.exception("checking quantization requests failed")
+                return
+            self.sig_checked_all.emit(outcomes)
+
+        self._in_thread("quantize-check-all", work)
 
     def default_output(self, model: str, scheme_id: str) -> str:
         """A new folder in the models folder for this model and scheme (`-2`, `-3`... when taken).
@@ -184,6 +317,41 @@ class QuantizeService(QObject):
         )
         return self._jobs.submit(spec)
 
+    def submit_evaluate(self, row: ResultRow, template: EvaluateRequest | None = None) -> JobRecord:
+        """Queue an evaluation of a result against its original (a supervised job like verify)."""
+        request = evaluation_request(row, template or self.evaluation_defaults)
+        name = f"Evaluate {Path(row.result.output).name} (job {row.job_id})"
+        return self.submit_evaluation(request, evaluates=row.job_id, name=name)
+
+    def submit_evaluation(
+        self, request: EvaluateRequest, evaluates: int | None = None, name: str = ""
+    ) -> JobRecord:
+        """Queue an evaluation; with `evaluates` (a quantize job id) it shows on that result's row."""
+        argv, env = self._command("evaluate", request.to_args())
+        spec = JobSpec(
+            name=name or f"Evaluate {Path(request.model).name}",
+            argv=argv,
+            kind=JobKind.EVALUATE,
+            env=env,
+            meta=evaluation_meta(evaluates, request),
+        )
+        return self._jobs.submit(spec)
+
+    def _queue_due_evaluations(self) -> None:
+        """Queue the evaluation each completed quantization asked for and has not got yet."""
+        for job_id, asked in self._index.evaluations_due():
+            row = self._index.row(job_id)
+            if row is None or job_id in self._evaluations_queued:
+                continue
+            self._evaluations_queued.add(job_id)  # before submit: its sig_job_added re-enters us
+            try:
+                record = self.submit_evaluate(row, _template_from_meta(asked))
+            except RuntimeError as exc:  # no worker Python (yet): tried again when one is found
+                self._evaluations_queued.discard(job_id)
+                log.warning("could not queue the evaluation of job %s: %s", job_id, exc)
+                continue
+            log.info("queued evaluation job %s after quantization job %s", record.id, job_id)
+
     def latest_demo_model(self) -> str | None:
         """Output folder of the newest finished demo-model job whose folder still exists."""
         for record in [] if self._closed else self._jobs.list_jobs():
@@ -198,7 +366,9 @@ class QuantizeService(QObject):
         later changes arrive row by row through `sig_result_changed` / `sig_result_removed`)."""
         if self._closed:
             return []
-        return self._index.load(self._jobs.list_jobs())
+        rows = self._index.load(self._jobs.list_jobs())
+        self._queue_due_evaluations()
+        return rows
 
     def delete_result(self, row: ResultRow) -> None:
         """Delete the quantized model folder and forget its job; both folders go on a thread."""
@@ -208,7 +378,7 @@ class QuantizeService(QObject):
 
     @Slot(int)
     def _on_job_touched(self, job_id: int) -> None:
-        """A job was added or changed: update its row, or the row of the model it verifies."""
+        """A job was added or changed: update its row, or the row of the model it checks."""
         if self._closed or not self._index.loaded:
             return  # nobody has asked for results yet: nothing to keep up to date
         kind = self._index.kind(job_id)
@@ -226,13 +396,22 @@ class QuantizeService(QObject):
             completed = summary is not None and summary.state is JobState.COMPLETED
             record = self._jobs.get(job_id) if completed else None
             self._announce(self._index.update_quantization(job_id, record))
+            if record is not None:
+                self._queue_due_evaluations()
         else:
             try:
                 record = self._jobs.get(job_id)
             except KeyError:
                 self._on_job_removed(job_id)
                 return
-            self._announce(self._index.update_verification(record))
+            self._announce(self._index.update_check(record))
+
+    @Slot(object)
+    def _on_worker_found(self, _environment: WorkerEnvironment) -> None:
+        """An evaluation asked for while no worker Python was known (the load at start-up comes before
+        the detection) is queued now."""
+        if not self._closed and self._index.loaded:
+            self._queue_due_evaluations()
 
     @Slot(int)
     def _on_job_removed(self, job_id: int) -> None:

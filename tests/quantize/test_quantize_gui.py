@@ -183,6 +183,8 @@ def test_results_buttons_open_the_form_and_delete_asks_first(
 def test_form_to_job_to_result_then_verify_and_delete(
     app_services, quantize_ui, qtbot, demo_model: Path
 ) -> None:
+    from msquant_desktop.ui.quantize.results_view import VERIFICATION_COLUMN
+
     jobs = app_services.jobs
     dialog = quantize_ui.open_form(str(demo_model))
     dialog.select_scheme("W4A16")
@@ -217,7 +219,7 @@ def test_form_to_job_to_result_then_verify_and_delete(
     )
     verification = results.model.rows[0].verification
     assert verification["quant_method"] == "compressed-tensors", verification
-    assert "top-1" in results.model.data(results.model.index(0, 7))
+    assert "top-1" in results.model.data(results.model.index(0, VERIFICATION_COLUMN))
 
     output = Path(row.result.output)
     results.table.selectRow(0)

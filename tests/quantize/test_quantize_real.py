@@ -67,6 +67,9 @@ def test_quantize_produces_a_compressed_tensors_model_that_transformers_runs(
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "compressed-tensors"
     assert not out.with_name("out.partial").exists()
+    # The demo model's held-out split travels with it (evaluate finds it); its calibration data not.
+    assert (out / "heldout.jsonl").read_bytes() == (demo_model / "heldout.jsonl").read_bytes()
+    assert not (out / "calibration.jsonl").exists()
     result = QuantizeResult.from_event(events[-1])
     assert result is not None and result.output == str(out) and result.scheme == scheme
     assert result.size_after < result.size_before  # the weights really shrank

@@ -58,7 +58,7 @@ def _wait_final(qtbot, jobs, job_id: int) -> JobState:  # type: ignore[no-untype
 
 def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     from msquant_desktop.services.quantize_service import QuantizeService
-    from msquant_desktop.ui.quantize.results_view import ResultsView
+    from msquant_desktop.ui.quantize.results_view import VERIFICATION_COLUMN, ResultsView
 
     jobs, settings = engine
 
@@ -114,7 +114,9 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
 
     # A verification of it: the row shows "verifying…", then what it found: dataChanged on that row.
     shown: list[str] = []
-    quantize.sig_result_changed.connect(lambda _row: shown.append(model.data(model.index(0, 7))))
+    quantize.sig_result_changed.connect(
+        lambda _row: shown.append(model.data(model.index(0, VERIFICATION_COLUMN)))
+    )
     verify_event = {"type": "result", "kind": "verify", "load_s": 0.5}
     verify = jobs.submit(
         JobSpec(
@@ -140,10 +142,10 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
         )
     )
     assert _wait_final(qtbot, jobs, failing.id) is JobState.FAILED
-    qtbot.waitUntil(lambda: model.data(model.index(0, 7)) == "failed (exit 3)")
+    qtbot.waitUntil(lambda: model.data(model.index(0, VERIFICATION_COLUMN)) == "failed (exit 3)")
     assert seen["inserted"] == [(0, 0)] and seen["reset"] == [] and set(seen["changed"]) == {(0, 0)}
     jobs.delete(failing.id)  # forgetting it brings the earlier verification back
-    assert model.data(model.index(0, 7)) == "loads in 0.5 s"
+    assert model.data(model.index(0, VERIFICATION_COLUMN)) == "loads in 0.5 s"
 
     # Delete: the model folder goes, and so does the one row (no reset).
     view.table.selectRow(0)
@@ -157,4 +159,124 @@ def test_results_update_row_by_row_and_ignore_other_jobs_without_reading_them(en
     assert seen["removed"] == [(0, 0)] and seen["changed"].count((0, 0)) == len(seen["changed"])
 
     jobs._repo.connection.set_trace_callback(None)
+    quantize.shutdown()
+
+
+def _evaluation_event(perplexity: float, original: float, decode: float) -> dict[str, Any]:
+    return {
+        "type": "result",
+        "kind": "evaluate",
+        "perplexity": perplexity,
+        "original_perplexity": original,
+        "tokens_evaluated": 254,
+        "top1_agreement": 0.97,
+        "kl_divergence": 0.001,
+        "load_s": 0.2,
+        "prefill_tokens_per_s": 900.0,
+        "decode_tokens_per_s": decode,
+        "decode_tokens_per_s_batch8": decode * 3,
+        "peak_memory_mib": 412.4,
+        "device": "cpu",
+        "seq_len": 128,
+        "text": "demo held-out split",
+    }
+
+
+def _quantization(jobs, qtbot, scheme: str, size_after: int) -> int:  # type: ignore[no-untyped-def]
+    script = QUANTIZE_SCRIPT.replace("'W4A16'", repr(scheme)).replace("2_000_000", str(size_after))
+    script = script.replace("'quantized'", repr(f"quantized-{scheme}"))
+    record = jobs.submit(
+        JobSpec(name=f"Quantize {scheme}", argv=(sys.executable, "-c", script), kind=JobKind.QUANTIZE)
+    )
+    assert _wait_final(qtbot, jobs, record.id) is JobState.COMPLETED, jobs.get(record.id).reason
+    return record.id  # type: ignore[no-any-return]
+
+
+def test_evaluations_fill_their_cells_and_the_chart_draws_one_point_per_scheme(engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.services.quantize_service import QuantizeService
+    from msquant_desktop.ui.quantize.results_view import COLUMNS, PERPLEXITY_COLUMN, ResultsView
+
+    jobs, settings = engine
+    quantize = QuantizeService(jobs, settings)
+    view = ResultsView(quantize, lambda: None)
+    qtbot.addWidget(view)
+    model = view.model
+    w8 = _quantization(jobs, qtbot, "W8A16", 4_000_000)
+    w4 = _quantization(jobs, qtbot, "W4A16", 2_000_000)
+    qtbot.waitUntil(lambda: len(model.rows) == 2)
+
+    def cells(at: int) -> list[str]:
+        return [model.data(model.index(at, c)) for c in range(PERPLEXITY_COLUMN, PERPLEXITY_COLUMN + 4)]
+
+    assert cells(0) == ["", "", "", ""] and view.chart.current is not None and view.chart.current.points == ()
+    changed: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(lambda a, b, _r: changed.append((a.row(), a.column(), b.row(), b.column())))
+    reset: list[bool] = []
+    model.modelReset.connect(lambda: reset.append(True))
+
+    # An evaluation of the W4A16 result (row 0): "evaluating…" while it runs, then its figures.
+    shown: list[str] = []
+    quantize.sig_result_changed.connect(lambda _row: shown.append(cells(0)[0]))
+    evaluation = jobs.submit(
+        JobSpec(
+            name="Evaluate W4A16",
+            argv=_printing(_evaluation_event(2.4905, 2.4612, 95.61), before="import time; time.sleep(0.3)"),
+            kind=JobKind.EVALUATE,
+            meta={"evaluates": w4},
+        )
+    )
+    assert _wait_final(qtbot, jobs, evaluation.id) is JobState.COMPLETED
+    qtbot.waitUntil(lambda: cells(0)[0] == "2.4905")
+    assert "evaluating…" in shown
+    assert cells(0) == ["2.4905", "+0.0293", "95.6", "412"] and cells(1) == ["", "", "", ""]
+    # Only the evaluation cells of that one row were repainted (no reset, no whole-row span).
+    assert reset == [] and changed
+    assert {(r0, r1) for r0, c0, r1, c1 in changed} == {(0, 0)}
+    assert all(c0 >= PERPLEXITY_COLUMN and c1 < COLUMNS.index("Verification") for _r0, c0, _r1, c1 in changed)
+
+    # The chart of their base model: one point for W4A16 so far, the original as reference.
+    view.table.selectRow(0)
+    chart = view.chart
+    assert chart.base_model() == "/models/tiny"
+    assert [(p.scheme, p.perplexity) for p in chart.current.points] == [("W4A16", 2.4905)]
+    assert chart.current.original_perplexity == 2.4612 and chart.current.original_size == 8_000_000
+    assert [label.toPlainText() for label in chart.labels] == ["original", "W4A16"]
+
+    # W8A16's evaluation fails at first (its cell says so), then a retry succeeds: two points.
+    failing = jobs.submit(
+        JobSpec(
+            name="Evaluate W8A16",
+            argv=(sys.executable, "-c", "raise SystemExit(2)"),
+            kind=JobKind.EVALUATE,
+            meta={"evaluates": w8},
+        )
+    )
+    assert _wait_final(qtbot, jobs, failing.id) is JobState.FAILED
+    qtbot.waitUntil(lambda: cells(1)[0].startswith("failed ("))
+    assert cells(1) == [f"failed ({jobs.get(failing.id).outcome.describe()})", "", "", ""], cells(1)
+    retry = jobs.submit(
+        JobSpec(
+            name="Evaluate W8A16 again",
+            argv=_printing(_evaluation_event(2.4633, 2.4612, 80.0)),
+            kind=JobKind.EVALUATE,
+            meta={"evaluates": w8},
+        )
+    )
+    assert _wait_final(qtbot, jobs, retry.id) is JobState.COMPLETED
+    qtbot.waitUntil(lambda: cells(1)[0] == "2.4633")
+    assert [(p.scheme, p.size_bytes) for p in chart.current.points] == [
+        ("W4A16", 2_000_000),
+        ("W8A16", 4_000_000),
+    ]
+    assert [label.toPlainText() for label in chart.labels] == ["original", "W4A16", "W8A16"]
+    assert "2 scheme(s) of /models/tiny" in chart.caption.text() and reset == []
+
+    # A full reload shows the same (the index's rule is the CLI's: the newest finished evaluation).
+    from msquant_desktop.cli.results import row_cells
+    from msquant_desktop.domain.results import result_listings
+
+    listings = {listing.job_id: row_cells(listing)[3:5] for listing in result_listings(jobs.list_jobs())}
+    assert listings == {w4: ["2.4905", "+0.0293"], w8: ["2.4633", "+0.0021"]}
+    view.refresh()
+    assert cells(0)[:2] == listings[w4] and cells(1)[:2] == listings[w8]
     quantize.shutdown()

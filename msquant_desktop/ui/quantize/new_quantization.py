@@ -35,6 +35,7 @@ from msquant_desktop.domain.quantize import (
     human_count,
 )
 from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT, CheckOutcome, QuantizeService
+from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
 if TYPE_CHECKING:
     from msquant_desktop.quantize.environment import WorkerEnvironment  # a value the service sends
@@ -111,6 +112,8 @@ class NewQuantizationDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Model folder", _path_row(self.model_edit, self.model_browse))
+        self.cache_picker = HfCachePicker(service, self.model_edit)  # or a model already downloaded
+        form.addRow("", self.cache_picker)
         form.addRow("", self.model_summary)
         form.addRow("Scheme", self.scheme_combo)
         form.addRow("", self.scheme_help)

@@ -1,7 +1,10 @@
-"""Results: finished quantizations with sizes, ratio, duration and path; Open folder, Verify, Delete.
+"""Results: finished quantizations with sizes, ratio, duration, their evaluation (perplexity, Δ vs the
+original, decode tok/s, peak memory) and path; Open folder, Evaluate, Verify, Delete, Compare schemes…,
+and the comparison chart of the selected result's base model under the table.
 
 An empty state offers the first steps: a new quantization, or building the demo model to try one on.
-The table is loaded once; then each changed result inserts, updates or removes its own row.
+The table is loaded once; then each changed result inserts or removes its own row or updates the cells
+that changed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMessageBox,
     QPushButton,
+    QSplitter,
     QStackedWidget,
     QTableView,
     QVBoxLayout,
@@ -26,10 +30,28 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.quantize import human_bytes
+from msquant_desktop.domain.results import evaluation_cells
 from msquant_desktop.services.quantize_service import QuantizeService, ResultRow
 from msquant_desktop.ui.empty_state import EmptyState
+from msquant_desktop.ui.quantize.compare_chart import ComparisonChart
 
-COLUMNS = ("Job", "Scheme", "Model", "Before", "After", "Ratio", "Duration", "Verification", "Output")
+COLUMNS = (
+    "Job",
+    "Scheme",
+    "Model",
+    "Before",
+    "After",
+    "Ratio",
+    "Duration",
+    "Perplexity",
+    "Δ vs original",
+    "Decode tok/s",
+    "Peak MiB",
+    "Verification",
+    "Output",
+)
+PERPLEXITY_COLUMN = COLUMNS.index("Perplexity")
+VERIFICATION_COLUMN = COLUMNS.index("Verification")
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -47,9 +69,35 @@ def describe_verification(row: ResultRow) -> str:
     return text
 
 
+def evaluation_texts(row: ResultRow) -> tuple[str, str, str, str]:
+    """The four evaluation cells: the figures, or what the evaluation is doing / how it failed."""
+    if row.evaluating:
+        return ("evaluating…", "", "", "")
+    if row.evaluation and "failed" in row.evaluation:
+        return (f"failed ({row.evaluation['failed']})", "", "", "")
+    return evaluation_cells(row.evaluation, missing="")
+
+
+def row_texts(row: ResultRow) -> tuple[str, ...]:
+    """Every cell of a row (the order of COLUMNS)."""
+    r = row.result
+    return (
+        str(row.job_id),
+        r.scheme,
+        r.model.rsplit("/", 1)[-1],
+        human_bytes(r.size_before),
+        human_bytes(r.size_after),
+        f"{r.compression_ratio:.2f}×",
+        f"{r.duration_s:.1f} s",
+        *evaluation_texts(row),
+        describe_verification(row),
+        r.output if row.output_exists else f"{r.output} (deleted)",
+    )
+
+
 class ResultsModel(QAbstractTableModel):
     """Adapts the service's result rows (newest first); a full reset only when the list is reloaded,
-    otherwise one row inserted, changed or removed per changed result."""
+    otherwise one row inserted or removed, or the changed cells of one row, per changed result."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,8 +122,11 @@ class ResultsModel(QAbstractTableModel):
         at = self.row_of(row.job_id)
         if at is not None:
             if self.rows[at] != row:
+                before, after = row_texts(self.rows[at]), row_texts(row)
                 self.rows[at] = row
-                self.dataChanged.emit(self.index(at, 0), self.index(at, len(COLUMNS) - 1))
+                changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+                if changed:  # only the span of cells whose text changed is repainted
+                    self.dataChanged.emit(self.index(at, min(changed)), self.index(at, max(changed)))
             return
         at = bisect.bisect_left(self._neg_ids, -row.job_id)
         self.beginInsertRows(QModelIndex(), at, at)
@@ -109,23 +160,16 @@ class ResultsModel(QAbstractTableModel):
         if not index.isValid():
             return None
         row = self.rows[index.row()]
-        r = row.result
         if role == Qt.ItemDataRole.ToolTipRole:
-            return r.output
+            return row.result.output
+        if (
+            role == Qt.ItemDataRole.TextAlignmentRole
+            and PERPLEXITY_COLUMN <= index.column() < VERIFICATION_COLUMN
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role != Qt.ItemDataRole.DisplayRole:
             return None
-        values = (
-            str(row.job_id),
-            r.scheme,
-            r.model.rsplit("/", 1)[-1],
-            human_bytes(r.size_before),
-            human_bytes(r.size_after),
-            f"{r.compression_ratio:.2f}×",
-            f"{r.duration_s:.1f} s",
-            describe_verification(row),
-            r.output if row.output_exists else f"{r.output} (deleted)",
-        )
-        return values[index.column()]
+        return row_texts(row)[index.column()]
 
 
 class ResultsView(QWidget):
@@ -134,10 +178,12 @@ class ResultsView(QWidget):
         service: QuantizeService,
         open_new_quantization: Callable[[], None],
         parent: QWidget | None = None,
+        open_compare: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("quantize-results")
         self._service = service
+        self._comparing = False  # Compare schemes… started and none of its results is in yet
         self.model = ResultsModel(self)
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -147,8 +193,15 @@ class ResultsView(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().hide()
         self.open_button = QPushButton("Open folder")
+        self.evaluate_button = QPushButton("Evaluate")
+        self.evaluate_button.setToolTip(
+            "Perplexity on held-out text against the original, decode speed and peak memory (a job)"
+        )
         self.verify_button = QPushButton("Verify")
         self.delete_button = QPushButton("Delete")
+        self.compare_button = QPushButton("Compare schemes…")
+        self.compare_button.setToolTip("Quantize one model with several schemes, evaluate each, chart them")
+        self.compare_button.setVisible(open_compare is not None)
         self.new_button = QPushButton("New quantization…")
         self.plan_button = QPushButton("Plan serving…")
         self.plan_button.setToolTip("GPUs per scheme for a rate and latency SLO, replay and placement")
@@ -156,16 +209,33 @@ class ResultsView(QWidget):
         self._plan_serving: Callable[[ResultRow], object] | None = None
         self.status_label = QLabel()
         buttons = QHBoxLayout()
-        for button in (self.open_button, self.verify_button, self.delete_button, self.plan_button):
+        for button in (
+            self.open_button,
+            self.evaluate_button,
+            self.verify_button,
+            self.delete_button,
+            self.plan_button,
+        ):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.status_label)
+        buttons.addWidget(self.compare_button)
         buttons.addWidget(self.new_button)
+        self.chart = ComparisonChart()
+        table_part = QWidget()
+        table_part_layout = QVBoxLayout(table_part)
+        table_part_layout.setContentsMargins(0, 0, 0, 0)
+        table_part_layout.addWidget(self.table)
+        table_part_layout.addLayout(buttons)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(table_part)
+        self.splitter.addWidget(self.chart)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
         table_page = QWidget()
         table_layout = QVBoxLayout(table_page)
         table_layout.setContentsMargins(0, 0, 0, 0)
-        table_layout.addWidget(self.table)
-        table_layout.addLayout(buttons)
+        table_layout.addWidget(self.splitter)
         self.empty = EmptyState(
             "No quantized models yet",
             "Quantize a local Hugging Face model with llmcompressor, or build a small demo model "
@@ -186,7 +256,10 @@ class ResultsView(QWidget):
         for signal in (self.model.dataChanged, self.model.rowsRemoved):
             signal.connect(self._update_buttons)
         self.new_button.clicked.connect(open_new_quantization)
+        if open_compare is not None:
+            self.compare_button.clicked.connect(lambda _checked=False: open_compare())
         self.open_button.clicked.connect(self.open_selected)
+        self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.verify_button.clicked.connect(self.verify_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         self.plan_button.clicked.connect(self.plan_selected)
@@ -198,6 +271,7 @@ class ResultsView(QWidget):
         """Reload every result (a model reset); changes after this come row by row."""
         selected = self.selected_row()
         self.model.set_rows(self._service.results())
+        self.chart.set_rows(self.model.rows)
         self._update_stack()
         at = self.model.row_of(selected.job_id) if selected is not None else None
         if at is not None:
@@ -207,14 +281,24 @@ class ResultsView(QWidget):
     @Slot(object)
     def _on_result_changed(self, row: ResultRow) -> None:
         self.model.upsert(row)
+        self.chart.update_row(row)
 
     @Slot(int)
     def _on_result_removed(self, job_id: int) -> None:
         self.model.remove(job_id)
+        self.chart.remove_row(job_id)
+
+    def show_comparison(self, base_model: str) -> None:
+        """Show the table with `base_model`'s chart (where a Compare schemes… run ends)."""
+        self._comparing = True
+        self.stack.setCurrentIndex(1)
+        self.chart.show_base_model(base_model)
 
     @Slot()
     def _update_stack(self, *_args: Any) -> None:
-        self.stack.setCurrentIndex(1 if self.model.rows else 0)
+        # A comparison under way shows its (empty) chart before its first result arrives.
+        self._comparing = self._comparing and not self.model.rows
+        self.stack.setCurrentIndex(1 if self.model.rows or self._comparing else 0)
 
     def selected_row(self) -> ResultRow | None:
         indexes = self.table.selectionModel().selectedRows()
@@ -226,8 +310,11 @@ class ResultsView(QWidget):
         exists = row is not None and row.output_exists
         self.open_button.setEnabled(exists)
         self.verify_button.setEnabled(exists and row is not None and not row.verifying)
+        self.evaluate_button.setEnabled(exists and row is not None and not row.evaluating)
         self.delete_button.setEnabled(row is not None)
         self.plan_button.setEnabled(exists)
+        if row is not None:
+            self.chart.show_base_model(row.result.model)
 
     def set_plan_serving(self, open_plan: Callable[[ResultRow], object]) -> None:
         """Show "Plan serving…", which hands the selected row to `open_plan`."""
@@ -245,6 +332,18 @@ class ResultsView(QWidget):
         row = self.selected_row()
         if row is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(row.result.output))
+
+    @Slot()
+    def evaluate_selected(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        try:
+            record = self._service.submit_evaluate(row)
+        except RuntimeError as exc:
+            self.status_label.setText(str(exc))
+            return
+        self.status_label.setText(f"Evaluation started as job {record.id}")
 
     @Slot()
     def verify_selected(self) -> None:
