@@ -71,10 +71,21 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self._add_tab_shortcuts()
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = QAction(f"&About {APP_NAME}", self)
         self.about_action.triggered.connect(lambda: show_about(self, str(self._log_file)))
         help_menu.addAction(self.about_action)
+
+    def _add_tab_shortcuts(self) -> None:
+        """Ctrl+1..Ctrl+4 switch to the tabs in their order (as in browsers and most tabbed apps)."""
+        self.tab_actions: list[QAction] = []
+        for i in range(self.tab_widget.count()):
+            action = QAction(self.tab_widget.tabText(i), self)
+            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            action.triggered.connect(lambda _checked=False, i=i: self.tab_widget.setCurrentIndex(i))
+            self.addAction(action)
+            self.tab_actions.append(action)
 
     def open_settings(self) -> None:
         SettingsDialog(self._settings, self).exec()

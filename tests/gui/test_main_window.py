@@ -102,3 +102,13 @@ def test_a_failing_close_guard_never_traps_the_window(main_window) -> None:  # t
 
     main_window.add_close_guard(broken)
     assert main_window.close() is True
+
+
+def test_ctrl_1_to_4_switch_tabs(main_window, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import Qt
+
+    main_window.activateWindow()
+    qtbot.waitActive(main_window)
+    for number, title in reversed(list(enumerate(TAB_TITLES, start=1))):
+        qtbot.keyClick(main_window, Qt.Key(Qt.Key.Key_0 + number), Qt.KeyboardModifier.ControlModifier)
+        assert main_window.current_tab_title() == title

@@ -276,6 +276,9 @@ class JobsTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.ForegroundRole:
                 return QColor(STATE_COLORS[record.state])
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column is Column.PROGRESS:
+                value = self._progress.get(record.id)
+                return value[1] if value and value[1] else None
             if column is Column.EXIT and record.outcome:
                 return record.outcome.describe()
             if column is Column.NAME:
@@ -394,5 +397,11 @@ class ProgressDelegate(QStyledItemDelegate):
             painter.setBrush(QColor(47, 126, 216, 150))
             painter.drawRoundedRect(filled, 3, 3)
         painter.setPen(QColor("#1d1f23"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, progress_cell_text(option, text, rect.width()))
         painter.restore()
+
+
+def progress_cell_text(option: QStyleOptionViewItem, text: str, width: int) -> str:
+    """The text as it fits the cell: cut on the right ("stage · 42% · ET…"), so the stage that
+    starts it stays readable; the whole text is the cell's tooltip."""
+    return option.fontMetrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, width - 6))
