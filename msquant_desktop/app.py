@@ -249,7 +249,7 @@ def create_main_window(services: AppServices) -> AppWindow:
     jobs_tab = JobsTab(services.jobs, services.settings)
     quantize_ui = install_quantize_ui(jobs_tab, services.quantize)
     projects_tab = ProjectsTab(services.projects, services.project_launcher)
-    gpus_tab = GpusTab(services.gpu)
+    gpus_tab = GpusTab(services.gpu, grace_s=lambda: services.settings.settings.cancel_grace_seconds)
     tabs = [
         ("Projects", projects_tab),
         ("Clusters", ClustersTab(services.clusters, jobs=services.jobs)),
