@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QGuiApplication
 
 from msquant_desktop.domain.gpu import GpuReading, GpuSnapshot, JobProcess, ProcessDetails, describe_throttle
+from msquant_desktop.ui.colors import LINK, readable
 
 _Index = QModelIndex | QPersistentModelIndex
 _GIB = 2**30
 NA = "—"
 """How a value NVML could not give is shown."""
 
-_LINK_COLOR = QColor(0, 90, 200)
 
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 """The job id of a process row (None when it is not one of ours)."""
@@ -208,7 +208,7 @@ class ProcessTableModel(_ReadingModel):
             if column == self.JOB_COLUMN + 1:
                 return p.command
         if role == Qt.ItemDataRole.ForegroundRole and column == self.JOB_COLUMN and p.job:
-            return _LINK_COLOR
+            return readable(LINK, QGuiApplication.palette())
         return None
 
 
