@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
+    QHBoxLayout,
     QHeaderView,
     QLineEdit,
     QMenu,
@@ -147,8 +148,13 @@ class JobsTab(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.setFixedWidth(220)
         self.search.textChanged.connect(self.proxy.set_text)
-        self.toolbar.addWidget(self.state_filter)
-        self.toolbar.addWidget(self.search)
+        # Beside the toolbar, not in it: a narrow window folds the toolbar's buttons into its
+        # overflow menu, and the filter must stay in view.
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 4, 0)
+        top.addWidget(self.toolbar, 1)
+        top.addWidget(self.state_filter)
+        top.addWidget(self.search)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
@@ -162,7 +168,7 @@ class JobsTab(QWidget):
         content = QWidget()
         content_layout = QVBoxLayout(content)
         content_layout.setContentsMargins(0, 0, 0, 0)
-        content_layout.addWidget(self.toolbar)
+        content_layout.addLayout(top)
         content_layout.addWidget(self.views, 1)
 
         self.stack = QStackedWidget()

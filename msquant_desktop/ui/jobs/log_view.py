@@ -48,9 +48,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from msquant_desktop.domain.logformat import split_progress
 from msquant_desktop.ui.colors import MUTED, STDERR_TINT, readable
 from msquant_desktop.ui.colors import STDERR as STDERR_HUE
-from msquant_desktop.ui.jobs.log_buffer import MARKER, STDERR, STDOUT, LogBuffer, marker_text
+from msquant_desktop.ui.jobs.log_buffer import MARKER, PROGRESS, STDERR, STDOUT, LogBuffer, marker_text
 
 FRAME_MS = 16
 """Queued output is taken in once per frame."""
@@ -559,8 +560,14 @@ class LogView(QWidget):
             text = text.expandtabs()
         if "\r" in text:  # a progress bar redrawn in place: keep what a terminal would show last
             text = "".join(piece.rstrip("\r").rsplit("\r", 1)[-1] + "\n" for piece in text[:-1].split("\n"))
+        if is_stderr and ("|" in text or "it [" in text):  # a C-level look before any per-line work
+            for run, progress in split_progress(text):
+                self._queue(run, PROGRESS if progress else STDERR)
+            return
+        self._queue(text, STDERR if is_stderr else STDOUT)
+
+    def _queue(self, text: str, kind: int) -> None:
         count = text.count("\n")
-        kind = STDERR if is_stderr else STDOUT
         last = self._pending[-1] if self._pending else None
         if last is not None and last.kind == kind and last.lines is None and last.size < 1 << 20:
             last.add(text, count)  # one entry per stream run: fewer, larger splits later
