@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobSummary
+from msquant_desktop.services.desktop_session import DesktopNotifier
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 
 
 class JobsTab(QWidget):
+    sig_open_job = Signal(int)
+    """The user clicked a job-end notification in the tray: show that job."""
+
     def __init__(
         self, service: JobService, settings: SettingsSource | None = None, parent: QWidget | None = None
     ) -> None:
@@ -194,6 +198,9 @@ class JobsTab(QWidget):
         self._active_seen: set[int] = set()
         self.notifications: list[str] = []
         self._tray: QSystemTrayIcon | None = None
+        self._tray_job = 0
+        self.notifier: DesktopNotifier | None = None
+        """Set by the app: job-end notifications go to the desktop's service first, the tray else."""
         self.model.load()
         self._active_seen = {
             r.id for r in (self.model.record_at(i) for i in range(self.model.rowCount())) if r.state.is_active
@@ -415,10 +422,14 @@ class JobsTab(QWidget):
             return
         message = f"Job #{job_id} {name}: {outcome or 'finished'}"
         self.notifications.append(message)
+        if self.notifier is not None and self.notifier.notify("Job finished", message, job_id):
+            return  # the desktop's notification service (GNOME has no tray); a click opens the job
         if QSystemTrayIcon.isSystemTrayAvailable():
             if self._tray is None:
                 self._tray = QSystemTrayIcon(QApplication.windowIcon(), self)
+                self._tray.messageClicked.connect(lambda: self.sig_open_job.emit(self._tray_job))
                 self._tray.show()
+            self._tray_job = job_id
             self._tray.showMessage("Job finished", message)
         else:
             QApplication.alert(window)
