@@ -304,7 +304,7 @@ def create_main_window(services: AppServices) -> AppWindow:
     jobs_tab = JobsTab(services.jobs, services.settings)
     quantize_ui = install_quantize_ui(jobs_tab, services.quantize)
     projects_tab = ProjectsTab(services.projects, services.project_launcher)
-    gpus_tab = GpusTab(services.gpu)
+    gpus_tab = GpusTab(services.gpu, grace_s=lambda: services.settings.settings.cancel_grace_seconds)
     tabs = [
         ("Projects", projects_tab),
         ("Clusters", ClustersTab(services.clusters, jobs=services.jobs)),
@@ -327,6 +327,7 @@ def create_main_window(services: AppServices) -> AppWindow:
 
     projects_tab.sig_show_job.connect(show_job)
     gpus_tab.sig_job_activated.connect(show_job)  # a process on a GPU, double-clicked: its job
+    install_desktop_session(window, services, show_job)
 
     def show_running(count: int) -> None:
         window.jobs_status.setText(
@@ -352,6 +353,34 @@ def create_main_window(services: AppServices) -> AppWindow:
     window.cluster_status.setText(clusters.summary())
     clusters.sig_cluster_status.connect(lambda _name, _status: window.cluster_status.setText(clusters.summary()))
     return window
+
+
+def install_desktop_session(
+    window: AppWindow, services: AppServices, show_job: Callable[[int], None]
+) -> None:
+    """Job-end notifications over freedesktop Notify (a click raises the window on the job) and the
+    sleep inhibitor while local jobs run (Settings: inhibit_sleep_while_jobs_run)."""
+    from msquant_desktop.services.desktop_session import DesktopNotifier, SleepInhibitor
+
+    def open_job(job_id: int) -> None:
+        window.showNormal()
+        window.raise_()
+        window.activateWindow()
+        show_job(job_id)
+
+    notifier = DesktopNotifier(parent=window)
+    notifier.sig_job_activated.connect(open_job)
+    window.jobs_tab.notifier = notifier
+    window.jobs_tab.sig_open_job.connect(open_job)
+    inhibitor = SleepInhibitor(parent=window)
+
+    def inhibit(*_args: object) -> None:
+        settings = services.settings.settings
+        inhibitor.set_active(services.jobs.running_count() > 0 and settings.inhibit_sleep_while_jobs_run)
+
+    services.jobs.sig_running_count_changed.connect(inhibit)
+    services.settings.sig_settings_changed.connect(inhibit)
+    inhibit()
 
 
 def create_qapplication(argv: list[str]) -> QApplication:

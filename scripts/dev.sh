@@ -13,7 +13,7 @@ VENV="${MSQUANT_VENV:-$ROOT/.venv}"
 # Qt offscreen + a real X window under Xvfb (facts: qt-headless.md), git for projects, fonts.
 RUNTIME_PACKAGES=(
   python3 python3-venv git procps ca-certificates
-  libglib2.0-0 libgl1 libegl1 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 libdbus-1-3
+  libglib2.0-0 libglib2.0-bin libgl1 libegl1 libfontconfig1 libfreetype6 libx11-6 libxkbcommon0 libdbus-1-3
   fontconfig-config fonts-dejavu-core
   xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
   libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0
@@ -22,6 +22,7 @@ RUNTIME_PACKAGES=(
 TEST_PACKAGES=(
   slurmctld slurmd slurm-client munge openssh-server openssh-client slurmdbd mariadb-server
   desktop-file-utils appstream
+  dbus  # a private session bus for the notification and sleep-inhibitor tests
 )
 
 install_system_packages() {

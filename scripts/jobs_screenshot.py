@@ -1,6 +1,7 @@
 """Render the Jobs tab with a few real jobs and save docs/jobs.png (offscreen).
 
-Run: PYTHONPATH=. .venv/bin/python scripts/jobs_screenshot.py [OUT.png]
+Run: PYTHONPATH=. .venv/bin/python scripts/jobs_screenshot.py [OUT.png] [--dark]
+(--dark: the dark palette of ui/colors.py, as a dark desktop theme gives it; e.g. docs/jobs-dark.png)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ TRAINER = r"""
 import json, sys, time
 print("loading model from ./checkpoints/llama-tiny", flush=True)
 print("warning: tokenizer has no pad token, using eos", file=sys.stderr, flush=True)
+bar = "Loading checkpoint shards: {:3d}%|{:<10}| {}/4 [00:0{}<00:0{},  1.97s/it]"
+print("\r".join(bar.format(25 * i, "█" * (10 * i // 4), i, i, 4 - i) for i in range(5)), file=sys.stderr, flush=True)
 for step in range(1, 8):
     print(f"step {step}/40  loss={2.5 / step:.4f}  lr=3e-4", flush=True)
     ev = {"type": "progress", "stage": "Training", "done": step, "total": 40, "fraction": step / 40, "eta_s": (40 - step) * 1.5}
@@ -32,11 +35,17 @@ time.sleep(60)
 
 
 def main() -> int:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/jobs.png")
-    with tempfile.TemporaryDirectory() as tmp:
+    args = [a for a in sys.argv[1:] if a != "--dark"]
+    dark = "--dark" in sys.argv[1:]
+    out = Path(args[0] if args else "docs/jobs-dark.png" if dark else "docs/jobs.png")
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         paths = resolve_paths(tmp).ensure()
         save_settings(paths.settings_file, Settings(max_concurrent_jobs=2))
         app = create_qapplication([sys.argv[0]])
+        if dark:
+            from msquant_desktop.ui.colors import dark_palette
+
+            app.setPalette(dark_palette())
         services = create_services(paths)
         jobs = services.jobs
         done = jobs.submit(
@@ -69,6 +78,7 @@ def main() -> int:
         window = create_main_window(services)
         window.resize(1280, 800)
         window.show()
+        window.resize(1280, 800)  # the offscreen screen is 800 px: fitted on show, widened again
         window.show_tab("Jobs")
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:

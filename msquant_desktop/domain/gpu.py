@@ -100,6 +100,54 @@ class ProcessDetails:
     command: str
     ppid: int | None
     job: JobMarker | None
+    cpu_percent: float | None = None
+    """Since the previous sample (100 = one core); None on a process's first sample."""
+    rss_bytes: int | None = None
+    start_time: float | None = None
+    """Seconds after boot: what "Terminate…" checks so it never signals a recycled pid."""
+
+
+@dataclass(frozen=True)
+class JobProcess:
+    """One process of one of our jobs (found by its marker), placed in that job's process tree."""
+
+    job_id: int | None
+    pid: int
+    ppid: int
+    depth: int
+    """0 for the job's top process (its supervisor), 1 for its children, ..."""
+    command: str
+    start_time: float
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+
+
+def job_process_trees(processes: list[JobProcess]) -> tuple[JobProcess, ...]:
+    """Each job's processes as a tree, depth-first (parents before children, pids in order); jobs by id.
+
+    A process whose parent is not one of the same job's is a root (the supervisor, or an escapee)."""
+    by_job: dict[int | None, list[JobProcess]] = {}
+    for p in processes:
+        by_job.setdefault(p.job_id, []).append(p)
+    ordered: list[JobProcess] = []
+    for job_id in sorted(by_job, key=lambda j: (j is None, j or 0)):
+        members = by_job[job_id]
+        pids = {p.pid for p in members}
+        kids: dict[int, list[JobProcess]] = {}
+        for p in members:
+            kids.setdefault(p.ppid if p.ppid in pids else -1, []).append(p)
+        stack = [(p, 0) for p in sorted(kids.get(-1, []), key=lambda p: p.pid, reverse=True)]
+        while stack:
+            p, depth = stack.pop()
+            ordered.append(
+                JobProcess(
+                    p.job_id, p.pid, p.ppid, depth, p.command, p.start_time, p.cpu_percent, p.rss_bytes
+                )
+            )
+            stack.extend(
+                (c, depth + 1) for c in sorted(kids.get(p.pid, []), key=lambda c: c.pid, reverse=True)
+            )
+    return tuple(ordered)
 
 
 @dataclass(frozen=True)
@@ -115,6 +163,8 @@ class GpuReading:
     driver_version: str | None = None
     processes: tuple[ProcessDetails, ...] = ()
     """The processes on all GPUs, with user, command and job (empty without GPUs)."""
+    job_processes: tuple[JobProcess, ...] = ()
+    """Our jobs' processes (GPU or not) as trees (`job_process_trees`), with CPU% and RSS."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ decoded as UTF-8 with replacement only for display.  Standard library only.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from msquant_desktop.domain.markers import EVENT_PREFIX
@@ -145,3 +146,30 @@ class LineSplitter:
     @property
     def pending(self) -> int:
         return len(self._tail)
+
+
+# tqdm's default bar: "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate}]"
+# (the bracket may be cut short by `bar_format`), and the total-less form "{desc}: {n}it [{elapsed}, {rate}]".
+_PROGRESS_LINE = re.compile(
+    r" *(?:.*?: *)?\d{1,3}%\|[^|]*\|(?: *[\d.]+[kMGTP]?(?:/[\d.?]+[kMGTP]?)?)?(?: *\[[^\]]*\])?\s*"
+    r"| *(?:.*?: *)?\d+(?:\.\d+)?[kMGTP]?(?:it|B)? \[\d+:\d+(?::\d+)?, [^\]]*\]\s*"
+)
+
+
+def is_progress_line(text: str) -> bool:
+    """A progress bar as tqdm draws it (what a terminal shows last after its \\r redraws).
+
+    Such lines are written to stderr, but they are progress, not errors: the log shows them as such."""
+    return ("%|" in text or "[" in text) and bool(_PROGRESS_LINE.fullmatch(text))
+
+
+def split_progress(text: str) -> list[tuple[str, bool]]:
+    """Lines of stderr `text` (each ending in a newline) grouped into runs: (text, is_progress)."""
+    runs: list[tuple[str, bool]] = []
+    for line in text.splitlines(keepends=True):
+        progress = is_progress_line(line.rstrip("\n"))
+        if runs and runs[-1][1] == progress:
+            runs[-1] = (runs[-1][0] + line, progress)
+        else:
+            runs.append((line, progress))
+    return runs

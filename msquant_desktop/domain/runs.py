@@ -151,8 +151,11 @@ def build_launch(
     placeholders resolved, and only the variables this job sets on top of the inherited environment
     (the spec's, the markers, the GPU slots) with secret-looking values redacted — never the user's
     whole environment.  The supervisor passes its own (full) environment to the job.
-    A job that asked for no GPU gets `CUDA_VISIBLE_DEVICES=""` so it cannot take one by accident.
+    A job that asked for no GPU gets `CUDA_VISIBLE_DEVICES=""` so it cannot take one by accident; its
+    slots are mapped through an inherited CUDA_VISIBLE_DEVICES (`domain/cuda_devices.py`, ValueError
+    for a slot that list does not have).
     """
+    from msquant_desktop.domain.cuda_devices import CUDA_VISIBLE_DEVICES, job_cuda_env
     from msquant_desktop.domain.markers import JOB_ID_ENV, RUN_DIR_ENV, STORE_ENV
     from msquant_desktop.domain.secrets import redact_env
 
@@ -160,7 +163,7 @@ def build_launch(
     own[JOB_ID_ENV] = str(job_id)
     own[RUN_DIR_ENV] = run_dir
     own[STORE_ENV] = store_path
-    own["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_indices)
+    own.update(job_cuda_env(gpu_indices, base_env.get(CUDA_VISIBLE_DEVICES)))
     own["PYTHONUNBUFFERED"] = base_env.get("PYTHONUNBUFFERED", dict(spec_env).get("PYTHONUNBUFFERED", "1"))
     env = {**base_env, **own}
     cwd = resolve_placeholder(spec_cwd, run_dir) if spec_cwd else run_dir

@@ -22,6 +22,8 @@ class Settings:
     gpu_history_seconds: int = 3600
     worker_python: str = ""
     notify_when_job_finishes: bool = True
+    inhibit_sleep_while_jobs_run: bool = True
+    """Ask the desktop not to sleep while local jobs run (org.freedesktop.ScreenSaver.Inhibit)."""
     log_view_max_lines: int = 10_000
     secret_env_names: str = ""
     """More names (comma-separated, `*` wildcards) whose values never go into run records, besides

@@ -15,7 +15,11 @@ class ProcessDescriber:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[float, str, str, JobMarker | None]] = {}
 
-    def describe(self, processes: Iterable[GpuProcess]) -> tuple[ProcessDetails, ...]:
+    def describe(
+        self, processes: Iterable[GpuProcess], usage: dict[int, tuple[float | None, int, float]] | None = None
+    ) -> tuple[ProcessDetails, ...]:
+        """`usage`: pid -> (CPU%, RSS, start time) from `procs.usage.CpuMeter` (absent: not shown)."""
+        usage = usage or {}
         rows = []
         seen: set[int] = set()
         for gp in processes:
@@ -29,8 +33,20 @@ class ProcessDescriber:
                     cached = (started, user_of(gp.pid), command_of(gp.pid), read_marker(gp.pid))
                     self._cache[gp.pid] = cached
                 _, user, command, marker = cached
+            cpu, rss, started_at = usage.get(gp.pid, (None, None, None))
             rows.append(
-                ProcessDetails(gp.pid, gp.gpu_index, gp.used_memory_bytes, user, command, ppid, marker)
+                ProcessDetails(
+                    gp.pid,
+                    gp.gpu_index,
+                    gp.used_memory_bytes,
+                    user,
+                    command,
+                    ppid,
+                    marker,
+                    cpu,
+                    rss,
+                    started_at,
+                )
             )
         for pid in set(self._cache) - seen:
             del self._cache[pid]

@@ -6,11 +6,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from msquant_desktop.domain.gpu import GpuReading, ProcessDetails
+from msquant_desktop.domain.gpu import GpuReading, JobProcess, ProcessDetails, job_process_trees
 from msquant_desktop.gpu.attribution import ProcessDescriber
 from msquant_desktop.gpu.fake_nvml import fake_from_environment
 from msquant_desktop.gpu.host import HostSampler
 from msquant_desktop.gpu.nvml import NvmlAdapter
+from msquant_desktop.procs.scan import scan_marked_processes
+from msquant_desktop.procs.usage import CpuMeter
 
 
 def choose_nvml() -> Any | None:
@@ -32,6 +34,7 @@ class GpuMonitor:
         self._host = host
         self._clock = clock
         self._describer = ProcessDescriber() if describe_processes else None
+        self._meter = CpuMeter()
 
     def sample(self) -> GpuReading:
         if self._host is None:
@@ -39,8 +42,19 @@ class GpuMonitor:
         unavailable = self.adapter.start()
         gpus = self.adapter.sample()
         processes: tuple[ProcessDetails, ...] = ()
+        jobs: tuple[JobProcess, ...] = ()
         if self._describer is not None:
-            processes = self._describer.describe(p for gpu in gpus for p in gpu.processes)
+            on_gpus = [p for gpu in gpus for p in gpu.processes]
+            marked = scan_marked_processes()
+            usage = self._meter.measure({*(p.pid for p in on_gpus), *(m.pid for m in marked)})
+            processes = self._describer.describe(on_gpus, usage)
+            jobs = job_process_trees(
+                [
+                    JobProcess(m.marker.job_id, m.pid, m.ppid, 0, m.command, m.start_time, *usage[m.pid][:2])
+                    for m in marked
+                    if m.pid in usage
+                ]
+            )
         return GpuReading(
             timestamp=self._clock(),
             gpus=gpus,
@@ -48,6 +62,7 @@ class GpuMonitor:
             unavailable=unavailable,
             driver_version=self.adapter.driver_version,
             processes=processes,
+            job_processes=jobs,
         )
 
     def close(self) -> None:

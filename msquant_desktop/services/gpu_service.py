@@ -17,6 +17,7 @@ from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S, DoctorReport, Find
 from msquant_desktop.domain.settings import Settings
 from msquant_desktop.gpu.history import GpuHistory
 from msquant_desktop.gpu.monitor import GpuMonitor
+from msquant_desktop.procs.kill import StopResult, stop_tree
 from msquant_desktop.services.gpu_doctor import clean_up, diagnose
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class _SamplerWorker(QObject):
 class _DoctorWorker(QObject):
     sig_report = Signal(object)
     sig_cleaned = Signal(object)
+    sig_terminated = Signal(int, str)
 
     @Slot(object)
     def diagnose(self, reading: GpuReading | None) -> None:
@@ -115,6 +117,24 @@ class _DoctorWorker(QObject):
     def clean(self, findings: list[Finding], grace_s: float) -> None:
         self.sig_cleaned.emit(clean_up(findings, grace_s))
 
+    @Slot(int, float, float)
+    def terminate(self, pid: int, start_time: float, grace_s: float) -> None:
+        try:
+            result = stop_tree(pid, start_time, grace_s)
+        except OSError as exc:
+            self.sig_terminated.emit(pid, f"could not end process {pid}: {exc}")
+            return
+        self.sig_terminated.emit(pid, describe_termination(pid, result))
+
+
+def describe_termination(pid: int, result: StopResult) -> str:
+    """One line for the status label: what "Terminate…" did to the tree of `pid`."""
+    if result.skipped:
+        return f"Process {pid} was not touched: {result.skipped}"
+    killed = f", {len(result.killed)} needed SIGKILL" if result.killed else ""
+    left = f"; {len(result.survivors)} still running" if result.survivors else ""
+    return f"Process {pid} and its children ended ({len(result.ended)} process(es){killed}){left}"
+
 
 class GpuService(QObject):
     """Owner of GPU sampling, its history and the doctor, for the whole GUI process."""
@@ -127,12 +147,15 @@ class GpuService(QObject):
     """A `DoctorReport` asked for with `run_doctor()`."""
     sig_cleanup_finished = Signal(object)
     """The `CleanupOutcome`s of `clean_up()`."""
+    sig_terminated = Signal(int, str)
+    """(pid, what happened in words) after `terminate()`."""
 
     _sig_start = Signal()
     _sig_stop = Signal()
     _sig_set_interval = Signal(int)
     _sig_diagnose = Signal(object)
     _sig_clean = Signal(object, float)
+    _sig_terminate = Signal(int, float, float)
 
     def __init__(
         self,
@@ -169,6 +192,8 @@ class GpuService(QObject):
         self._sig_clean.connect(self._doctor.clean)
         self._doctor.sig_report.connect(self.sig_doctor_report)
         self._doctor.sig_cleaned.connect(self.sig_cleanup_finished)
+        self._sig_terminate.connect(self._doctor.terminate)
+        self._doctor.sig_terminated.connect(self.sig_terminated)
         self._doctor_thread.finished.connect(self._doctor.deleteLater)
         self._running = False
 
@@ -234,6 +259,13 @@ class GpuService(QObject):
     def clean_up(self, findings: list[Finding], grace_s: float = 5.0) -> None:
         """End the cleanable findings' process trees (the UI has asked the user); see sig_cleanup_finished."""
         self._sig_clean.emit(list(findings), float(grace_s))
+
+    def terminate(self, pid: int, start_time: float, grace_s: float = 5.0) -> None:
+        """End `pid` and its descendants as a job's cancel does — TERM, `grace_s`, then KILL
+        (`procs.kill.stop_tree`) — on the doctor thread.  Only our own processes, and only the one
+        that started at `start_time` (never a recycled pid); the UI has asked the user.
+        `sig_terminated` follows."""
+        self._sig_terminate.emit(int(pid), float(start_time), float(grace_s))
 
     # -- readings ------------------------------------------------------------------------------------
     @property

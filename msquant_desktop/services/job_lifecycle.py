@@ -147,6 +147,8 @@ def prepare_launch(
         )
     except OSError as exc:
         return _finish(repo, record.id, JobState.FAILED_TO_START, f"could not create the run folder: {exc}")
+    except ValueError as exc:  # e.g. its GPU slots are not in this process's CUDA_VISIBLE_DEVICES
+        return _finish(repo, record.id, JobState.FAILED_TO_START, str(exc))
     return Launch(prepared, Path(str(prepared.run_dir)), env)
 
 

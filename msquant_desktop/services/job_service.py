@@ -62,6 +62,8 @@ class JobService(QObject):
     """A job's state or fields changed."""
     sig_job_removed = Signal(int)
     """A job was deleted."""
+    sig_job_submitted = Signal(int)
+    """A job was submitted in this app (by the user, after its `sig_job_added`): views select it."""
     sig_log_text = Signal(int, str, bool)
     """(job id, complete line(s) of output, is_stderr), in order."""
     sig_job_event = Signal(int, object)
@@ -149,6 +151,7 @@ class JobService(QObject):
         if held:
             self._held_secrets[record.id] = held
         self._note(record.id, added=True)
+        self.sig_job_submitted.emit(record.id)
         if self._schedule_timer.isActive():
             return record
         self.schedule()

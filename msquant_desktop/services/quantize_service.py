@@ -122,6 +122,8 @@ class QuantizeService(QObject):
     """A `ResultRow` that appeared or changed (a quantization finished, its verification moved on)."""
     sig_result_removed = Signal(int)
     """(quantize job id) whose row is gone: the job was deleted or is no longer a finished quantization."""
+    sig_demo_model_changed = Signal(object)
+    """The `JobSummary` of a demo-model build submitted here, each time it changes (None: deleted)."""
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class QuantizeService(QObject):
         self._evaluations_queued: set[int] = set()  # quantize jobs whose evaluation this service queued
         self.evaluation_defaults = EvaluateRequest(model="")
         """Text, window and speed options of an evaluation the Results view's Evaluate button queues."""
+        self._demo_builds: set[int] = set()  # demo-model jobs submitted here, followed until deleted
         jobs.sig_job_added.connect(self._on_job_touched)
         jobs.sig_job_changed.connect(self._on_job_touched)
         jobs.sig_job_removed.connect(self._on_job_removed)
@@ -301,7 +304,9 @@ class QuantizeService(QObject):
             env=env,
             meta={"demo_model": size},
         )
-        return self._jobs.submit(spec)
+        record = self._jobs.submit(spec)
+        self._demo_builds.add(record.id)
+        return record
 
     def submit_verify(self, row: ResultRow) -> JobRecord:
         args = ["--model", row.result.output]
@@ -379,6 +384,11 @@ class QuantizeService(QObject):
     @Slot(int)
     def _on_job_touched(self, job_id: int) -> None:
         """A job was added or changed: update its row, or the row of the model it checks."""
+        if job_id in self._demo_builds and not self._closed:
+            demo = self._summary(job_id)
+            if demo is None:
+                self._demo_builds.discard(job_id)
+            self.sig_demo_model_changed.emit(demo)
         if self._closed or not self._index.loaded:
             return  # nobody has asked for results yet: nothing to keep up to date
         kind = self._index.kind(job_id)
@@ -415,6 +425,9 @@ class QuantizeService(QObject):
 
     @Slot(int)
     def _on_job_removed(self, job_id: int) -> None:
+        if job_id in self._demo_builds:
+            self._demo_builds.discard(job_id)
+            self.sig_demo_model_changed.emit(None)
         if not self._closed and self._index.loaded:
             self._announce(self._index.forget(job_id))
 

@@ -16,8 +16,8 @@ import jinja2
 
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.slurm import sbatch_options
-from msquant_desktop.slurm.sbatch_options import OptionError
 from msquant_desktop.slurm.parsers import array_task_ids
+from msquant_desktop.slurm.sbatch_options import OptionError
 
 LOG_NAME = "slurm.log"
 MARKER_NAME = "msquant-exit"

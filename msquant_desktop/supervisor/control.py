@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+from msquant_desktop.domain.cuda_devices import CUDA_VISIBLE_DEVICES, usable_gpu_count
 from msquant_desktop.domain.runfiles import SUPERVISOR_FILE
 from msquant_desktop.procs.identity import is_same_process, normalize_start_time
 from msquant_desktop.procs.kill import send_signal
@@ -16,14 +17,17 @@ GPU_COUNT_ENV = "MSQUANT_GPU_COUNT"
 
 
 def detect_gpu_count() -> int:
-    """NVIDIA GPUs on this machine, counted without NVML (the queue must work without it)."""
+    """GPU slots the queue may hand out: NVIDIA GPUs on this machine, counted without NVML (the queue
+    must work without it), limited to an inherited CUDA_VISIBLE_DEVICES."""
     override = os.environ.get(GPU_COUNT_ENV, "").strip()
     if override.isdigit():
-        return int(override)
-    try:
-        return len(os.listdir("/proc/driver/nvidia/gpus"))
-    except OSError:
-        return 0
+        hardware = int(override)
+    else:
+        try:
+            hardware = len(os.listdir("/proc/driver/nvidia/gpus"))
+        except OSError:
+            hardware = 0
+    return usable_gpu_count(hardware, os.environ.get(CUDA_VISIBLE_DEVICES))
 
 
 def supervisor_identity(run_dir: Path) -> tuple[int, float | None] | None:

@@ -7,6 +7,7 @@ becomes visible again it catches up from the history at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtGui import QHideEvent, QShowEvent
@@ -16,6 +17,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
+    QPushButton,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -27,12 +30,17 @@ from msquant_desktop.domain.gpu import GpuReading
 from msquant_desktop.services.gpu_service import GpuService
 from msquant_desktop.ui.gpus.doctor_panel import DoctorPanel
 from msquant_desktop.ui.gpus.plots import GpuPlots
-from msquant_desktop.ui.gpus.tables import GpuTableModel, ProcessTableModel
+from msquant_desktop.ui.gpus.tables import GpuTableModel, JobProcessModel, ProcessTableModel, ProcessTarget
 
 WINDOWS = (("1 min", 60), ("10 min", 600), ("1 h", 3600))
 
 
-def _table(model: GpuTableModel | ProcessTableModel) -> QTableView:
+def ask_to_terminate(parent: QWidget, question: str) -> bool:
+    answer = QMessageBox.question(parent, "Terminate process?", question)
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def _table(model: GpuTableModel | ProcessTableModel | JobProcessModel) -> QTableView:
     view = QTableView()
     view.setModel(model)
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -49,9 +57,17 @@ class GpusTab(QWidget):
     sig_job_activated = Signal(int)
     """The user double-clicked a process that belongs to one of our jobs: show that job."""
 
-    def __init__(self, service: GpuService, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        service: GpuService,
+        parent: QWidget | None = None,
+        grace_s: Callable[[], float] = lambda: 5.0,
+    ) -> None:
         super().__init__(parent)
         self._service = service
+        self.grace_s = grace_s
+        """The cancel grace (Settings): "Terminate…" waits as long as a job's cancel does."""
+        self.confirm = ask_to_terminate
         self._shown = False
         self._gpu_count = -1
         self._last_redraw = float("-inf")
@@ -80,12 +96,27 @@ class GpusTab(QWidget):
         self.gpu_table = _table(self.gpu_model)
         self.process_table = _table(self.process_model)
         self.process_table.setToolTip("Double-click a process of one of your jobs to open the job")
+        self.job_process_model = JobProcessModel(self)
+        self.job_process_table = _table(self.job_process_model)
+        self.job_process_table.setToolTip(
+            "Each running job's processes: its supervisor, the job, its children"
+        )
         self.doctor = DoctorPanel(service)
         self.details = QTabWidget()
         self.details.setDocumentMode(True)
         self.details.addTab(self.gpu_table, "GPUs")
         self.details.addTab(self.process_table, "Processes")
+        self.details.addTab(self.job_process_table, "Job processes")
         self.details.addTab(self.doctor, "Doctor")
+        self.terminate_button = QPushButton("Terminate…")
+        self.terminate_button.setToolTip(
+            "End the selected process and its children as Cancel does: SIGTERM, a grace period, SIGKILL"
+            " (your own processes only)"
+        )
+        self.terminate_button.clicked.connect(self.terminate_selected)
+        self.terminate_status = QLabel()
+        self.terminate_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setCornerWidget(self.terminate_button)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.plots)
@@ -95,11 +126,18 @@ class GpusTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
+        layout.addWidget(self.terminate_status)
 
         self._set_has_gpus(False)
         self.selector.currentIndexChanged.connect(self._redraw)
         self.window_choice.currentIndexChanged.connect(self._redraw)
         self.process_table.doubleClicked.connect(self._on_process_double_clicked)
+        self.job_process_table.doubleClicked.connect(self._on_process_double_clicked)
+        for view in (self.process_table, self.job_process_table):
+            view.selectionModel().selectionChanged.connect(self._update_terminate)
+        self.details.currentChanged.connect(self._update_terminate)
+        service.sig_terminated.connect(self._on_terminated)
+        self._update_terminate()
         service.sig_reading.connect(self._on_reading)
 
     # -- visibility: no redraws while hidden ------------------------------------------------------------
@@ -127,6 +165,8 @@ class GpusTab(QWidget):
         self._update_header(reading)
         self.gpu_model.update(reading)
         self.process_model.update(reading)
+        self.job_process_model.update(reading)
+        self._update_terminate()
         if redraw_plots:
             self._redraw()
 
@@ -183,6 +223,43 @@ class GpusTab(QWidget):
 
     @Slot(QModelIndex)
     def _on_process_double_clicked(self, index: QModelIndex) -> None:
-        job_id = self.process_model.job_id(index.row())
+        model = index.model()
+        job_id = model.job_id(index.row()) if isinstance(model, ProcessTableModel | JobProcessModel) else None
         if job_id is not None:
             self.sig_job_activated.emit(job_id)
+
+    # -- terminate --------------------------------------------------------------------------------------
+    def selected_target(self) -> ProcessTarget | None:
+        """The process "Terminate…" would end: the selected row of the shown process table, if ours."""
+        view = self.details.currentWidget()
+        if view is self.process_table:
+            model: ProcessTableModel | JobProcessModel = self.process_model
+        elif view is self.job_process_table:
+            model = self.job_process_model
+        else:
+            return None
+        rows = view.selectionModel().selectedRows()
+        return model.target(rows[0].row()) if rows and rows[0].row() < model.rowCount() else None
+
+    @Slot()
+    def _update_terminate(self, *_args: object) -> None:
+        self.terminate_button.setEnabled(self.selected_target() is not None)
+
+    @Slot()
+    def terminate_selected(self) -> None:
+        target = self.selected_target()
+        if target is None:
+            return
+        grace = self.grace_s()
+        question = (
+            f"End process {target.pid} and all its children?\n\n{target.command}\n\n"
+            f"They get SIGTERM, then SIGKILL after {grace:g} s if they are still running."
+        )
+        if not self.confirm(self, question):
+            return
+        self.terminate_status.setText(f"Ending process {target.pid}…")
+        self._service.terminate(target.pid, target.start_time, grace)
+
+    @Slot(int, str)
+    def _on_terminated(self, _pid: int, text: str) -> None:
+        self.terminate_status.setText(text)

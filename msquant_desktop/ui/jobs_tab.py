@@ -8,18 +8,21 @@ Other areas extend it: `add_toolbar_action()` (e.g. "New quantization…") and `
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QComboBox,
+    QHBoxLayout,
     QHeaderView,
     QLineEdit,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QSizePolicy,
@@ -34,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobSummary
+from msquant_desktop.services.desktop_session import DesktopNotifier
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
@@ -55,6 +59,9 @@ log = logging.getLogger(__name__)
 
 
 class JobsTab(QWidget):
+    sig_open_job = Signal(int)
+    """The user clicked a job-end notification in the tray: show that job."""
+
     def __init__(
         self, service: JobService, settings: SettingsSource | None = None, parent: QWidget | None = None
     ) -> None:
@@ -94,7 +101,7 @@ class JobsTab(QWidget):
             (Column.STARTED, 140),
             (Column.DURATION, 90),
             (Column.GPUS, 50),
-            (Column.PROGRESS, 200),
+            (Column.PROGRESS, 320),
             (Column.EXIT, 150),
         ):
             self.table.setColumnWidth(column, width)
@@ -109,6 +116,11 @@ class JobsTab(QWidget):
         self.rerun_action = self._action("Re-run", self.rerun_selected)
         self.open_folder_action = self._action("Open run folder", self.open_run_folder)
         self.delete_action = self._action("Delete", self.delete_selected)
+        self.copy_command_action = self._action("Copy command", self.copy_command)
+        self.copy_path_action = self._action("Copy path", self.copy_run_folder_path)
+        self.refresh_action = self._action("Refresh", self.refresh)
+        self.find_action = self._action("Filter jobs", self.focus_filter)
+        self._add_shortcuts()
         self.up_action = self._action("Move up", lambda: self._move(-1))
         self.down_action = self._action("Move down", lambda: self._move(+1))
         self.up_action.setToolTip("Start this queued job earlier")
@@ -144,8 +156,13 @@ class JobsTab(QWidget):
         self.search.setClearButtonEnabled(True)
         self.search.setFixedWidth(220)
         self.search.textChanged.connect(self.proxy.set_text)
-        self.toolbar.addWidget(self.state_filter)
-        self.toolbar.addWidget(self.search)
+        # Beside the toolbar, not in it: a narrow window folds the toolbar's buttons into its
+        # overflow menu, and the filter must stay in view.
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 4, 0)
+        top.addWidget(self.toolbar, 1)
+        top.addWidget(self.state_filter)
+        top.addWidget(self.search)
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
@@ -159,7 +176,7 @@ class JobsTab(QWidget):
         content = QWidget()
         content_layout = QVBoxLayout(content)
         content_layout.setContentsMargins(0, 0, 0, 0)
-        content_layout.addWidget(self.toolbar)
+        content_layout.addLayout(top)
         content_layout.addWidget(self.views, 1)
 
         self.stack = QStackedWidget()
@@ -170,6 +187,9 @@ class JobsTab(QWidget):
         layout.addWidget(self.stack)
 
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_context_menu)
+        service.sig_job_submitted.connect(self.select_job)
         for sig in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
             sig.connect(self._update_stack)
         self.model.rowsInserted.connect(self._on_rows_inserted)
@@ -182,6 +202,9 @@ class JobsTab(QWidget):
         self._active_seen: set[int] = set()
         self.notifications: list[str] = []
         self._tray: QSystemTrayIcon | None = None
+        self._tray_job = 0
+        self.notifier: DesktopNotifier | None = None
+        """Set by the app: job-end notifications go to the desktop's service first, the tray else."""
         self.model.load()
         self._active_seen = {
             r.id for r in (self.model.record_at(i) for i in range(self.model.rowCount())) if r.state.is_active
@@ -224,6 +247,64 @@ class JobsTab(QWidget):
                 self.table.selectionModel().select(index, flags)
                 self.table.scrollTo(index)
                 return
+
+    def _add_shortcuts(self) -> None:
+        """Delete and Ctrl+F act from the table only: in the filter box Delete edits the text, and in
+        the log pane Ctrl+F is the log's own search. F5 reloads from anywhere in the tab."""
+        self.delete_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
+        self.find_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Find))
+        for action in (self.delete_action, self.find_action):
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            self.table.addAction(action)
+        self.refresh_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Refresh))
+        self.refresh_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.addAction(self.refresh_action)
+
+    def context_menu(self) -> QMenu:
+        """The row menu: the toolbar's own actions (same enablement, same service calls) plus copies."""
+        menu = QMenu(self)
+        for action in (self.cancel_action, self.rerun_action, self.open_folder_action):
+            menu.addAction(action)
+        menu.addSeparator()
+        menu.addAction(self.copy_command_action)
+        menu.addAction(self.copy_path_action)
+        menu.addSeparator()
+        menu.addAction(self.delete_action)
+        return menu
+
+    @Slot(QPoint)
+    def _show_context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        self.select_job(int(index.data(JOB_ID_ROLE)))  # the menu acts on the row under the pointer
+        menu = self.context_menu()
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        menu.popup(self.table.viewport().mapToGlobal(pos))  # not exec(): no nested event loop
+
+    def copy_command(self) -> None:
+        """The job's command as a shell line, each argument quoted as a shell would need it."""
+        job_id = self.selected_job_id()
+        if job_id is not None:
+            QGuiApplication.clipboard().setText(shlex.join(self.service.get(job_id).spec.argv))
+
+    def copy_run_folder_path(self) -> None:
+        job_id = self.selected_job_id()
+        folder = self.service.run_dir(job_id) if job_id is not None else None
+        if folder is not None:
+            QGuiApplication.clipboard().setText(str(folder))
+
+    def refresh(self) -> None:
+        """F5: notice what other processes wrote now, then reload the list (keeping the selection)."""
+        job_id = self.selected_job_id()
+        self.service.sync()
+        self.model.load()
+        if job_id is not None:
+            self.select_job(job_id)
+
+    def focus_filter(self) -> None:
+        self.search.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.search.selectAll()
 
     def new_command_job(self) -> None:
         dialog = NewCommandDialog(self.service.gpu_count, self)
@@ -335,6 +416,8 @@ class JobsTab(QWidget):
         )
         self.rerun_action.setEnabled(has)
         self.open_folder_action.setEnabled(bool(record and record.run_dir))
+        self.copy_path_action.setEnabled(bool(record and record.run_dir))
+        self.copy_command_action.setEnabled(has)
         self.delete_action.setEnabled(bool(record and not record.state.is_active))
         self.delete_action.setToolTip(
             "Cancel it first: a running job cannot be deleted"
@@ -352,10 +435,14 @@ class JobsTab(QWidget):
             return
         message = f"Job #{job_id} {name}: {outcome or 'finished'}"
         self.notifications.append(message)
+        if self.notifier is not None and self.notifier.notify("Job finished", message, job_id):
+            return  # the desktop's notification service (GNOME has no tray); a click opens the job
         if QSystemTrayIcon.isSystemTrayAvailable():
             if self._tray is None:
                 self._tray = QSystemTrayIcon(QApplication.windowIcon(), self)
+                self._tray.messageClicked.connect(lambda: self.sig_open_job.emit(self._tray_job))
                 self._tray.show()
+            self._tray_job = job_id
             self._tray.showMessage("Job finished", message)
         else:
             QApplication.alert(window)

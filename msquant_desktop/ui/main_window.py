@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShowEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QTabWidget, QWidget
 
 from msquant_desktop import APP_NAME
@@ -72,6 +72,7 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self._add_tab_shortcuts()
         help_menu = self.menuBar().addMenu("&Help")
         self.about_action = QAction(f"&About {APP_NAME}", self)
         self.about_action.triggered.connect(lambda: show_about(self, str(self._log_file)))
@@ -84,6 +85,16 @@ class MainWindow(QMainWindow):
             self._tools_menu = QMenu("&Tools", self)
             self.menuBar().insertMenu(help_action, self._tools_menu)
         self._tools_menu.addAction(action)
+
+    def _add_tab_shortcuts(self) -> None:
+        """Ctrl+1..Ctrl+4 switch to the tabs in their order (as in browsers and most tabbed apps)."""
+        self.tab_actions: list[QAction] = []
+        for i in range(self.tab_widget.count()):
+            action = QAction(self.tab_widget.tabText(i), self)
+            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            action.triggered.connect(lambda _checked=False, i=i: self.tab_widget.setCurrentIndex(i))
+            self.addAction(action)
+            self.tab_actions.append(action)
 
     def open_settings(self) -> None:
         SettingsDialog(self._settings, self).exec()
@@ -128,8 +139,36 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(QByteArray(state.geometry))
         if state.window_state:
             self.restoreState(QByteArray(state.window_state))
+        self.fit_to_screen()  # again on the first show, when the frame's size is known
+        self._fit_on_show = True
         if state.last_tab in self.tab_titles():
             self.show_tab(state.last_tab)
+
+    def showEvent(self, event: QShowEvent) -> None:  # Qt override
+        super().showEvent(event)
+        if self._fit_on_show:
+            self._fit_on_show = False
+            self.fit_to_screen()
+
+    def fit_to_screen(self) -> None:
+        """Keep the window on the screen it is on, whole: a geometry saved on a bigger screen, at
+        another scale (QT_SCALE_FACTOR=2 halves the logical size) or the default size may not fit."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        area = screen.availableGeometry()
+        frame = self.frameGeometry()
+        # The frame (title bar, borders) is outside the geometry; keep room for it.
+        extra_w, extra_h = frame.width() - self.width(), frame.height() - self.height()
+        width = min(self.width(), area.width() - extra_w)
+        height = min(self.height(), area.height() - extra_h)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(max(width, self.minimumWidth()), max(height, self.minimumHeight()))
+        # Contents wider than the screen (their minimum size): the top-left corner stays on it.
+        x = max(area.x(), min(frame.x(), area.x() + area.width() - (self.width() + extra_w)))
+        y = max(area.y(), min(frame.y(), area.y() + area.height() - (self.height() + extra_h)))
+        if (x, y) != (frame.x(), frame.y()):
+            self.move(x, y)
 
     def save_state(self) -> None:
         state = UiState(

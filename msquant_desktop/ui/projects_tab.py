@@ -33,6 +33,7 @@ from msquant_desktop.domain.projects import (
 )
 from msquant_desktop.services.project_launch import LaunchRefused, ProjectLauncher
 from msquant_desktop.services.project_service import ProjectService
+from msquant_desktop.ui.colors import ERROR, text_style
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.projects.details import ProjectDetails
 from msquant_desktop.ui.projects.history import ProjectHistory
@@ -419,7 +420,7 @@ class ProjectsTab(QWidget):
         self._set_notice(message, error=True)
 
     def _set_notice(self, text: str, error: bool = False) -> None:
-        self.form.notice.setStyleSheet("color: #b00020;" if error else "")
+        self.form.notice.setStyleSheet(text_style(ERROR, self.palette()) if error else "")
         self.form.notice.setText(text)
 
     def rerun_with_changes(self, job: JobRecord) -> None:

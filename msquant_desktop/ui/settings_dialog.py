@@ -38,6 +38,8 @@ class SettingsDialog(QDialog):
         self.log_lines = QSpinBox(minimum=100, maximum=1_000_000, value=s.log_view_max_lines)
         self.notify = QCheckBox("Notify when a job finishes while the window is inactive")
         self.notify.setChecked(s.notify_when_job_finishes)
+        self.inhibit_sleep = QCheckBox("Keep the computer awake while jobs run")
+        self.inhibit_sleep.setChecked(s.inhibit_sleep_while_jobs_run)
         self.worker_python = QLineEdit(s.worker_python)
         self.worker_python.setPlaceholderText("this program's Python (when it has llmcompressor)")
         browse = QPushButton("Browse…")
@@ -54,6 +56,7 @@ class SettingsDialog(QDialog):
         form.addRow("Log lines kept in view:", self.log_lines)
         form.addRow("Quantization worker Python:", python_row)
         form.addRow("", self.notify)
+        form.addRow("", self.inhibit_sleep)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -76,6 +79,7 @@ class SettingsDialog(QDialog):
             gpu_history_seconds=self.history.value(),
             log_view_max_lines=self.log_lines.value(),
             notify_when_job_finishes=self.notify.isChecked(),
+            inhibit_sleep_while_jobs_run=self.inhibit_sleep.isChecked(),
             worker_python=self.worker_python.text().strip(),
         )
 

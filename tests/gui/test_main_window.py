@@ -102,3 +102,82 @@ def test_a_failing_close_guard_never_traps_the_window(main_window) -> None:  # t
 
     main_window.add_close_guard(broken)
     assert main_window.close() is True
+
+
+def test_ctrl_1_to_4_switch_tabs(main_window, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import Qt
+
+    main_window.activateWindow()
+    qtbot.waitActive(main_window)
+    for number, title in reversed(list(enumerate(TAB_TITLES, start=1))):
+        qtbot.keyClick(main_window, Qt.Key(Qt.Key.Key_0 + number), Qt.KeyboardModifier.ControlModifier)
+        assert main_window.current_tab_title() == title
+
+
+def test_a_saved_geometry_larger_than_the_screen_is_fitted_to_it(services, qtbot) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.app import create_main_window
+
+    first = create_main_window(services)
+    qtbot.addWidget(first)
+    area = first.screen().availableGeometry()
+    first.setGeometry(area.x() - 300, area.y() - 200, area.width() * 2, area.height() * 2)
+    first.close()  # saves that geometry, as a bigger screen would have left it
+    second = create_main_window(services)
+    qtbot.addWidget(second)
+    second.show()
+    frame = second.frameGeometry()
+    assert area.contains(frame), (area, frame)
+    assert second.width() >= area.width() - 40  # as large as the screen allows, not shrunk to nothing
+
+
+def test_at_scale_factor_2_the_window_fits_the_screen_and_the_filter_stays_visible(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+    import subprocess
+
+    script = (
+        "import json, sys\n"
+        "from msquant_desktop.app import create_main_window, create_qapplication, create_services\n"
+        "from msquant_desktop.config.paths import resolve_paths\n"
+        "app = create_qapplication([sys.argv[0]])\n"
+        "services = create_services(resolve_paths(sys.argv[1]).ensure())\n"
+        "window = create_main_window(services)\n"
+        "window.show(); window.show_tab('Jobs'); app.processEvents()\n"
+        "area = window.screen().availableGeometry(); frame = window.frameGeometry()\n"
+        "tab = window.tab_widget.currentWidget()\n"
+        "tab.stack.setCurrentIndex(1); app.processEvents()\n"
+        "box = tab.search.rect().translated(tab.search.mapToGlobal(tab.search.rect().topLeft()))\n"
+        "print(json.dumps({'fits': area.contains(frame), 'area': area.getRect(), 'frame': frame.getRect(),\n"
+        "    'search': tab.search.isVisible() and area.contains(box)}))\n"
+        "services.shutdown()\n"
+    )
+    # A 1920 x 1080 screen at scale 2 is 960 x 540 logical pixels: smaller than the default 1200 x 780.
+    screen = tmp_path / "screen.json"
+    screen.write_text(
+        json.dumps(
+            {
+                "windowFrameMargins": True,
+                "screens": [
+                    {
+                        "name": "hd",
+                        "x": 0,
+                        "y": 0,
+                        "width": 1920,
+                        "height": 1080,
+                        "dpr": 1,
+                        "logicalDpi": 96,
+                        "logicalBaseDpi": 96,
+                    }
+                ],
+            }
+        )
+    )
+    env = {**os.environ, "QT_SCALE_FACTOR": "2", "QT_QPA_PLATFORM": f"offscreen:configfile={screen}"}
+    env["PYTHONPATH"] = os.getcwd() + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts["area"] == [0, 0, 960, 540] and facts["fits"], facts
+    assert facts["search"] is True, facts  # the whole filter box is on screen

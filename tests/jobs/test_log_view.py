@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QGuiApplication
 
-from msquant_desktop.ui.jobs.log_buffer import MARKER, STDERR, STDOUT, LogBuffer
-from msquant_desktop.ui.jobs.log_view import MAX_LINES_PER_SLICE, STDERR_FOREGROUND, LogView
+from msquant_desktop.ui.jobs.log_buffer import MARKER, PROGRESS, STDERR, STDOUT, LogBuffer
+from msquant_desktop.ui.jobs.log_view import MAX_LINES_PER_SLICE, LogView
 from tests.lagprobe import LagProbe, spin_for
 
 
@@ -195,7 +195,7 @@ def test_stderr_lines_are_tinted(view) -> None:  # type: ignore[no-untyped-def]
     view.flush()
     view.text.repaint()
     image = view.text.viewport().grab().toImage()
-    red = STDERR_FOREGROUND
+    red = view.text._kind_colors(view.text.palette())[0]  # readable on this palette (ui/colors.py)
     found = any(
         _close(image.pixelColor(x, y), red)
         for y in range(0, int(3 * view.text._line_h))
@@ -213,6 +213,39 @@ def test_carriage_returns_and_tabs_show_as_a_terminal_would(view) -> None:  # ty
     view.append("a\tb\n")
     view.flush()
     assert view.plain_text().splitlines() == ["100%|##########", "a       b"]
+
+
+# stderr as transformers' checkpoint loader and datasets' Map print it, from a public job log
+# (a SLURM run of a Llama fine-tune, 2024); the \r redraws are how tqdm writes them.
+TQDM_STDERR = (
+    "Map:   0%|          | 0/182879 [00:00<?, ? examples/s]\r"
+    "Map: 100%|██████████| 182879/182879 [00:15<00:00, 12167.56 examples/s]\n"
+    "Loading checkpoint shards:  50%|█████     | 2/4 [00:06<00:06,  3.29s/it]\r"
+    "Loading checkpoint shards: 100%|██████████| 4/4 [00:13<00:00,  3.29s/it]\n"
+    "Traceback (most recent call last):\n"
+    "RuntimeError: CUDA error: out of memory\n"
+)
+
+
+def test_tqdm_bars_on_stderr_are_progress_not_errors(view) -> None:  # type: ignore[no-untyped-def]
+    from msquant_desktop.domain.logformat import is_progress_line
+
+    view.append(TQDM_STDERR, True)
+    view.flush()
+    assert list(view.text.buffer.entries(0)) == [
+        ("Map: 100%|██████████| 182879/182879 [00:15<00:00, 12167.56 examples/s]", PROGRESS),
+        ("Loading checkpoint shards: 100%|██████████| 4/4 [00:13<00:00,  3.29s/it]", PROGRESS),
+        ("Traceback (most recent call last):", STDERR),
+        ("RuntimeError: CUDA error: out of memory", STDERR),
+    ]
+    for line in (
+        "calibrating: 37it [00:05,  7.1it/s]",
+        "  0%|          | 0/100 [00:00<?, ?it/s]",
+        "Fetching 23 files:  35%|███▌      | 8/23",
+    ):
+        assert is_progress_line(line), line
+    for line in ("ValueError: [bad] 3/4", "error at 100%|x", "| a | b |"):
+        assert not is_progress_line(line), line
 
 
 def test_taking_in_a_flood_frame_stays_far_below_a_frame(qtbot) -> None:  # type: ignore[no-untyped-def]

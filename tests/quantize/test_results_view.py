@@ -280,3 +280,31 @@ def test_evaluations_fill_their_cells_and_the_chart_draws_one_point_per_scheme(e
     view.refresh()
     assert cells(0)[:2] == listings[w4] and cells(1)[:2] == listings[w8]
     quantize.shutdown()
+
+
+def test_the_empty_state_follows_the_demo_build_to_its_end(engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """It said "Building the demo model as job 1" long after that job had ended: it follows the job now.
+
+    The worker Python is a real program that ends at once (`false`, then `true`), so both endings are
+    real job endings without building a model."""
+    import shutil
+
+    from msquant_desktop.quantize.environment import WorkerEnvironment
+    from msquant_desktop.services.quantize_service import QuantizeService
+    from msquant_desktop.ui.quantize.results_view import ResultsView
+
+    jobs, settings = engine
+    quantize = QuantizeService(jobs, settings)
+    view = ResultsView(quantize, lambda: None)
+    qtbot.addWidget(view)
+    for program, expected in (("false", "did not finish: exit 1"), ("true", "The demo model is ready")):
+        quantize.worker = WorkerEnvironment(shutil.which(program), False, "")
+        view.build_demo_model()
+        job_id = jobs.summaries()[0].id
+        assert view.empty.message_label.text().startswith(f"Building the demo model as job {job_id}")
+        _wait_final(qtbot, jobs, job_id)
+        qtbot.waitUntil(lambda e=expected: e in view.empty.message_label.text(), timeout=5000)
+        assert f"job {job_id}" in view.empty.message_label.text()
+    jobs.delete(jobs.summaries()[0].id)  # the build it spoke of is gone: back to the first words
+    assert view.empty.message_label.text().startswith("Quantize a local Hugging Face model")
+    quantize.shutdown()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.slurm.profiles import ProfileError, dump_profiles, parse_profiles
+from msquant_desktop.ui.colors import ERROR, text_style
 
 EXAMPLE = """clusters:
 - name: mycluster
@@ -45,7 +46,7 @@ class ProfilesDialog(QDialog):
         self.editor.setPlainText(dump_profiles(profiles) if profiles else EXAMPLE)
         self.error_label = QLabel("")
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b00020")
+        self.error_label.setStyleSheet(text_style(ERROR, self.palette()))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.services.cluster_jobs import awaits_answer, task_states
 from msquant_desktop.slurm.gpus import NodeRow
+from msquant_desktop.ui.colors import readable
 from msquant_desktop.ui.keyed_rows import KeyedRowsModel
 
 JOBS_SHOWN = 200
@@ -140,7 +141,7 @@ class GpuNodesModel(KeyedRowsModel[NodeRow]):
         if row.usable:
             return None
         if role == Qt.ItemDataRole.ForegroundRole:
-            return _GREY
+            return readable(_GREY, QGuiApplication.palette())
         if role == Qt.ItemDataRole.ToolTipRole:
             return f"excluded: {row.state}" + (f" ({row.reason})" if row.reason else "")
         return None

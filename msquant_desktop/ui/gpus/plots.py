@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QGraphicsItem, QHBoxLayout, QVBoxLayout, QWidget
 
 from msquant_desktop.gpu.history import GpuHistory, RingBuffer
@@ -30,6 +32,7 @@ _SAMPLES_PER_PIXEL = 1.0
 
 def _style(plot: pg.PlotItem, title: str, unit: str, y_range: tuple[float, float] | None) -> None:
     plot.setTitle(f"{title} ({unit})", size="9pt", color=_TEXT)
+    plot.title_text = f"{title} ({unit})"  # kept to re-colour it when the palette changes
     for side in ("left", "bottom"):
         axis = plot.getAxis(side)
         axis.setTextPen(_TEXT)
@@ -108,14 +111,41 @@ class GpuPlots(QWidget):
         side.setContentsMargins(0, 0, 0, 0)
         side.addWidget(self.overview_view, 1)
         side.addWidget(self.host_view, 1)
-        for view in (self.gpu_view, self.overview_view, self.host_view):
-            view.setBackground("w")  # per widget: pyqtgraph's global options belong to nobody
+        # Colours per widget, from the palette (pyqtgraph's global options belong to nobody).
+        self.apply_palette(self.palette())
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.gpu_view, 2)
         layout.addLayout(side, 1)
         self.refreshes = 0
         self._x_window: float | None = None
+
+    def changeEvent(self, event: QEvent) -> None:  # Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_palette(self.palette())
+
+    def apply_palette(self, palette: QPalette) -> None:
+        """Background, text, axes, grid and legends in the palette's colours (light or dark)."""
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        self.background = base
+        legend_brush = QColor(base)
+        legend_brush.setAlpha(210)
+        for view in (self.gpu_view, self.overview_view, self.host_view):
+            view.setBackground(base)
+        for plot in (*self.gpu_plots, self.overview_plot, self.host_plot):
+            plot.setTitle(plot.title_text, size="9pt", color=text)
+            for side in ("left", "bottom"):
+                axis = plot.getAxis(side)
+                axis.setTextPen(text)
+                axis.setPen(text)
+            legend = plot.legend
+            if legend is not None:
+                legend.setBrush(legend_brush)
+                legend.setLabelTextColor(text)
+                for _sample, label in legend.items:
+                    label.setText(label.text, color=text)
 
     def chart_width_px(self) -> int:
         """Width of one chart's data area (they are all about as wide)."""

@@ -6,19 +6,22 @@ a different number of rows: a reset.
 
 from __future__ import annotations
 
+import os
+import pwd
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QGuiApplication
 
-from msquant_desktop.domain.gpu import GpuReading, GpuSnapshot, ProcessDetails, describe_throttle
+from msquant_desktop.domain.gpu import GpuReading, GpuSnapshot, JobProcess, ProcessDetails, describe_throttle
+from msquant_desktop.ui.colors import LINK, readable
 
 _Index = QModelIndex | QPersistentModelIndex
 _GIB = 2**30
 NA = "—"
 """How a value NVML could not give is shown."""
 
-_LINK_COLOR = QColor(0, 90, 200)
 
 JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 """The job id of a process row (None when it is not one of ours)."""
@@ -141,9 +144,17 @@ class GpuTableModel(_ReadingModel):
         return None
 
 
+def _cpu(percent: float | None) -> str:
+    return _num(percent, "{:.0f}%")
+
+
+def _rss(rss: int | None) -> str:
+    return NA if rss is None else f"{rss / 2**20:,.0f} MiB"
+
+
 class ProcessTableModel(_ReadingModel):
-    HEADERS = ("PID", "User", "GPU", "GPU memory", "Job", "Command")
-    JOB_COLUMN = 4
+    HEADERS = ("PID", "User", "GPU", "GPU memory", "CPU", "RSS", "Job", "Command")
+    JOB_COLUMN = 6
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -154,7 +165,18 @@ class ProcessTableModel(_ReadingModel):
         rows: list[tuple[str, ...]] = []
         for p in details:
             memory = NA if p.used_memory_bytes is None else f"{p.used_memory_bytes / 2**20:,.0f} MiB"
-            rows.append((str(p.pid), p.user, str(p.gpu_index), memory, self._job_text(p), p.command))
+            rows.append(
+                (
+                    str(p.pid),
+                    p.user,
+                    str(p.gpu_index),
+                    memory,
+                    _cpu(p.cpu_percent),
+                    _rss(p.rss_bytes),
+                    self._job_text(p),
+                    p.command,
+                )
+            )
         self._details = details
         self._replace(rows)
 
@@ -168,6 +190,14 @@ class ProcessTableModel(_ReadingModel):
         job = self._details[row].job
         return job.job_id if job else None
 
+    def target(self, row: int) -> ProcessTarget | None:
+        """What "Terminate…" would end from this row, or None when it may not (another user's, or
+        its start time is unknown so a recycled pid could not be told apart)."""
+        p = self._details[row]
+        if p.start_time is None or p.user != current_user():
+            return None
+        return ProcessTarget(p.pid, p.start_time, p.command)
+
     def _extra(self, row: int, column: int, role: int) -> Any:
         p = self._details[row]
         if role == JOB_ID_ROLE:
@@ -178,5 +208,58 @@ class ProcessTableModel(_ReadingModel):
             if column == self.JOB_COLUMN + 1:
                 return p.command
         if role == Qt.ItemDataRole.ForegroundRole and column == self.JOB_COLUMN and p.job:
-            return _LINK_COLOR
+            return readable(LINK, QGuiApplication.palette())
         return None
+
+
+class JobProcessModel(_ReadingModel):
+    """Our jobs' process trees (supervisor, job, its children), indented by depth."""
+
+    HEADERS = ("Job", "PID", "CPU", "RSS", "Command")
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._procs: tuple[JobProcess, ...] = ()
+
+    def update(self, reading: GpuReading) -> None:
+        rows: list[tuple[str, ...]] = [
+            (
+                f"job {p.job_id}" if p.depth == 0 and p.job_id is not None else "",
+                str(p.pid),
+                _cpu(p.cpu_percent),
+                _rss(p.rss_bytes),
+                ("    " * (p.depth - 1) + "└ " if p.depth else "") + p.command,
+            )
+            for p in reading.job_processes
+        ]
+        self._procs = reading.job_processes
+        self._replace(rows)
+
+    def job_id(self, row: int) -> int | None:
+        return self._procs[row].job_id
+
+    def target(self, row: int) -> ProcessTarget | None:
+        p = self._procs[row]
+        return ProcessTarget(p.pid, p.start_time, p.command)  # marked processes are ours by the scan
+
+    def _extra(self, row: int, column: int, role: int) -> Any:
+        if role == JOB_ID_ROLE:
+            return self._procs[row].job_id
+        if role == Qt.ItemDataRole.ToolTipRole and column == len(self.HEADERS) - 1:
+            return self._procs[row].command
+        return None
+
+
+@dataclass(frozen=True)
+class ProcessTarget:
+    pid: int
+    start_time: float
+    command: str
+
+
+def current_user() -> str:
+    """This user's name as `procs.scan.user_of` gives it (its uid when it has no name)."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())

@@ -11,7 +11,7 @@ import shlex
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import (
     QFormLayout,
     QHeaderView,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.services.job_service import JobService
+from msquant_desktop.ui.colors import readable
 from msquant_desktop.ui.jobs.log_view import LogView
 from msquant_desktop.ui.jobs.table_model import STATE_COLORS, progress_text, state_label
 
@@ -183,7 +184,7 @@ class JobDetails(QWidget):
         if record == self._shown:
             return
         self._shown = record
-        color = STATE_COLORS[record.state]
+        color = readable(QColor(STATE_COLORS[record.state]), self.palette()).name()
         self.title.setText(
             f"#{record.id} {html.escape(record.spec.name)} — <span style='color:{color}'>{state_label(record.state)}</span>"
         )

@@ -17,6 +17,8 @@ from itertools import islice, repeat
 STDOUT = 0
 STDERR = 1
 MARKER = 2
+PROGRESS = 3
+"""A progress bar's last state (tqdm on stderr): shown as progress, not as an error."""
 
 
 def marker_text(count: int) -> str:

@@ -32,6 +32,7 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPaintEvent,
+    QPalette,
     QResizeEvent,
     QShortcut,
 )
@@ -47,15 +48,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from msquant_desktop.ui.jobs.log_buffer import MARKER, STDERR, STDOUT, LogBuffer, marker_text
+from msquant_desktop.domain.logformat import split_progress
+from msquant_desktop.ui.colors import MUTED, STDERR_TINT, readable
+from msquant_desktop.ui.colors import STDERR as STDERR_HUE
+from msquant_desktop.ui.jobs.log_buffer import MARKER, PROGRESS, STDERR, STDOUT, LogBuffer, marker_text
 
 FRAME_MS = 16
 """Queued output is taken in once per frame."""
 MAX_LINES_PER_SLICE = 20_000
 """At most this many lines are taken in per frame (a few ms of work), the rest on the next ones."""
-STDERR_BACKGROUND = QColor(208, 52, 44, 28)
-STDERR_FOREGROUND = QColor("#b02a22")
-MARKER_FOREGROUND = QColor("#7a7f87")
+STDERR_BACKGROUND = STDERR_TINT
 MATCH_BACKGROUND = QColor(255, 214, 0, 150)
 MARGIN = 4
 LONG_LINE = 2000
@@ -101,6 +103,8 @@ class LogLinesView(QAbstractScrollArea):
     def __init__(self, max_lines: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.buffer = LogBuffer(max_lines)
+        self._colors_for: int | None = None  # the palette `_colors` were made readable on
+        self._colors = (QColor(), QColor())
         self.follow = True
         self.wrap = False
         self._top = 0
@@ -283,6 +287,7 @@ class LogLinesView(QAbstractScrollArea):
         x0 = MARGIN - (0 if self.wrap else self.horizontalScrollBar().value())
         selected = self._selection()
         text_color = palette.text().color()
+        stderr_color, marker_color = self._kind_colors(palette)
         highlight = palette.highlight()
         highlighted_text = palette.highlightedText().color()
         font = self.font()
@@ -301,17 +306,25 @@ class LogLinesView(QAbstractScrollArea):
                 self._paint_match(painter, text, y, x0, columns)
             if kind == MARKER:
                 painter.setFont(self._italic)
-                painter.setPen(highlighted_text if is_selected else MARKER_FOREGROUND)
+                painter.setPen(highlighted_text if is_selected else marker_color)
             else:
                 painter.setFont(font)
                 if is_selected:
                     painter.setPen(highlighted_text)
                 else:
-                    painter.setPen(STDERR_FOREGROUND if kind == STDERR else text_color)
+                    painter.setPen(stderr_color if kind == STDERR else text_color)
             for offset, piece in pieces:
                 painter.drawText(QPointF(x0 + offset * self._char_w, y + self._ascent), piece)
                 y += self._line_h
             entry += 1
+
+    def _kind_colors(self, palette: QPalette) -> tuple[QColor, QColor]:
+        """stderr and marker text colours readable on this palette (worked out once per palette)."""
+        key = palette.cacheKey()
+        if self._colors_for != key:
+            self._colors_for = key
+            self._colors = (readable(STDERR_HUE, palette, STDERR_TINT), readable(MUTED, palette))
+        return self._colors
 
     def _pieces(self, text: str, columns: int) -> list[tuple[int, str]]:
         """(first column, text) of each row a line takes."""
@@ -547,8 +560,14 @@ class LogView(QWidget):
             text = text.expandtabs()
         if "\r" in text:  # a progress bar redrawn in place: keep what a terminal would show last
             text = "".join(piece.rstrip("\r").rsplit("\r", 1)[-1] + "\n" for piece in text[:-1].split("\n"))
+        if is_stderr and ("|" in text or "it [" in text):  # a C-level look before any per-line work
+            for run, progress in split_progress(text):
+                self._queue(run, PROGRESS if progress else STDERR)
+            return
+        self._queue(text, STDERR if is_stderr else STDOUT)
+
+    def _queue(self, text: str, kind: int) -> None:
         count = text.count("\n")
-        kind = STDERR if is_stderr else STDOUT
         last = self._pending[-1] if self._pending else None
         if last is not None and last.kind == kind and last.lines is None and last.size < 1 << 20:
             last.add(text, count)  # one entry per stream run: fewer, larger splits later

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobSpec
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
+from msquant_desktop.ui.colors import ERROR, text_style
 
 
 class NewCommandDialog(QDialog):
@@ -52,7 +53,7 @@ class NewCommandDialog(QDialog):
         self.env.setPlaceholderText("KEY=VALUE, one per line")
         self.env.setFixedHeight(72)
         self.problem = QLabel("")
-        self.problem.setStyleSheet("color: #d0342c")
+        self.problem.setStyleSheet(text_style(ERROR, self.palette()))
         self.problem.setWordWrap(True)
 
         form = QFormLayout()

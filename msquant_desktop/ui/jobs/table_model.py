@@ -20,7 +20,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobState, JobSummary, JobTarget
 from msquant_desktop.services.job_service import JobService
+from msquant_desktop.ui.colors import readable
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -278,8 +279,11 @@ class JobsTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DecorationRole:
                 return state_icon(record.state)
             if role == Qt.ItemDataRole.ForegroundRole:
-                return QColor(STATE_COLORS[record.state])
+                return readable(QColor(STATE_COLORS[record.state]), QGuiApplication.palette())
         if role == Qt.ItemDataRole.ToolTipRole:
+            if column is Column.PROGRESS:
+                value = self._progress.get(record.id)
+                return value[1] if value and value[1] else None
             if column is Column.EXIT and record.outcome:
                 return record.outcome.describe()
             if column is Column.NAME:
@@ -389,14 +393,21 @@ class ProgressDelegate(QStyledItemDelegate):
         rect = option.rect.adjusted(3, 4, -3, -4)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(QColor("#b8bcc2"))
-        painter.setBrush(QColor("#f4f5f7"))
+        palette = option.palette
+        painter.setPen(palette.color(QPalette.ColorRole.Mid))
+        painter.setBrush(palette.color(QPalette.ColorRole.Base))
         painter.drawRoundedRect(rect, 3, 3)
         if fraction >= 0:
             filled = rect.adjusted(0, 0, -int(rect.width() * (1.0 - max(0.0, min(1.0, fraction)))), 0)
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(47, 126, 216, 150))
             painter.drawRoundedRect(filled, 3, 3)
-        painter.setPen(QColor("#1d1f23"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.setPen(palette.color(QPalette.ColorRole.Text))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, progress_cell_text(option, text, rect.width()))
         painter.restore()
+
+
+def progress_cell_text(option: QStyleOptionViewItem, text: str, width: int) -> str:
+    """The text as it fits the cell: cut on the right ("stage · 42% · ET…"), so the stage that
+    starts it stays readable; the whole text is the cell's tooltip."""
+    return option.fontMetrics.elidedText(text, Qt.TextElideMode.ElideRight, max(0, width - 6))

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPush
 
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.domain.projects import Project, RepoStatus
+from msquant_desktop.ui.colors import ERROR, text_style
 
 
 def _value_label() -> QLabel:
@@ -34,7 +35,7 @@ class ProjectDetails(QGroupBox):
         self.last_job = _value_label()
         self.problem = QLabel()
         self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #b00020;")
+        self.problem.setStyleSheet(text_style(ERROR, self.palette()))
         self.problem.hide()
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)

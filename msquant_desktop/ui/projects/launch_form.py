@@ -44,6 +44,7 @@ from msquant_desktop.domain.projects import (
     parse_override_lines,
     split_prefill,
 )
+from msquant_desktop.ui.colors import ERROR, WARNING, text_style
 
 CLUSTER_UNAVAILABLE_TIP = (
     "No cluster service in this build yet: cluster launches arrive with the Clusters tab."
@@ -128,7 +129,7 @@ class LaunchForm(QWidget):
         self.command_view.setFont(mono)
         self.form_error = QLabel()
         self.form_error.setWordWrap(True)
-        self.form_error.setStyleSheet("color: #b00020;")
+        self.form_error.setStyleSheet(text_style(ERROR, self.palette()))
 
         self.local_radio = QRadioButton("Local")
         self.cluster_radio = QRadioButton("Cluster")
@@ -319,7 +320,9 @@ class LaunchForm(QWidget):
             self.python_label.setText("detecting…")
         else:
             self.python_label.setText(env.describe())
-            self.python_label.setStyleSheet("color: #8a5a00;" if env.is_fallback or env.note else "")
+            self.python_label.setStyleSheet(
+                text_style(WARNING, self.palette()) if env.is_fallback or env.note else ""
+            )
         self.update_command()
 
     def prefill(self, entry_point: str, overrides: Sequence[str]) -> None:

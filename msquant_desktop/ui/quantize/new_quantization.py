@@ -35,14 +35,13 @@ from msquant_desktop.domain.quantize import (
     human_count,
 )
 from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT, CheckOutcome, QuantizeService
+from msquant_desktop.ui.colors import ERROR, WARNING, text_style
 from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
 if TYPE_CHECKING:
     from msquant_desktop.quantize.environment import WorkerEnvironment  # a value the service sends
 
 CHECK_DELAY_MS = 250
-ERROR_STYLE = "color: #b00020;"
-WARNING_STYLE = "color: #a15c00;"
 
 
 def _path_row(edit: QLineEdit, button: QPushButton) -> QWidget:
@@ -101,7 +100,7 @@ class NewQuantizationDialog(QDialog):
         self.memory_label.setWordWrap(True)
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
-        self.problems_label.setStyleSheet(ERROR_STYLE)
+        self.problems_label.setStyleSheet(text_style(ERROR, self.palette()))
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problems_label.hide()
         self.add_ignore_button = QPushButton("Add these layers to the ignore list")
@@ -233,7 +232,7 @@ class NewQuantizationDialog(QDialog):
             self.memory_label.setText("")
         elif memory.warning():
             self.memory_label.setText(f"⚠ {memory.warning()}")
-            self.memory_label.setStyleSheet(WARNING_STYLE)
+            self.memory_label.setStyleSheet(text_style(WARNING, self.palette()))
         else:
             self.memory_label.setText(f"Memory: {memory.summary()}")
             self.memory_label.setStyleSheet("")
@@ -242,7 +241,7 @@ class NewQuantizationDialog(QDialog):
     @Slot(object)
     def _on_worker(self, environment: WorkerEnvironment) -> None:
         self.worker_label.setText(environment.message)
-        self.worker_label.setStyleSheet("" if environment.available else ERROR_STYLE)
+        self.worker_label.setStyleSheet("" if environment.available else text_style(ERROR, self.palette()))
         self._update_start()
 
     def _update_start(self) -> None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from msquant_desktop.domain.jobs import JobState, JobSummary
 from msquant_desktop.domain.quantize import human_bytes
 from msquant_desktop.domain.results import evaluation_cells
 from msquant_desktop.services.quantize_service import QuantizeService, ResultRow
@@ -236,10 +237,13 @@ class ResultsView(QWidget):
         table_layout = QVBoxLayout(table_page)
         table_layout.setContentsMargins(0, 0, 0, 0)
         table_layout.addWidget(self.splitter)
+        self._empty_message = (
+            "Quantize a local Hugging Face model with llmcompressor, or build a small demo model "
+            "(a few seconds, no download) to try it on."
+        )
         self.empty = EmptyState(
             "No quantized models yet",
-            "Quantize a local Hugging Face model with llmcompressor, or build a small demo model "
-            "(a few seconds, no download) to try it on.",
+            self._empty_message,
             [("New quantization…", open_new_quantization), ("Build a demo model", self.build_demo_model)],
         )
         self.stack = QStackedWidget()
@@ -251,6 +255,7 @@ class ResultsView(QWidget):
 
         service.sig_result_changed.connect(self._on_result_changed)
         service.sig_result_removed.connect(self._on_result_removed)
+        service.sig_demo_model_changed.connect(self._on_demo_model_changed)
         for signal in (self.model.rowsInserted, self.model.rowsRemoved, self.model.modelReset):
             signal.connect(self._update_stack)
         for signal in (self.model.dataChanged, self.model.rowsRemoved):
@@ -381,7 +386,29 @@ class ResultsView(QWidget):
         except RuntimeError as exc:
             self.empty.set_message(str(exc))
             return
-        self.empty.set_message(
-            f"Building the demo model as job {record.id} (see the Jobs list). When it finishes, "
-            "“New quantization…” opens with it selected."
+        self.empty.set_message(_building(record.id))
+
+    @Slot(object)
+    def _on_demo_model_changed(self, summary: JobSummary | None) -> None:
+        """The empty state follows the demo build it announced, to its end."""
+        self.empty.set_message(demo_build_message(summary) if summary is not None else self._empty_message)
+
+
+def demo_build_message(summary: JobSummary) -> str:
+    """What the empty state says about a demo-model build in each of its states."""
+    if summary.state is JobState.COMPLETED:
+        return f"The demo model is ready (job {summary.id}). “New quantization…” opens with it selected."
+    if summary.state.is_final:
+        why = summary.outcome.describe() if summary.outcome else summary.state.value
+        return (
+            f"Building the demo model (job {summary.id}) did not finish: {why}. Its log is in the "
+            "Jobs list; “Build a demo model” tries again."
         )
+    return _building(summary.id)
+
+
+def _building(job_id: int) -> str:
+    return (
+        f"Building the demo model as job {job_id} (see the Jobs list). When it finishes, "
+        "“New quantization…” opens with it selected."
+    )
