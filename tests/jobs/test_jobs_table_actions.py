@@ -62,10 +62,9 @@ def test_right_click_selects_the_row_under_the_pointer(make_engine, qtbot) -> No
     wait_final(qtbot, service, first.id)
     wait_final(qtbot, service, second.id)
     assert tab.selected_job_id() == second.id
-    row_of_first = next(
-        r for r in range(tab.proxy.rowCount()) if tab.proxy.index(r, 0).data(JOB_ID_ROLE) == first.id
-    )
-    pos = tab.table.visualRect(tab.proxy.index(row_of_first, Column.NAME)).center()
+    shown = tab.table.model()  # the table's own model (sweep grouping over the filter)
+    row_of_first = next(r for r in range(shown.rowCount()) if shown.index(r, 0).data(JOB_ID_ROLE) == first.id)
+    pos = tab.table.visualRect(shown.index(row_of_first, Column.NAME)).center()
     tab.table.customContextMenuRequested.emit(pos)
     menus = [m for m in tab.findChildren(QMenu) if m.isVisible()]
     assert tab.selected_job_id() == first.id and len(menus) == 1
