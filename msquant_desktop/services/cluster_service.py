@@ -44,8 +44,7 @@ from msquant_desktop.store import JobRepository
 
 log = logging.getLogger(__name__)
 
-# Polls without any source knowing the state of a job that left the queue before we call it LOST.
-LOST_AFTER_POLLS = 10
+LOST_AFTER_POLLS = cluster_jobs.LOST_AFTER_POLLS
 SHUTDOWN_WAIT_S = 2.0
 """At exit: how long the cluster threads together may take to end before commands in flight are cut."""
 CUT_WAIT_S = 1.0
