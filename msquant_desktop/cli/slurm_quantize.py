@@ -128,7 +128,7 @@ def wait_for(
                     print(f"{profile.name}: reconnected; reading on from where it stopped", file=sys.stderr)
                 failures = 0
             job, unknown = _poll_once(repo, client, repo.get(job.id), unknown)
-        except SshError as exc:
+        except (SshError, OSError, EOFError) as exc:  # a cut mid-read may surface as either
             failures += 1
             delay = reconnect_delay(failures, ceiling=30.0)
             print(f"{profile.name}: connection lost ({exc}); retrying in {delay:.0f} s", file=sys.stderr)

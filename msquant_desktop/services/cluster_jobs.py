@@ -570,8 +570,8 @@ def _fold_events(repo: JobRepository, job: JobRecord, text: str) -> JobRecord:
         kind = event.get("type")
         if kind == "progress":
             result["progress"] = event
-        elif kind == "stage":
-            result["stage"] = event.get("stage")
+        if kind in ("progress", "stage") and event.get("stage"):
+            result["stage"] = event["stage"]  # the newest of either
         elif kind == "result":
             result[WORKER_RESULT_KEY] = event
         elif kind == "error":

@@ -204,12 +204,12 @@ def store_and_send(repo: JobRepository, runs_dir: Path, client: SlurmClient, pre
 def progress_line(job: JobRecord) -> str:
     """One line of a running job's progress (stage, percent, ETA), as `--wait` prints it."""
     progress = job.result.get("progress") or {}
-    stage = progress.get("stage") or job.result.get("stage") or job.state.value
+    stage = job.result.get("stage") or job.state.value
     fraction = progress.get("fraction")
     parts = [f"job {job.id} {job.state.value}", str(stage)]
-    if isinstance(fraction, int | float):
+    if isinstance(fraction, int | float) and progress.get("stage") == stage:
         parts.append(f"{fraction * 100:.0f}%")
     eta = progress.get("eta_s")
-    if isinstance(eta, int | float) and eta > 0:
+    if isinstance(eta, int | float) and eta > 0 and progress.get("stage") == stage:
         parts.append(f"ETA {eta:.0f} s")
     return " · ".join(parts)
