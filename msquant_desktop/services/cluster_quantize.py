@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from msquant_desktop.domain.evaluate import EVALUATES_META_KEY, EvaluateRequest
+from msquant_desktop.domain.gpu_catalog import find_gpu_type
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
-from msquant_desktop.domain.quantize import QuantizeRequest
+from msquant_desktop.domain.quantize import QuantizeRequest, human_bytes
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.quantize.bundle import REMOTE_NAME, write_bundle
+from msquant_desktop.quantize.memory import HEADROOM
 from msquant_desktop.services import cluster_jobs
 from msquant_desktop.slurm.client import SlurmClient
 from msquant_desktop.slurm.remote_tools import (
@@ -199,6 +201,25 @@ def store_and_send(repo: JobRepository, runs_dir: Path, client: SlurmClient, pre
         )
     job = cluster_jobs.record_submitted(repo, job.id, slurm_id, script, remote)
     return Sent(job, True, f"job {job.id}: submitted to {client.profile.name} as SLURM job {slurm_id}")
+
+
+def gpu_memory_check(weight_bytes: int, gpu_type: str | None, gpus: int) -> tuple[bool, str]:
+    """(fits, a line) for a model of `weight_bytes` on `gpus` GPUs of `gpu_type`: the model is held
+    in its stored dtype plus the layer being compressed (`quantize.memory.HEADROOM`), so its weights
+    with that headroom are the least it needs (calibrating schemes need more).  A type not in the
+    catalogue, or no GPU asked for, cannot be checked and says so."""
+    need = int(weight_bytes * HEADROOM)
+    if gpus <= 0:
+        return True, f"runs on the node's CPUs: needs at least {human_bytes(need)} of RAM there"
+    known = find_gpu_type(gpu_type or "")
+    if known is None:
+        return (
+            True,
+            f"needs at least {human_bytes(need)} of GPU memory (GPU type {gpu_type or 'any'} not known here)",
+        )
+    have = known.memory_bytes * gpus
+    words = f"needs at least {human_bytes(need)} of GPU memory; {gpus} × {known.name} has {human_bytes(have)}"
+    return need <= have, words
 
 
 def progress_line(job: JobRecord) -> str:

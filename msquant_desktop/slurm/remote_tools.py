@@ -25,7 +25,8 @@ MIN_PYTHON = (3, 10)
 # folder, or absent.
 _PROBE = """
 import importlib.metadata as m, importlib.util as u, json, os, sys
-out = {"python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable, "packages": {}, "paths": {}}
+out = {"python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable, "packages": {}, "paths": {},
+       "weights": {}}
 for name in ("llmcompressor", "torch", "transformers", "compressed_tensors"):
     try:
         found = u.find_spec(name) is not None
@@ -42,6 +43,8 @@ for path in sys.argv[1:]:
     p = os.path.expanduser(path)
     if os.path.isfile(os.path.join(p, "config.json")):
         out["paths"][path] = "model"
+        names = [n for n in os.listdir(p) if n.endswith((".safetensors", ".bin"))]
+        out["weights"][path] = sum(os.path.getsize(os.path.join(p, n)) for n in names)
     elif os.path.isdir(p):
         out["paths"][path] = "folder" if os.listdir(p) else "empty"
     elif os.path.exists(p):
@@ -66,6 +69,8 @@ class RemotePython:
     packages: dict[str, str | None] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     """Each path asked about: "model" (has config.json), "folder", "empty", "file" or "absent"."""
+    weights: dict[str, int] = field(default_factory=dict)
+    """Of each model folder: the bytes of its weight files (`*.safetensors`, `*.bin`)."""
 
     @property
     def llmcompressor(self) -> str | None:
@@ -94,7 +99,9 @@ def probe_python(
             raise RemotePythonError(f"the Python {python} cannot be run on {where}: {words}")
         raise RemotePythonError(f"the Python {python} on {where} failed to answer: {words}")
     data = json.loads(last)
-    found = RemotePython(python, data["python"], data["executable"], data["packages"], data["paths"])
+    found = RemotePython(
+        python, data["python"], data["executable"], data["packages"], data["paths"], data.get("weights", {})
+    )
     if tuple(int(x) for x in found.version.split(".")[:2]) < MIN_PYTHON:
         raise RemotePythonError(
             f"{python} on {where} is Python {found.version}; the workers need "

@@ -113,8 +113,10 @@ def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
         subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('msquant_desktop') is None and u.find_spec('llmcompressor') else 1)"
+    # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
+    clean = {"PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        ["runuser", "-u", testbed.user, "--", python, "-c", probe], capture_output=True, cwd="/"
+        ["runuser", "-u", testbed.user, "--", python, "-c", probe], capture_output=True, cwd="/", env=clean
     )
     assert done.returncode == 0, "the cluster's Python must have llmcompressor and not this app"
     return python
@@ -315,3 +317,54 @@ def test_cancel_scancels_and_leaves_no_result(
         check=True,
     )
     assert json.loads(results.stdout) == []
+
+
+@pytest.mark.slurm
+def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
+    qtbot, testbed, known_hosts, cluster_python, cluster_model, tmp_path
+) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from msquant_desktop.app import create_services
+    from msquant_desktop.config.paths import resolve_paths
+    from msquant_desktop.domain.jobs import JobState
+    from msquant_desktop.ui.quantize.install import QuantizeUi
+
+    paths = resolve_paths(tmp_path / "app").ensure()
+    save_profiles(paths.clusters_file, [testbed.profile(known_hosts, python=cluster_python)])
+    services = create_services(paths)
+    host = QWidget()
+    qtbot.addWidget(host)
+    ui = QuantizeUi(services.quantize, host, services.clusters)
+    qtbot.addWidget(ui.results)
+    progress: list[dict] = []
+    services.jobs.sig_job_progress.connect(lambda _id, event: progress.append(event))
+    try:
+        dialog = ui.open_form("")
+        target = dialog.cluster_target
+        dialog.select_scheme("W4A16")
+        target.target_combo.setCurrentText("testbed")
+        assert target.python_edit.text() == cluster_python  # the profile's `python:`
+        qtbot.waitUntil(lambda: target.gpu_type_combo.count() > 0, timeout=20_000)  # the free-GPU view
+        assert "a100" in [target.gpu_type_combo.itemText(i) for i in range(target.gpu_type_combo.count())]
+        target.gpu_type_combo.setCurrentText("a100")
+        target.gpus_spin.setValue(1)
+        target.model_edit.setText(str(cluster_model))
+        out = cluster_model.parent / "out" / f"form-{tmp_path.name}"
+        target.out_edit.setText(str(out))
+        qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
+        assert "llmcompressor 0." in target.status_label.text()
+        assert "GPU memory" in target.memory_label.text() and "A100" in target.memory_label.text()
+        with qtbot.waitSignal(dialog.sig_submitted, timeout=10_000) as submitted:
+            dialog.start_button.click()
+        job_id = submitted.args[0]
+        qtbot.waitUntil(lambda: services.jobs.get(job_id).state.is_final, timeout=400_000)
+        record = services.jobs.get(job_id)
+        assert record.state is JobState.COMPLETED, (record.reason, record.result)
+        assert [e for e in progress if e.get("stage") == "Compressing"], progress  # seen while it ran
+        assert (out / "config.json").is_file()
+        qtbot.waitUntil(lambda: len(ui.results.model.rows) == 1, timeout=20_000)
+        row = ui.results.model.rows[0]
+        assert row.job_id == job_id and row.result.output == str(out)
+    finally:
+        services.shutdown()
