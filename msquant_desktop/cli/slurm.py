@@ -129,3 +129,8 @@ def _register_worker_jobs(add: Callable[[str, str, str], argparse.ArgumentParser
         parser.add_argument("--mem")
         parser.add_argument("--time")
         parser.add_argument("--wait", action="store_true", help="print progress until the job ends")
+    download = add("download", "cmd_download", "copy a cluster quantization's output here (resumable)")
+    download.set_defaults(func=_lazy_worker_job("cmd_download"))
+    download.add_argument("id", type=job_id_arg)
+    download.add_argument("--to", required=True, metavar="DIR", help="local folder to copy into")
+    download.add_argument("--retries", type=int, default=10, help="reconnects after a cut (10)")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.cli.slurm_commands import _client, _profile
 from msquant_desktop.domain.jobs import JobRecord, JobState
+from msquant_desktop.domain.quantize import human_bytes
 from msquant_desktop.domain.slurm import ClusterProfile, reconnect_delay
 from msquant_desktop.quantize.args import evaluate_request_from_args, request_from_args
 from msquant_desktop.services import cluster_jobs
@@ -32,6 +34,7 @@ from msquant_desktop.services.cluster_quantize import (
 )
 from msquant_desktop.slurm.client import SlurmClient
 from msquant_desktop.slurm.connection import SshError
+from msquant_desktop.slurm.remote_tools import download_tree
 from msquant_desktop.store import JobRepository
 
 POLL_S = 2.0
@@ -151,3 +154,43 @@ def wait_for(
     if job.state is JobState.COMPLETED and output:
         print(f"output on {profile.name}: {output}")
     return job
+
+
+def cmd_download(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Copy a cluster quantization's output folder here over SFTP, resuming after a cut."""
+    repo = JobRepository(ctx.conn)
+    job = repo.get(args.id)
+    output = job.result.get("output")
+    if job.spec.cluster is None or job.state is not JobState.COMPLETED or not output:
+        print(f"job {args.id} is not a completed job with an output on a cluster", file=sys.stderr)
+        return 1
+    profile = _profile(args, ctx, job.spec.cluster)
+    dest = Path(args.to).expanduser()
+    shown = -1
+
+    def progress(done: int, total: int) -> None:
+        nonlocal shown
+        percent = int(done * 100 / total) if total else 100
+        if percent // 10 != shown // 10 or percent == 100 and shown != 100:
+            shown = percent
+            print(f"{percent}% of {human_bytes(total)}", flush=True)
+
+    failures = 0
+    while True:
+        try:
+            client = _client(profile)
+            try:
+                files, copied = download_tree(client.connection, str(output), dest, progress)
+            finally:
+                client.connection.close()
+            break
+        except (SshError, EOFError) as exc:
+            failures += 1
+            if failures > args.retries:
+                print(f"download stopped: {exc}; run it again to resume", file=sys.stderr)
+                return 1
+            delay = reconnect_delay(failures, ceiling=30.0)
+            print(f"{profile.name}: {exc}; resuming in {delay:.0f} s", file=sys.stderr)
+            time.sleep(delay)
+    print(f"{files} files of {profile.name}:{output} are in {dest} ({human_bytes(copied)} copied now)")
+    return 0

@@ -274,6 +274,16 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     )
     assert table.stdout.splitlines()[1].endswith(f"testbed:{out}")
     assert results[0]["size_after"] < results[0]["size_before"]
+    # Download: a copy cut short is resumed from its `.partial`, and the folder arrives whole.
+    local = tmp_path / "downloaded"
+    local.mkdir()
+    weights = (out / "model.safetensors").read_bytes()
+    (local / "model.safetensors.partial").write_bytes(weights[: len(weights) // 2])
+    fetched = _run(prefix, "download", clusters, "1", "--to", str(local))
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.splitlines()[-1].startswith(f"{len(list(out.iterdir()))} files of testbed:{out}")
+    assert (local / "model.safetensors").read_bytes() == weights
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in out.iterdir())
 
 
 @pytest.mark.slurm
