@@ -116,7 +116,10 @@ def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
     # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
     clean = {"PATH": "/usr/bin:/bin"}
     done = subprocess.run(
-        ["runuser", "-u", testbed.user, "--", python, "-c", probe], capture_output=True, cwd="/", env=clean
+        [shutil.which("runuser") or "/usr/sbin/runuser", "-u", testbed.user, "--", python, "-c", probe],
+        capture_output=True,
+        cwd="/",
+        env=clean,
     )
     assert done.returncode == 0, "the cluster's Python must have llmcompressor and not this app"
     return python
