@@ -210,7 +210,9 @@ def proxy(testbed) -> Iterator[CutProxy]:  # type: ignore[no-untyped-def]
 def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-untyped-def]
     testbed, known_hosts, proxy, cluster_python, cluster_model, tmp_path
 ) -> None:
-    # The profile's `python:` setting is used when --python is not given.
+    # Through the proxy (its host key recorded for the proxy's port); the profile's `python:` is used
+    # when --python is not given.
+    known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {testbed.host_key}\n")
     profile = testbed.profile(known_hosts, port=proxy.port, python=cluster_python)
     prefix, clusters = _cli(tmp_path, profile)
     out = cluster_model.parent / "out" / f"w4a16-{tmp_path.name}"
