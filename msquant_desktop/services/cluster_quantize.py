@@ -35,6 +35,7 @@ from msquant_desktop.slurm.remote_tools import (
     probe_python,
     require_llmcompressor,
 )
+from msquant_desktop.slurm.script import ScriptError, validate
 from msquant_desktop.store import JobRepository
 
 
@@ -105,7 +106,8 @@ class PreparedJob:
 def _submission(
     profile: ClusterProfile, name: str, python: str, argv: list[str], bundle: Path, res: ClusterResources
 ) -> SlurmSubmission:
-    return SlurmSubmission(
+    """The job's submission, refused here (one line) when the profile or the script would refuse it."""
+    submission = SlurmSubmission(
         cluster=profile.name,
         job_name=name,
         repo_url="",
@@ -121,6 +123,11 @@ def _submission(
         uploads=((str(bundle), REMOTE_NAME),),
         extra_env=(("PYTHONUNBUFFERED", "1"), ("TOKENIZERS_PARALLELISM", "false")),
     )
+    try:
+        validate(submission, profile)
+    except ScriptError as exc:
+        raise ClusterCheckError(str(exc)) from exc
+    return submission
 
 
 def prepare_quantize(

@@ -195,6 +195,11 @@ def test_missing_python_or_llmcompressor_is_refused_before_submitting(
     assert no_model.stderr.strip().splitlines()[-1] == (
         "slurm: model /nonexistent/model on testbed does not exist: give the model's folder on the cluster"
     )
+    bad_memory = _run(prefix, "quantize", clusters, *args, "--python", cluster_python, "--mem", "lots")
+    assert bad_memory.returncode == 1
+    assert bad_memory.stderr.strip().splitlines()[-1] == (
+        "slurm: memory 'lots': use a number with an optional K/M/G/T unit"
+    )
     status = _run(prefix, "status", clusters, "--json")
     assert json.loads(status.stdout) == []  # nothing was stored, nothing sent
     assert _names_in_queue(testbed) == before

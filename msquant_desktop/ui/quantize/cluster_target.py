@@ -67,6 +67,8 @@ class ClusterTarget(QWidget):
         self.gpus_spin.setRange(0, 64)
         self.gpus_spin.setValue(1)
         self.time_edit = QLineEdit("01:00:00")
+        self.memory_edit = QLineEdit()
+        self.memory_edit.setPlaceholderText("node RAM for the job, e.g. 64G (empty: the partition's default)")
         self.free_label = QLabel()
         self.free_label.setWordWrap(True)
         self.memory_label = QLabel()
@@ -85,6 +87,7 @@ class ClusterTarget(QWidget):
         form.addRow("GPU type", self.gpu_type_combo)
         form.addRow("GPUs", self.gpus_spin)
         form.addRow("Time limit", self.time_edit)
+        form.addRow("Memory", self.memory_edit)
         form.addRow("", self.free_label)
         form.addRow("", self.memory_label)
         form.addRow("", self.status_label)
@@ -103,7 +106,15 @@ class ClusterTarget(QWidget):
         self._timer.setInterval(CHECK_DELAY_MS)
         self._timer.timeout.connect(self._check_now)
         self.target_combo.currentIndexChanged.connect(self._on_target_changed)
-        for edit in (self.model_edit, self.out_edit, self.dataset_edit, self.python_edit, self.time_edit):
+        edits = (
+            self.model_edit,
+            self.out_edit,
+            self.dataset_edit,
+            self.python_edit,
+            self.time_edit,
+            self.memory_edit,
+        )
+        for edit in edits:
             edit.textChanged.connect(self.schedule_check)
         for combo in (self.partition_combo, self.gpu_type_combo):
             combo.currentTextChanged.connect(self.schedule_check)
@@ -123,6 +134,7 @@ class ClusterTarget(QWidget):
             gpu_type=self.gpu_type_combo.currentText().strip() or None,
             gpus=self.gpus_spin.value(),
             time_limit=self.time_edit.text().strip() or None,
+            memory=self.memory_edit.text().strip() or None,
         )
 
     def remote_request(self, local: QuantizeRequest) -> QuantizeRequest:

@@ -296,7 +296,11 @@ class NewQuantizationDialog(QDialog):
             return
         prepared = self.cluster_target.prepared
         if self.cluster_target.cluster() is not None and prepared is not None and self._clusters is not None:
-            record = self._clusters.submit_prepared(prepared)
+            try:
+                record = self._clusters.submit_prepared(prepared)
+            except ValueError as exc:  # the profile changed since the check
+                self.cluster_target.status_label.setText(str(exc))
+                return
             self.sig_submitted.emit(record.id)
             self.accept()
             return
