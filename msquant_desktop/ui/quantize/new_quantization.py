@@ -215,7 +215,7 @@ class NewQuantizationDialog(QDialog):
         self.memory_label.setVisible(local)
         self.worker_label.setVisible(local)
         self.problems_label.setVisible(local and bool(self.problems_label.text()))
-        self._update_start()
+        self._update_start()  # (on a cluster it hides the local problems too)
 
     @Slot()
     def _on_scheme_changed(self) -> None:
@@ -271,7 +271,9 @@ class NewQuantizationDialog(QDialog):
         self._update_start()
 
     def _update_start(self) -> None:
-        if self.cluster_target.cluster() is not None:
+        if self.cluster_target.cluster() is not None:  # the local folder checks do not apply
+            for label in (self.problems_label, self.add_ignore_button, self.memory_label):
+                label.hide()
             self.start_button.setEnabled(self.cluster_target.ready_for(self.request()))
             return
         worker_ok = self._service.worker is not None and self._service.worker.available
