@@ -297,6 +297,32 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     assert fetched.stdout.splitlines()[-1].startswith(f"{len(list(out.iterdir()))} files of testbed:{out}")
     assert (local / "model.safetensors").read_bytes() == weights
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in out.iterdir())
+    # Evaluate of that result runs on the cluster too and lands on its Results row.
+    evaluated = _run(
+        prefix,
+        "evaluate",
+        clusters,
+        "testbed",
+        "--model",
+        str(out),
+        "--original",
+        str(cluster_model),
+        "--seq-len",
+        "16",
+        "--no-speed",
+        "--wait",
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
+    assert "job 2: COMPLETED" in evaluated.stdout
+    listed = subprocess.run(
+        run_cli_argv("--data-dir", str(tmp_path / "data"), "results", "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    row = json.loads(listed.stdout)[0]
+    assert row["evaluation_job_id"] == 2 and row["evaluation"]["perplexity"] > 1.0, row["evaluation"]
 
 
 @pytest.mark.slurm
