@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -137,7 +138,7 @@ def cluster_model(testbed, demo_model: Path) -> Path:  # type: ignore[no-untyped
     if not model.exists():
         shutil.copytree(demo_model, model)
     subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    out = root / "out"
+    out = root / "out"  # outputs get unique names: a kept testbed holds those of earlier runs
     out.mkdir(exist_ok=True)
     subprocess.run(["chown", testbed.user, str(out)], check=True)
     return model
@@ -223,7 +224,7 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {testbed.host_key}\n")
     profile = testbed.profile(known_hosts, port=proxy.port, python=cluster_python)
     prefix, clusters = _cli(tmp_path, profile)
-    out = cluster_model.parent / "out" / f"w4a16-{tmp_path.name}"
+    out = cluster_model.parent / "out" / f"w4a16-{secrets.token_hex(4)}"
     argv = [*prefix, "quantize", "--clusters", str(clusters), "testbed"]
     argv += [
         "--model",
@@ -330,7 +331,7 @@ def test_cancel_scancels_and_leaves_no_result(
     testbed, profile, cluster_python, cluster_model, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     prefix, clusters = _cli(tmp_path, profile)
-    out = cluster_model.parent / "out" / f"cancelled-{tmp_path.name}"
+    out = cluster_model.parent / "out" / f"cancelled-{secrets.token_hex(4)}"
     sent = _run(
         prefix,
         "quantize",
@@ -399,7 +400,7 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         target.gpu_type_combo.setCurrentText("a100")
         target.gpus_spin.setValue(1)
         target.model_edit.setText(str(cluster_model))
-        out = cluster_model.parent / "out" / f"form-{tmp_path.name}"
+        out = cluster_model.parent / "out" / f"form-{secrets.token_hex(4)}"
         target.out_edit.setText(str(out))
         qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
         assert "llmcompressor 0." in target.status_label.text()
