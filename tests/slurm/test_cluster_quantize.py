@@ -266,7 +266,12 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     assert "connection lost" in text and "reconnected" in text
     # Progress went on after the cut, up to the end.
     after = lines[cut_after:]
-    assert any("Compressing" in line and "%" in line for line in after), lines
+    assert any(line.startswith("job 1 RUNNING") and "%" in line for line in after), lines
+    # Every event was read (polls see only the newest): the run folder keeps them all, in order.
+    events = [json.loads(x) for f in (tmp_path / "data").glob("**/runs/*/events.jsonl") for x in f.open()]
+    stages = [e.get("stage") for e in events if e["type"] == "progress"]
+    assert stages[0] == "Checking inputs" and "Compressing" in stages and stages[-1] == "Done", stages
+    assert [e["type"] for e in events].count("result") == 1
     assert any(line.startswith("job 1: COMPLETED") for line in after), lines
     config = json.loads((out / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "compressed-tensors"
@@ -416,7 +421,10 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         qtbot.waitUntil(lambda: services.jobs.get(job_id).state.is_final, timeout=400_000)
         record = services.jobs.get(job_id)
         assert record.state is JobState.COMPLETED, (record.reason, record.result)
-        assert [e for e in progress if e.get("stage") == "Compressing"], progress  # seen while it ran
+        assert progress and progress[-1]["fraction"] == 1.0, progress  # the bar moved while it ran
+        assert record.run_dir is not None
+        kept = [json.loads(x) for x in (Path(record.run_dir) / "events.jsonl").open()]
+        assert "Compressing" in [e.get("stage") for e in kept if e["type"] == "progress"], kept
         assert (out / "config.json").is_file()
         qtbot.waitUntil(lambda: len(ui.results.model.rows) == 1, timeout=20_000)
         row = ui.results.model.rows[0]
