@@ -132,6 +132,7 @@ class NewQuantizationDialog(QDialog):
         out_help = QLabel("{run_dir} is the job's own run folder, created when the job starts.")
         out_help.setEnabled(False)
         form.addRow("", out_help)
+        self._out_help = out_help
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.start_button = self.buttons.addButton("Start", QDialogButtonBox.ButtonRole.AcceptRole)
         self.start_button.setEnabled(False)
@@ -212,6 +213,7 @@ class NewQuantizationDialog(QDialog):
             row = widget.parentWidget()  # the path row (edit + Browse…) that is the form's field
             if row is not None:
                 self._form.setRowVisible(row, local)
+        self._form.setRowVisible(self._out_help, local)
         self.memory_label.setVisible(local)
         self.worker_label.setVisible(local)
         self.problems_label.setVisible(local and bool(self.problems_label.text()))
