@@ -248,6 +248,8 @@ def create_services(paths: AppPaths) -> AppServices:
     # SLURM jobs live in the Jobs tab too: its Cancel goes to the cluster, its log view gets their lines.
     jobs.set_remote_canceller(lambda record: clusters.cancel(record.id))
     clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
+    # A quantization on a cluster gets the same progress bar as a local one.
+    clusters.sig_job_progress.connect(lambda job_id, event: jobs.sig_job_progress.emit(job_id, event))
     projects, launcher = _create_project_services(paths, conn, jobs, clusters)
     on_shutdown += [projects.close, launcher.close]
     return AppServices(
@@ -302,7 +304,7 @@ def create_main_window(services: AppServices) -> AppWindow:
     from msquant_desktop.ui.quantize.install import install_quantize_ui
 
     jobs_tab = JobsTab(services.jobs, services.settings)
-    quantize_ui = install_quantize_ui(jobs_tab, services.quantize)
+    quantize_ui = install_quantize_ui(jobs_tab, services.quantize, services.clusters)
     projects_tab = ProjectsTab(services.projects, services.project_launcher)
     gpus_tab = GpusTab(services.gpu, grace_s=lambda: services.settings.settings.cancel_grace_seconds)
     tabs = [

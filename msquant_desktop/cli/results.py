@@ -8,7 +8,8 @@ The table's columns are stable (scripts should use --json):
 
     ID  SCHEME  SIZE  PERPLEXITY  Δ  TOP-1  DECODE_TOK/S  PEAK_MIB  EVALUATION  OUTPUT
 
-A figure that is not known is "-"; EVALUATION is "job N", "failed (job N)", "running" or "-".
+A figure that is not known is "-"; EVALUATION is "job N", "failed (job N)", "running" or "-"; the
+OUTPUT of a quantization that ran on a cluster is `CLUSTER:PATH` (a path on that cluster).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def row_cells(listing: ResultListing) -> list[str]:
         decode,
         peak,
         state,
-        listing.result.output,
+        f"{listing.cluster}:{listing.result.output}" if listing.cluster else listing.result.output,
     ]
 
 

@@ -105,6 +105,54 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("cancel", "cmd_cancel", "scancel a job and confirm its end (also one never sent)").add_argument(
         "id", type=job_id_arg
     )
+    _register_worker_jobs(add)
     forget = add("forget", "cmd_forget", "remove a job that never reached the cluster from the local list")
     forget.add_argument("id", type=job_id_arg)
     forget.add_argument("--force", action="store_true", help="also a job that may exist on the cluster")
+
+
+def _lazy_worker_job(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
+    def run(args: argparse.Namespace, ctx: CliContext) -> int:
+        from msquant_desktop.cli import slurm_commands, slurm_quantize
+
+        return slurm_commands.guarded(getattr(slurm_quantize, command))(args, ctx)
+
+    return run
+
+
+def _register_worker_jobs(add: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """`slurm quantize|evaluate`: the workers as SLURM jobs (cli/slurm_quantize.py).  Paths are the
+    cluster's; the worker's own arguments come first, then what the job asks of SLURM."""
+    from msquant_desktop.quantize.args import add_evaluate_arguments, add_quantize_arguments
+
+    for name, help_text, add_worker in (
+        (
+            "quantize",
+            "quantize a model folder on the cluster (its Python needs llmcompressor)",
+            add_quantize_arguments,
+        ),
+        (
+            "evaluate",
+            "evaluate a model folder on the cluster (perplexity, agreement, speed)",
+            add_evaluate_arguments,
+        ),
+    ):
+        parser = add(name, f"cmd_{name}", help_text)
+        parser.set_defaults(func=_lazy_worker_job(f"cmd_{name}"))
+        add_worker(parser)
+        parser.add_argument("cluster")
+        parser.add_argument(
+            "--python", metavar="REMOTE_PY", help="a Python on the cluster with llmcompressor"
+        )
+        parser.add_argument("--partition")
+        parser.add_argument("--gpu-type")
+        parser.add_argument("--gpus", type=int, default=0)
+        parser.add_argument("--cpus", type=int, default=1)
+        parser.add_argument("--mem")
+        parser.add_argument("--time")
+        parser.add_argument("--wait", action="store_true", help="print progress until the job ends")
+    download = add("download", "cmd_download", "copy a cluster quantization's output here (resumable)")
+    download.set_defaults(func=_lazy_worker_job("cmd_download"))
+    download.add_argument("id", type=job_id_arg)
+    download.add_argument("--to", required=True, metavar="DIR", help="local folder to copy into")
+    download.add_argument("--retries", type=int, default=10, help="reconnects after a cut (10)")

@@ -78,9 +78,16 @@ class ResultListing:
     verification_job_id: int | None = None
     verifying: bool = False
 
+    @property
+    def cluster(self) -> str | None:
+        """The cluster it ran on (its output path is that cluster's); None for a local one."""
+        value = self.event.get("cluster")
+        return str(value) if value else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
+            "cluster": self.cluster,
             "finished_at": self.finished_at,
             "model": self.result.model,
             "scheme": self.result.scheme,

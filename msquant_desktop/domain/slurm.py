@@ -34,6 +34,10 @@ class SlurmSubmission:
     cpus: int = 1
     memory: str | None = None  # e.g. "16G"
     time_limit: str | None = None  # e.g. "01:00:00"
+    no_repo: bool = False
+    """A job without a repository: `command` runs in the job's own folder (no clone, no commit)."""
+    uploads: tuple[tuple[str, str], ...] = ()
+    """(local file, name in the job's folder) copied by SFTP before sbatch runs (`no_repo` jobs)."""
     project_id: int | None = None
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     array: str | None = None  # a job array's task expression, e.g. "0-9%2": one task per index
@@ -98,6 +102,8 @@ class ClusterProfile:
     preamble: str = ""
     sbatch_template: str | None = None
     slurm_bin: str | None = None
+    python: str | None = None
+    """A Python on the cluster that has llmcompressor (quantization and evaluation jobs)."""
     accounting: str = "auto"
     account: str | None = None
     qos: str | None = None

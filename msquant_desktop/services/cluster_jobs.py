@@ -16,6 +16,7 @@ submitted again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import time
@@ -26,7 +27,9 @@ from typing import Any
 
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDOUT_TAG, tag_lines
-from msquant_desktop.domain.runfiles import LOG_FILE
+from msquant_desktop.domain.markers import EVENT_PREFIX
+from msquant_desktop.domain.quantize import parse_event
+from msquant_desktop.domain.runfiles import EVENTS_FILE, LOG_FILE
 from msquant_desktop.domain.slurm import (
     SUBMIT_ANSWERED,
     SUBMIT_SBATCH_SENT,
@@ -52,6 +55,7 @@ from msquant_desktop.slurm.client import (
 )
 from msquant_desktop.slurm.connection import CommandNotSent, SshError
 from msquant_desktop.slurm.parsers import array_task_ids
+from msquant_desktop.slurm.remote_tools import upload_file
 from msquant_desktop.slurm.script import (
     RemotePaths,
     ScriptError,
@@ -59,6 +63,7 @@ from msquant_desktop.slurm.script import (
     remote_paths,
     render_script,
     task_args_files,
+    upload_targets,
 )
 from msquant_desktop.store import JobRepository
 from msquant_desktop.store.db import transaction
@@ -82,6 +87,10 @@ def make_run_dir(runs_dir: Path) -> tuple[Path, str]:
         return path, run_id
 
 
+LOST_AFTER_POLLS = 10
+"""Polls without any source knowing the state of a job that left the queue before it is LOST (the
+app and `slurm quantize --wait` alike)."""
+
 ABSENT_CONFIRM_S = 5.0
 """A submission whose sbatch answer was lost counts as not submitted only when two looks at least
 this far apart both found no job of its name and no sbatch that could still make one (an exec
@@ -102,25 +111,39 @@ def this_process() -> tuple[int, float | None]:
 
 
 def create_job(
-    repo: JobRepository, runs_dir: Path, submission: SlurmSubmission, script_diff: str = ""
+    repo: JobRepository,
+    runs_dir: Path,
+    submission: SlurmSubmission,
+    kind: JobKind | None = None,
+    meta: dict[str, Any] | None = None,
+    script_diff: str = "",
 ) -> JobRecord:
     """Store the job in STARTING with its run folder, run id and unique SLURM job name, at step
     `stored`, claimed by this process (`claimer_pid`: while it lives, it is the one sending).
 
+    `kind` and `meta` are for jobs of a kind of ours run on a cluster (a quantization: kind
+    QUANTIZE, meta {"quantize": ...}); the run's own keys are added to `meta`.
     A submission whose script the user edited in the preview keeps the edit (in its `submission`)
     and says so: `meta["script_edited"]` and the diff from the rendered script (`script_diff`,
     from `slurm.script.edit_diff`), shown in the job's details."""
     run_dir, run_id = make_run_dir(runs_dir)
     slurm_name = f"{submission.job_name}-{run_id.rsplit('_', 1)[-1]}"
+    if kind is None:
+        kind = JobKind.PROJECT if submission.project_id is not None else JobKind.COMMAND
     spec = JobSpec(
         name=submission.job_name,
         argv=(*submission.command, *submission.overrides),
-        kind=JobKind.PROJECT if submission.project_id is not None else JobKind.COMMAND,
+        kind=kind,
         target=JobTarget.SLURM,
         gpus=submission.gpus,
         project_id=submission.project_id,
         cluster=submission.cluster,
-        meta={"run_id": run_id, "slurm_name": slurm_name, "submission": _submission_dict(submission)},
+        meta={
+            **(meta or {}),
+            "run_id": run_id,
+            "slurm_name": slurm_name,
+            "submission": _submission_dict(submission),
+        },
     )
     if submission.edited_script is not None:
         spec = dataclasses.replace(spec, meta={**spec.meta, "script_edited": True, "script_diff": script_diff})
@@ -137,7 +160,7 @@ def create_job(
 
 def _submission_dict(submission: SlurmSubmission) -> dict[str, Any]:
     data = dataclasses.asdict(submission)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}  # pairs stay lists
 
 
 def submission_of(job: JobRecord) -> SlurmSubmission:
@@ -147,6 +170,7 @@ def submission_of(job: JobRecord) -> SlurmSubmission:
     data["extra_env"] = tuple(tuple(pair) for pair in data.get("extra_env", ()))
     data["sbatch_lines"] = tuple(data.get("sbatch_lines", ()))
     data["task_overrides"] = tuple(tuple(words) for words in data.get("task_overrides", ()))
+    data["uploads"] = tuple(tuple(pair) for pair in data.get("uploads", ()))
     return SlurmSubmission(**data)
 
 
@@ -217,6 +241,8 @@ def send_submission(client: SlurmClient, job: JobRecord, step: StepRecorder) -> 
     except (ScriptError, OSError) as exc:
         raise NotSent(f"not sent: {exc}") from exc
     try:
+        for local, target in upload_targets(submission_of(job), remote):  # before the script
+            upload_file(client.connection, local, target)
         client.upload_script(remote, script, task_args_files(submission_of(job), remote))
     except SshError as exc:
         raise NotSent(
@@ -455,12 +481,20 @@ _FINAL_VALUES = frozenset(state.value for state in JobState if state.is_final)
 
 def apply_final(repo: JobRepository, job: JobRecord, final: FinalState) -> JobRecord:
     """Store a final state with what decided it: `result["decided_by"]` and `result["final_evidence"]`
-    (what every source said) for the details, and the same in the reason and the transition note."""
+    (what every source said) for the details, and the same in the reason and the transition note.
+
+    A job of ours (quantize, evaluate) that COMPLETED gets its worker's `result` event merged into
+    its result, marked with its cluster, so the Results view and `results` list it as they list a
+    local one; one that ended any other way keeps it aside (never shown as a result)."""
     if job.state is JobState.QUEUED and final.state is not JobState.CANCELLED:
         # It started and ended between two polls: record that it ran.
         job = repo.transition(job.id, JobState.RUNNING, note="ran between two polls")
     decided_by = final.decided_by or final.source
     result = {**job.result, "decided_by": decided_by}
+    event = result.get(WORKER_RESULT_KEY)
+    if final.state is JobState.COMPLETED and isinstance(event, dict):
+        result.update(event)
+        result["cluster"] = job.spec.cluster
     if final.evidence:
         result["final_evidence"] = list(final.evidence)
     job = repo.update(job.id, result=result)
@@ -502,11 +536,56 @@ def apply_update(repo: JobRepository, update: JobUpdate) -> tuple[JobRecord, str
             result["wandb_offline"] = list(dict.fromkeys([*result.get("wandb_offline", []), *offline]))
             result["wandb_sync"] = [f"wandb sync {path}" for path in result["wandb_offline"]]
         job = repo.update(job.id, result=result)
+    if text and job.spec.kind in EVENT_KINDS:
+        job = _fold_events(repo, job, text)
     if final is not None:
         job = apply_final(repo, job, final)
     elif update.state is JobState.RUNNING and job.state in (JobState.QUEUED, JobState.STARTING):
         job = repo.transition(job.id, JobState.RUNNING, note=f"SLURM {update.slurm_state}")
     return job, text
+
+
+EVENT_KINDS = (JobKind.QUANTIZE, JobKind.EVALUATE)
+"""Kinds whose workers print `@@MSQUANT-EVENT@@` lines: a SLURM job of these kinds has them read
+from its log as it arrives."""
+WORKER_RESULT_KEY = "worker_result"
+"""Where a SLURM job keeps its worker's `result` event until the job is known to have COMPLETED."""
+
+
+def log_events(text: str) -> list[dict[str, Any]]:
+    """The events in whole log lines read from a SLURM job's log.  The log holds stdout and stderr
+    together, so a tqdm redraw (a carriage return, no newline) may stand before an event on its line."""
+    events = []
+    for line in text.splitlines():
+        start = line.find(EVENT_PREFIX)
+        event = parse_event(line[start:]) if start >= 0 else None
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def _fold_events(repo: JobRepository, job: JobRecord, text: str) -> JobRecord:
+    """Keep the job's events as a local job's are kept (the run folder's events.jsonl), its newest
+    progress and stage in `result` (the table and `--wait` show them), and its `result` event
+    aside until the job COMPLETED (see apply_final)."""
+    events = log_events(text)
+    if not events:
+        return job
+    if job.run_dir:
+        with (Path(job.run_dir) / EVENTS_FILE).open("a", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
+    result = dict(job.result)
+    for event in events:
+        kind = event.get("type")
+        if kind == "progress":
+            result["progress"] = event
+        if kind in ("progress", "stage") and event.get("stage"):
+            result["stage"] = event["stage"]  # the newest of either
+        elif kind == "result":
+            result[WORKER_RESULT_KEY] = event
+        elif kind == "error":
+            result.setdefault("worker_errors", []).append(event)
+    return repo.update(job.id, result=result)
 
 
 def mark_lost(repo: JobRepository, job_id: int, reason: str) -> JobRecord:

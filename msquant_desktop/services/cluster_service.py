@@ -20,12 +20,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, QTimer, Signal, Slot
 
-from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
+from msquant_desktop.domain.evaluate import EvaluateRequest
+from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState, JobTarget
+from msquant_desktop.domain.quantize import QuantizeRequest
 from msquant_desktop.domain.slurm import (
     ClusterProfile,
     FinalState,
@@ -34,9 +38,10 @@ from msquant_desktop.domain.slurm import (
     reconnect_delay,
     sbatch_may_have_run,
 )
-from msquant_desktop.services import cluster_jobs
-from msquant_desktop.services.cluster_worker import CancelRequest, ClusterWorker, StepGate
-from msquant_desktop.slurm.client import CHECK_ABSENT, CHECK_UNKNOWN, PollResult, SubmitCheck
+from msquant_desktop.services import cluster_jobs, cluster_quantize
+from msquant_desktop.services.cluster_quantize import ClusterResources
+from msquant_desktop.services.cluster_worker import CancelRequest, ClusterWorker, JobCheck, StepGate
+from msquant_desktop.slurm.client import CHECK_ABSENT, CHECK_UNKNOWN, PollResult, SlurmClient, SubmitCheck
 from msquant_desktop.slurm.connection import accept_host_key, target_for_profile
 from msquant_desktop.slurm.profiles import load_profiles, save_profiles
 from msquant_desktop.slurm.script import RemotePaths, validate
@@ -44,8 +49,7 @@ from msquant_desktop.store import JobRepository
 
 log = logging.getLogger(__name__)
 
-# Polls without any source knowing the state of a job that left the queue before we call it LOST.
-LOST_AFTER_POLLS = 10
+LOST_AFTER_POLLS = cluster_jobs.LOST_AFTER_POLLS
 SHUTDOWN_WAIT_S = 2.0
 """At exit: how long the cluster threads together may take to end before commands in flight are cut."""
 CUT_WAIT_S = 1.0
@@ -64,6 +68,7 @@ class _WorkerHandle(QObject):
     req_poll = Signal(object)
     req_cancel = Signal(object)
     req_passphrase = Signal(str)
+    req_check_job = Signal(object)
 
 
 @dataclass
@@ -99,6 +104,12 @@ class ClusterService(QObject):
     """(cluster, result line of "Test connection")"""
     sig_profiles_changed = Signal()
     sig_error = Signal(str)
+    sig_job_checked = Signal(int, object)
+    """(token from `check_quantize`/`check_evaluate`, PreparedJob or a line saying why not): the
+    cluster was asked; nothing is stored or sent until `submit_prepared`."""
+    sig_job_progress = Signal(int, object)
+    """(job id, progress event) of a quantization or evaluation running on a cluster, as read from
+    its log: the same events a local job's progress bar takes."""
     """Something the user should read (a cancel that failed, a submit refused)."""
 
     def __init__(
@@ -127,6 +138,7 @@ class ClusterService(QObject):
         """When (monotonic) to look up a lost answer next; `_check_tries` counts the looks."""
         self._check_tries: dict[int, int] = {}
         self._unknown_polls: dict[int, int] = {}
+        self._check_tokens = 0
         self._cancel_sent: set[int] = set()
         """CANCELLING jobs whose scancel this run has sent (others, e.g. from an earlier run, get one)."""
         self.profile_error: str | None = None
@@ -186,6 +198,8 @@ class ClusterService(QObject):
         handle.req_poll.connect(worker.poll)
         handle.req_cancel.connect(worker.cancel)
         handle.req_passphrase.connect(worker.set_passphrase)
+        handle.req_check_job.connect(worker.check_job)
+        worker.sig_job_checked.connect(self.sig_job_checked)
         # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there).
         thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater)
@@ -370,9 +384,11 @@ class ClusterService(QObject):
 
         return render_preview(request, self.profile(request.cluster))
 
-    def submit(self, request: SlurmSubmission) -> JobRecord:
+    def submit(
+        self, request: SlurmSubmission, kind: JobKind | None = None, meta: dict[str, Any] | None = None
+    ) -> JobRecord:
         """Store the job (STARTING, with its run folder) and hand it to the cluster's worker, which
-        sends it now, once.
+        sends it now, once.  `kind`/`meta`: a job of ours (see `submit_prepared`).
 
         Raises ValueError (nothing stored) for an unknown cluster or a request the profile refuses.
         """
@@ -382,12 +398,50 @@ class ClusterService(QObject):
 
         # An edited preview is audited here (rendering it), before anything is stored.
         diff = edit_diff(request, profile)
-        job = cluster_jobs.create_job(self._repo, self._runs_dir, request, script_diff=diff)
+        job = cluster_jobs.create_job(self._repo, self._runs_dir, request, kind, meta, script_diff=diff)
         cluster = self._clusters[request.cluster]
         self._submitting[job.id] = cluster
         cluster.handle.req_submit.emit(job)
         self.sig_job_changed.emit(job.id)
         return job
+
+    def check_quantize(
+        self, cluster: str, request: QuantizeRequest, python: str, resources: ClusterResources
+    ) -> int:
+        """Ask the cluster (its worker thread) whether this quantization can run there; the answer
+        comes as `sig_job_checked(token, ...)`.  Raises ValueError for an unknown cluster or no Python."""
+        profile = self.profile(cluster)
+        python = cluster_quantize.python_for(profile, python)
+        bundle_dir = self._runs_dir.parent / "workers"
+        return self._check_job(
+            cluster, lambda c: cluster_quantize.prepare_quantize(c, request, python, resources, bundle_dir)
+        )
+
+    def check_evaluate(
+        self,
+        cluster: str,
+        request: EvaluateRequest,
+        python: str,
+        resources: ClusterResources,
+        evaluates: int | None = None,
+    ) -> int:
+        """As `check_quantize`, for an evaluation (linked to quantization `evaluates` in Results)."""
+        profile = self.profile(cluster)
+        python = cluster_quantize.python_for(profile, python)
+        bundle_dir = self._runs_dir.parent / "workers"
+        return self._check_job(
+            cluster,
+            lambda c: cluster_quantize.prepare_evaluate(c, request, python, resources, bundle_dir, evaluates),
+        )
+
+    def _check_job(self, cluster: str, prepare: Callable[[SlurmClient], cluster_quantize.PreparedJob]) -> int:
+        self._check_tokens += 1
+        self._clusters[cluster].handle.req_check_job.emit(JobCheck(self._check_tokens, prepare))
+        return self._check_tokens
+
+    def submit_prepared(self, prepared: cluster_quantize.PreparedJob) -> JobRecord:
+        """Store and send a job the cluster has checked (`sig_job_checked`)."""
+        return self.submit(prepared.submission, prepared.kind, prepared.meta)
 
     @Slot(object)
     def _on_submit_step(self, gate: StepGate) -> None:
@@ -516,6 +570,9 @@ class ClusterService(QObject):
                     )
             if text or job.state.is_final:
                 self.sig_log_text.emit(job.id, text, job.state.is_final)
+            progress = job.result.get("progress")
+            if progress and progress != before.result.get("progress") and not job.state.is_final:
+                self.sig_job_progress.emit(job.id, progress)
             if job != before:
                 self.sig_job_changed.emit(job.id)
 

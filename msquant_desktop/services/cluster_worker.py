@@ -34,6 +34,7 @@ from msquant_desktop.services.cluster_jobs import (
     remote_of,
     send_submission,
 )
+from msquant_desktop.services.cluster_quantize import ClusterCheckError, PreparedJob
 from msquant_desktop.slurm.client import (
     CHECK_UNKNOWN,
     PollResult,
@@ -80,6 +81,15 @@ class StepGate:
 
 
 @dataclass(frozen=True)
+class JobCheck:
+    """Check a quantization or evaluation on the cluster before it is stored (`prepare` is one of
+    `services.cluster_quantize.prepare_*` with its request bound); answered with `sig_job_checked`."""
+
+    token: int
+    prepare: Callable[[SlurmClient], PreparedJob]
+
+
+@dataclass(frozen=True)
 class CancelRequest:
     job_id: int
     slurm_id: str
@@ -116,6 +126,8 @@ class ClusterWorker(QObject):
     """(cluster, PollResult)"""
     sig_cancelled = Signal(int, object)
     """(job id, FinalState or an error string)"""
+    sig_job_checked = Signal(int, object)
+    """(token of a JobCheck, PreparedJob or a line saying why it cannot run there)"""
 
     def __init__(self, profile: ClusterProfile, ssh_config: Path | None = None) -> None:
         super().__init__()
@@ -350,6 +362,25 @@ class ClusterWorker(QObject):
             self.sig_submit_unsure.emit(job.id, str(exc))
         else:
             self.sig_submitted.emit(job.id, slurm_id, script, remote.run_dir)
+
+    @Slot(object)
+    def check_job(self, request: JobCheck) -> None:
+        """The cluster's Python, its llmcompressor and the paths, asked over this connection."""
+        if self._stopping:
+            return
+        try:
+            answer: PreparedJob | str = self._call(request.prepare)
+        except ClusterCheckError as exc:
+            answer = str(exc)
+        except (SshError, SlurmError) as exc:
+            if isinstance(exc, SshError):
+                self._lost(exc)
+            if self._stopping:
+                return
+            answer = f"cannot check {self.profile.name}: {exc}"
+        except OSError as exc:  # the worker bundle could not be written here
+            answer = f"cannot prepare the worker: {exc}"
+        self.sig_job_checked.emit(request.token, answer)
 
     @Slot(object)
     def reconcile(self, job: JobRecord) -> None:

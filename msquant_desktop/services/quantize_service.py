@@ -379,6 +379,8 @@ class QuantizeService(QObject):
         """Delete the quantized model folder and forget its job; both folders go on a thread."""
         output = Path(row.result.output)
         model = (output,) if output.is_dir() and (output / "config.json").is_file() else ()
+        if self._jobs.get(row.job_id).spec.cluster:
+            model = ()  # its output is a path on the cluster: a local folder of that name is not it
         self._jobs.delete(row.job_id, also_remove=model)  # sig_job_removed takes the row away
 
     @Slot(int)

@@ -177,10 +177,14 @@ def validate(submission: SlurmSubmission, profile: ClusterProfile) -> None:
         _word(f"overrides[{i}]", override)
     if not _full(_NAME_OK, submission.job_name):
         raise ScriptError(f"job_name {submission.job_name!r}: use letters, digits and . _ + - only")
-    if not _full(_COMMIT, submission.commit):
+    if submission.no_repo:
+        validate_uploads(submission)
+    elif not _full(_COMMIT, submission.commit):
         raise ScriptError(f"commit {submission.commit!r} is not a commit hash")
-    if not _word("repo_url", submission.repo_url).strip():
+    elif not _word("repo_url", submission.repo_url).strip():
         raise ScriptError("repo_url: the repository to clone is missing")
+    elif submission.uploads:
+        raise ScriptError("uploads: files are uploaded only for a job without a repository")
     if submission.partition is not None and not _full(_NAME_OK, submission.partition):
         raise ScriptError(f"partition {submission.partition!r} is not a partition name")
     if profile.allowed_partitions and submission.partition not in profile.allowed_partitions:
@@ -235,6 +239,32 @@ def _check_task_overrides(submission: SlurmSubmission) -> None:
             _word(f"task_overrides[{index}][{i}]", word)
 
 
+_RESERVED_NAMES = frozenset(
+    {SCRIPT_NAME, LOG_NAME, MARKER_NAME, "sbatch.started", "sbatch.rc", "sbatch.out", "sbatch.err"}
+)
+
+
+def validate_uploads(submission: SlurmSubmission) -> None:
+    """Each upload lands in the job's folder under a plain file name that is not one of ours."""
+    seen: set[str] = set()
+    for i, pair in enumerate(submission.uploads):
+        if len(pair) != 2:
+            raise ScriptError(f"uploads[{i}]: expected (local file, name), got {pair!r}")
+        local, name = pair
+        if not _full(_NAME_OK, name) or name in (".", "..") or name.startswith(MARKER_NAME):
+            raise ScriptError(f"uploads[{i}]: {name!r} is not a plain file name (letters, digits, . _ + -)")
+        if name in _RESERVED_NAMES or name in seen:
+            raise ScriptError(f"uploads[{i}]: the name {name!r} is taken in the job's folder")
+        seen.add(name)
+        if not Path(_word(f"uploads[{i}]", local)).expanduser().is_file():
+            raise ScriptError(f"uploads[{i}]: {local} is not a file here")
+
+
+def upload_targets(submission: SlurmSubmission, remote: RemotePaths) -> list[tuple[str, str]]:
+    """(local file, remote path) of each upload, in the job's folder on the cluster."""
+    return [(str(Path(local).expanduser()), f"{remote.run_dir}/{name}") for local, name in submission.uploads]
+
+
 def sbatch_directives(script: str) -> list[str]:
     """The directive lines sbatch will read, as sbatch 22.05 finds them (src/sbatch/opt.c): lines that
     start with `#SBATCH` (or the old `#SLURM`) at column 0, up to the first line that is neither blank
@@ -275,6 +305,14 @@ def _directives(values: dict[str, object]) -> list[str]:
     return lines
 
 
+COMMAND_TEMPLATE = "assets/templates/sbatch_command.sh.j2"
+"""A job without a repository: no clone, the command runs in the job's folder with its uploads."""
+
+
+def _shipped_template(name: str) -> str:
+    return resources.files("msquant_desktop").joinpath(name).read_text("utf-8")
+
+
 def _environment(template_text: str | None) -> jinja2.Template:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     if template_text is None:
@@ -300,7 +338,9 @@ def render_script(
     """
     validate(submission, profile)
     template_text = None
-    if profile.sbatch_template:
+    if submission.no_repo:  # a cluster's own template clones a repository; this job has none
+        template_text = _shipped_template(COMMAND_TEMPLATE)
+    elif profile.sbatch_template:
         template_text = Path(profile.sbatch_template).expanduser().read_text(encoding="utf-8")
     script = _render(
         submission, profile, run_id, slurm_name, workspace, template_text, submission.array is not None

@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
+from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.services.quantize_service import QuantizeService
 from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.quantize.compare_dialog import CompareSchemesDialog
@@ -21,8 +22,11 @@ from msquant_desktop.ui.quantize.results_view import ResultsView
 class QuantizeUi:
     """Owns the form-opening action and the Results view for one window."""
 
-    def __init__(self, service: QuantizeService, parent: QWidget) -> None:
+    def __init__(
+        self, service: QuantizeService, parent: QWidget, clusters: ClusterService | None = None
+    ) -> None:
         self.service = service
+        self.clusters = clusters
         self._parent = parent
         self.dialog: NewQuantizationDialog | None = None
         self.compare_dialog: CompareSchemesDialog | None = None
@@ -67,7 +71,7 @@ class QuantizeUi:
             self.dialog.raise_()
             return self.dialog
         dialog = NewQuantizationDialog(
-            self.service, model or self.service.latest_demo_model() or "", self._parent
+            self.service, model or self.service.latest_demo_model() or "", self._parent, self.clusters
         )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.destroyed.connect(self._forget_dialog)
@@ -121,9 +125,12 @@ class QuantizeUi:
         self.compare_dialog = None
 
 
-def install_quantize_ui(jobs_tab: JobsTab, service: QuantizeService) -> QuantizeUi:
-    """Add the action and the Results view through the Jobs tab's extension hooks."""
-    ui = QuantizeUi(service, jobs_tab)
+def install_quantize_ui(
+    jobs_tab: JobsTab, service: QuantizeService, clusters: ClusterService | None = None
+) -> QuantizeUi:
+    """Add the action and the Results view through the Jobs tab's extension hooks; with `clusters`
+    the form can run a quantization on a cluster."""
+    ui = QuantizeUi(service, jobs_tab, clusters)
     jobs_tab.add_toolbar_action(ui.action)
     jobs_tab.add_toolbar_action(ui.demo_action)
     jobs_tab.add_toolbar_action(ui.compare_action)

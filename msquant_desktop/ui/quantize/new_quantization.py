@@ -36,10 +36,12 @@ from msquant_desktop.domain.quantize import (
 )
 from msquant_desktop.services.quantize_service import DEFAULT_OUTPUT, CheckOutcome, QuantizeService
 from msquant_desktop.ui.colors import ERROR, WARNING, text_style
+from msquant_desktop.ui.quantize.cluster_target import ClusterTarget
 from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
 if TYPE_CHECKING:
     from msquant_desktop.quantize.environment import WorkerEnvironment  # a value the service sends
+    from msquant_desktop.services.cluster_service import ClusterService
 
 CHECK_DELAY_MS = 250
 
@@ -57,11 +59,18 @@ class NewQuantizationDialog(QDialog):
     sig_submitted = Signal(int)
     """The job id of the quantization this form started."""
 
-    def __init__(self, service: QuantizeService, model: str = "", parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        service: QuantizeService,
+        model: str = "",
+        parent: QWidget | None = None,
+        clusters: ClusterService | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("New quantization")
         self.setObjectName("new-quantization")
         self._service = service
+        self._clusters = clusters
         self._outcome: CheckOutcome | None = None
 
         self.model_edit = QLineEdit(model)
@@ -125,10 +134,16 @@ class NewQuantizationDialog(QDialog):
         out_help = QLabel("{run_dir} is the job's own run folder, created when the job starts.")
         out_help.setEnabled(False)
         form.addRow("", out_help)
+        self._out_help = out_help
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.start_button = self.buttons.addButton("Start", QDialogButtonBox.ButtonRole.AcceptRole)
         self.start_button.setEnabled(False)
         layout = QVBoxLayout(self)
+        # Run on this computer or a cluster (its own paths and SLURM choices).
+        self._form = form
+        self.cluster_target = ClusterTarget(clusters, self)
+        self.cluster_target.sig_changed.connect(self._on_target_changed)
+        layout.addWidget(self.cluster_target)
         layout.addLayout(form)
         layout.addWidget(self.memory_label)
         layout.addWidget(self.problems_label)
@@ -190,6 +205,21 @@ class NewQuantizationDialog(QDialog):
     @Slot()
     def _check_now(self) -> None:
         self._service.check(self.request())
+        self.cluster_target.set_request(self.request())
+
+    @Slot()
+    def _on_target_changed(self) -> None:
+        """On a cluster the local model and output rows give way to the cluster's own."""
+        local = self.cluster_target.cluster() is None
+        for widget in (self.model_edit, self.out_edit, self.dataset_edit):
+            row = widget.parentWidget()  # the path row (edit + Browse…) that is the form's field
+            if row is not None:
+                self._form.setRowVisible(row, local)
+        self._form.setRowVisible(self._out_help, local)
+        self.memory_label.setVisible(local)
+        self.worker_label.setVisible(local)
+        self.problems_label.setVisible(local and bool(self.problems_label.text()))
+        self._update_start()  # (on a cluster it hides the local problems too)
 
     @Slot()
     def _on_scheme_changed(self) -> None:
@@ -245,6 +275,11 @@ class NewQuantizationDialog(QDialog):
         self._update_start()
 
     def _update_start(self) -> None:
+        if self.cluster_target.cluster() is not None:  # the local folder checks do not apply
+            for label in (self.problems_label, self.add_ignore_button, self.memory_label):
+                label.hide()
+            self.start_button.setEnabled(self.cluster_target.ready_for(self.request()))
+            return
         worker_ok = self._service.worker is not None and self._service.worker.available
         checked_ok = (
             self._outcome is not None and self._outcome.report.ok and self._outcome.request == self.request()
@@ -264,6 +299,16 @@ class NewQuantizationDialog(QDialog):
         """Submit the job (only when the last check of exactly this request passed)."""
         self._update_start()
         if not self.start_button.isEnabled():
+            return
+        prepared = self.cluster_target.prepared
+        if self.cluster_target.cluster() is not None and prepared is not None and self._clusters is not None:
+            try:
+                record = self._clusters.submit_prepared(prepared)
+            except ValueError as exc:  # the profile changed since the check
+                self.cluster_target.status_label.setText(str(exc))
+                return
+            self.sig_submitted.emit(record.id)
+            self.accept()
             return
         record = self._service.submit(self.request())
         self.sig_submitted.emit(record.id)

@@ -1,0 +1,237 @@
+"""What a job without a repository needs on the cluster besides sbatch: its files uploaded, the
+cluster's Python checked before anything is submitted, and result folders copied back.
+
+Every command goes through `SshConnection.run` with an argv (quoted word by word); the probe reads
+package versions with `importlib.metadata` and `find_spec`, so it never imports torch or
+llmcompressor (that takes seconds) and answers in one round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import paramiko
+
+from msquant_desktop.slurm.connection import SshConnection, SshError
+
+MIN_PYTHON = (3, 10)
+"""The workers use `X | Y` types at run time."""
+
+# Run as `PYTHON -c PROBE PATH...`: the interpreter's version, the versions of the packages the
+# workers need (None: not installed) and, for each PATH, whether it is a model folder, a non-empty
+# folder, or absent.
+_PROBE = """
+import importlib.metadata as m, importlib.util as u, json, os, sys
+out = {"python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable, "packages": {}, "paths": {},
+       "weights": {}}
+for name in ("llmcompressor", "torch", "transformers", "compressed_tensors"):
+    try:
+        found = u.find_spec(name) is not None
+    except Exception:
+        found = False
+    if not found:
+        out["packages"][name] = None
+        continue
+    try:
+        out["packages"][name] = m.version(name.replace("_", "-"))
+    except Exception:
+        out["packages"][name] = "unknown"
+for path in sys.argv[1:]:
+    p = os.path.expanduser(path)
+    if os.path.isfile(os.path.join(p, "config.json")):
+        out["paths"][path] = "model"
+        names = [n for n in os.listdir(p) if n.endswith((".safetensors", ".bin"))]
+        out["weights"][path] = sum(os.path.getsize(os.path.join(p, n)) for n in names)
+    elif os.path.isdir(p):
+        out["paths"][path] = "folder" if os.listdir(p) else "empty"
+    elif os.path.exists(p):
+        out["paths"][path] = "file"
+    else:
+        out["paths"][path] = "absent"
+print(json.dumps(out))
+"""
+
+
+class RemotePythonError(RuntimeError):
+    """The cluster's Python cannot run the workers; the message is one line that says what to do."""
+
+
+@dataclass(frozen=True)
+class RemotePython:
+    """What the probe found: the interpreter, its version and the packages' versions (None: missing)."""
+
+    path: str
+    version: str
+    executable: str
+    packages: dict[str, str | None] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    """Each path asked about: "model" (has config.json), "folder", "empty", "file" or "absent"."""
+    weights: dict[str, int] = field(default_factory=dict)
+    """Of each model folder: the bytes of its weight files (`*.safetensors`, `*.bin`)."""
+
+    @property
+    def llmcompressor(self) -> str | None:
+        return self.packages.get("llmcompressor")
+
+    def describe(self) -> str:
+        return f"{self.path} (Python {self.version}, llmcompressor {self.llmcompressor})"
+
+
+def probe_python(
+    connection: SshConnection, python: str, paths: tuple[str, ...] = (), where: str = ""
+) -> RemotePython:
+    """Ask `python` on the cluster for its version, its packages and what `paths` are there.
+
+    Raises RemotePythonError with one line when it cannot be run there or is too old, SshError when
+    the connection fails.
+    """
+    where = where or connection.target.label
+    if not python.strip():
+        raise RemotePythonError(f"no Python is set for {where}: give --python or the cluster's `python:`")
+    result = connection.run([python, "-c", _PROBE, *paths], timeout=60.0)
+    last = result.out.strip().splitlines()[-1] if result.out.strip() else ""
+    if result.rc != 0 or not last.startswith("{"):
+        words = (result.err.strip().splitlines() or [f"exit status {result.rc}"])[-1]
+        if result.rc in (126, 127):
+            raise RemotePythonError(f"the Python {python} cannot be run on {where}: {words}")
+        raise RemotePythonError(f"the Python {python} on {where} failed to answer: {words}")
+    data = json.loads(last)
+    found = RemotePython(
+        python, data["python"], data["executable"], data["packages"], data["paths"], data.get("weights", {})
+    )
+    if tuple(int(x) for x in found.version.split(".")[:2]) < MIN_PYTHON:
+        raise RemotePythonError(
+            f"{python} on {where} is Python {found.version}; the workers need "
+            f"{'.'.join(map(str, MIN_PYTHON))} or newer"
+        )
+    return found
+
+
+def require_llmcompressor(found: RemotePython, where: str) -> None:
+    """One line naming what is missing from the cluster's Python, else nothing."""
+    missing = [name for name in ("llmcompressor", "torch", "transformers") if not found.packages.get(name)]
+    if missing:
+        raise RemotePythonError(
+            f"{found.path} on {where} (Python {found.version}) has no {', '.join(missing)}: "
+            f"install llmcompressor there (`{found.path} -m pip install llmcompressor`) or choose another "
+            "Python (--python, or `python:` in the cluster's profile)"
+        )
+
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes in all) while a file is copied."""
+
+
+def upload_file(connection: SshConnection, local: str, remote: str, mode: int = 0o600) -> None:
+    """Copy one local file to `remote` (written to `remote.partial`, then renamed: a cut never leaves
+    a half file under the real name)."""
+    sftp = connection.sftp()
+    partial = remote + ".partial"
+    try:
+        sftp.put(local, partial, confirm=True)
+        sftp.chmod(partial, mode)
+        sftp.posix_rename(partial, remote)
+    except (OSError, paramiko.SSHException) as exc:
+        connection.close()
+        raise SshError(f"cannot upload {local} to {remote} on {connection.target.label}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # relative to the folder copied
+    size: int
+
+
+def list_tree(connection: SshConnection, root: str) -> list[RemoteFile]:
+    """Every regular file under `root` (relative paths, sizes), folders walked by SFTP."""
+    sftp = connection.sftp()
+    files: list[RemoteFile] = []
+    todo = [""]
+    try:
+        while todo:
+            rel = todo.pop()
+            for entry in sftp.listdir_attr(f"{root}/{rel}" if rel else root):
+                child = f"{rel}/{entry.filename}" if rel else entry.filename
+                mode = entry.st_mode or 0
+                if stat.S_ISDIR(mode):
+                    todo.append(child)
+                elif stat.S_ISREG(mode):
+                    files.append(RemoteFile(child, int(entry.st_size or 0)))
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"cannot list {root} on {connection.target.label}: {exc}") from exc
+    return sorted(files, key=lambda f: f.path)
+
+
+CHUNK = 1 << 20
+
+
+def download_tree(
+    connection: SshConnection, root: str, dest: Path, progress: Progress | None = None
+) -> tuple[int, int]:
+    """Copy every file under `root` on the cluster into `dest`; returns (files, bytes copied now).
+
+    Resumable: a file already here at its full size is skipped, and one cut short waits as
+    `NAME.partial`, which the next call continues from its size (SFTP reads from an offset), so a
+    dropped connection only costs the bytes in flight.  A file is renamed to its name once whole.
+    Raises SshError when the connection fails (call again to go on).
+    """
+    files = list_tree(connection, root)
+    total = sum(f.size for f in files)
+    done = sum(min(_local_size(dest / f.path), f.size) for f in files)
+    copied = 0
+    sftp = connection.sftp()
+    for remote_file in files:
+        target = dest / remote_file.path
+        if _local_size(target) == remote_file.size and target.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        offset = _local_size(partial)
+        if offset > remote_file.size:
+            partial.unlink()
+            offset = 0
+        source = f"{root}/{remote_file.path}"
+        src = _remote_call(connection, root, functools.partial(sftp.open, source, "rb"))
+        try:
+            src.seek(offset)
+            with partial.open("ab") as out:  # a local disk problem surfaces as itself (OSError)
+                while chunk := _remote_call(connection, root, functools.partial(src.read, CHUNK)):
+                    out.write(chunk)
+                    copied += len(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+        finally:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                src.close()
+        if _local_size(partial) == remote_file.size:
+            partial.replace(target)
+    if progress is not None:
+        progress(total, total)
+    return len(files), copied
+
+
+T = TypeVar("T")
+
+
+def _remote_call(connection: SshConnection, root: str, call: Callable[[], T]) -> T:
+    """One SFTP request of a download; a failure of the connection is an SshError (resumable)."""
+    try:
+        return call()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        connection.close()
+        raise SshError(f"download of {root} from {connection.target.label} cut: {exc}") from exc
+
+
+def _local_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

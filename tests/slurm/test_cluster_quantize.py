@@ -1,0 +1,433 @@
+"""Quantization as a SLURM job on the real testbed, from `slurm quantize` in a child process.
+
+The cluster's Python is a real interpreter that has llmcompressor, torch and transformers but not
+this app: a venv of the system's Python whose only addition is a `.pth` line naming this test
+environment's site-packages (a `.pth` line adds a folder to `sys.path` without running the `.pth`
+files in it, so the editable install's finder never loads).  The test proves `import
+msquant_desktop` fails in it.  The worker reaches the job as the uploaded zipapp.
+
+With MSQUANT_SCREENSHOT=PATH the form test saves a picture of the form set up for the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+from msquant_desktop.services.cluster_jobs import log_events
+from msquant_desktop.slurm.profiles import save_profiles
+from msquant_desktop.slurm.script import ScriptError, render_script, sbatch_directives
+from tests.conftest import run_cli_argv
+from tests.quantize.conftest import demo_model  # noqa: F401  (the session's demo model)
+from tests.slurm.cut_proxy import CutProxy
+
+# -- without the testbed -------------------------------------------------------------------------------
+
+
+def test_events_are_read_from_a_merged_log() -> None:
+    # stdout and stderr share slurm.log: a tqdm redraw without a newline can stand before an event.
+    text = (
+        "msquant: running in /w on node1\n"
+        'Compressing model:  50%|#####     | 4/8 [00:01<00:01]\r@@MSQUANT-EVENT@@ {"type":"stage","stage":"Finishing"}\n'
+        '@@MSQUANT-EVENT@@ {"type":"progress","stage":"Done","fraction":1.0}\n'
+        "@@MSQUANT-EVENT@@ {not json\n"
+        'a line that mentions @@MSQUANT-EVENT@@ {"type":"result","kind":"quantize"}\n'
+    )
+    events = log_events(text)
+    assert [e["type"] for e in events] == ["stage", "progress", "result"]
+
+
+def _command_job(tmp_path: Path, **changes: object) -> SlurmSubmission:
+    upload = tmp_path / "tool.pyz"
+    upload.write_bytes(b"PK")
+    values: dict[str, object] = {
+        "cluster": "c",
+        "job_name": "quantize-w4a16",
+        "repo_url": "",
+        "commit": "",
+        "command": ("/opt/py/bin/python", "tool.pyz", "quantize", "--out", "/x y/$(rm -rf ~)"),
+        "no_repo": True,
+        "uploads": ((str(upload), "tool.pyz"),),
+    }
+    values.update(changes)
+    return SlurmSubmission(**values)  # type: ignore[arg-type]
+
+
+def test_a_job_without_a_repository_renders_no_clone(tmp_path: Path) -> None:
+    profile = ClusterProfile("c", "u@h", "/w")
+    script = render_script(_command_job(tmp_path), profile, "run1", "quantize-w4a16-abc", "/w")
+    assert "git clone" not in script and "git checkout" not in script
+    assert "'/x y/$(rm -rf ~)'" in script  # every word quoted
+    assert "#SBATCH --chdir=/w/run1" in sbatch_directives(script)
+    for bad, words in (
+        ((("/nonexistent/file", "tool.pyz"),), "is not a file here"),
+        (((str(tmp_path / "tool.pyz"), "../escape"),), "not a plain file name"),
+        (((str(tmp_path / "tool.pyz"), "job.sbatch"),), "is taken"),
+    ):
+        with pytest.raises(ScriptError, match=words):
+            render_script(_command_job(tmp_path, uploads=bad), profile, "run1", "n", "/w")
+    with pytest.raises(ScriptError, match="only for a job without a repository"):
+        render_script(
+            _command_job(tmp_path, no_repo=False, repo_url="/r.git", commit="a" * 40),
+            profile,
+            "run1",
+            "n",
+            "/w",
+        )
+
+
+# -- on the testbed -----------------------------------------------------------------------------------
+
+
+def _base_python(user: str) -> str | None:
+    """A Python of this minor version that the test user can run (ours may sit in root's home)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
+        if Path(candidate).is_file():
+            done = subprocess.run(
+                ["runuser", "-u", user, "--", candidate, "-c", "print(1)"], capture_output=True
+            )
+            if done.returncode == 0:
+                return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
+    base = _base_python(testbed.user)
+    if base is None:
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} the test user can run")
+    venv = testbed.dir / "cluster-python"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+        site = next((venv / "lib").glob("python*/site-packages"))
+        (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('msquant_desktop') is None and u.find_spec('llmcompressor') else 1)"
+    # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
+    clean = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [shutil.which("runuser") or "/usr/sbin/runuser", "-u", testbed.user, "--", python, "-c", probe],
+        capture_output=True,
+        cwd="/",
+        env=clean,
+    )
+    assert done.returncode == 0, "the cluster's Python must have llmcompressor and not this app"
+    return python
+
+
+@pytest.fixture(scope="module")
+def cluster_model(testbed, demo_model: Path) -> Path:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The demo model where the test user can read it, and a folder it may write outputs to."""
+    root = testbed.dir / "cq-models"
+    root.mkdir(mode=0o755, exist_ok=True)
+    model = root / "demo-tiny"
+    if not model.exists():
+        shutil.copytree(demo_model, model)
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    out = root / "out"  # outputs get unique names: a kept testbed holds those of earlier runs
+    out.mkdir(exist_ok=True)
+    subprocess.run(["chown", testbed.user, str(out)], check=True)
+    return model
+
+
+def _cli(tmp_path: Path, profile: ClusterProfile) -> tuple[list[str], Path]:
+    clusters = tmp_path / "clusters.yaml"
+    save_profiles(clusters, [profile])
+    data = tmp_path / "data"
+    return run_cli_argv("--data-dir", str(data), "slurm"), clusters
+
+
+def _run(
+    prefix: list[str], command: str, clusters: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, command, "--clusters", str(clusters), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _names_in_queue(testbed) -> str:  # type: ignore[no-untyped-def]
+    return testbed.run_as_root("squeue", "-a", "-h", "-t", "all", "-o", "%j")
+
+
+@pytest.mark.slurm
+def test_missing_python_or_llmcompressor_is_refused_before_submitting(
+    testbed, profile, cluster_python, cluster_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    prefix, clusters = _cli(tmp_path, profile)
+    before = _names_in_queue(testbed)
+    args = (
+        "testbed",
+        "--model",
+        str(cluster_model),
+        "--scheme",
+        "W4A16",
+        "--out",
+        str(cluster_model.parent / "out" / "never"),
+    )
+    missing = _run(prefix, "quantize", clusters, *args, "--python", "/nonexistent/bin/python")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        "slurm: the Python /nonexistent/bin/python cannot be run on testbed: "
+        "bash: line 1: /nonexistent/bin/python: No such file or directory"
+    ]
+    bare = _run(prefix, "quantize", clusters, *args, "--python", _base_python(testbed.user) or "python3")
+    assert bare.returncode == 1 and len(bare.stderr.strip().splitlines()) == 1
+    assert "has no llmcompressor, torch, transformers: install llmcompressor there" in bare.stderr
+    unset = _run(prefix, "quantize", clusters, *args)  # no --python and no `python:` in the profile
+    assert unset.returncode == 1 and "no Python is set for testbed" in unset.stderr
+    no_model = _run(
+        prefix, "evaluate", clusters, "testbed", "--model", "/nonexistent/model", "--python", cluster_python
+    )
+    assert no_model.returncode == 1
+    assert no_model.stderr.strip().splitlines()[-1] == (
+        "slurm: model /nonexistent/model on testbed does not exist: give the model's folder on the cluster"
+    )
+    bad_memory = _run(prefix, "quantize", clusters, *args, "--python", cluster_python, "--mem", "lots")
+    assert bad_memory.returncode == 1
+    assert bad_memory.stderr.strip().splitlines()[-1] == (
+        "slurm: memory 'lots': use a number with an optional K/M/G/T unit"
+    )
+    status = _run(prefix, "status", clusters, "--json")
+    assert json.loads(status.stdout) == []  # nothing was stored, nothing sent
+    assert _names_in_queue(testbed) == before
+
+
+@pytest.fixture
+def proxy(testbed) -> Iterator[CutProxy]:  # type: ignore[no-untyped-def]
+    with CutProxy(testbed.port) as cut:
+        yield cut
+
+
+@pytest.mark.slurm
+def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-untyped-def]
+    testbed, known_hosts, proxy, cluster_python, cluster_model, tmp_path
+) -> None:
+    # Through the proxy (its host key recorded for the proxy's port); the profile's `python:` is used
+    # when --python is not given.
+    known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {testbed.host_key}\n")
+    profile = testbed.profile(known_hosts, port=proxy.port, python=cluster_python)
+    prefix, clusters = _cli(tmp_path, profile)
+    out = cluster_model.parent / "out" / f"w4a16-{secrets.token_hex(4)}"
+    argv = [*prefix, "quantize", "--clusters", str(clusters), "testbed"]
+    argv += [
+        "--model",
+        str(cluster_model),
+        "--scheme",
+        "W4A16",
+        "--out",
+        str(out),
+        "--gpu-type",
+        "a100",
+        "--gpus",
+        "1",
+        "--time",
+        "10",
+        "--wait",
+    ]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr: list[str] = []
+    threading.Thread(target=lambda: stderr.extend(child.stderr or []), daemon=True).start()
+    lines: list[str] = []
+    cut_after = -1
+    deadline = time.monotonic() + 400
+    assert child.stdout is not None
+    for line in child.stdout:
+        lines.append(line.rstrip("\n"))
+        if cut_after < 0 and "RUNNING" in line and "Loading libraries" in line:
+            proxy.refusing = True  # the network is gone for a while, then back
+            proxy.cut()
+            cut_after = len(lines)
+            threading.Timer(3.0, lambda: setattr(proxy, "refusing", False)).start()
+        assert time.monotonic() < deadline, lines
+    assert child.wait(timeout=60) == 0, "\n".join(lines + stderr)
+    assert lines[0].startswith(
+        f"testbed: {cluster_python} (Python {sys.version_info.major}.{sys.version_info.minor}."
+    )
+    assert "llmcompressor 0." in lines[0]
+    assert cut_after > 0, lines
+    text = "\n".join(stderr)
+    assert "connection lost" in text and "reconnected" in text
+    # Progress went on after the cut, up to the end.
+    after = lines[cut_after:]
+    assert any(line.startswith("job 1 RUNNING") and "%" in line for line in after), lines
+    # Every event was read (polls see only the newest): the run folder keeps them all, in order.
+    events = [json.loads(x) for f in (tmp_path / "data").glob("**/runs/*/events.jsonl") for x in f.open()]
+    stages = [e.get("stage") for e in events if e["type"] == "progress"]
+    assert stages[0] == "Checking inputs" and "Compressing" in stages and stages[-1] == "Done", stages
+    assert [e["type"] for e in events].count("result") == 1
+    assert any(line.startswith("job 1: COMPLETED") for line in after), lines
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+    assert not out.with_name(out.name + ".partial").exists()
+    results = json.loads(
+        subprocess.run(
+            run_cli_argv("--data-dir", str(tmp_path / "data"), "results", "--json"),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert [(r["scheme"], r["output"], r["cluster"]) for r in results] == [("W4A16", str(out), "testbed")]
+    table = subprocess.run(
+        run_cli_argv("--data-dir", str(tmp_path / "data"), "results"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert table.stdout.splitlines()[1].endswith(f"testbed:{out}")
+    assert results[0]["size_after"] < results[0]["size_before"]
+    # Download: a copy cut short is resumed from its `.partial`, and the folder arrives whole.
+    local = tmp_path / "downloaded"
+    local.mkdir()
+    weights = (out / "model.safetensors").read_bytes()
+    (local / "model.safetensors.partial").write_bytes(weights[: len(weights) // 2])
+    fetched = _run(prefix, "download", clusters, "1", "--to", str(local))
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.splitlines()[-1].startswith(f"{len(list(out.iterdir()))} files of testbed:{out}")
+    assert (local / "model.safetensors").read_bytes() == weights
+    assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in out.iterdir())
+    # Evaluate of that result runs on the cluster too and lands on its Results row.
+    evaluated = _run(
+        prefix,
+        "evaluate",
+        clusters,
+        "testbed",
+        "--model",
+        str(out),
+        "--original",
+        str(cluster_model),
+        "--seq-len",
+        "16",
+        "--no-speed",
+        "--wait",
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stdout[-2000:] + evaluated.stderr[-2000:]
+    assert "job 2: COMPLETED" in evaluated.stdout
+    listed = subprocess.run(
+        run_cli_argv("--data-dir", str(tmp_path / "data"), "results", "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    row = json.loads(listed.stdout)[0]
+    assert row["evaluation_job_id"] == 2 and row["evaluation"]["perplexity"] > 1.0, row["evaluation"]
+
+
+@pytest.mark.slurm
+def test_cancel_scancels_and_leaves_no_result(
+    testbed, profile, cluster_python, cluster_model, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    prefix, clusters = _cli(tmp_path, profile)
+    out = cluster_model.parent / "out" / f"cancelled-{secrets.token_hex(4)}"
+    sent = _run(
+        prefix,
+        "quantize",
+        clusters,
+        "testbed",
+        "--model",
+        str(cluster_model),
+        "--scheme",
+        "W4A16",
+        "--out",
+        str(out),
+        "--python",
+        cluster_python,
+    )
+    assert sent.returncode == 0, sent.stderr
+    job_id = sent.stdout.split("job ", 1)[1].split(":", 1)[0]
+    slurm_id = sent.stdout.rsplit("SLURM job ", 1)[1].split()[0]
+    deadline = time.monotonic() + 120
+    while True:  # wait until the worker runs on the node
+        status = json.loads(_run(prefix, "status", clusters, "--json").stdout)
+        if status[0]["state"] == "RUNNING":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    cancelled = _run(prefix, "cancel", clusters, job_id)
+    assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout, cancelled.stderr
+    assert slurm_id not in testbed.run_as_root("squeue", "-a", "-h", "-o", "%i")
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+    results = subprocess.run(
+        run_cli_argv("--data-dir", str(tmp_path / "data"), "results", "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(results.stdout) == []
+
+
+@pytest.mark.slurm
+def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
+    qtbot, testbed, known_hosts, cluster_python, cluster_model, tmp_path
+) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from msquant_desktop.app import create_services
+    from msquant_desktop.config.paths import resolve_paths
+    from msquant_desktop.domain.jobs import JobState
+    from msquant_desktop.ui.quantize.install import QuantizeUi
+
+    paths = resolve_paths(tmp_path / "app").ensure()
+    save_profiles(paths.clusters_file, [testbed.profile(known_hosts, python=cluster_python)])
+    services = create_services(paths)
+    host = QWidget()
+    qtbot.addWidget(host)
+    ui = QuantizeUi(services.quantize, host, services.clusters)
+    qtbot.addWidget(ui.results)
+    progress: list[dict] = []
+    services.jobs.sig_job_progress.connect(lambda _id, event: progress.append(event))
+    try:
+        dialog = ui.open_form("")
+        target = dialog.cluster_target
+        dialog.select_scheme("W4A16")
+        target.target_combo.setCurrentText("testbed")
+        assert target.python_edit.text() == cluster_python  # the profile's `python:`
+        qtbot.waitUntil(lambda: target.gpu_type_combo.count() > 0, timeout=20_000)  # the free-GPU view
+        assert "a100" in [target.gpu_type_combo.itemText(i) for i in range(target.gpu_type_combo.count())]
+        target.gpu_type_combo.setCurrentText("a100")
+        target.gpus_spin.setValue(1)
+        target.model_edit.setText(str(cluster_model))
+        out = cluster_model.parent / "out" / f"form-{secrets.token_hex(4)}"
+        target.out_edit.setText(str(out))
+        qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
+        assert "llmcompressor 0." in target.status_label.text()
+        assert "GPU memory" in target.memory_label.text() and "A100" in target.memory_label.text()
+        shot = os.environ.get("MSQUANT_SCREENSHOT")  # docs/quantize-on-cluster.png is made so
+        if shot:
+            dialog.resize(760, 760)
+            qtbot.wait(200)
+            assert dialog.grab().save(shot)
+        with qtbot.waitSignal(dialog.sig_submitted, timeout=10_000) as submitted:
+            dialog.start_button.click()
+        job_id = submitted.args[0]
+        qtbot.waitUntil(lambda: services.jobs.get(job_id).state.is_final, timeout=400_000)
+        record = services.jobs.get(job_id)
+        assert record.state is JobState.COMPLETED, (record.reason, record.result)
+        assert progress and progress[-1]["fraction"] == 1.0, progress  # the bar moved while it ran
+        assert record.run_dir is not None
+        kept = [json.loads(x) for x in (Path(record.run_dir) / "events.jsonl").open()]
+        assert "Compressing" in [e.get("stage") for e in kept if e["type"] == "progress"], kept
+        assert (out / "config.json").is_file()
+        qtbot.waitUntil(lambda: len(ui.results.model.rows) == 1, timeout=20_000)
+        row = ui.results.model.rows[0]
+        assert row.job_id == job_id and row.result.output == str(out)
+    finally:
+        services.shutdown()
