@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from msquant_desktop.store import StoreError, connect
@@ -53,6 +54,13 @@ def data_dir_with_jobs(tmp_path: Path) -> Path:
     data = tmp_path / "msquant"
     done = _cli(data, "jobs", "run", "--no-wait", "--", "true")
     assert done.returncode == 0, done.stderr
+    # The job's supervisor records its end (and moves the queue) in the store: let it finish and
+    # exit before a test damages the store, or its late write is taken for the command's.
+    assert _cli(data, "jobs", "wait", "1").returncode == 0
+    deadline = time.monotonic() + 30
+    while any(str(data) in " ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"])):
+        assert time.monotonic() < deadline, "the job's supervisor did not exit"
+        time.sleep(0.05)
     return data
 
 

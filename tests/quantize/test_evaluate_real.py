@@ -75,6 +75,7 @@ def test_perplexity_is_the_straightforward_transformers_computation(demo_model: 
 def test_a_quantized_model_against_its_original(demo_model: Path, demo_w4a16: Path) -> None:
     result, events = evaluate_json("--model", str(demo_w4a16), "--original", str(demo_model))
     assert result_problems(result) == [] and set(REQUIRED_RESULT_KEYS) <= set(result)
+    assert result.pop("schema") == 1  # --json is the result event with the JSON contract's version
     assert events[-1] == result  # the JSON object is the result event
     assert result["text"].startswith("demo held-out split") and result["seq_len"] == 512
     assert result["windows"] >= 10 and result["tokens_evaluated"] == result["windows"] * 511

@@ -27,7 +27,7 @@ def _cli(data: Path, clusters: Path, command: str, *args: str) -> subprocess.Com
 
 def _status(data: Path, clusters: Path, job_id: str) -> dict[str, object]:
     (status,) = [
-        j for j in json.loads(_cli(data, clusters, "status", "--json").stdout) if str(j["id"]) == job_id
+        j for j in json.loads(_cli(data, clusters, "status", "--json").stdout)["jobs"] if str(j["id"]) == job_id
     ]
     return dict(status)
 
@@ -53,7 +53,7 @@ def test_cli_options_reach_sbatch_and_bad_ones_are_refused(testbed, profile, bar
     bad = _cli(data, clusters, *common, "--name", "bad", "--sbatch-line=--output=/tmp/x", "--", "true")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1
     assert "--output is set by the app" in bad.stderr
-    assert json.loads(_cli(data, clusters, "status", "--json").stdout) == []  # nothing stored, nothing sent
+    assert json.loads(_cli(data, clusters, "status", "--json").stdout)["jobs"] == []  # nothing stored, nothing sent
 
     refused = _cli(data, clusters, *common, "--name", "nofeat", "--constraint", "gpu80g", "--", "true")
     assert refused.returncode == 1 and "Invalid feature specification" in refused.stderr

@@ -127,7 +127,9 @@ class CompareSchemesDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.start_button.clicked.connect(self.start)
         service.sig_checked_all.connect(self._on_checked)
-        service.sig_worker_environment.connect(lambda _env: self._update_start())
+        # A bound method, not a lambda: Qt drops the connection when this dialog is destroyed (a
+        # lambda would outlive it and touch its deleted widgets when the service emits later).
+        service.sig_worker_environment.connect(self._on_worker_environment)
         service.detect_worker()
         self._suggest_dataset()
         self._schedule_check()
@@ -192,6 +194,10 @@ class CompareSchemesDialog(QDialog):
     def _show_problems(self, problems: list[str]) -> None:
         self.problems_label.setText("\n".join(f"• {p}" for p in problems))
         self.problems_label.setVisible(bool(problems))
+        self._update_start()
+
+    @Slot(object)
+    def _on_worker_environment(self, _env: object) -> None:
         self._update_start()
 
     def _update_start(self) -> None:

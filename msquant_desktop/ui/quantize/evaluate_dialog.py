@@ -104,7 +104,9 @@ class EvaluateDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.start_button.clicked.connect(self.start)
         service.sig_evaluation_checked.connect(self._on_checked)
-        service.sig_worker_environment.connect(lambda _env: self._update_start())
+        # A bound method, not a lambda: Qt drops the connection when this dialog is destroyed (a
+        # lambda would outlive it and touch its deleted widgets when the service emits later).
+        service.sig_worker_environment.connect(self._on_worker_environment)
         service.detect_worker()
         self._schedule_check()
 
@@ -133,6 +135,10 @@ class EvaluateDialog(QDialog):
         self._checked = (request, problem)
         self.problems_label.setText(f"• {problem}" if problem else "")
         self.problems_label.setVisible(bool(problem))
+        self._update_start()
+
+    @Slot(object)
+    def _on_worker_environment(self, _env: object) -> None:
         self._update_start()
 
     def _update_start(self) -> None:
