@@ -116,6 +116,7 @@ def create_job(
     submission: SlurmSubmission,
     kind: JobKind | None = None,
     meta: dict[str, Any] | None = None,
+    *,
     script_diff: str = "",
 ) -> JobRecord:
     """Store the job in STARTING with its run folder, run id and unique SLURM job name, at step

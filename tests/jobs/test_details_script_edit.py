@@ -24,7 +24,7 @@ def test_an_edited_script_is_flagged_with_its_diff_in_the_details(make_engine, a
     conn = connect(app_paths.database)
     try:
         job = cluster_jobs.create_job(
-            JobRepository(conn), app_paths.runs_dir, submission, edit_diff(submission, profile)
+            JobRepository(conn), app_paths.runs_dir, submission, script_diff=edit_diff(submission, profile)
         )
     finally:
         conn.close()

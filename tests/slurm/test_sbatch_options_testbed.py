@@ -144,7 +144,7 @@ def test_an_edited_preview_is_sent_as_edited_and_recorded(
     assert submission.edited_script is not None and "edited-arg" in submission.edited_script
 
     repo = JobRepository(connect(tmp_path / "jobs.db"))
-    job = cluster_jobs.create_job(repo, tmp_path / "runs", submission, edit_diff(submission, profile))
+    job = cluster_jobs.create_job(repo, tmp_path / "runs", submission, script_diff=edit_diff(submission, profile))
     assert job.spec.meta["script_edited"] is True
     assert "+python3 main.py 3 edited-arg" in job.spec.meta["script_diff"]
     slurm_id, script, remote = cluster_jobs.send_submission(
