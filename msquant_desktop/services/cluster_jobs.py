@@ -242,9 +242,10 @@ def send_submission(client: SlurmClient, job: JobRecord, step: StepRecorder) -> 
     except (ScriptError, OSError) as exc:
         raise NotSent(f"not sent: {exc}") from exc
     try:
-        for local, target in upload_targets(submission_of(job), remote):  # before the script
-            upload_file(client.connection, local, target)
+        # upload_script makes the job's folder (and puts an array's task files there first).
         client.upload_script(remote, script, task_args_files(submission_of(job), remote))
+        for local, target in upload_targets(submission_of(job), remote):
+            upload_file(client.connection, local, target)
     except SshError as exc:
         raise NotSent(
             f"not sent: the connection failed while uploading the script; sbatch never ran ({exc})"

@@ -205,7 +205,7 @@ def test_missing_python_or_llmcompressor_is_refused_before_submitting(
         "slurm: memory 'lots': use a number with an optional K/M/G/T unit"
     )
     status = _run(prefix, "status", clusters, "--json")
-    assert json.loads(status.stdout) == []  # nothing was stored, nothing sent
+    assert json.loads(status.stdout)["jobs"] == []  # nothing was stored, nothing sent
     assert _names_in_queue(testbed) == before
 
 
@@ -283,7 +283,7 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
             text=True,
             check=True,
         ).stdout
-    )
+    )["results"]
     assert [(r["scheme"], r["output"], r["cluster"]) for r in results] == [("W4A16", str(out), "testbed")]
     table = subprocess.run(
         run_cli_argv("--data-dir", str(tmp_path / "data"), "results"),
@@ -327,7 +327,7 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
         text=True,
         check=True,
     )
-    row = json.loads(listed.stdout)[0]
+    row = json.loads(listed.stdout)["results"][0]
     assert row["evaluation_job_id"] == 2 and row["evaluation"]["perplexity"] > 1.0, row["evaluation"]
 
 
@@ -356,7 +356,7 @@ def test_cancel_scancels_and_leaves_no_result(
     slurm_id = sent.stdout.rsplit("SLURM job ", 1)[1].split()[0]
     deadline = time.monotonic() + 120
     while True:  # wait until the worker runs on the node
-        status = json.loads(_run(prefix, "status", clusters, "--json").stdout)
+        status = json.loads(_run(prefix, "status", clusters, "--json").stdout)["jobs"]
         if status[0]["state"] == "RUNNING":
             break
         assert time.monotonic() < deadline, status
@@ -371,7 +371,7 @@ def test_cancel_scancels_and_leaves_no_result(
         text=True,
         check=True,
     )
-    assert json.loads(results.stdout) == []
+    assert json.loads(results.stdout)["results"] == []
 
 
 @pytest.mark.slurm
