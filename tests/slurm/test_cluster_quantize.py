@@ -112,9 +112,11 @@ def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
     venv = testbed.dir / "cluster-python"
     if not (venv / "bin" / "python").exists():
         subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
-        site = next((venv / "lib").glob("python*/site-packages"))
-        (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-        subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    # Always this environment's site-packages: a kept testbed may hold a venv made by another
+    # checkout, whose environment may be gone.
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
     python = str(venv / "bin" / "python")
     probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('msquant_desktop') is None and u.find_spec('llmcompressor') else 1)"
     # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
