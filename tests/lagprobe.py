@@ -41,6 +41,7 @@ class LagProbe(QObject):
         self.max_busy_ms = 0.0
         """The most CPU time the GUI thread spent between two ticks."""
         self._lags: list[float] = []
+        self._busy: list[float] = []
         self._started = 0.0
         self._last = 0.0
         self._last_cpu = 0.0
@@ -55,6 +56,7 @@ class LagProbe(QObject):
         self.max_busy_ms = 0.0
         self.ticks = 0
         self._lags = []
+        self._busy = []
         self._last_cpu = time.thread_time()
         self._started = self._last = time.perf_counter()
         self._timer.start()
@@ -69,16 +71,19 @@ class LagProbe(QObject):
 
     def percentile(self, p: float) -> float:
         """The p-th percentile (0-100) of the per-tick lags, in ms."""
-        if not self._lags:
-            return 0.0
-        ordered = sorted(self._lags)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+        return _percentile(self._lags, p)
+
+    def busy_percentile(self, p: float) -> float:
+        """The p-th percentile (0-100) of the GUI thread's CPU time between two ticks, in ms."""
+        return _percentile(self._busy, p)
 
     def _tick(self) -> None:
         now = time.perf_counter()
         cpu = time.thread_time()
         lag = max(0.0, (now - self._last) * 1000 - self.interval_ms)
-        self.max_busy_ms = max(self.max_busy_ms, (cpu - self._last_cpu) * 1000)
+        busy = (cpu - self._last_cpu) * 1000
+        self.max_busy_ms = max(self.max_busy_ms, busy)
+        self._busy.append(busy)
         self._last = now
         self._last_cpu = cpu
         self.ticks += 1
@@ -90,7 +95,8 @@ class LagProbe(QObject):
     def summary(self) -> str:
         return (
             f"max lag {self.max_lag_ms:.1f} ms (at {self.worst_at_s:.2f} s), p99 {self.percentile(99):.1f} ms, "
-            f"GUI thread busy at most {self.max_busy_ms:.1f} ms at a time, {self.ticks} ticks of {self.interval_ms} ms"
+            f"GUI thread busy at most {self.max_busy_ms:.1f} ms at a time (p99 {self.busy_percentile(99):.1f} ms), "
+            f"{self.ticks} ticks of {self.interval_ms} ms"
         )
 
     def __enter__(self) -> LagProbe:
@@ -100,6 +106,13 @@ class LagProbe(QObject):
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
 def spin_until(predicate: Callable[[], bool], timeout_s: float, check_ms: int = 5) -> bool:

@@ -265,4 +265,13 @@ def test_taking_in_a_flood_frame_stays_far_below_a_frame(qtbot) -> None:  # type
             n += 10
             spin_for(0.016)
     assert view.line_count() == 10_000 and n > 0
-    assert probe.max_busy_ms < 16, probe.summary()
+    view.flush()
+    buffer = view.text.buffer
+    assert buffer.total_hidden + len(buffer) == n * 1600  # nothing lost without being counted
+    assert buffer.last() == chunk.rstrip("\n").rsplit("\n", 1)[-1]
+    # The figure (worst frame on a quiet machine, ~5 ms) is in BENCHMARKS.md.  Here, on a shared
+    # machine, thread CPU time also counts cycles the host gave to others (steal), so the test holds
+    # the typical frame to a frame and the worst to two: a frame that took in the whole flood at once
+    # (the bug this guards against) costs hundreds of milliseconds.
+    assert probe.busy_percentile(99) < 16, probe.summary()
+    assert probe.max_busy_ms < 32, probe.summary()

@@ -71,24 +71,37 @@ def monospace() -> QFont:
 class _Pending:
     """Queued output: text of one kind (split into lines only when taken in), or a gap marker."""
 
-    __slots__ = ("count", "kind", "lines", "parts", "size")
+    __slots__ = ("count", "kind", "lines", "part_counts", "parts", "size")
 
     def __init__(self, kind: int, text: str = "", count: int = 0) -> None:
         self.kind = kind
-        self.parts = [text] if text else []  # complete lines, each part ending in a newline
+        self.parts = deque([text] if text else [])  # complete lines, each part ending in a newline
+        self.part_counts = deque([count] if text else [])
         self.size = len(text)
         self.lines: list[str] | None = None
         self.count = count  # lines, or for a marker the lines it stands for
 
     def add(self, text: str, count: int) -> None:
         self.parts.append(text)
+        self.part_counts.append(count)
         self.size += len(text)
         self.count += count
+
+    def drop_parts(self, most: int) -> int:
+        """Drop whole unsplit parts from the front, at most `most` lines; returns the lines dropped.
+        (Lines that will be skipped anyway are never split: in a flood most of a frame's text is.)"""
+        dropped = 0
+        while self.lines is None and len(self.parts) > 1 and self.part_counts[0] <= most - dropped:
+            self.size -= len(self.parts.popleft())
+            dropped += self.part_counts.popleft()
+        self.count -= dropped
+        return dropped
 
     def split(self) -> list[str]:
         if self.lines is None:
             self.lines = "".join(self.parts)[:-1].split("\n")
-            self.parts = []
+            self.parts.clear()
+            self.part_counts.clear()
         return self.lines
 
 
@@ -617,12 +630,17 @@ class LogView(QWidget):
                 self._pending_lines -= head.count
                 self._pending.popleft()
             else:
-                lines = head.split()
-                head.lines = lines[excess:]
-                head.count -= excess
-                skipped += excess
-                self._pending_lines -= excess
-                excess = 0
+                dropped = head.drop_parts(excess)
+                skipped += dropped
+                excess -= dropped
+                self._pending_lines -= dropped
+                if excess:
+                    lines = head.split()
+                    head.lines = lines[excess:]
+                    head.count -= excess
+                    skipped += excess
+                    self._pending_lines -= excess
+                    excess = 0
         if skipped:
             self.buffer.skip(skipped)
 
