@@ -147,7 +147,9 @@ def create_job(
         },
     )
     if submission.edited_script is not None:
-        spec = dataclasses.replace(spec, meta={**spec.meta, "script_edited": True, "script_diff": script_diff})
+        spec = dataclasses.replace(
+            spec, meta={**spec.meta, "script_edited": True, "script_diff": script_diff}
+        )
     record = repo.create(spec, JobState.STARTING, note=f"submitting to {submission.cluster}")
     pid, start = this_process()
     return repo.update(

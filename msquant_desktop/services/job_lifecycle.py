@@ -11,7 +11,7 @@ The steps of a job's life and who calls them:
 
     claim()                 app / supervisor / CLI  QUEUED -> STARTING (claimer recorded), or rejected
     prepare_launch()        app / `jobs run`        run folder + launch.json; refuses a cancelled job
-    supervisor_problem()    app / `jobs run`        a supervisor command that cannot be executed
+    spawn_supervisor()      app (thread) / `jobs run`  the supervisor in its own session, or why it cannot start
     fail_to_start()         app / `jobs run`        the supervisor could not be spawned
     mark_running()          supervisor (app too)    STARTING -> RUNNING with the supervisor's identity
     finish_from_exit()      supervisor / app / any  the exit record -> the final state
@@ -20,7 +20,8 @@ The steps of a job's life and who calls them:
     cancel_unsupervised()   app (thread) / CLI      no supervisor: stop the marked processes, then CANCELLED
     delete()                app                     forget a final job; the caller removes its folder
     advance_queue()         supervisor / CLI        start queued jobs while slots are free, detached
-                                                    (the app starts its own through QProcess)
+                                                    (the app claims and spawns its own on a launcher
+                                                    thread: services/job_launcher.py)
 
 Blocking work (waiting out a grace period, removing folders) is handed back as a value, so the app can
 run it on a thread and the CLI inline.
@@ -75,7 +76,9 @@ class ProcessIdentity:
 
     def alive(self) -> bool:
         """Still the same process (a reused pid has another start time)."""
-        return identity.alive(self.pid) and identity.same_start(identity.start_time(self.pid), self.start_time)
+        return identity.alive(self.pid) and identity.same_start(
+            identity.start_time(self.pid), self.start_time
+        )
 
 
 # -- claiming and launching --------------------------------------------------------------------------
@@ -249,26 +252,40 @@ def start_claimed(
     return repo.get(record.id)
 
 
-def spawn_detached(launch: Launch) -> str | None:
-    """Start the supervisor in its own session, not tied to this process, and wait until it has
-    announced itself in the run folder: until then this process is the job's only claimer, and a
-    claimer that ended before its supervisor appeared means a failed start (`inspect`)."""
+def spawn_supervisor(launch: Launch, *, piped: bool) -> subprocess.Popen[bytes] | str:
+    """Start the job's supervisor in its own session (the job outlives whoever started it); the
+    Popen, or why it could not start.  `piped`: its stdout and stderr come back through pipes (the
+    app reads them live), else they go nowhere (the log is in the run folder either way).
+
+    The same argv, check and session for the app and the CLI, so both record the same reasons.
+    CPython starts it with vfork, so a caller on a thread does not hold the GIL while the page
+    tables of a GUI-sized process are copied."""
     argv = self_command("_supervise", "--run-dir", str(launch.run_dir))
     problem = supervisor_problem(argv)
     if problem is not None:
         return problem
+    output = subprocess.PIPE if piped else subprocess.DEVNULL
     try:
-        child = subprocess.Popen(  # detached on purpose: the job outlives this command
+        return subprocess.Popen(  # detached on purpose: the job outlives this process
             argv,
             cwd=str(launch.run_dir),
             env=launch.env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
         )
     except OSError as exc:
         return str(exc)
+
+
+def spawn_detached(launch: Launch) -> str | None:
+    """Start the supervisor (`spawn_supervisor`) and wait until it has announced itself in the run
+    folder: until then this process is the job's only claimer, and a claimer that ended before its
+    supervisor appeared means a failed start (`inspect`)."""
+    child = spawn_supervisor(launch, piped=False)
+    if isinstance(child, str):
+        return child
     deadline = time.monotonic() + HANDOVER_TIMEOUT_S
     while control.supervisor_identity(launch.run_dir) is None:
         code = child.poll()
@@ -342,9 +359,13 @@ def storage_words(exit_record: ExitRecord) -> str:
     words = []
     lost = int(extra.get("log_lines_lost", 0) or 0)
     if lost:
-        words.append(f"{lost:,} output line(s) could not be written to the run folder ({extra.get('log_error', '')})")
+        words.append(
+            f"{lost:,} output line(s) could not be written to the run folder ({extra.get('log_error', '')})"
+        )
     if extra.get("exit_record_error"):
-        words.append(f"exit.json could not be written ({extra['exit_record_error']}); the end was told directly")
+        words.append(
+            f"exit.json could not be written ({extra['exit_record_error']}); the end was told directly"
+        )
     return "; ".join(words)
 
 

@@ -1,4 +1,4 @@
-"""One running local job as the app sees it: started here (QProcess) or adopted (run folder tail).
+"""One running local job as the app sees it: started here (its pipes) or adopted (run folder tail).
 
 Both kinds turn the supervisor's stream-tagged output into `sig_output` batches and report the end
 once with `sig_ended(exit_record_or_None, why)`.  The JobService owns them and maps them to states.
@@ -7,14 +7,17 @@ once with `sig_ended(exit_record_or_None, why)`.  The JobService owns them and m
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal, Slot
 
-from msquant_desktop.domain.logformat import DecodedChunk, LineSplitter, decode_tagged
+from msquant_desktop.domain.logformat import META_TAG, DecodedChunk, LineSplitter, decode_tagged
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
-from msquant_desktop.procs import identity
+from msquant_desktop.services.job_launcher import Spawned
 from msquant_desktop.store.run_folders import read_exit_record
 from msquant_desktop.supervisor import control
 
@@ -22,7 +25,9 @@ log = logging.getLogger(__name__)
 
 ADOPTED_POLL_MS = 100
 READ_LIMIT = 4 << 20
-"""At most this much log is read per poll of an adopted job, so a flood never stalls the loop."""
+"""At most this much output is read per turn of the event loop (a pipe's readiness, a poll of an
+adopted job's log), so a flood never stalls the loop."""
+PIPE_READ = 1 << 16
 
 
 class JobRuntime(QObject):
@@ -37,12 +42,31 @@ class JobRuntime(QObject):
         self.run_dir = run_dir
         self.pid: int | None = None
         self.pid_start_time: float | None = None
-        self.never_started = False
-        """The supervisor process could not even be started (so the job never ran)."""
         self._ended = False
         self._exited: ExitRecord | None = None
         """The exit record as the supervisor's `exited` message carried it (exit.json may be missing
         when the disk was full: the message still tells how the job ended)."""
+
+    def _emit_lines(self, lines: bytes) -> None:
+        """Hand complete tagged lines on, cut after each supervisor message, so that a message
+        ("N lines skipped here") keeps its place among the lines around it however much is read
+        at once (after the app was frozen, megabytes)."""
+        if not lines.startswith(META_TAG) and b"\n" + META_TAG not in lines:
+            self._emit_chunk(decode_tagged(lines))
+            return
+        start, size = 0, len(lines)
+        while start < size:
+            if lines.startswith(META_TAG, start):
+                message_at = start
+            else:
+                found = lines.find(b"\n" + META_TAG, start)
+                if found < 0:
+                    self._emit_chunk(decode_tagged(lines[start:]))
+                    return
+                message_at = found + 1
+            end = lines.find(b"\n", message_at) + 1 or size
+            self._emit_chunk(decode_tagged(lines[start:end]))
+            start = end
 
     def _emit_chunk(self, chunk: DecodedChunk) -> None:
         for meta in chunk.metas:
@@ -60,91 +84,115 @@ class JobRuntime(QObject):
 
 
 class SupervisedRuntime(JobRuntime):
-    """A job whose supervisor this app started: output arrives on the supervisor's stdout pipe."""
+    """A job whose supervisor the app's launcher started (services/job_launcher.py): output arrives
+    on the supervisor's stdout pipe, its exit through a pidfd, both watched by QSocketNotifiers, so
+    the GUI thread only ever reads what is already there."""
 
-    def __init__(
-        self, job_id: int, run_dir: Path, argv: list[str], env: dict[str, str], parent: QObject | None = None
-    ) -> None:
-        super().__init__(job_id, run_dir, parent)
+    def __init__(self, spawned: Spawned, parent: QObject | None = None) -> None:
+        super().__init__(spawned.job_id, spawned.run_dir, parent)
         self._splitter = LineSplitter()
-        self.process = QProcess(self)
-        self.process.setObjectName(f"supervisor-job-{job_id}")
-        # Own session and process group: the job never shares the GUI's group (facts/qt-headless.md).
-        # vfork: the GUI thread does not copy the page tables of a GUI-sized process for each launch
-        # (measured ~3 ms instead of ~8-12 ms per start); nothing runs in the child before exec.
-        self.process.setUnixProcessParameters(
-            QProcess.UnixProcessFlag.CreateNewSession | QProcess.UnixProcessFlag.UseVFork
-        )
-        environment = QProcessEnvironment()
-        for key, value in env.items():
-            environment.insert(key, value)
-        self.process.setProcessEnvironment(environment)
-        self.process.setWorkingDirectory(str(run_dir))
-        self.process.readyReadStandardOutput.connect(self._on_stdout)
-        self.process.readyReadStandardError.connect(self._on_stderr)
-        self.process.finished.connect(self._on_finished)
-        self.process.errorOccurred.connect(self._on_error)
-        self.process.started.connect(self._on_started)
-        self._argv = argv
+        self._process = spawned.process
+        self.pid = spawned.process.pid
+        self.pid_start_time = spawned.start_time
+        self._pidfd = spawned.pidfd
+        stdout, stderr = spawned.process.stdout, spawned.process.stderr
+        assert stdout is not None and stderr is not None  # the launcher spawns it piped
+        self._out_fd, self._err_fd = stdout.fileno(), stderr.fileno()
+        os.set_blocking(self._out_fd, False)
+        os.set_blocking(self._err_fd, False)
+        self._notifiers = [
+            self._notifier(self._out_fd, self._on_stdout),
+            self._notifier(self._err_fd, self._on_stderr),
+            self._notifier(self._pidfd, self._on_exited),
+        ]
 
-    def start(self) -> None:
-        """Start the supervisor; `started` (pid known) or `sig_ended` (could not start) follows.
-        Never waits: the GUI thread does not block on a fork/exec."""
-        self.process.start(self._argv[0], self._argv[1:])
-        self._note_pid()  # known as soon as the fork happened (Qt's `started` may come after output)
-
-    @Slot()
-    def _on_started(self) -> None:
-        self._note_pid()
-
-    def _note_pid(self) -> None:
-        pid = int(self.process.processId())
-        if pid > 0 and pid != self.pid:
-            self.pid = pid
-            self.pid_start_time = identity.start_time(pid)
+    def _notifier(self, fd: int, slot: Callable[[], object]) -> QSocketNotifier:
+        notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+        notifier.activated.connect(lambda *_args: slot())
+        return notifier
 
     def detach(self) -> None:
-        # WORKAROUND: QProcess kills a running child when it is destroyed; marking it NotRunning
-        # makes Qt let go, so the supervisor (and the job) outlive the app as intended.
-        for signal in (self.process.readyReadStandardOutput, self.process.readyReadStandardError):
-            signal.disconnect()
-        self.process.finished.disconnect()
-        self.process.errorOccurred.disconnect()
-        self.process.started.disconnect()
-        self.process.setProcessState(QProcess.ProcessState.NotRunning)
+        """Let go of the pipes; the supervisor (and the job) outlive the app as intended (a
+        supervisor never blocks on a reader that went away)."""
+        if not self._ended:
+            _DETACHED.append(self._process)  # never reaped here: no "still running" warning
+        self._close()
         self._ended = True
 
-    @Slot()
-    def _on_stdout(self) -> None:
-        data = bytes(self.process.readAllStandardOutput().data())
-        lines = self._splitter.feed(data)
-        if lines:
-            self._emit_chunk(decode_tagged(lines))
+    def _close(self) -> None:
+        for notifier in self._notifiers:
+            notifier.setEnabled(False)
+            notifier.deleteLater()
+        self._notifiers = []
+        for stream in (self._process.stdout, self._process.stderr):
+            if stream is not None:
+                stream.close()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
 
-    @Slot()
+    def _read(self, fd: int, limit: int) -> tuple[bytes, bool]:
+        """What the pipe holds now (up to `limit`), and whether it reached the end."""
+        parts: list[bytes] = []
+        size = 0
+        while size < limit:
+            try:
+                data = os.read(fd, PIPE_READ)
+            except BlockingIOError:
+                return b"".join(parts), False
+            except OSError:
+                return b"".join(parts), True
+            if not data:
+                return b"".join(parts), True
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts), False
+
+    def _on_stdout(self, everything: bool = False) -> None:
+        if self._ended:
+            return
+        while True:
+            # One pipe's worth (64 KiB) per turn of the event loop: in a flood the log view and the
+            # probe get their turn between reads, as with QProcess's readyRead.
+            data, at_end = self._read(self._out_fd, PIPE_READ)
+            lines = self._splitter.feed(data)
+            if lines:
+                self._emit_lines(lines)
+            if at_end:
+                self._notifiers[0].setEnabled(False)
+            if at_end or not everything or not data:
+                return
+
     def _on_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError().data()).decode("utf-8", "replace").strip()
+        if self._ended:
+            return
+        data, at_end = self._read(self._err_fd, READ_LIMIT)
+        if at_end:
+            self._notifiers[1].setEnabled(False)
+        text = data.decode("utf-8", "replace").strip()
         if text:
             log.warning("job %d supervisor: %s", self.job_id, text)
 
-    @Slot(int, QProcess.ExitStatus)
-    def _on_finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._on_stdout()
+    def _on_exited(self) -> None:
+        if self._ended:
+            return
+        self._on_stdout(everything=True)
+        self._on_stderr()
         rest = self._splitter.flush()
         if rest:
-            self._emit_chunk(decode_tagged(rest))
+            self._emit_lines(rest)
+        code = self._process.wait()  # it has exited: reaps it at once
+        self._close()
         record = read_exit_record(self.run_dir) or self._exited
         if record is None:
-            how = "crashed" if status == QProcess.ExitStatus.CrashExit else f"exited with {code}"
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
             self._end(None, f"the job's supervisor {how} without recording the job's end")
         else:
             self._end(record, "")
 
-    @Slot(QProcess.ProcessError)
-    def _on_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self.never_started = True
-            self._end(None, f"the supervisor could not be started: {self.process.errorString()}")
+
+_DETACHED: list[subprocess.Popen[bytes]] = []
+"""Supervisors let go of while running (the app quits; they carry on)."""
 
 
 class AdoptedRuntime(JobRuntime):
@@ -204,7 +252,7 @@ class AdoptedRuntime(JobRuntime):
                     self._offset += len(data)
                     lines = self._splitter.feed(data)
                     if lines:
-                        self._emit_chunk(decode_tagged(lines))
+                        self._emit_lines(lines)
                     if not everything or len(data) < READ_LIMIT:
                         break
         except OSError:

@@ -33,8 +33,8 @@ from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
 from msquant_desktop.domain.secrets import extra_patterns, hold_secrets
-from msquant_desktop.runtime import self_command
 from msquant_desktop.services import job_lifecycle as lifecycle
+from msquant_desktop.services.job_launcher import JobLauncher, LaunchInputs, Spawned
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
 from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
@@ -45,10 +45,6 @@ from msquant_desktop.supervisor.control import detect_gpu_count
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_MS = 500
-LAUNCH_SPACING_MS = 100
-"""Between two launches in a row: each starts two Python processes (the supervisor, often the job),
-~60 ms of CPU; 25 ms spacing kept a 2-core machine saturated while twenty started and the GUI
-thread waited for a core (60-230 ms lag); at 100 ms they take under one core (20 jobs: ~2 s)."""
 _FINAL_VALUES = frozenset(s.value for s in JobState if s.is_final)
 
 RemoteCanceller = Callable[[JobRecord], None]
@@ -79,6 +75,8 @@ class JobService(QObject):
     sig_deletes_pending = Signal(int)
     """How many deleted jobs' folders are still being removed (0: all gone)."""
     _sig_done_on_thread = Signal(object)
+    _sig_launched = Signal(object)
+    """Internal: a callable from the launcher thread (a job claimed or started)."""
     """Internal: a callable to run on the GUI thread when blocking work on a thread has finished."""
 
     def __init__(
@@ -102,12 +100,16 @@ class JobService(QObject):
         self._identity = lifecycle.ProcessIdentity.of_this_process()
         self._deletes_pending = 0
         self._closed = False
-        self._schedule_timer = QTimer(self)
-        self._schedule_timer.setObjectName("job-service-next-launch")
-        self._schedule_timer.setSingleShot(True)
-        self._schedule_timer.setInterval(LAUNCH_SPACING_MS)
-        self._schedule_timer.timeout.connect(self.schedule)
         self._sig_done_on_thread.connect(lambda done: None if self._closed else done())
+        self._sig_launched.connect(lambda done: done())  # also after shutdown: it lets go of pipes
+        self._launcher = JobLauncher(
+            self._launch_inputs,
+            self._identity,
+            lambda job_id: self._held_secrets.pop(job_id, None),
+            self._sig_launched.emit,
+            self._note,
+            self._on_spawned,
+        )
         self._signatures = repo.signatures()
         self._seen_version: tuple[int, int] = (-1, -1)
         self._running_count = -1
@@ -129,7 +131,7 @@ class JobService(QObject):
         """Stop watching.  Running jobs keep running (their supervisors record their end) unless
         `cancel_running`, in which case each supervisor is asked to stop its tree first."""
         self._sync_timer.stop()
-        self._schedule_timer.stop()
+        self._launcher.stop()
         self._closed = True
         for job_id, runtime in list(self._runtimes.items()):
             if cancel_running:
@@ -139,10 +141,8 @@ class JobService(QObject):
 
     # -- public API --------------------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> JobRecord:
-        """Queue a local job; it starts at once when a slot (and its GPUs) are free.
-
-        Only one launch happens per turn of the event loop: when a launch already waits for the next
-        turn (many jobs submitted in one go, e.g. a sweep), this one queues behind it."""
+        """Queue a local job; it starts at once when a slot (and its GPUs) are free (the launcher
+        thread claims it: the record returned is the QUEUED one)."""
         if spec.target is not JobTarget.LOCAL:
             raise ValueError("SLURM jobs are submitted through the Clusters area, not the local engine")
         # Secret values typed for the job stay in this process until it starts (never in the store).
@@ -152,10 +152,8 @@ class JobService(QObject):
             self._held_secrets[record.id] = held
         self._note(record.id, added=True)
         self.sig_job_submitted.emit(record.id)
-        if self._schedule_timer.isActive():
-            return record
         self.schedule()
-        return self._repo.get(record.id)
+        return record
 
     def submit_many(self, specs: Sequence[JobSpec]) -> list[JobRecord]:
         """Queue several local jobs (a sweep's members) in one store transaction: all or none, back
@@ -165,9 +163,9 @@ class JobService(QObject):
         records = self._repo.create_many(specs, JobState.QUEUED, "submitted in the app")
         for record in records:
             self._note(record.id, added=True)
-        if records and not self._schedule_timer.isActive():
+        if records:
             self.schedule()
-        return [self._repo.get(record.id) for record in records]
+        return records
 
     def cancel(self, job_id: int) -> None:
         """Cancel a queued or running job (never waits: stopping happens in the supervisor or on a
@@ -282,51 +280,33 @@ class JobService(QObject):
     # -- scheduling ----------------------------------------------------------------------------------------
     @Slot()
     def schedule(self) -> None:
-        """Start the next queued job if slots and GPUs allow (event-driven; also on every sync).
+        """Start the next queued jobs if slots and GPUs allow (event-driven; also on every sync).
 
-        One launch per turn of the event loop: twenty jobs submitted at once start in twenty short
-        steps instead of one long stall of the GUI thread.
-        """
-        if self._closed:
-            return
+        The launcher thread claims and spawns them one after another (services/job_launcher.py);
+        the GUI thread only takes each running supervisor in (`_on_spawned`)."""
+        if not self._closed:
+            self._launcher.request()
+
+    def _launch_inputs(self) -> LaunchInputs:
         settings = self._settings.settings
-        record = lifecycle.claim(self._repo, settings.max_concurrent_jobs, self.gpu_count, self._identity)
-        if record is None:
-            return
-        self._note(record.id)
-        if record.state is JobState.STARTING:
-            self._launch(record)
-        self._schedule_soon()
-
-    def _schedule_soon(self) -> None:
-        if not self._closed and not self._schedule_timer.isActive():
-            self._schedule_timer.start()
-
-    def _launch(self, record: JobRecord) -> None:
-        settings = self._settings.settings
-        prepared = lifecycle.prepare_launch(
-            self._repo,
-            record,
-            self._paths.runs_dir,
-            self._paths.database,
-            settings.cancel_grace_seconds,
-            dict(os.environ),
-            extra_patterns(settings.secret_env_names),
-            self._held_secrets.pop(record.id, None),
+        return LaunchInputs(
+            max_running=settings.max_concurrent_jobs,
+            gpu_count=self.gpu_count,
+            runs_dir=self._paths.runs_dir,
+            store_path=self._paths.database,
+            grace_seconds=settings.cancel_grace_seconds,
+            base_env=dict(os.environ),
+            secret_patterns=extra_patterns(settings.secret_env_names),
         )
-        if not isinstance(prepared, lifecycle.Launch):
-            self._note(record.id)
+
+    def _on_spawned(self, spawned: Spawned) -> None:
+        runtime = SupervisedRuntime(spawned, self)
+        if self._closed or spawned.job_id in self._runtimes:  # quitting, or adopted meanwhile
+            runtime.detach()
+            runtime.deleteLater()
             return
-        argv = self_command("_supervise", "--run-dir", str(prepared.run_dir))
-        problem = lifecycle.supervisor_problem(argv)
-        if problem is not None:
-            lifecycle.fail_to_start(self._repo, record.id, problem)
-            self._note(record.id)
-            return
-        runtime = SupervisedRuntime(record.id, prepared.run_dir, argv, prepared.env, self)
         self._attach(runtime)
-        runtime.start()  # `started` / `sig_ended` report back; never waits
-        self._note(record.id)
+        self._note(spawned.job_id)
 
     def _attach(self, runtime: JobRuntime) -> None:
         self._runtimes[runtime.job_id] = runtime
@@ -337,7 +317,7 @@ class JobService(QObject):
         """Every active local job this app does not follow yet: adopt, leave to its launcher, or
         settle (as `job_lifecycle.inspect` decides)."""
         for record in self._repo.active(target=JobTarget.LOCAL):
-            if record.id in self._runtimes:
+            if record.id in self._runtimes or self._launcher.launching(record.id):
                 continue
             found = lifecycle.inspect(self._repo, record)
             if isinstance(found, lifecycle.Adopt):
@@ -358,6 +338,19 @@ class JobService(QObject):
 
     # -- runtime events --------------------------------------------------------------------------------------
     def _on_output(self, job_id: int, chunk: DecodedChunk) -> None:
+        # In stream order: a chunk ends with the supervisor's message when it holds one
+        # (JobRuntime._emit_lines), so its lines come before the message.
+        for text, is_err in chunk.texts:
+            self.sig_log_text.emit(job_id, text, is_err)
+        for event in chunk.events:
+            kind = event.get("type")
+            if kind == "progress":
+                self._progress[job_id] = event
+                self.sig_job_progress.emit(job_id, event)
+            elif kind == "result":
+                self._repo.update(job_id, result=event)
+                self._note(job_id)
+            self.sig_job_event.emit(job_id, event)
         for meta in chunk.metas:
             kind = meta.get("type")
             if kind == "started":
@@ -372,17 +365,6 @@ class JobService(QObject):
                 self._note(job_id)
             elif kind == "skipped":
                 self.sig_log_skipped.emit(job_id, int(meta.get("lines", 0)))
-        for text, is_err in chunk.texts:
-            self.sig_log_text.emit(job_id, text, is_err)
-        for event in chunk.events:
-            kind = event.get("type")
-            if kind == "progress":
-                self._progress[job_id] = event
-                self.sig_job_progress.emit(job_id, event)
-            elif kind == "result":
-                self._repo.update(job_id, result=event)
-                self._note(job_id)
-            self.sig_job_event.emit(job_id, event)
 
     def _on_ended(self, job_id: int, exit_record: ExitRecord | None, why: str) -> None:
         runtime = self._runtimes.pop(job_id, None)
@@ -393,8 +375,6 @@ class JobService(QObject):
         if job is not None and job.state.is_active:
             if exit_record is not None:
                 lifecycle.finish_from_exit(self._repo, job, exit_record, "job ended")
-            elif runtime is not None and runtime.never_started:
-                lifecycle.fail_to_start(self._repo, job_id, why)
             else:
                 found = lifecycle.inspect(self._repo, job)
                 if isinstance(found, lifecycle.Settled):
@@ -404,8 +384,7 @@ class JobService(QObject):
                 elif isinstance(found, lifecycle.Adopt):  # e.g. a second look found it alive after all
                     log.warning("job %d: %s, but its supervisor is alive; following it", job_id, why)
             self._note(job_id)
-        if not self._schedule_timer.isActive():
-            self.schedule()  # at once: a job ending frees its slot now (the timer only spaces launches)
+        self.schedule()  # at once: a job ending frees its slot now
 
     # -- blocking work, off the GUI thread ---------------------------------------------------------------
     def _cleanup_on_thread(self, settled: lifecycle.Settled) -> None:

@@ -10,7 +10,10 @@ names the file and what to do.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -197,15 +200,52 @@ def check_not_newer(path: Path) -> None:
         )
 
 
+class StoreConnection(sqlite3.Connection):
+    """A connection `connect` made; it knows when it is closed (see `_open_in_this_process`)."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        super().close()
+
+
+_OPEN: dict[str, weakref.WeakSet[StoreConnection]] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _store_key(path: Path) -> str:
+    return os.path.realpath(path)
+
+
+def _open_in_this_process(path: Path) -> bool:
+    """Whether this process holds an open connection to the store at `path`.
+
+    Then its header must not be read through a file handle of our own: closing any descriptor of a
+    file drops every POSIX lock this process holds on it, SQLite's included, and a connection in
+    another process (a job's supervisor) that closes next believes it is the last one, checkpoints
+    and resets the WAL under our open connections — they then read and write a stale copy.  The
+    header was checked when the first connection was opened; SQLite's own `user_version` check in
+    `migrate` still refuses a newer schema."""
+    with _OPEN_LOCK:
+        return any(not conn.closed for conn in _OPEN.get(_store_key(path), ()))
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """Open (creating and migrating as needed) the store at `path`.  StoreError with one clear line
-    when it cannot be used; nothing is replaced."""
-    check_not_newer(path)
+    when it cannot be used; nothing is replaced.  Safe to call on any thread, while other
+    connections of this process are open (one connection per thread)."""
+    if not _open_in_this_process(path):
+        check_not_newer(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            path, timeout=10.0, isolation_level=None, check_same_thread=False, factory=StoreConnection
+        )
     except (OSError, sqlite3.Error) as exc:
         raise store_error(path, exc) from exc
+    with _OPEN_LOCK:
+        _OPEN.setdefault(_store_key(path), weakref.WeakSet()).add(conn)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 10000")

@@ -216,3 +216,44 @@ def test_two_processes_writing_at_once_are_serialized(tmp_path: Path) -> None:
         assert [n for n in names if n[0] == tag] == [f"{tag}-{i}" for i in range(count)]
     switches = sum(1 for x, y in zip(names, names[1:], strict=False) if x[0] != y[0])
     assert switches >= 2, "the two writers did not overlap, so nothing was proven"
+
+
+_WRITE_AND_CLOSE = """
+import sys
+from pathlib import Path
+from msquant_desktop.domain.jobs import JobState
+from msquant_desktop.store import JobRepository, connect
+conn = connect(Path(sys.argv[1]))
+JobRepository(conn).transition(int(sys.argv[2]), JobState.STARTING, "claimed by a child process")
+conn.close()  # the child's last connection: SQLite checkpoints when it believes it is the last one
+"""
+
+
+def test_a_second_connection_on_another_thread_keeps_the_first_ones_view(tmp_path: Path) -> None:
+    """The app holds its GUI-thread connection while a launcher thread opens another one; a job's
+    supervisor (another process) then writes and closes.  The store's header check once read the
+    file through a handle of its own and closed it, which dropped this process's POSIX locks: the
+    child's close then reset the WAL under the open connections, which went on reading (and writing)
+    a stale copy — a job the child had claimed still read QUEUED here."""
+    import threading
+
+    path = tmp_path / "store.sqlite3"
+    first = connect(path)
+    repo = JobRepository(first)
+    job = repo.create(JobSpec(name="j", argv=("true",)))
+    opened: list[object] = []
+    thread = threading.Thread(target=lambda: opened.append(connect(path)))
+    thread.start()
+    thread.join()
+    subprocess.run(
+        [sys.executable, "-c", _WRITE_AND_CLOSE, str(path), str(job.id)],
+        check=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert repo.get(job.id).state is JobState.STARTING
+    repo.transition(job.id, JobState.FAILED_TO_START, "seen here", reason="seen here")
+    second = connect(path)  # and a connection opened afterwards sees both writes
+    assert JobRepository(second).get(job.id).state is JobState.FAILED_TO_START
+    for conn in (first, second, *opened):
+        conn.close()  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ def test_a_job_runs_streams_reports_events_and_completes(make_engine, qtbot, app
     service.sig_log_text.connect(lambda j, t, e: texts.append((j, t, e)))
     service.sig_job_event.connect(lambda j, ev: events.append(ev))
     record = service.submit(JobSpec(name="printer", argv=(sys.executable, "-c", PRINTER, "{run_dir}/out")))
-    assert record.state in (JobState.STARTING, JobState.RUNNING)
+    assert record.state is JobState.QUEUED  # the launcher thread claims it: submit never waits
     final = wait_final(qtbot, service, record.id)
     assert final.state is JobState.COMPLETED and final.exit_code == 0
     run_dir = service.run_dir(record.id)
@@ -61,10 +61,10 @@ def test_failures_and_failed_to_start_are_told_apart(make_engine, qtbot) -> None
 def test_a_supervisor_that_cannot_start_is_failed_to_start_as_in_the_cli(
     make_engine, qtbot, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """E.g. the app's executable was removed or moved while it ran: QProcess cannot start it."""
-    import msquant_desktop.services.job_service as job_service
+    """E.g. the app's executable was removed or moved while it ran: it cannot be started."""
+    import msquant_desktop.services.job_lifecycle as lifecycle
 
-    monkeypatch.setattr(job_service, "self_command", lambda *args: ["/nonexistent/msquant-desktop", *args])
+    monkeypatch.setattr(lifecycle, "self_command", lambda *args: ["/nonexistent/msquant-desktop", *args])
     service = make_engine()
     record = service.submit(JobSpec(name="never runs", argv=("true",)))
     final = wait_final(qtbot, service, record.id)
@@ -102,6 +102,7 @@ def test_queue_holds_the_limit_reorders_and_cancels_queued_jobs_instantly(make_e
     second = service.submit(JobSpec(name="second", argv=("sh", "-c", "exit 0")))
     third = service.submit(JobSpec(name="third", argv=("sh", "-c", "exit 0")))
     fourth = service.submit(JobSpec(name="fourth", argv=("sh", "-c", "exit 0")))
+    qtbot.waitUntil(lambda: service.get(first.id).state is JobState.RUNNING, timeout=15000)
     assert service.get(second.id).state is JobState.QUEUED and service.running_count() == 1
     service.move_in_queue(third.id, -1)
     assert [r.id for r in service._repo.queued()] == [third.id, second.id, fourth.id]
@@ -127,6 +128,7 @@ def test_gpu_slots_are_handed_out_through_cuda_visible_devices(make_engine, qtbo
     texts: list[str] = []  # connected before c can start: its only line comes early
     service.sig_log_text.connect(lambda j, t, e: texts.append(t) if j == c.id else None)
     too_big = service.submit(JobSpec(name="huge", argv=show, gpus=3))
+    qtbot.waitUntil(lambda: service.get(a.id).state is JobState.RUNNING, timeout=15000)
     assert service.get(a.id).gpu_indices == (0,)
     assert service.get(b.id).state is JobState.QUEUED and service.get(c.id).state is JobState.QUEUED
     service.cancel(a.id)
@@ -166,6 +168,7 @@ def test_slurm_jobs_show_up_but_never_enter_the_local_queue(make_engine, qtbot, 
 def test_submit_many_queues_all_members_in_one_transaction_or_none(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     service = make_engine(max_jobs=1, grace=0.2)
     blocker = service.submit(JobSpec(name="blocker", argv=("sleep", "300")))
+    qtbot.waitUntil(lambda: service.get(blocker.id).state is JobState.RUNNING, timeout=15000)
     before = [r.id for r in service.list_jobs()]
     good = JobSpec(name="member", argv=("sh", "-c", "exit 0"))
     unstorable = JobSpec(name="bad", argv=("true",), meta={"not json": object()})

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from msquant_desktop.config.settings_store import save_settings
@@ -145,6 +146,11 @@ def test_a_job_cancelled_while_it_is_starting_is_stopped_before_its_command_gets
     service = make_engine()
     flag = tmp_path / "ran"
     record = service.submit(JobSpec(name="cancelled at once", argv=("sh", "-c", f"sleep 1; touch {flag}")))
+    deadline = time.monotonic() + 15
+    while service.get(record.id).state is JobState.QUEUED and time.monotonic() < deadline:
+        # The launcher thread claims it; the event loop does not turn here, so the app cannot
+        # mark it RUNNING from the supervisor's first message meanwhile.
+        time.sleep(0.002)
     assert service.get(record.id).state is JobState.STARTING and service.get(record.id).pid is None
     service.cancel(record.id)
     assert service.get(record.id).state is JobState.CANCELLING

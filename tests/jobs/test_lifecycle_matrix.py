@@ -26,9 +26,7 @@ from msquant_desktop.store.jobs_repo import JobRepository
 from tests.jobs.helpers import child_env, marked, wait_for
 
 SLEEPER = "import time; print('up', flush=True); time.sleep(300)"
-STUBBORN = (
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(300)"
-)
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(300)"
 
 
 class Side(Protocol):
@@ -77,7 +75,15 @@ class CliSide:
 
     def jobs(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "msquant_desktop", "--data-dir", str(self.paths.data_dir.parent), "jobs", *args],
+            [
+                sys.executable,
+                "-m",
+                "msquant_desktop",
+                "--data-dir",
+                str(self.paths.data_dir.parent),
+                "jobs",
+                *args,
+            ],
             env=child_env(),
             capture_output=True,
             text=True,
@@ -136,13 +142,20 @@ def test_supervisor_sigkilled_then_cancel(sides: list[Side]) -> None:
         os.kill(int(side.record(job_id).pid), signal.SIGKILL)
         side.cancel(job_id)
         outcomes[side.name] = side.final(job_id)
-        assert wait_for(lambda run_dir=run_dir: marked(run_dir) == [], timeout=5), f"{side.name}: the job's process survived"
+        assert wait_for(lambda run_dir=run_dir: marked(run_dir) == [], timeout=5), (
+            f"{side.name}: the job's process survived"
+        )
     state, reason = _same_everywhere(outcomes)
     assert state is JobState.LOST
-    assert reason == "its supervisor vanished without recording the job's end; 1 unsupervised process(es) of the job were stopped"
+    assert (
+        reason
+        == "its supervisor vanished without recording the job's end; 1 unsupervised process(es) of the job were stopped"
+    )
 
 
-def test_cli_cancel_after_the_supervisor_was_sigkilled_leaves_no_process_when_it_returns(sides: list[Side]) -> None:
+def test_cli_cancel_after_the_supervisor_was_sigkilled_leaves_no_process_when_it_returns(
+    sides: list[Side],
+) -> None:
     cli = sides[1]
     job_id = cli.run([sys.executable, "-c", STUBBORN])
     run_dir = _run_dir(cli, job_id)
@@ -199,12 +212,11 @@ def test_supervisor_that_cannot_start(sides: list[Side], monkeypatch) -> None:  
     same `jobs run` code, launching through job_lifecycle) so the supervisor command can be pointed at a
     missing file."""
     import msquant_desktop.services.job_lifecycle as lifecycle
-    import msquant_desktop.services.job_service as job_service
     from msquant_desktop.app import main
 
     missing = ["/nonexistent/msquant-desktop"]
-    monkeypatch.setattr(job_service, "self_command", lambda *args: [*missing, *args])
-    monkeypatch.setattr(lifecycle, "self_command", lambda *args: [*missing, *args])  # the CLI's launcher
+    # One spawn for both sides (job_lifecycle.spawn_supervisor): the app's launcher thread and the CLI.
+    monkeypatch.setattr(lifecycle, "self_command", lambda *args: [*missing, *args])
     outcomes = {}
     app, cli = sides
     job_id = app.run(["true"], wait_running=False)
@@ -215,4 +227,7 @@ def test_supervisor_that_cannot_start(sides: list[Side], monkeypatch) -> None:  
     outcomes["cli"] = cli.final(JobRepository(cli.conn).list_jobs()[0].id)
     state, reason = _same_everywhere(outcomes)
     assert state is JobState.FAILED_TO_START
-    assert reason == "the supervisor could not be started: /nonexistent/msquant-desktop is not an executable file"
+    assert (
+        reason
+        == "the supervisor could not be started: /nonexistent/msquant-desktop is not an executable file"
+    )
