@@ -52,6 +52,32 @@ def test_empty_state_then_a_live_job_in_table_and_log(make_engine, qtbot) -> Non
     assert tab.proxy.rowCount() == 1
 
 
+def test_queued_jobs_show_their_place_in_the_queue(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The Status cell says where a job stands in the local queue (1 = next), not the raw position
+    it was given when queued: it moves up as the jobs before it start or are cancelled."""
+    service = make_engine(max_jobs=1, grace=0.2)
+    tab = _tab(qtbot, service)
+    first = service.submit(JobSpec(name="first", argv=("sleep", "300")))
+    qtbot.waitUntil(lambda: service.get(first.id).state is JobState.RUNNING, timeout=15000)
+    waiting = [service.submit(JobSpec(name=f"w{i}", argv=("sleep", "300"))) for i in range(3)]
+
+    def status(job_id: int) -> str:
+        row = tab.model.row_of(job_id)
+        assert row is not None
+        return str(tab.model.index(row, Column.STATUS).data())
+
+    assert [status(r.id) for r in waiting] == ["Queued (#1)", "Queued (#2)", "Queued (#3)"]
+    service.cancel(waiting[0].id)
+    qtbot.waitUntil(lambda: status(waiting[1].id) == "Queued (#1)", timeout=5000)
+    assert status(waiting[2].id) == "Queued (#2)"
+    service.cancel(first.id)  # the next one starts: the last moves to the front
+    qtbot.waitUntil(lambda: service.get(waiting[1].id).state is JobState.RUNNING, timeout=15000)
+    qtbot.waitUntil(lambda: status(waiting[2].id) == "Queued (#1)", timeout=5000)
+    for record in (waiting[1], waiting[2]):
+        service.cancel(record.id)
+    wait_final(qtbot, service, waiting[2].id)
+
+
 def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     service = make_engine(grace=1.0)
     tab = _tab(qtbot, service)
@@ -75,7 +101,10 @@ def test_cancel_button_shows_cancelling_and_delete_waits(make_engine, qtbot) -> 
     assert record.id not in [tab.model.record_at(i).id for i in range(tab.model.rowCount())]
     qtbot.waitUntil(lambda: not run_dir.exists(), timeout=10000)
     qtbot.waitUntil(lambda: len(shown) == 2, timeout=5000)
-    assert shown == [(1, True, "Removing 1 deleted job folder…"), (0, False, "Removing 0 deleted job folders…")]
+    assert shown == [
+        (1, True, "Removing 1 deleted job folder…"),
+        (0, False, "Removing 0 deleted job folders…"),
+    ]
 
 
 def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +113,7 @@ def test_delete_asks_before_it_deletes(make_engine, qtbot, monkeypatch, tmp_path
     service = make_engine()
     tab = _tab(qtbot, service)
     model = tmp_path / "models" / "kept-model"
-    result = '@@MSQUANT-EVENT@@ ' + json.dumps({"type": "result", "output": str(model)})
+    result = "@@MSQUANT-EVENT@@ " + json.dumps({"type": "result", "output": str(model)})
     record = service.submit(JobSpec(name="done", argv=(sys.executable, "-c", f"print({result!r})")))
     wait_final(qtbot, service, record.id)
     run_dir = service.run_dir(record.id)

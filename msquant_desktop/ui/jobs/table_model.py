@@ -142,6 +142,8 @@ class JobsTableModel(QAbstractTableModel):
         self._neg_ids: list[int] = []  # -id per row (rows are newest first), for bisect
         self.active_ids: set[int] = set()  # rows whose Duration runs with the clock
         self._progress: dict[int, ProgressValue] = {}  # active jobs' last progress, from events
+        self._queue_ranks: dict[int, int] | None = None
+        """Queued local job id -> its place in the queue (1 = next), made when first shown."""
         service.sig_job_added.connect(self._on_added)
         service.sig_job_changed.connect(self._on_changed)
         service.sig_job_removed.connect(self._on_removed)
@@ -156,6 +158,7 @@ class JobsTableModel(QAbstractTableModel):
         self._progress = {}
         for record in self._records:
             self._track(record)
+        self._queue_ranks = None
         self.endResetModel()
 
     def summary_of(self, job_id: int) -> JobSummary | None:
@@ -185,6 +188,8 @@ class JobsTableModel(QAbstractTableModel):
         self._neg_ids.insert(row, -job_id)
         self._track(record)
         self.endInsertRows()
+        if record.state is JobState.QUEUED:
+            self._queue_changed()
         self.sig_summary_changed.emit(record)
 
     def _on_changed(self, job_id: int) -> None:
@@ -192,6 +197,7 @@ class JobsTableModel(QAbstractTableModel):
         if row is None:
             self._on_added(job_id)
             return
+        was_queued = self._records[row].state is JobState.QUEUED
         try:
             self._records[row] = record = self._service.summary(job_id)
             self._track(record)
@@ -199,18 +205,43 @@ class JobsTableModel(QAbstractTableModel):
             self._on_removed(job_id)
             return
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(HEADERS) - 1))
+        if was_queued or record.state is JobState.QUEUED:
+            self._queue_changed()
         self.sig_summary_changed.emit(record)
 
     def _on_removed(self, job_id: int) -> None:
         row = self._row_of(job_id)
         if row is None:
             return
+        was_queued = self._records[row].state is JobState.QUEUED
         self.beginRemoveRows(QModelIndex(), row, row)
         del self._records[row]
         del self._neg_ids[row]
         self.active_ids.discard(job_id)
         self._progress.pop(job_id, None)
         self.endRemoveRows()
+        if was_queued:
+            self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        """A job joined, left or moved in the local queue: every queued row's place may change
+        (one signal for the Status column; the view repaints only the rows it shows)."""
+        self._queue_ranks = None
+        if self._records:
+            self.dataChanged.emit(
+                self.index(0, Column.STATUS), self.index(len(self._records) - 1, Column.STATUS)
+            )
+
+    def queue_rank(self, job_id: int) -> int | None:
+        """The queued local job's place in the queue (1 = the next to start), or None."""
+        if self._queue_ranks is None:
+            queued = sorted(
+                (r.queue_position or 0, r.id)
+                for r in self._records
+                if r.state is JobState.QUEUED and r.target is JobTarget.LOCAL
+            )
+            self._queue_ranks = {job_id: rank for rank, (_pos, job_id) in enumerate(queued, 1)}
+        return self._queue_ranks.get(job_id)
 
     def _on_progress(self, job_id: int, event: dict[str, Any]) -> None:
         """One progress event: new value for the row, one cell repainted, no store read."""
@@ -293,9 +324,8 @@ class JobsTableModel(QAbstractTableModel):
     def _display(self, r: JobSummary, column: Column) -> str:
         if column is Column.STATUS:
             text = state_label(r.state)
-            return (
-                f"{text} (#{r.queue_position})" if r.state is JobState.QUEUED and r.queue_position else text
-            )
+            rank = self.queue_rank(r.id) if r.state is JobState.QUEUED else None
+            return f"{text} (#{rank})" if rank is not None else text
         if column is Column.NAME:
             return r.name
         if column is Column.KIND:
