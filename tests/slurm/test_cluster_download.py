@@ -211,12 +211,6 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         qtbot.waitUntil(lambda: view.model.rows[0].local_copy == str(dest.resolve()), timeout=10_000)
         assert view.open_button.isEnabled() and view.verify_button.isEnabled()
         assert view.model.data(view.model.index(0, output_column)).endswith(f"(copy in {dest.resolve()})")
-        shot = os.environ.get("MSQUANT_SCREENSHOT")  # docs/results-cluster.png is made so
-        if shot:
-            view.resize(1100, 420)
-            view.show()
-            qtbot.wait(200)
-            assert view.grab().save(shot)
 
         # Evaluate on cluster…: the form on the cluster with its paths there, sent as a SLURM job.
         view.evaluate_button.click()
@@ -244,5 +238,12 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         assert ended.state is JobState.COMPLETED, (ended.reason, ended.result)
         qtbot.waitUntil(lambda: view.model.rows[0].evaluated is not None, timeout=20_000)
         assert view.model.rows[0].evaluated["perplexity"] > 1.0  # type: ignore[index]
+        shot = os.environ.get("MSQUANT_SCREENSHOT")  # docs/results-cluster.png is made so
+        if shot:
+            view.table.selectRow(0)
+            view.resize(1200, 460)
+            view.show()
+            qtbot.wait(300)
+            assert view.grab().save(shot)
     finally:
         services.shutdown()
