@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from msquant_desktop.config.paths import AppPaths, resolve_paths
 from msquant_desktop.domain.slurm import ClusterProfile
 from msquant_desktop.services.cluster_download import (
     MARKER,
+    DownloadCancelled,
     DownloadProgress,
     DownloadSource,
     download_result,
@@ -174,6 +176,32 @@ def test_a_cut_mid_file_resumes_without_sending_a_byte_twice(testbed, cluster_re
     assert resumed_from == [cut_after[0]]
 
 
+def test_a_cancelled_download_stops_and_the_next_one_goes_on_from_there(cluster_result, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    chunk = 256 * 1024
+    dest = tmp_path / "copy"
+    stop = threading.Event()
+    stopped_at: list[int] = []
+
+    def progress(p: DownloadProgress) -> None:
+        if p.copied >= 2 * chunk and not stop.is_set():
+            stop.set()
+            stopped_at.append(p.copied)
+
+    with pytest.raises(DownloadCancelled):
+        download_result(
+            _opener(cluster_result.profile), cluster_result.source(), dest, progress, stop, chunk=chunk
+        )
+    assert json.loads((dest / MARKER).read_text()) == {
+        "cluster": "testbed",
+        "output": str(cluster_result.out),
+    }
+    assert list(dest.glob("*.partial"))  # the file it was in stays, to be continued
+    done = download_result(_opener(cluster_result.profile), cluster_result.source(), dest, chunk=chunk)
+    expected = _tree(cluster_result.out)
+    assert _tree(dest) == expected
+    assert done.copied == sum(len(b) for b in expected.values()) - stopped_at[0]
+
+
 def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_cluster(  # type: ignore[no-untyped-def]
     qtbot, cluster_result, tmp_path
 ) -> None:
@@ -220,6 +248,14 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         assert dialog.model_edit.text() == str(cluster_result.out)
         assert dialog.original_edit.text() == str(cluster_result.model)  # from the quantize job's spec
         assert dialog.model_browse.isHidden() and dialog.worker_label.isHidden()
+        dialog.choose_target(None)  # this computer: the downloaded copy, no cluster path as original
+        assert (dialog.model_edit.text(), dialog.original_edit.text()) == (str(dest.resolve()), "")
+        assert not dialog.model_browse.isHidden()
+        dialog.choose_target("testbed")
+        assert (dialog.model_edit.text(), dialog.original_edit.text()) == (
+            str(cluster_result.out),
+            str(cluster_result.model),
+        )
         dialog.seq_len_spin.setValue(16)
         dialog.windows_spin.setValue(8)  # a few seconds of scoring on the testbed's CPUs
         dialog.speed_box.setChecked(False)
