@@ -428,7 +428,9 @@ class ResultsView(QWidget):
             answer = QMessageBox.question(
                 self,
                 "Delete quantized model",
-                f"Delete {row.result.output} and forget job {row.job_id}?",
+                f"Delete {row.result.output} and forget job {row.job_id}?"
+                if row.cluster is None
+                else f"Forget job {row.job_id}? Its folder on {row.cluster} (and any copy here) stays.",
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
