@@ -107,7 +107,10 @@ class ResultDownloads(QObject):
             except Exception as exc:  # the main thread must hear of every end
                 log.exception("download of job %s failed", job_id)
                 answer = f"download failed: {exc}"
-            self._sig_ended.emit(job_id, answer)
+            try:
+                self._sig_ended.emit(job_id, answer)
+            except RuntimeError:  # the app closed meanwhile (the service is gone): nobody to tell
+                log.info("download of job %s ended after shutdown: %s", job_id, answer)
 
         threading.Thread(target=work, name=f"download-job-{job_id}", daemon=True).start()
 

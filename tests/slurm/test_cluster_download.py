@@ -5,7 +5,8 @@ cluster.
 
 One real quantization on the testbed per module (`slurm quantize --wait`, W4A16 of the demo model)
 gives the result every test here downloads.  With MSQUANT_SCREENSHOT=PATH the view test saves a
-picture of the Results view with the cluster row and its Download button.
+picture of the Results view with the cluster row and its Download button, with
+MSQUANT_FORM_SCREENSHOT=PATH one of the Evaluate form set up for the cluster.
 """
 
 from __future__ import annotations
@@ -261,6 +262,11 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         dialog.speed_box.setChecked(False)
         qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
         assert "llmcompressor 0." in dialog.cluster_target.status_label.text()
+        form_shot = os.environ.get("MSQUANT_FORM_SCREENSHOT")  # docs/evaluate-on-cluster.png is made so
+        if form_shot:
+            dialog.resize(760, 640)
+            qtbot.wait(200)
+            assert dialog.grab().save(form_shot)
         with qtbot.waitSignal(dialog.sig_submitted, timeout=10_000) as submitted:
             dialog.start_button.click()
         job_id = submitted.args[0]

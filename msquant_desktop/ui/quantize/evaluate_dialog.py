@@ -35,6 +35,7 @@ from msquant_desktop.ui.quantize.evaluate_target import EvaluateTarget
 from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
 MODEL_HINT = "a model folder (quantized or not), or ORG/NAME in the local cache"
+TEXT_HINT = "held-out .txt / .jsonl file or folder (empty: the demo model's split)"
 
 
 class EvaluateDialog(QDialog):
@@ -66,9 +67,7 @@ class EvaluateDialog(QDialog):
         self.original_browse = QPushButton("Browse…")
         self.original_picker = HfCachePicker(service, self.original_edit)
         self.text_edit = QLineEdit()
-        self.text_edit.setPlaceholderText(
-            "held-out .txt / .jsonl file or folder (empty: the demo model's split)"
-        )
+        self.text_edit.setPlaceholderText(TEXT_HINT)
         self.text_browse = QPushButton("Browse…")
         self.seq_len_spin = QSpinBox()
         self.seq_len_spin.setRange(MIN_SEQ_LEN, 131_072)
@@ -171,6 +170,9 @@ class EvaluateDialog(QDialog):
             self.worker_label.setVisible(local)
             self.model_edit.setPlaceholderText(
                 MODEL_HINT if local else "the model's folder on the cluster (quantized or not)"
+            )
+            self.text_edit.setPlaceholderText(
+                TEXT_HINT if local else "held-out .txt / .jsonl on the cluster (empty: the model's own split)"
             )
             self._schedule_check()
             return
