@@ -250,6 +250,8 @@ def create_services(paths: AppPaths) -> AppServices:
     clusters.sig_log_text.connect(lambda job_id, text, _done: jobs.sig_log_text.emit(job_id, text, False))
     # A quantization on a cluster gets the same progress bar as a local one.
     clusters.sig_job_progress.connect(lambda job_id, event: jobs.sig_job_progress.emit(job_id, event))
+    # A downloaded cluster result records its copy: the Results row shows it at once.
+    clusters.downloads.sig_job_changed.connect(jobs.notify_changed)
     projects, launcher = _create_project_services(paths, conn, jobs, clusters)
     on_shutdown += [projects.close, launcher.close]
     return AppServices(

@@ -9,7 +9,8 @@ The table's columns are stable (scripts should use --json):
     ID  SCHEME  SIZE  PERPLEXITY  Δ  TOP-1  DECODE_TOK/S  PEAK_MIB  EVALUATION  OUTPUT
 
 A figure that is not known is "-"; EVALUATION is "job N", "failed (job N)", "running" or "-"; the
-OUTPUT of a quantization that ran on a cluster is `CLUSTER:PATH` (a path on that cluster).
+OUTPUT of a quantization that ran on a cluster is `CLUSTER:PATH` (a path on that cluster), followed by
+`(copy in DIR)` once `slurm download` or the Results view copied it here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import json
 from msquant_desktop.cli.context import CliContext
 from msquant_desktop.domain.json_contract import envelope
 from msquant_desktop.domain.quantize import human_bytes
-from msquant_desktop.domain.results import ResultListing, evaluation_cells, result_listings
+from msquant_desktop.domain.results import ResultListing, evaluation_cells, output_label, result_listings
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.store.jobs_repo import JobRepository
 
@@ -73,7 +74,7 @@ def row_cells(listing: ResultListing) -> list[str]:
         decode,
         peak,
         state,
-        f"{listing.cluster}:{listing.result.output}" if listing.cluster else listing.result.output,
+        output_label(listing.result.output, listing.cluster, listing.local_copy),
     ]
 
 

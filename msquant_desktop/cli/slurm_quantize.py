@@ -21,6 +21,13 @@ from msquant_desktop.domain.quantize import human_bytes
 from msquant_desktop.domain.slurm import ClusterProfile, reconnect_delay
 from msquant_desktop.quantize.args import evaluate_request_from_args, request_from_args
 from msquant_desktop.services import cluster_jobs
+from msquant_desktop.services.cluster_download import (
+    DownloadError,
+    DownloadProgress,
+    download_result,
+    record_local_copy,
+    source_of,
+)
 from msquant_desktop.services.cluster_jobs import LOST_AFTER_POLLS
 from msquant_desktop.services.cluster_quantize import (
     ClusterResources,
@@ -34,7 +41,6 @@ from msquant_desktop.services.cluster_quantize import (
 )
 from msquant_desktop.slurm.client import SlurmClient
 from msquant_desktop.slurm.connection import SshError
-from msquant_desktop.slurm.remote_tools import download_tree
 from msquant_desktop.store import JobRepository
 
 POLL_S = 2.0
@@ -157,40 +163,39 @@ def wait_for(
 
 
 def cmd_download(args: argparse.Namespace, ctx: CliContext) -> int:
-    """Copy a cluster quantization's output folder here over SFTP, resuming after a cut."""
+    """Copy a cluster quantization's output folder here over SFTP (services/cluster_download)."""
     repo = JobRepository(ctx.conn)
-    job = repo.get(args.id)
-    output = job.result.get("output")
-    if job.spec.cluster is None or job.state is not JobState.COMPLETED or not output:
-        print(f"job {args.id} is not a completed job with an output on a cluster", file=sys.stderr)
+    try:
+        source = source_of(repo.get(args.id))
+    except DownloadError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    profile = _profile(args, ctx, job.spec.cluster)
+    profile = _profile(args, ctx, source.cluster)
     dest = Path(args.to).expanduser()
     shown = -1
 
-    def progress(done: int, total: int) -> None:
+    def progress(p: DownloadProgress) -> None:
         nonlocal shown
-        percent = int(done * 100 / total) if total else 100
+        percent = int(p.done * 100 / p.total) if p.total else 100
         if percent // 10 != shown // 10 or percent == 100 and shown != 100:
             shown = percent
-            print(f"{percent}% of {human_bytes(total)}", flush=True)
+            print(f"{percent}% of {human_bytes(p.total)} ({p.files_done}/{p.files} files)", flush=True)
 
-    failures = 0
-    while True:
-        try:
-            client = _client(profile)
-            try:
-                files, copied = download_tree(client.connection, str(output), dest, progress)
-            finally:
-                client.connection.close()
-            break
-        except (SshError, EOFError) as exc:
-            failures += 1
-            if failures > args.retries:
-                print(f"download stopped: {exc}; run it again to resume", file=sys.stderr)
-                return 1
-            delay = reconnect_delay(failures, ceiling=30.0)
-            print(f"{profile.name}: {exc}; resuming in {delay:.0f} s", file=sys.stderr)
-            time.sleep(delay)
-    print(f"{files} files of {profile.name}:{output} are in {dest} ({human_bytes(copied)} copied now)")
+    try:
+        done = download_result(
+            lambda: _client(profile).connection,
+            source,
+            dest,
+            progress,
+            notice=lambda line: print(line, file=sys.stderr, flush=True),
+            retries=args.retries,
+        )
+    except DownloadError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nstopped; run it again to resume into {dest}", file=sys.stderr)
+        return 130
+    record_local_copy(repo, source.job_id, done.dest)
+    print(f"{done.files} files of {source.label} are in {dest} ({human_bytes(done.copied)} copied now)")
     return 0

@@ -16,6 +16,14 @@ from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
 from msquant_desktop.domain.quantize import QuantizeResult
 
 VERIFIES_META_KEY = "verifies"
+LOCAL_COPY_KEY = "local_copy"
+"""A cluster quantization's result key: the local folder its output was downloaded to, once whole."""
+
+
+def local_copy_of(result: dict[str, Any]) -> str | None:
+    """The local copy a quantization's result records (None: never downloaded)."""
+    value = result.get(LOCAL_COPY_KEY)
+    return str(value) if value else None
 
 
 def check_entry(record: JobRecord) -> dict[str, Any] | None:
@@ -35,6 +43,14 @@ def newest_finished(entries: dict[int, dict[str, Any] | None]) -> tuple[int | No
         return None, None
     newest = max(done)
     return newest, entries[newest]
+
+
+def output_label(output: str, cluster: str | None, local_copy: str | None = None) -> str:
+    """Where a result is, as Results and `results` show it: a path here, or `CLUSTER:PATH` (a path on
+    that cluster) with the folder it was downloaded to."""
+    if not cluster:
+        return output
+    return f"{cluster}:{output}" + (f" (copy in {local_copy})" if local_copy else "")
 
 
 def _verification_target(meta: dict[str, Any]) -> int | None:
@@ -84,6 +100,11 @@ class ResultListing:
         value = self.event.get("cluster")
         return str(value) if value else None
 
+    @property
+    def local_copy(self) -> str | None:
+        """Where a cluster result was downloaded to (None: never, or a local result)."""
+        return local_copy_of(self.event)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id,
@@ -92,6 +113,7 @@ class ResultListing:
             "model": self.result.model,
             "scheme": self.result.scheme,
             "output": self.result.output,
+            "local_copy": self.local_copy,
             "size_before": self.result.size_before,
             "size_after": self.result.size_after,
             "quantize_s": self.result.duration_s,
@@ -151,10 +173,13 @@ def result_listings(records: list[JobRecord]) -> list[ResultListing]:
 
 __all__ = [
     "EVALUATES_META_KEY",
+    "LOCAL_COPY_KEY",
     "VERIFIES_META_KEY",
     "ResultListing",
     "check_entry",
     "evaluation_cells",
+    "local_copy_of",
     "newest_finished",
+    "output_label",
     "result_listings",
 ]

@@ -41,6 +41,7 @@ from msquant_desktop.domain.slurm import (
 from msquant_desktop.services import cluster_jobs, cluster_quantize
 from msquant_desktop.services.cluster_quantize import ClusterResources
 from msquant_desktop.services.cluster_worker import CancelRequest, ClusterWorker, JobCheck, StepGate
+from msquant_desktop.services.result_downloads import ResultDownloads
 from msquant_desktop.slurm.client import CHECK_ABSENT, CHECK_UNKNOWN, PollResult, SlurmClient, SubmitCheck
 from msquant_desktop.slurm.connection import accept_host_key, target_for_profile
 from msquant_desktop.slurm.profiles import load_profiles, save_profiles
@@ -141,6 +142,9 @@ class ClusterService(QObject):
         self._check_tokens = 0
         self._cancel_sent: set[int] = set()
         """CANCELLING jobs whose scancel this run has sent (others, e.g. from an earlier run, get one)."""
+        self.downloads = ResultDownloads(self._repo, self.profile, ssh_config, self)
+        """Cluster results copied here (each on its own thread and connection)."""
+        self.downloads.sig_job_changed.connect(self.sig_job_changed)
         self.profile_error: str | None = None
         try:
             profiles = load_profiles(clusters_file)
@@ -295,6 +299,7 @@ class ClusterService(QObject):
         Returns the names of threads still running (stuck in a TCP connect or a DNS lookup, which
         nothing can cut short): Qt must never destroy those, so the app exits without them.
         """
+        self.downloads.shutdown()
         for name in list(self._clusters):
             self._stop_cluster(name)
         left = self._wait_retiring(timeout_s)
@@ -425,9 +430,12 @@ class ClusterService(QObject):
         resources: ClusterResources,
         evaluates: int | None = None,
     ) -> int:
-        """As `check_quantize`, for an evaluation (linked to quantization `evaluates` in Results)."""
+        """As `check_quantize`, for an evaluation (linked to quantization `evaluates` in Results; when
+        not given, to the quantization on `cluster` whose output the model is, as `slurm evaluate`)."""
         profile = self.profile(cluster)
         python = cluster_quantize.python_for(profile, python)
+        if evaluates is None:
+            evaluates = cluster_quantize.quantization_of(self._repo, cluster, request.model)
         bundle_dir = self._runs_dir.parent / "workers"
         return self._check_job(
             cluster,

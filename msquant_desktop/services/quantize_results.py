@@ -20,12 +20,13 @@ from typing import Any
 from msquant_desktop.domain.evaluate import evaluation_target
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
 from msquant_desktop.domain.quantize import QuantizeResult
-from msquant_desktop.domain.results import VERIFIES_META_KEY, check_entry, newest_finished
+from msquant_desktop.domain.results import VERIFIES_META_KEY, check_entry, local_copy_of, newest_finished
 
 _QUANTIZE = JobKind.QUANTIZE.value
 _VERIFY = JobKind.VERIFY.value
 _EVALUATE = JobKind.EVALUATE.value
 _SHOWN_KINDS = (_QUANTIZE, _VERIFY, _EVALUATE)
+_Facts = tuple[str | None, str | None, str]  # (cluster, local copy, the model the job was asked for)
 OTHER_KIND = ""
 """What `ResultsIndex.kind` says of a job known to be none of the kinds the Results list shows."""
 EVALUATE_AFTER_META_KEY = "evaluate_after"
@@ -44,10 +45,27 @@ class ResultRow:
     verifying: bool = False
     evaluation: dict[str, Any] | None = None
     evaluating: bool = False
+    cluster: str | None = None
+    """The cluster it ran on: its output (and `original`) are paths there; None for a local one."""
+    local_copy: str | None = None
+    """Of a cluster result: the local folder it was downloaded to (None: not downloaded)."""
+    original: str = ""
+    """The model it was quantized from, as the job was asked (the cluster's path for a cluster job)."""
+
+    @property
+    def local_folder(self) -> str | None:
+        """The folder on this computer that holds the result (its copy, for a cluster result)."""
+        return self.local_copy if self.cluster else self.result.output
 
     @property
     def output_exists(self) -> bool:
-        return Path(self.result.output).is_dir()
+        """The result is there: on its cluster (not looked at from here), or its local folder."""
+        return self.cluster is not None or Path(self.result.output).is_dir()
+
+    @property
+    def local_exists(self) -> bool:
+        folder = self.local_folder
+        return folder is not None and Path(folder).is_dir()
 
     @property
     def evaluated(self) -> dict[str, Any] | None:
@@ -73,7 +91,7 @@ class ResultsIndex:
         self.loaded = False
         self._loaded_upto = 0  # the newest job id of the full load: older ids are all known
         self._kinds: dict[int, str] = {}  # the kinds shown; every kind for newer ids
-        self._results: dict[int, tuple[QuantizeResult, str]] = {}  # quantize job -> (result, finished)
+        self._results: dict[int, tuple[QuantizeResult, str, _Facts]] = {}  # job -> (result, finished, ...)
         self._evaluate_after: dict[int, dict[str, Any]] = {}  # finished quantize job -> evaluation asked
         self._targets: dict[int, int] = {}  # verification or evaluation job -> the quantize job
         # target -> {check job: entry}, one map per check kind
@@ -101,7 +119,7 @@ class ResultsIndex:
         found = self._results.get(job_id)
         if found is None:
             return None
-        result, finished = found
+        result, finished, (cluster, local_copy, original) = found
         checks = self._checks[_VERIFY].get(job_id, {})
         evaluations = self._checks[_EVALUATE].get(job_id, {})
         return ResultRow(
@@ -112,6 +130,9 @@ class ResultsIndex:
             verifying=any(entry is None for entry in checks.values()),
             evaluation=newest_finished(evaluations)[1],
             evaluating=any(entry is None for entry in evaluations.values()),
+            cluster=cluster,
+            local_copy=local_copy,
+            original=original or result.model,
         )
 
     def evaluations_due(self) -> list[tuple[int, dict[str, Any]]]:
@@ -185,7 +206,9 @@ class ResultsIndex:
             self._results.pop(record.id, None)
             return
         finished = record.finished_at.isoformat(timespec="seconds") if record.finished_at else ""
-        self._results[record.id] = (result, finished)
+        asked_model = (record.spec.meta.get("quantize") or {}).get("model")
+        facts = (record.spec.cluster, local_copy_of(record.result), str(asked_model or ""))
+        self._results[record.id] = (result, finished, facts)
         asked = record.spec.meta.get(EVALUATE_AFTER_META_KEY)
         if isinstance(asked, dict):
             self._evaluate_after[record.id] = asked

@@ -50,6 +50,7 @@ __all__ = [
     "QuantizeService",
     "ResultRow",
     "download_hint",
+    "cluster_evaluation_request",
     "evaluation_request",
     "run_check",
 ]
@@ -78,11 +79,27 @@ def run_check(request: QuantizeRequest) -> CheckOutcome:
     return CheckOutcome(request, report, memory)
 
 
+def _local_inputs(row: ResultRow) -> tuple[str, str | None]:
+    """(model, original) of a result on this computer: its folder (a cluster result's downloaded
+    copy) and the model it was quantized from (a cluster's path is no original here)."""
+    folder = row.local_folder
+    if folder is None:
+        raise RuntimeError(f"job {row.job_id}'s output is on {row.cluster}: download it first")
+    return folder, (row.result.model or None) if row.cluster is None else None
+
+
 def evaluation_request(row: ResultRow, template: EvaluateRequest | None = None) -> EvaluateRequest:
     """The evaluation of a result's output against the model it was quantized from (`template` gives
     the text, window and speed options; its model and original are replaced)."""
+    model, original = _local_inputs(row)
+    return replace(template or EvaluateRequest(model=""), model=model, original=original)
+
+
+def cluster_evaluation_request(row: ResultRow, template: EvaluateRequest | None = None) -> EvaluateRequest:
+    """The evaluation of a cluster result on its cluster: its output there against the model the
+    quantization job was asked to read there."""
     return replace(
-        template or EvaluateRequest(model=""), model=row.result.output, original=row.result.model or None
+        template or EvaluateRequest(model=""), model=row.result.output, original=row.original or None
     )
 
 
@@ -309,12 +326,13 @@ class QuantizeService(QObject):
         return record
 
     def submit_verify(self, row: ResultRow) -> JobRecord:
-        args = ["--model", row.result.output]
-        if row.result.model:
-            args += ["--original", row.result.model]
+        model, original = _local_inputs(row)
+        args = ["--model", model]
+        if original:
+            args += ["--original", original]
         argv, env = self._command("verify", args)
         spec = JobSpec(
-            name=f"Verify {Path(row.result.output).name} (job {row.job_id})",
+            name=f"Verify {Path(model).name} (job {row.job_id})",
             argv=argv,
             kind=JobKind.VERIFY,
             env=env,

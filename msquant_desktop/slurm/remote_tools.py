@@ -125,10 +125,6 @@ def require_llmcompressor(found: RemotePython, where: str) -> None:
         )
 
 
-Progress = Callable[[int, int], None]
-"""Called with (bytes done, bytes in all) while a file is copied."""
-
-
 def upload_file(connection: SshConnection, local: str, remote: str, mode: int = 0o600) -> None:
     """Copy one local file to `remote` (written to `remote.partial`, then renamed: a cut never leaves
     a half file under the real name)."""
@@ -172,66 +168,43 @@ def list_tree(connection: SshConnection, root: str) -> list[RemoteFile]:
 CHUNK = 1 << 20
 
 
-def download_tree(
-    connection: SshConnection, root: str, dest: Path, progress: Progress | None = None
-) -> tuple[int, int]:
-    """Copy every file under `root` on the cluster into `dest`; returns (files, bytes copied now).
-
-    Resumable: a file already here at its full size is skipped, and one cut short waits as
-    `NAME.partial`, which the next call continues from its size (SFTP reads from an offset), so a
-    dropped connection only costs the bytes in flight.  A file is renamed to its name once whole.
-    Raises SshError when the connection fails (call again to go on).
+def fetch_file(
+    connection: SshConnection,
+    source: str,
+    partial: Path,
+    offset: int,
+    on_chunk: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> int:
+    """Append `source` on the cluster, read from `offset` (SFTP reads from an offset), to the local
+    file `partial` until its end; returns the bytes copied.  `on_chunk(n)` follows each piece
+    written (it may raise to stop: the piece is on disk, the copy resumable).  A failure of the
+    connection is an SshError (call again from the new size); a local disk problem is itself (OSError).
     """
-    files = list_tree(connection, root)
-    total = sum(f.size for f in files)
-    done = sum(min(_local_size(dest / f.path), f.size) for f in files)
-    copied = 0
     sftp = connection.sftp()
-    for remote_file in files:
-        target = dest / remote_file.path
-        if _local_size(target) == remote_file.size and target.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        offset = _local_size(partial)
-        if offset > remote_file.size:
-            partial.unlink()
-            offset = 0
-        source = f"{root}/{remote_file.path}"
-        src = _remote_call(connection, root, functools.partial(sftp.open, source, "rb"))
-        try:
-            src.seek(offset)
-            with partial.open("ab") as out:  # a local disk problem surfaces as itself (OSError)
-                while chunk := _remote_call(connection, root, functools.partial(src.read, CHUNK)):
-                    out.write(chunk)
-                    copied += len(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-        finally:
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                src.close()
-        if _local_size(partial) == remote_file.size:
-            partial.replace(target)
-    if progress is not None:
-        progress(total, total)
-    return len(files), copied
+    src = _remote_call(connection, source, functools.partial(sftp.open, source, "rb"))
+    copied = 0
+    try:
+        src.seek(offset)
+        with partial.open("ab") as out:
+            while piece := _remote_call(connection, source, functools.partial(src.read, chunk)):
+                out.write(piece)
+                copied += len(piece)
+                if on_chunk is not None:
+                    on_chunk(len(piece))
+    finally:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            src.close()
+    return copied
 
 
 T = TypeVar("T")
 
 
-def _remote_call(connection: SshConnection, root: str, call: Callable[[], T]) -> T:
+def _remote_call(connection: SshConnection, source: str, call: Callable[[], T]) -> T:
     """One SFTP request of a download; a failure of the connection is an SshError (resumable)."""
     try:
         return call()
     except (OSError, EOFError, paramiko.SSHException) as exc:
         connection.close()
-        raise SshError(f"download of {root} from {connection.target.label} cut: {exc}") from exc
-
-
-def _local_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+        raise SshError(f"copy of {source} from {connection.target.label} cut: {exc}") from exc

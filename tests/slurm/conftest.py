@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from msquant_desktop.domain.slurm import ClusterProfile
+from tests.slurm.cluster_fixtures import base_python
 
 SCRIPT = Path(__file__).resolve().parent.parent / "testbed" / "slurm_testbed.sh"
 
@@ -156,3 +160,54 @@ def bare_repo(testbed: Testbed) -> tuple[str, str, str]:
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
     subprocess.run(["chown", "-R", testbed.user, str(root)], check=True)  # the job runs as the test user
     return str(bare), first, second
+
+
+# -- the cluster's Python and the demo model, for the cluster-quantization tests ---------------------
+# The cluster's Python is a real interpreter that has llmcompressor, torch and transformers but not
+# this app: a venv of the system's Python whose only addition is a `.pth` line naming this test
+# environment's site-packages (a `.pth` line adds a folder to `sys.path` without running the `.pth`
+# files in it, so the editable install's finder never loads).
+
+
+@pytest.fixture(scope="module")
+def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
+    base = base_python(testbed.user)
+    if base is None:
+        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} the test user can run")
+    venv = testbed.dir / "cluster-python"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # Always this environment's site-packages: a kept testbed may hold a venv made by another
+    # checkout, whose environment may be gone.
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('msquant_desktop') is None and u.find_spec('llmcompressor') else 1)"
+    # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
+    clean = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [shutil.which("runuser") or "/usr/sbin/runuser", "-u", testbed.user, "--", python, "-c", probe],
+        capture_output=True,
+        cwd="/",
+        env=clean,
+    )
+    assert done.returncode == 0, "the cluster's Python must have llmcompressor and not this app"
+    return python
+
+
+@pytest.fixture(scope="module")
+def cluster_model(testbed, request: pytest.FixtureRequest) -> Path:  # type: ignore[no-untyped-def]
+    """The demo model where the test user can read it, and a folder it may write outputs to (a kept
+    testbed keeps its copy: the session's demo model is built only when the testbed has none)."""
+    root = testbed.dir / "cq-models"
+    root.mkdir(mode=0o755, exist_ok=True)
+    model = root / "demo-tiny"
+    if not (model / "model.safetensors").is_file():
+        shutil.rmtree(model, ignore_errors=True)
+        shutil.copytree(request.getfixturevalue("demo_model"), model)
+    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
+    out = root / "out"  # outputs get unique names: a kept testbed holds those of earlier runs
+    out.mkdir(exist_ok=True)
+    subprocess.run(["chown", testbed.user, str(out)], check=True)
+    return model

@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Iterator
@@ -26,11 +24,13 @@ from pathlib import Path
 import pytest
 
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+from msquant_desktop.services.cluster_download import MARKER
 from msquant_desktop.services.cluster_jobs import log_events
 from msquant_desktop.slurm.profiles import save_profiles
 from msquant_desktop.slurm.script import ScriptError, render_script, sbatch_directives
 from tests.conftest import run_cli_argv
 from tests.quantize.conftest import demo_model  # noqa: F401  (the session's demo model)
+from tests.slurm.cluster_fixtures import base_python, cli_for, run_slurm
 from tests.slurm.cut_proxy import CutProxy
 
 # -- without the testbed -------------------------------------------------------------------------------
@@ -91,79 +91,6 @@ def test_a_job_without_a_repository_renders_no_clone(tmp_path: Path) -> None:
 # -- on the testbed -----------------------------------------------------------------------------------
 
 
-def _base_python(user: str) -> str | None:
-    """A Python of this minor version that the test user can run (ours may sit in root's home)."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for candidate in (f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"):
-        if Path(candidate).is_file():
-            done = subprocess.run(
-                ["runuser", "-u", user, "--", candidate, "-c", "print(1)"], capture_output=True
-            )
-            if done.returncode == 0:
-                return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def cluster_python(testbed) -> str:  # type: ignore[no-untyped-def]
-    base = _base_python(testbed.user)
-    if base is None:
-        pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} the test user can run")
-    venv = testbed.dir / "cluster-python"
-    if not (venv / "bin" / "python").exists():
-        subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
-    # Always this environment's site-packages: a kept testbed may hold a venv made by another
-    # checkout, whose environment may be gone.
-    site = next((venv / "lib").glob("python*/site-packages"))
-    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
-    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('msquant_desktop') is None and u.find_spec('llmcompressor') else 1)"
-    # As a job gets it: a clean environment (no PYTHONPATH of this test run), another user, cwd /.
-    clean = {"PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [shutil.which("runuser") or "/usr/sbin/runuser", "-u", testbed.user, "--", python, "-c", probe],
-        capture_output=True,
-        cwd="/",
-        env=clean,
-    )
-    assert done.returncode == 0, "the cluster's Python must have llmcompressor and not this app"
-    return python
-
-
-@pytest.fixture(scope="module")
-def cluster_model(testbed, demo_model: Path) -> Path:  # type: ignore[no-untyped-def]  # noqa: F811
-    """The demo model where the test user can read it, and a folder it may write outputs to."""
-    root = testbed.dir / "cq-models"
-    root.mkdir(mode=0o755, exist_ok=True)
-    model = root / "demo-tiny"
-    if not model.exists():
-        shutil.copytree(demo_model, model)
-    subprocess.run(["chmod", "-R", "a+rX", str(root)], check=True)
-    out = root / "out"  # outputs get unique names: a kept testbed holds those of earlier runs
-    out.mkdir(exist_ok=True)
-    subprocess.run(["chown", testbed.user, str(out)], check=True)
-    return model
-
-
-def _cli(tmp_path: Path, profile: ClusterProfile) -> tuple[list[str], Path]:
-    clusters = tmp_path / "clusters.yaml"
-    save_profiles(clusters, [profile])
-    data = tmp_path / "data"
-    return run_cli_argv("--data-dir", str(data), "slurm"), clusters
-
-
-def _run(
-    prefix: list[str], command: str, clusters: Path, *args: str, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, command, "--clusters", str(clusters), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _names_in_queue(testbed) -> str:  # type: ignore[no-untyped-def]
     return testbed.run_as_root("squeue", "-a", "-h", "-t", "all", "-o", "%j")
 
@@ -172,7 +99,7 @@ def _names_in_queue(testbed) -> str:  # type: ignore[no-untyped-def]
 def test_missing_python_or_llmcompressor_is_refused_before_submitting(
     testbed, profile, cluster_python, cluster_model, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    prefix, clusters = _cli(tmp_path, profile)
+    prefix, clusters = cli_for(tmp_path, profile)
     before = _names_in_queue(testbed)
     args = (
         "testbed",
@@ -183,30 +110,30 @@ def test_missing_python_or_llmcompressor_is_refused_before_submitting(
         "--out",
         str(cluster_model.parent / "out" / "never"),
     )
-    missing = _run(prefix, "quantize", clusters, *args, "--python", "/nonexistent/bin/python")
+    missing = run_slurm(prefix, "quantize", clusters, *args, "--python", "/nonexistent/bin/python")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [
         "slurm: the Python /nonexistent/bin/python cannot be run on testbed: "
         "bash: line 1: /nonexistent/bin/python: No such file or directory"
     ]
-    bare = _run(prefix, "quantize", clusters, *args, "--python", _base_python(testbed.user) or "python3")
+    bare = run_slurm(prefix, "quantize", clusters, *args, "--python", base_python(testbed.user) or "python3")
     assert bare.returncode == 1 and len(bare.stderr.strip().splitlines()) == 1
     assert "has no llmcompressor, torch, transformers: install llmcompressor there" in bare.stderr
-    unset = _run(prefix, "quantize", clusters, *args)  # no --python and no `python:` in the profile
+    unset = run_slurm(prefix, "quantize", clusters, *args)  # no --python and no `python:` in the profile
     assert unset.returncode == 1 and "no Python is set for testbed" in unset.stderr
-    no_model = _run(
+    no_model = run_slurm(
         prefix, "evaluate", clusters, "testbed", "--model", "/nonexistent/model", "--python", cluster_python
     )
     assert no_model.returncode == 1
     assert no_model.stderr.strip().splitlines()[-1] == (
         "slurm: model /nonexistent/model on testbed does not exist: give the model's folder on the cluster"
     )
-    bad_memory = _run(prefix, "quantize", clusters, *args, "--python", cluster_python, "--mem", "lots")
+    bad_memory = run_slurm(prefix, "quantize", clusters, *args, "--python", cluster_python, "--mem", "lots")
     assert bad_memory.returncode == 1
     assert bad_memory.stderr.strip().splitlines()[-1] == (
         "slurm: memory 'lots': use a number with an optional K/M/G/T unit"
     )
-    status = _run(prefix, "status", clusters, "--json")
+    status = run_slurm(prefix, "status", clusters, "--json")
     assert json.loads(status.stdout)["jobs"] == []  # nothing was stored, nothing sent
     assert _names_in_queue(testbed) == before
 
@@ -225,7 +152,7 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     # when --python is not given.
     known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {testbed.host_key}\n")
     profile = testbed.profile(known_hosts, port=proxy.port, python=cluster_python)
-    prefix, clusters = _cli(tmp_path, profile)
+    prefix, clusters = cli_for(tmp_path, profile)
     out = cluster_model.parent / "out" / f"w4a16-{secrets.token_hex(4)}"
     argv = [*prefix, "quantize", "--clusters", str(clusters), "testbed"]
     argv += [
@@ -300,13 +227,14 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     local.mkdir()
     weights = (out / "model.safetensors").read_bytes()
     (local / "model.safetensors.partial").write_bytes(weights[: len(weights) // 2])
-    fetched = _run(prefix, "download", clusters, "1", "--to", str(local))
+    (local / MARKER).write_text(json.dumps({"cluster": "testbed", "output": str(out)}))  # as a cut leaves it
+    fetched = run_slurm(prefix, "download", clusters, "1", "--to", str(local))
     assert fetched.returncode == 0, fetched.stderr
     assert fetched.stdout.splitlines()[-1].startswith(f"{len(list(out.iterdir()))} files of testbed:{out}")
     assert (local / "model.safetensors").read_bytes() == weights
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in out.iterdir())
     # Evaluate of that result runs on the cluster too and lands on its Results row.
-    evaluated = _run(
+    evaluated = run_slurm(
         prefix,
         "evaluate",
         clusters,
@@ -337,9 +265,9 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
 def test_cancel_scancels_and_leaves_no_result(
     testbed, profile, cluster_python, cluster_model, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
-    prefix, clusters = _cli(tmp_path, profile)
+    prefix, clusters = cli_for(tmp_path, profile)
     out = cluster_model.parent / "out" / f"cancelled-{secrets.token_hex(4)}"
-    sent = _run(
+    sent = run_slurm(
         prefix,
         "quantize",
         clusters,
@@ -358,12 +286,12 @@ def test_cancel_scancels_and_leaves_no_result(
     slurm_id = sent.stdout.rsplit("SLURM job ", 1)[1].split()[0]
     deadline = time.monotonic() + 120
     while True:  # wait until the worker runs on the node
-        status = json.loads(_run(prefix, "status", clusters, "--json").stdout)["jobs"]
+        status = json.loads(run_slurm(prefix, "status", clusters, "--json").stdout)["jobs"]
         if status[0]["state"] == "RUNNING":
             break
         assert time.monotonic() < deadline, status
         time.sleep(1)
-    cancelled = _run(prefix, "cancel", clusters, job_id)
+    cancelled = run_slurm(prefix, "cancel", clusters, job_id)
     assert cancelled.returncode == 0 and "CANCELLED" in cancelled.stdout, cancelled.stderr
     assert slurm_id not in testbed.run_as_root("squeue", "-a", "-h", "-o", "%i")
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()

@@ -45,7 +45,7 @@ class ClusterTarget(QWidget):
         self._pending_key: tuple[object, ...] | None = None
         self._view: GpuView | None = None
         self.prepared: PreparedJob | None = None
-        self._request: QuantizeRequest | None = None
+        self._request: object | None = None  # the form's request (a QuantizeRequest here)
 
         self.target_combo = QComboBox()
         self.target_combo.addItem(LOCAL, None)
@@ -77,7 +77,7 @@ class ClusterTarget(QWidget):
         self.status_label.setWordWrap(True)
 
         self.fields = QWidget()
-        form = QFormLayout(self.fields)
+        form = self.form = QFormLayout(self.fields)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Model on the cluster", self.model_edit)
         form.addRow("Output on the cluster", self.out_edit)
@@ -150,15 +150,34 @@ class ClusterTarget(QWidget):
             recipe=local.recipe,
         )
 
-    def ready_for(self, local: QuantizeRequest) -> bool:
+    def ready_for(self, local: object) -> bool:
         """The last check passed for exactly these inputs."""
         return self.prepared is not None and self._checked_for == self._key(local)
 
-    def _key(self, local: QuantizeRequest) -> tuple[object, ...]:
-        return (self.cluster(), self.remote_request(local), self.python_edit.text().strip(), self.resources())
+    def _key(self, local: object) -> tuple[object, ...]:
+        return (self.cluster(), self._remote(local), self.python_edit.text().strip(), self.resources())
+
+    # -- what a kind of job checks (the Evaluate form's target overrides these three) ------------------
+    def _remote(self, local: object) -> object:
+        """The request the cluster is asked about."""
+        assert isinstance(local, QuantizeRequest)
+        return self.remote_request(local)
+
+    def _missing(self, remote: object) -> str:
+        """What to fill in before the cluster is asked ("" when nothing)."""
+        assert isinstance(remote, QuantizeRequest)
+        return (
+            ""
+            if remote.model and remote.out
+            else "Give the model's folder and a new output folder on the cluster."
+        )
+
+    def _ask(self, clusters: ClusterService, cluster: str, remote: object) -> int:
+        assert isinstance(remote, QuantizeRequest)
+        return clusters.check_quantize(cluster, remote, self.python_edit.text().strip(), self.resources())
 
     # -- checking -------------------------------------------------------------------------------------
-    def set_request(self, local: QuantizeRequest) -> None:
+    def set_request(self, local: object) -> None:
         """The form's request changed (scheme, samples, ...): check again on the cluster."""
         if local != self._request:
             self._request = local
@@ -176,14 +195,13 @@ class ClusterTarget(QWidget):
         cluster = self.cluster()
         if cluster is None or self._clusters is None or self._request is None:
             return
-        request = self.remote_request(self._request)
-        if not request.model or not request.out:
-            self._show_status("Give the model's folder and a new output folder on the cluster.", "")
+        request = self._remote(self._request)
+        missing = self._missing(request)
+        if missing:
+            self._show_status(missing, "")
             return
         try:
-            self._token = self._clusters.check_quantize(
-                cluster, request, self.python_edit.text().strip(), self.resources()
-            )
+            self._token = self._ask(self._clusters, cluster, request)
         except ValueError as exc:  # no Python set, unknown cluster
             self._show_status(str(exc), ERROR_STYLE)
             return
@@ -205,7 +223,7 @@ class ClusterTarget(QWidget):
         self.sig_changed.emit()
 
     def _show_memory(self, prepared: PreparedJob) -> None:
-        model = prepared.meta["quantize"]["model"]
+        model = (prepared.meta.get("quantize") or prepared.meta.get("evaluate") or {}).get("model", "")
         weights = prepared.python.weights.get(model, 0)
         res = self.resources()
         fits, line = gpu_memory_check(weights, res.gpu_type, res.gpus)

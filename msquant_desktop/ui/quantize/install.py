@@ -11,7 +11,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QWidget
 
 from msquant_desktop.services.cluster_service import ClusterService
-from msquant_desktop.services.quantize_service import QuantizeService
+from msquant_desktop.services.quantize_service import QuantizeService, ResultRow, cluster_evaluation_request
 from msquant_desktop.ui.jobs_tab import JobsTab
 from msquant_desktop.ui.quantize.compare_dialog import CompareSchemesDialog
 from msquant_desktop.ui.quantize.evaluate_dialog import EvaluateDialog
@@ -37,7 +37,13 @@ class QuantizeUi:
         self.action.setToolTip("Quantize a local model folder with llmcompressor as a job")
         self.action.triggered.connect(lambda _checked=False: self.open_form())
         # Not `open_form` itself: a button's clicked(bool) would pass its checked flag as the model.
-        self.results = ResultsView(service, self.open_new_form, open_compare=self.open_new_compare_form)
+        self.results = ResultsView(
+            service,
+            self.open_new_form,
+            open_compare=self.open_new_compare_form,
+            clusters=clusters,
+            evaluate_on_cluster=self.open_cluster_evaluate,
+        )
         self.compare_action = QAction("Compare schemes…", parent)
         self.compare_action.setObjectName("action-compare-schemes")
         self.compare_action.setToolTip(
@@ -107,11 +113,24 @@ class QuantizeUi:
         if self.evaluate_dialog is not None and self.evaluate_dialog.isVisible():
             self.evaluate_dialog.raise_()
             return self.evaluate_dialog
-        dialog = EvaluateDialog(self.service, model, self._parent)
+        dialog = EvaluateDialog(self.service, model, self._parent, self.clusters)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.destroyed.connect(self._forget_evaluate_dialog)
         self.evaluate_dialog = dialog
         dialog.show()
+        return dialog
+
+    def open_cluster_evaluate(self, row: ResultRow) -> EvaluateDialog:
+        """The Evaluate form for a cluster result: on its cluster, its output there against the model
+        the quantization read there (and, when it was downloaded, its copy if switched to this
+        computer); the evaluation shows on its row."""
+        dialog = self.open_evaluate_form()  # an open form takes this row
+        remote = cluster_evaluation_request(row)
+        dialog.cluster_target.link(row.job_id, remote.model)
+        dialog.preset(row.cluster, remote.model, remote.original or "")
+        dialog.choose_target(row.cluster)
+        if row.local_copy:
+            dialog.preset(None, row.local_copy)
         return dialog
 
     def _forget_evaluate_dialog(self, *_args: Any) -> None:

@@ -2,6 +2,11 @@
 original, decode tok/s, peak memory) and path; Open folder, Evaluate, Verify, Delete, Compare schemes…,
 and the comparison chart of the selected result's base model under the table.
 
+A result that ran on a cluster shows `CLUSTER:PATH`; its "Download…" copies the folder here (a folder
+picker, then a strip under the table with the bytes, the files and Cancel; resumable), after which
+Open folder, Verify and the copy's path use the local copy.  Its "Evaluate on cluster…" opens the
+Evaluate form on that cluster with its paths there filled in.
+
 An empty state offers the first steps: a new quantization, or building the demo model to try one on.
 The table is loaded once; then each changed result inserts or removes its own row or updates the cells
 that changed.
@@ -11,12 +16,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -31,10 +38,13 @@ from PySide6.QtWidgets import (
 
 from msquant_desktop.domain.jobs import JobState, JobSummary
 from msquant_desktop.domain.quantize import human_bytes
-from msquant_desktop.domain.results import evaluation_cells
+from msquant_desktop.domain.results import evaluation_cells, output_label
+from msquant_desktop.services.cluster_download import DownloadError
+from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.services.quantize_service import QuantizeService, ResultRow
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.quantize.compare_chart import ComparisonChart
+from msquant_desktop.ui.quantize.download_strip import DownloadStrip
 
 COLUMNS = (
     "Job",
@@ -92,7 +102,7 @@ def row_texts(row: ResultRow) -> tuple[str, ...]:
         f"{r.duration_s:.1f} s",
         *evaluation_texts(row),
         describe_verification(row),
-        r.output if row.output_exists else f"{r.output} (deleted)",
+        output_label(r.output, row.cluster, row.local_copy) if row.output_exists else f"{r.output} (deleted)",
     )
 
 
@@ -180,6 +190,8 @@ class ResultsView(QWidget):
         open_new_quantization: Callable[[], None],
         parent: QWidget | None = None,
         open_compare: Callable[[], None] | None = None,
+        clusters: ClusterService | None = None,
+        evaluate_on_cluster: Callable[[ResultRow], object] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("quantize-results")
@@ -198,6 +210,12 @@ class ResultsView(QWidget):
         self.evaluate_button.setToolTip(
             "Perplexity on held-out text against the original, decode speed and peak memory (a job)"
         )
+        self._clusters = clusters
+        self._evaluate_on_cluster = evaluate_on_cluster
+        self.download_button = QPushButton("Download…")
+        self.download_button.setToolTip("Copy this cluster result's folder here over SFTP (resumable)")
+        self.download_button.setVisible(clusters is not None)
+        self.download_strip = DownloadStrip(clusters.downloads) if clusters is not None else None
         self.verify_button = QPushButton("Verify")
         self.delete_button = QPushButton("Delete")
         self.compare_button = QPushButton("Compare schemes…")
@@ -212,6 +230,7 @@ class ResultsView(QWidget):
         buttons = QHBoxLayout()
         for button in (
             self.open_button,
+            self.download_button,
             self.evaluate_button,
             self.verify_button,
             self.delete_button,
@@ -228,6 +247,8 @@ class ResultsView(QWidget):
         table_part_layout.setContentsMargins(0, 0, 0, 0)
         table_part_layout.addWidget(self.table)
         table_part_layout.addLayout(buttons)
+        if self.download_strip is not None:
+            table_part_layout.addWidget(self.download_strip)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(table_part)
         self.splitter.addWidget(self.chart)
@@ -264,6 +285,9 @@ class ResultsView(QWidget):
         if open_compare is not None:
             self.compare_button.clicked.connect(lambda _checked=False: open_compare())
         self.open_button.clicked.connect(self.open_selected)
+        self.download_button.clicked.connect(lambda _checked=False: self.download_selected())
+        if clusters is not None:
+            clusters.downloads.sig_finished.connect(self._update_buttons)
         self.evaluate_button.clicked.connect(self.evaluate_selected)
         self.verify_button.clicked.connect(self.verify_selected)
         self.delete_button.clicked.connect(self.delete_selected)
@@ -312,12 +336,18 @@ class ResultsView(QWidget):
     @Slot()
     def _update_buttons(self, *_args: Any) -> None:
         row = self.selected_row()
-        exists = row is not None and row.output_exists
-        self.open_button.setEnabled(exists)
-        self.verify_button.setEnabled(exists and row is not None and not row.verifying)
-        self.evaluate_button.setEnabled(exists and row is not None and not row.evaluating)
+        here = row is not None and row.local_exists  # a folder on this computer (a cluster result's copy)
+        on_cluster = row is not None and row.cluster is not None
+        self.open_button.setEnabled(here)
+        self.verify_button.setEnabled(here and row is not None and not row.verifying)
+        can_evaluate = self._evaluate_on_cluster is not None if on_cluster else here
+        self.evaluate_button.setEnabled(can_evaluate and row is not None and not row.evaluating)
+        self.evaluate_button.setText("Evaluate on cluster…" if on_cluster else "Evaluate")
+        clusters = self._clusters
+        downloading = row is not None and clusters is not None and clusters.downloads.is_running(row.job_id)
+        self.download_button.setEnabled(on_cluster and clusters is not None and not downloading)
         self.delete_button.setEnabled(row is not None)
-        self.plan_button.setEnabled(exists)
+        self.plan_button.setEnabled(here)
         if row is not None:
             self.chart.show_base_model(row.result.model)
 
@@ -335,13 +365,38 @@ class ResultsView(QWidget):
     @Slot()
     def open_selected(self) -> None:
         row = self.selected_row()
-        if row is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(row.result.output))
+        if row is not None and row.local_folder:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(row.local_folder))
+
+    def download_selected(self, dest: Path | None = None) -> None:
+        """Copy the selected cluster result here, into `dest` or a folder the user picks."""
+        row = self.selected_row()
+        if row is None or row.cluster is None or self._clusters is None or self.download_strip is None:
+            return
+        if dest is None:
+            start = row.local_copy or str(Path.home())
+            chosen = QFileDialog.getExistingDirectory(
+                self, f"Download {row.cluster}:{row.result.output} into (an empty folder)", start
+            )
+            if not chosen:
+                return
+            dest = Path(chosen)
+        try:
+            self._clusters.downloads.start(row.job_id, dest)
+        except (DownloadError, ValueError) as exc:
+            self.download_strip.show_refusal(str(exc))
+            return
+        self.download_strip.follow(row.job_id, f"{row.cluster}:{Path(row.result.output).name} → {dest}")
+        self._update_buttons()
 
     @Slot()
     def evaluate_selected(self) -> None:
         row = self.selected_row()
         if row is None:
+            return
+        if row.cluster is not None:
+            if self._evaluate_on_cluster is not None:
+                self._evaluate_on_cluster(row)
             return
         try:
             record = self._service.submit_evaluate(row)
@@ -373,7 +428,9 @@ class ResultsView(QWidget):
             answer = QMessageBox.question(
                 self,
                 "Delete quantized model",
-                f"Delete {row.result.output} and forget job {row.job_id}?",
+                f"Delete {row.result.output} and forget job {row.job_id}?"
+                if row.cluster is None
+                else f"Forget job {row.job_id}? Its folder on {row.cluster} (and any copy here) stays.",
             )
             if answer != QMessageBox.StandardButton.Yes:
                 return
