@@ -202,7 +202,9 @@ class ClusterTarget(QWidget):
         if isinstance(answer, PreparedJob):
             self.prepared = answer
             self._checked_for = self._pending_key
-            self._show_status(f"Ready: {answer.python.describe()}", "")
+            hub = answer.meta.get("hub_models", {}).get("model")
+            found = f"; {hub['repo_id']} is {hub['path']} in its HF cache" if hub else ""
+            self._show_status(f"Ready: {answer.python.describe()}{found}", "")
             self._show_memory(answer)
         else:
             self.prepared = None
