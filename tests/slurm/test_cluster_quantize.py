@@ -643,7 +643,9 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         target.out_edit.setText(str(out))
         qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
         assert "llmcompressor 0." in target.status_label.text()
-        assert f"{cluster_hub.repo_id} is {cluster_hub.snapshot} in its HF cache" in target.status_label.text()
+        assert (
+            f"{cluster_hub.repo_id} is {cluster_hub.snapshot} in its HF cache" in target.status_label.text()
+        )
         assert "GPU memory" in target.memory_label.text() and "A100" in target.memory_label.text()
         shot = os.environ.get("MSQUANT_SCREENSHOT")  # docs/quantize-on-cluster.png is made so
         if shot:
