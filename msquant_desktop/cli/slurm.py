@@ -74,10 +74,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gpus = add("gpus", "cmd_gpus", "free GPUs per node, partition and type")
     gpus.add_argument("cluster")
     gpus.add_argument("--json", action="store_true")
-    submit = add("submit", "cmd_submit", "submit a command at a pinned commit")
+    submit = add(
+        "submit", "cmd_submit", "submit a command at a pinned commit, or a command only (no repository)"
+    )
     submit.add_argument("cluster")
-    submit.add_argument("--repo", required=True, help="git URL the cluster can clone")
-    submit.add_argument("--commit", required=True)
+    submit.add_argument("--repo", help="git URL the cluster can clone (omit it for a command only)")
+    submit.add_argument("--commit", help="the full commit hash to run at (with --repo)")
+    submit.add_argument(
+        "--no-repo",
+        action="store_true",
+        help="a command only: no clone, it runs in the job's folder beside the --upload files",
+    )
+    submit.add_argument(
+        "--upload",
+        action="append",
+        metavar="FILE",
+        help="with --no-repo: a file copied into the job's folder under its own name (repeatable)",
+    )
     submit.add_argument("--name", required=True, help="job name")
     submit.add_argument(
         "--override", action=_AppendVerbatim, help="a Hydra override, passed verbatim (repeatable)"
@@ -100,7 +113,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--follow", "-f", action="store_true", help="keep printing until the job ends; exit with its status"
     )
     logs.add_argument(
-        "--poll", type=non_negative_float, default=5.0, metavar="SECONDS", help="with --follow: state poll interval"
+        "--poll",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --follow: state poll interval",
     )
     add("cancel", "cmd_cancel", "scancel a job and confirm its end (also one never sent)").add_argument(
         "id", type=job_id_arg
@@ -140,6 +157,13 @@ def _register_worker_jobs(add: Callable[[str, str, str], argparse.ArgumentParser
         parser = add(name, f"cmd_{name}", help_text)
         parser.set_defaults(func=_lazy_worker_job(f"cmd_{name}"))
         add_worker(parser)
+        for action in parser._actions:  # the paths are the cluster's; a model may be a cached repo id
+            if action.dest in ("model", "original"):
+                action.metavar = "DIR|ORG/NAME[@REV]"
+                action.help = (
+                    f"{action.help} — a folder on the cluster, or a Hugging Face repo id found in the "
+                    "cluster's HF cache"
+                )
         parser.add_argument("cluster")
         parser.add_argument(
             "--python", metavar="REMOTE_PY", help="a Python on the cluster with llmcompressor"

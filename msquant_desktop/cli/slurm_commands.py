@@ -132,13 +132,31 @@ def cmd_gpus(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def _repo_or_uploads(args: argparse.Namespace) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """(no_repo, uploads) of `slurm submit`: a repository at a commit, or a command only (--no-repo,
+    or no --repo) with its files; ValueError (one line) for a mix of the two."""
+    no_repo = args.no_repo or not args.repo
+    if no_repo and (args.repo or args.commit):
+        raise ValueError("--no-repo runs a command only: leave out --repo and --commit")
+    if no_repo and args.override:
+        raise ValueError("--override is for a project's Hydra command; a command only takes its words")
+    if not no_repo and not args.commit:
+        raise ValueError("--repo needs --commit (the full commit hash to run at)")
+    if not no_repo and args.upload:
+        raise ValueError("--upload is for a command only (--no-repo); a project's files come from its clone")
+    return no_repo, tuple((path, Path(path).name) for path in args.upload or ())
+
+
 def cmd_submit(args: argparse.Namespace, ctx: CliContext) -> int:
     profile = _profile(args, ctx, args.cluster)
+    no_repo, uploads = _repo_or_uploads(args)
     submission = SlurmSubmission(
         cluster=profile.name,
         job_name=args.name,
-        repo_url=args.repo,
-        commit=args.commit,
+        repo_url=args.repo or "",
+        commit=args.commit or "",
+        no_repo=no_repo,
+        uploads=uploads,
         command=tuple(args.command),
         overrides=tuple(args.override or ()),
         partition=args.partition,
@@ -300,7 +318,9 @@ def _follow(
     while True:
         remote_dir = job.result.get("remote_run_dir")
         if remote_dir:
-            text, offset = client.read_text(RemotePaths(remote_dir).log, offset, whole_lines=not job.state.is_final)
+            text, offset = client.read_text(
+                RemotePaths(remote_dir).log, offset, whole_lines=not job.state.is_final
+            )
             if text:
                 sys.stdout.write(text)
                 sys.stdout.flush()

@@ -115,8 +115,37 @@ SUPPORTED_ARCHITECTURES = frozenset(
     }
 )
 
-HUB_NAME_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-"""Looks like `org/name` on the Hugging Face hub (and is not an existing local path)."""
+_HUB_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+HUB_NAME_RE = re.compile(rf"(?!.*(?:--|\.\.)){_HUB_PART}/{_HUB_PART}", re.ASCII)
+"""`org/name` as the Hugging Face hub allows it (huggingface_hub's `validate_repo_id`): ASCII letters,
+digits, `-`, `_` and `.`, one slash, at most 96 characters a part, no `--` or `..` (`--` joins the
+parts in the cache's folder names), neither part starting or ending with `-` or `.`.  Use fullmatch."""
+
+HUB_REVISION_RE = re.compile(r"(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}", re.ASCII)
+"""A branch, tag or commit hash after `@` in `org/name@revision` (no slash, no `..`)."""
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A model named by its Hugging Face repo id, optionally at a revision (else `main`)."""
+
+    repo_id: str
+    revision: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.repo_id}@{self.revision}" if self.revision else self.repo_id
+
+
+def parse_hub_model(text: str) -> HubModel | None:
+    """`org/name` or `org/name@revision` as a HubModel; None for anything else (a path, shell
+    metacharacters, whitespace, a newline)."""
+    repo_id, at, revision = text.partition("@")
+    if HUB_NAME_RE.fullmatch(repo_id) is None:
+        return None
+    if at and HUB_REVISION_RE.fullmatch(revision) is None:
+        return None
+    return HubModel(repo_id, revision or None)
+
 
 DATASET_SUFFIXES = (".jsonl", ".json", ".txt")
 

@@ -92,9 +92,14 @@ def cached_models(cache_dir: Path | None = None) -> CacheListing:
     return CacheListing(tuple(models), str(folder))
 
 
+def download_command(repo_id: str, revision: str | None = None) -> str:
+    """The command that puts a model in the cache (today's `hf`, not the retired huggingface-cli)."""
+    return f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+
+
 def download_hint(repo_id: str) -> str:
-    """What to run to get an uncached model (today's command: `hf`, not the retired huggingface-cli)."""
-    return f"`hf download {repo_id}` puts it in the cache (then it is found here offline)"
+    """What to run here to get an uncached model."""
+    return f"`{download_command(repo_id)}` puts it in the cache (then it is found here offline)"
 
 
 def resolve_hub_name(text: str, cache_dir: Path | None = None) -> Path | None:

@@ -5,8 +5,11 @@ Qt-free on purpose (it joins `slurm/`, `quantize/` and the store steps of `clust
 adapters may not do), so the `slurm quantize|evaluate` CLI and the app take the same steps:
 
 1. `probe_python` asks the cluster's Python (the `--python` given, else the profile's `python:`) for
-   its version and llmcompressor's, and whether the model is there and the output free — one line of
-   error and nothing submitted when not (`ClusterCheckError`);
+   its version and llmcompressor's, whether the model is there and the output free — one line of
+   error and nothing submitted when not (`ClusterCheckError`).  A model may be a folder on the
+   cluster or a Hugging Face repo id (`org/name[@revision]`), found in the same round trip in the
+   cluster's HF cache (huggingface_hub's own lookup); the job then runs on that snapshot folder and
+   its meta keeps both (`hub_models`);
 2. the workers travel as one zipapp (`quantize/bundle.py`) uploaded into the job's folder beside the
    script (a job without a repository: `SlurmSubmission.no_repo` + `uploads`);
 3. the job is stored with kind QUANTIZE / EVALUATE and sent exactly once (`cluster_jobs`); its
@@ -16,6 +19,7 @@ adapters may not do), so the `slurm quantize|evaluate` CLI and the app take the 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +27,10 @@ from typing import Any
 from msquant_desktop.domain.evaluate import EVALUATES_META_KEY, EvaluateRequest
 from msquant_desktop.domain.gpu_catalog import find_gpu_type
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
-from msquant_desktop.domain.quantize import QuantizeRequest, human_bytes
+from msquant_desktop.domain.quantize import HubModel, QuantizeRequest, human_bytes, parse_hub_model
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.quantize.bundle import REMOTE_NAME, write_bundle
+from msquant_desktop.quantize.hf_cache import download_command
 from msquant_desktop.quantize.memory import HEADROOM
 from msquant_desktop.services import cluster_jobs
 from msquant_desktop.slurm.client import SlurmClient
@@ -66,8 +71,54 @@ def python_for(profile: ClusterProfile, given: str | None) -> str:
     return python
 
 
-def _check_paths(found: RemotePython, where: str, models: tuple[str, ...], out: str | None) -> None:
+def cluster_model(text: str) -> str | HubModel:
+    """A model given for a cluster job: a folder there (an absolute or `~` path) or a Hugging Face
+    repo id `org/name[@revision]`; ClusterCheckError (one line) for anything else."""
+    if text.startswith(("/", "~")):
+        if any(c in text for c in "\n\r\0"):
+            raise ClusterCheckError(f"model {text!r}: a path on the cluster cannot hold a line break")
+        return text
+    hub = parse_hub_model(text)
+    if hub is None:
+        raise ClusterCheckError(
+            f"model {text!r} is neither an absolute folder on the cluster nor a Hugging Face repo id "
+            "(org/name or org/name@revision: letters, digits, - _ . and one slash)"
+        )
+    return hub
+
+
+def _hub_problem(found: RemotePython, where: str, hub: HubModel) -> str | None:
+    """Why the repo id `hub` has no snapshot in the cluster's HF cache (None: it has one)."""
+    entry = found.hub.get(str(hub), {})
+    state = entry.get("state")
+    if state == "model":
+        return None
+    fetch = f"run `{download_command(hub.repo_id, hub.revision)}` on {where} to fetch it"
+    folder = entry.get("folder", "")
+    revision = hub.revision or "main"
+    if state == "absent":
+        return f"model {hub} is not in the Hugging Face cache on {where} (no {folder}): {fetch}"
+    if state == "no-revision":
+        return f"model {hub}: revision {revision} is not in the Hugging Face cache on {where} ({folder}): {fetch}"
+    if state == "no-config":
+        return f"model {hub} at {revision} in the Hugging Face cache on {where} ({folder}) has no config.json: {fetch}"
+    if state == "no-hub":
+        return (
+            f"{found.path} on {where} has no huggingface_hub to find {hub} in its cache: "
+            "give the model's folder on the cluster"
+        )
+    return f"model {hub} on {where}: {entry.get('why') or 'the cache could not be read'}"
+
+
+def _check_paths(
+    found: RemotePython, where: str, models: tuple[str | HubModel, ...], out: str | None
+) -> None:
     for model in models:
+        if isinstance(model, HubModel):
+            problem = _hub_problem(found, where, model)
+            if problem:
+                raise ClusterCheckError(problem)
+            continue
         what = found.paths.get(model)
         if what != "model":
             state = {"absent": "does not exist", "file": "is a file"}.get(what or "", "has no config.json")
@@ -81,16 +132,44 @@ def _check_paths(found: RemotePython, where: str, models: tuple[str, ...], out: 
 def check_cluster_python(
     client: SlurmClient, python: str, models: tuple[str, ...], out: str | None = None
 ) -> RemotePython:
-    """The remote Python and its llmcompressor, the model folders and the output, checked over SSH
-    before anything is submitted.  Raises ClusterCheckError (one line) or SshError."""
+    """The remote Python and its llmcompressor, the models (folders, or repo ids in the cluster's HF
+    cache) and the output, checked over SSH in one round trip before anything is submitted.  Raises
+    ClusterCheckError (one line) or SshError."""
     where = client.profile.name
+    refs = tuple(cluster_model(m) for m in models)  # a bad name is refused before connecting
+    folders = tuple(m for m in refs if isinstance(m, str))
+    hubs = tuple(str(m) for m in refs if isinstance(m, HubModel))
     try:
-        found = probe_python(client.connection, python, (*models, *((out,) if out else ())), where)
+        found = probe_python(client.connection, python, (*folders, *((out,) if out else ())), where, hubs)
         require_llmcompressor(found, where)
     except RemotePythonError as exc:
         raise ClusterCheckError(str(exc)) from exc
-    _check_paths(found, where, models, out)
+    _check_paths(found, where, refs, out)
     return found
+
+
+def model_path(found: RemotePython, model: str) -> str:
+    """The folder the job reads `model` from: itself, or a repo id's snapshot in the cluster's cache
+    (after `check_cluster_python` passed for it)."""
+    entry = found.hub.get(model)
+    return entry["path"] if entry and entry.get("state") == "model" else model
+
+
+def hub_models(found: RemotePython, models: dict[str, str | None]) -> dict[str, dict[str, str]]:
+    """Of each role ("model", "original") given as a repo id: the repo id, revision, commit and the
+    snapshot folder the job reads — kept in the job's meta as `hub_models`."""
+    kept: dict[str, dict[str, str]] = {}
+    for role, text in models.items():
+        entry = found.hub.get(text or "")
+        hub = parse_hub_model(text or "")
+        if hub is not None and entry and entry.get("state") == "model":
+            kept[role] = {
+                "repo_id": hub.repo_id,
+                "revision": hub.revision or "main",
+                "commit": entry["commit"],
+                "path": entry["path"],
+            }
+    return kept
 
 
 @dataclass(frozen=True)
@@ -139,12 +218,16 @@ def prepare_quantize(
 ) -> PreparedJob:
     """Check the cluster for this quantization and build its submission (nothing sent yet)."""
     found = check_cluster_python(client, python, (request.model,), request.out)
+    hub = hub_models(found, {"model": request.model})
+    request = dataclasses.replace(request, model=model_path(found, request.model))
     bundle = write_bundle(bundle_dir)
     argv = ["quantize", *request.to_args()]
     submission = _submission(
         client.profile, f"quantize-{request.scheme.lower()}", python, argv, bundle, resources
     )
-    meta = {"quantize": request.to_meta(), "remote_python": found.describe()}
+    meta: dict[str, Any] = {"quantize": request.to_meta(), "remote_python": found.describe()}
+    if hub:
+        meta["hub_models"] = hub
     return PreparedJob(submission, JobKind.QUANTIZE, meta, found)
 
 
@@ -169,11 +252,19 @@ def prepare_evaluate(
     """Check the cluster for this evaluation and build its submission (nothing sent yet)."""
     models = (request.model, *((request.original,) if request.original else ()))
     found = check_cluster_python(client, python, models)
+    hub = hub_models(found, {"model": request.model, "original": request.original})
+    request = dataclasses.replace(
+        request,
+        model=model_path(found, request.model),
+        original=model_path(found, request.original) if request.original else request.original,
+    )
     bundle = write_bundle(bundle_dir)
     submission = _submission(
         client.profile, "evaluate", python, ["evaluate", *request.to_args()], bundle, resources
     )
     meta: dict[str, Any] = {"evaluate": request.to_meta(), "remote_python": found.describe()}
+    if hub:
+        meta["hub_models"] = hub
     if evaluates is not None:
         meta[EVALUATES_META_KEY] = evaluates
     return PreparedJob(submission, JobKind.EVALUATE, meta, found)

@@ -24,13 +24,19 @@ from msquant_desktop.slurm.connection import SshConnection, SshError
 MIN_PYTHON = (3, 10)
 """The workers use `X | Y` types at run time."""
 
-# Run as `PYTHON -c PROBE PATH...`: the interpreter's version, the versions of the packages the
-# workers need (None: not installed) and, for each PATH, whether it is a model folder, a non-empty
-# folder, or absent.
+HUB_ARG = "--hub="
+"""A probe argument `--hub=ORG/NAME[@REVISION]`: a repo id to resolve in the cluster's HF cache."""
+
+# Run as `PYTHON -c PROBE ARG...`: the interpreter's version, the versions of the packages the
+# workers need (None: not installed) and, for each PATH argument, whether it is a model folder, a
+# non-empty folder, or absent.  A `--hub=` argument is looked up in the cache by huggingface_hub
+# itself (its `HF_HUB_CACHE`, which follows HF_HUB_CACHE / HF_HOME / ~/.cache as it always does, and
+# `try_to_load_from_cache`, which reads `refs/<revision>` and takes a commit hash as it is): the
+# snapshot folder it names, or why there is none.
 _PROBE = """
 import importlib.metadata as m, importlib.util as u, json, os, sys
 out = {"python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable, "packages": {}, "paths": {},
-       "weights": {}}
+       "weights": {}, "hub": {}}
 for name in ("llmcompressor", "torch", "transformers", "compressed_tensors"):
     try:
         found = u.find_spec(name) is not None
@@ -43,18 +49,44 @@ for name in ("llmcompressor", "torch", "transformers", "compressed_tensors"):
         out["packages"][name] = m.version(name.replace("_", "-"))
     except Exception:
         out["packages"][name] = "unknown"
-for path in sys.argv[1:]:
-    p = os.path.expanduser(path)
+def weights(p):
+    names = [n for n in os.listdir(p) if n.endswith((".safetensors", ".bin"))]
+    return sum(os.path.getsize(os.path.join(p, n)) for n in names)
+def hub(ref):
+    repo_id, _, rev = ref.partition("@")
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+    except Exception as exc:
+        return {"state": "no-hub", "why": str(exc)}
+    folder = os.path.join(constants.HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
+    entry = {"cache": constants.HF_HUB_CACHE, "folder": folder, "revision": rev or "main"}
+    try:
+        config = try_to_load_from_cache(repo_id, "config.json", revision=rev or None)
+    except Exception as exc:
+        return dict(entry, state="error", why=str(exc))
+    if isinstance(config, str) and os.path.isfile(config):
+        snapshot = os.path.dirname(config)
+        out["weights"][snapshot] = weights(snapshot)
+        return dict(entry, state="model", path=snapshot, commit=os.path.basename(snapshot))
+    if not os.path.isdir(folder):
+        return dict(entry, state="absent")
+    known = os.path.isfile(os.path.join(folder, "refs", rev or "main")) or os.path.isdir(
+        os.path.join(folder, "snapshots", rev or "main"))
+    return dict(entry, state="no-config" if known else "no-revision")
+for arg in sys.argv[1:]:
+    if arg.startswith("--hub="):
+        out["hub"][arg[6:]] = hub(arg[6:])
+        continue
+    p = os.path.expanduser(arg)
     if os.path.isfile(os.path.join(p, "config.json")):
-        out["paths"][path] = "model"
-        names = [n for n in os.listdir(p) if n.endswith((".safetensors", ".bin"))]
-        out["weights"][path] = sum(os.path.getsize(os.path.join(p, n)) for n in names)
+        out["paths"][arg] = "model"
+        out["weights"][arg] = weights(p)
     elif os.path.isdir(p):
-        out["paths"][path] = "folder" if os.listdir(p) else "empty"
+        out["paths"][arg] = "folder" if os.listdir(p) else "empty"
     elif os.path.exists(p):
-        out["paths"][path] = "file"
+        out["paths"][arg] = "file"
     else:
-        out["paths"][path] = "absent"
+        out["paths"][arg] = "absent"
 print(json.dumps(out))
 """
 
@@ -74,7 +106,12 @@ class RemotePython:
     paths: dict[str, str] = field(default_factory=dict)
     """Each path asked about: "model" (has config.json), "folder", "empty", "file" or "absent"."""
     weights: dict[str, int] = field(default_factory=dict)
-    """Of each model folder: the bytes of its weight files (`*.safetensors`, `*.bin`)."""
+    """Of each model folder (a resolved snapshot's too): the bytes of its weight files (`*.safetensors`,
+    `*.bin`)."""
+    hub: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Each repo id asked about (`org/name[@revision]`): "state" ("model", "absent", "no-revision",
+    "no-config", "no-hub", "error"), "cache" and "folder" looked in, and when found the snapshot's
+    "path" and "commit"."""
 
     @property
     def llmcompressor(self) -> str | None:
@@ -85,9 +122,14 @@ class RemotePython:
 
 
 def probe_python(
-    connection: SshConnection, python: str, paths: tuple[str, ...] = (), where: str = ""
+    connection: SshConnection,
+    python: str,
+    paths: tuple[str, ...] = (),
+    where: str = "",
+    hub: tuple[str, ...] = (),
 ) -> RemotePython:
-    """Ask `python` on the cluster for its version, its packages and what `paths` are there.
+    """Ask `python` on the cluster for its version, its packages, what `paths` are there and where
+    the repo ids `hub` (`org/name[@revision]`, validated by the caller) are in its HF cache.
 
     Raises RemotePythonError with one line when it cannot be run there or is too old, SshError when
     the connection fails.
@@ -95,7 +137,8 @@ def probe_python(
     where = where or connection.target.label
     if not python.strip():
         raise RemotePythonError(f"no Python is set for {where}: give --python or the cluster's `python:`")
-    result = connection.run([python, "-c", _PROBE, *paths], timeout=60.0)
+    args = [*paths, *(HUB_ARG + ref for ref in hub)]
+    result = connection.run([python, "-c", _PROBE, *args], timeout=60.0)
     last = result.out.strip().splitlines()[-1] if result.out.strip() else ""
     if result.rc != 0 or not last.startswith("{"):
         words = (result.err.strip().splitlines() or [f"exit status {result.rc}"])[-1]
@@ -104,7 +147,13 @@ def probe_python(
         raise RemotePythonError(f"the Python {python} on {where} failed to answer: {words}")
     data = json.loads(last)
     found = RemotePython(
-        python, data["python"], data["executable"], data["packages"], data["paths"], data.get("weights", {})
+        python,
+        data["python"],
+        data["executable"],
+        data["packages"],
+        data["paths"],
+        data.get("weights", {}),
+        data.get("hub", {}),
     )
     if tuple(int(x) for x in found.version.split(".")[:2]) < MIN_PYTHON:
         raise RemotePythonError(

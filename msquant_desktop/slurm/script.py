@@ -481,16 +481,16 @@ def audit_edited(edited: str, rendered: str, profile: ClusterProfile) -> None:
     for line in sbatch_directives(rendered):
         name = line.split("=", 1)[0].removeprefix("#SBATCH --")
         if name in sbatch_options.SET_BY_APP and line not in found:
-            raise ScriptError(
-                f"edited script: keep {line!r} as rendered ({sbatch_options.SET_BY_APP[name]})"
-            )
+            raise ScriptError(f"edited script: keep {line!r} as rendered ({sbatch_options.SET_BY_APP[name]})")
     own = set(sbatch_directives(rendered))
     for line in found:
         if line in own:
             continue
         name = line.split("=", 1)[0].removeprefix("#SBATCH --")
         if name in sbatch_options.SET_BY_APP:
-            raise ScriptError(f"edited script: {line!r}: --{name} is set by the app ({sbatch_options.SET_BY_APP[name]})")
+            raise ScriptError(
+                f"edited script: {line!r}: --{name} is set by the app ({sbatch_options.SET_BY_APP[name]})"
+            )
         _audit_directive(line, profile)
 
 
@@ -566,6 +566,7 @@ def _render(
         commit_q=shlex.quote(submission.commit),
         preamble=profile.preamble.strip(),
         command_line=command_line(submission, paths),
+        uploads=", ".join(name for _, name in submission.uploads),  # plain names (validate_uploads)
     )
     found = sbatch_directives(script)
     missing = [line for line in expected if line not in found]

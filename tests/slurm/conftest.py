@@ -13,8 +13,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,3 +213,43 @@ def cluster_model(testbed, request: pytest.FixtureRequest) -> Path:  # type: ign
     out.mkdir(exist_ok=True)
     subprocess.run(["chown", testbed.user, str(out)], check=True)
     return model
+
+
+SlurmCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+def slurm_cli(tmp_path: Path, profile: ClusterProfile, timeout: float = 120.0) -> SlurmCli:
+    """`cli(COMMAND, ARGS...)` runs `msquant-desktop slurm COMMAND --clusters FILE ARGS...` in a child
+    process, with a data folder of its own and a clusters file holding `profile`."""
+    from msquant_desktop.slurm.profiles import save_profiles
+    from tests.conftest import run_cli_argv
+
+    clusters = tmp_path / "clusters.yaml"
+    save_profiles(clusters, [profile])
+
+    def cli(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = run_cli_argv(
+            "--data-dir", str(tmp_path / "data"), "slurm", command, "--clusters", str(clusters), *args
+        )
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+    return cli
+
+
+def clusters_tab(qtbot: Any, tmp_path: Path, profile: ClusterProfile) -> tuple[Any, Any, Any]:
+    """(services, main window, its Clusters tab) of an app whose only cluster is `profile`, shown and
+    connected; the caller closes the window and shuts the services down."""
+    from msquant_desktop.app import create_main_window, create_services
+    from msquant_desktop.config.paths import resolve_paths
+    from msquant_desktop.slurm.profiles import save_profiles
+
+    paths = resolve_paths(tmp_path / "app").ensure()
+    save_profiles(paths.clusters_file, [profile])
+    services = create_services(paths)
+    window = create_main_window(services)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_tab("Clusters")
+    tab = window.tab_widget.currentWidget()
+    qtbot.waitUntil(lambda: "connected" in tab.status_label.text(), timeout=10_000)
+    return services, window, tab

@@ -7,21 +7,14 @@ import subprocess
 
 import pytest
 
-from msquant_desktop.slurm.profiles import save_profiles
 from tests.conftest import run_cli_argv
+from tests.slurm.conftest import slurm_cli
 
 pytestmark = pytest.mark.slurm
 
 
 def test_slurm_logs_follow_exits_with_the_jobs_status(testbed, profile, bare_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    clusters = tmp_path / "clusters.yaml"
-    save_profiles(clusters, [profile])
-
-    def cli(command: str, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = run_cli_argv(
-            "--data-dir", str(tmp_path / "data"), "slurm", command, "--clusters", str(clusters), *args
-        )
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    cli = slurm_cli(tmp_path, profile)
 
     repo_path, first, _ = bare_repo
     script = "echo first-line; sleep 2; echo last-line; exit 5"

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -88,7 +91,151 @@ def test_a_job_without_a_repository_renders_no_clone(tmp_path: Path) -> None:
         )
 
 
+REAL_REPO_IDS = (  # public model repositories on the hub, as their pages name them
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "Qwen/Qwen2.5-0.5B",
+    "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8",
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "mistralai/Mistral-7B-Instruct-v0.3",
+    "microsoft/Phi-3-mini-4k-instruct",
+)
+
+
+def test_repo_ids_follow_the_hubs_rules() -> None:
+    from msquant_desktop.domain.quantize import HubModel, parse_hub_model
+
+    for repo_id in REAL_REPO_IDS:
+        assert parse_hub_model(repo_id) == HubModel(repo_id)
+    assert parse_hub_model("Qwen/Qwen2.5-0.5B@main") == HubModel("Qwen/Qwen2.5-0.5B", "main")
+    commit = "060db6499f32faf8b98477b0a26969ef7d8b9987"
+    assert parse_hub_model(f"Qwen/Qwen2.5-0.5B@{commit}") == HubModel("Qwen/Qwen2.5-0.5B", commit)
+    for bad in (
+        "gpt2",  # no org: the cache folder is unambiguous only as org/name
+        "org/name/extra",
+        "-org/name",
+        "org/.name",
+        "org/name-",
+        "org--x/name",  # `--` joins the parts in the cache's folder names
+        "org/na..me",
+        "../etc/passwd",
+        "org/na me",
+        "org/name;rm -rf ~",
+        "org/$(id)",
+        "org/`id`",
+        "org/name\n",
+        "org/name\nmore",
+        "org/nämé",
+        "org/name@",
+        "org/name@re/fs",
+        "org/name@..",
+        "org/name@-x",
+        "org/" + "x" * 97,
+        "",
+    ):
+        assert parse_hub_model(bad) is None, bad
+
+
+def _run_probe(env: dict[str, str], *args: str) -> dict:  # type: ignore[type-arg]
+    from msquant_desktop.slurm.remote_tools import _PROBE
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_probe_looks_where_huggingface_hub_looks(tmp_path: Path) -> None:
+    # A real interpreter runs the probe: HF_HUB_CACHE before HF_HOME/hub before ~/.cache, refs/<rev>
+    # read, a commit hash taken as it is; the cache is laid out as `hf download` leaves it.
+    from tests.quantize.test_checks import write_model_folder
+    from tests.quantize.test_hf_cache import MAIN, OLD, cache_repo
+
+    model = write_model_folder(tmp_path / "src")
+    home = tmp_path / "hf-home"
+    snapshot = cache_repo(home / "hub", "org/tiny", model, MAIN, refs=("main",))
+    (home / "hub" / "models--org--tiny" / "snapshots" / OLD).mkdir()  # a download cut before config.json
+    (home / "hub" / "models--org--tiny" / "refs" / "broken").write_text(OLD)
+    refs = ("org/tiny", f"org/tiny@{MAIN}", "org/tiny@v2", "org/tiny@broken", "org/other")
+    found = _run_probe({"HF_HOME": str(home), "HOME": str(tmp_path)}, *(f"--hub={r}" for r in refs))
+    states = {ref: entry["state"] for ref, entry in found["hub"].items()}
+    assert states == {
+        "org/tiny": "model",
+        f"org/tiny@{MAIN}": "model",
+        "org/tiny@v2": "no-revision",
+        "org/tiny@broken": "no-config",
+        "org/other": "absent",
+    }
+    entry = found["hub"]["org/tiny"]
+    assert entry["path"] == str(snapshot) and entry["commit"] == MAIN
+    assert entry["cache"] == str(home / "hub") and entry["folder"] == str(home / "hub" / "models--org--tiny")
+    assert found["weights"][str(snapshot)] == (model / "model.safetensors").stat().st_size  # links followed
+    # HF_HUB_CACHE wins over HF_HOME; without either, ~/.cache/huggingface/hub.
+    elsewhere = _run_probe(
+        {"HF_HOME": str(home), "HF_HUB_CACHE": str(tmp_path / "other"), "HOME": str(tmp_path)},
+        "--hub=org/tiny",
+    )
+    assert elsewhere["hub"]["org/tiny"] == {
+        "cache": str(tmp_path / "other"),
+        "folder": str(tmp_path / "other" / "models--org--tiny"),
+        "revision": "main",
+        "state": "absent",
+    }
+    default = _run_probe({"HOME": str(tmp_path)}, "--hub=org/tiny")
+    assert default["hub"]["org/tiny"]["cache"] == str(tmp_path / ".cache" / "huggingface" / "hub")
+
+
+def test_a_bad_model_name_is_refused_before_connecting(tmp_path: Path) -> None:
+    # The client's connection was never opened (and its port answers nothing): a refusal that is a
+    # ClusterCheckError, not an SshError, was decided before any connection was tried.
+    from msquant_desktop.services.cluster_quantize import ClusterCheckError, check_cluster_python
+    from msquant_desktop.slurm.client import SlurmClient
+    from msquant_desktop.slurm.connection import SshConnection, SshError, target_for_profile
+
+    profile = ClusterProfile("c", "u@127.0.0.1", "/w", port=1)
+    client = SlurmClient(profile, SshConnection(target_for_profile(profile, ssh_config=Path("/nonexistent"))))
+    for bad in ("org/name;id", "org/na me", "../x/y", "relative/dir/model", "org/name\n", "/models/a\nb"):
+        with pytest.raises(ClusterCheckError, match="model") as refused:
+            check_cluster_python(client, "python3", (bad,))
+        assert "\n" not in str(refused.value)
+    assert "neither an absolute folder on the cluster nor a Hugging Face repo id" in str(
+        pytest.raises(ClusterCheckError, check_cluster_python, client, "python3", ("org/a;b",)).value
+    )
+    with pytest.raises(SshError):  # a good repo id goes on to ask the cluster
+        check_cluster_python(client, "python3", ("Qwen/Qwen2.5-0.5B",))
+
+
 # -- on the testbed -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HubCopy:
+    repo_id: str
+    snapshot: Path
+    commit: str
+
+
+@pytest.fixture(scope="module")
+def cluster_hub(testbed, cluster_model: Path) -> Iterator[HubCopy]:  # type: ignore[no-untyped-def]
+    """The demo model in the test user's own Hugging Face cache (its `~/.cache/huggingface/hub`, where
+    huggingface_hub looks when nothing in the login environment says otherwise), as `hf download`
+    leaves it, under a repo id of its own (the test user's home may be shared by other testbeds)."""
+    from tests.quantize.test_hf_cache import MAIN, cache_repo
+
+    home = Path(pwd.getpwnam(testbed.user).pw_dir)
+    hub = home / ".cache" / "huggingface" / "hub"
+    subprocess.run(["runuser", "-u", testbed.user, "--", "mkdir", "-p", str(hub)], check=True)
+    repo_id = f"msquant-test/demo-tiny-{secrets.token_hex(4)}"
+    snapshot = cache_repo(hub, repo_id, cluster_model, MAIN, refs=("main",))
+    folder = snapshot.parent.parent
+    (folder / "snapshots" / ("c" * 40)).mkdir()  # `broken` names a download cut before config.json
+    (folder / "refs" / "broken").write_text("c" * 40)
+    subprocess.run(["chown", "-R", testbed.user, str(folder)], check=True)
+    yield HubCopy(repo_id, snapshot, MAIN)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _names_in_queue(testbed) -> str:  # type: ignore[no-untyped-def]
@@ -128,6 +275,29 @@ def test_missing_python_or_llmcompressor_is_refused_before_submitting(
     assert no_model.stderr.strip().splitlines()[-1] == (
         "slurm: model /nonexistent/model on testbed does not exist: give the model's folder on the cluster"
     )
+    uncached = run_slurm(
+        prefix, "evaluate", clusters, "testbed", "--model", "Qwen/Qwen2.5-0.5B", "--python", cluster_python
+    )
+    assert uncached.returncode == 1
+    home = pwd.getpwnam(testbed.user).pw_dir
+    assert uncached.stderr.strip().splitlines() == [
+        "slurm: model Qwen/Qwen2.5-0.5B is not in the Hugging Face cache on testbed "
+        f"(no {home}/.cache/huggingface/hub/models--Qwen--Qwen2.5-0.5B): "
+        "run `hf download Qwen/Qwen2.5-0.5B` on testbed to fetch it"
+    ]
+    bad_name = run_slurm(
+        prefix,
+        "quantize",
+        clusters,
+        "testbed",
+        "--model",
+        "Qwen/Qwen2.5;id",
+        *args[3:],
+        "--python",
+        cluster_python,
+    )
+    assert bad_name.returncode == 1 and len(bad_name.stderr.strip().splitlines()) == 1
+    assert "'Qwen/Qwen2.5;id' is neither an absolute folder" in bad_name.stderr
     bad_memory = run_slurm(prefix, "quantize", clusters, *args, "--python", cluster_python, "--mem", "lots")
     assert bad_memory.returncode == 1
     assert bad_memory.stderr.strip().splitlines()[-1] == (
@@ -138,6 +308,59 @@ def test_missing_python_or_llmcompressor_is_refused_before_submitting(
     assert _names_in_queue(testbed) == before
 
 
+@pytest.mark.slurm
+def test_a_repo_id_is_found_in_the_clusters_hf_cache(  # type: ignore[no-untyped-def]
+    client, cluster_python, cluster_model, cluster_hub, tmp_path
+) -> None:
+    from msquant_desktop.domain.quantize import QuantizeRequest
+    from msquant_desktop.services.cluster_quantize import (
+        ClusterCheckError,
+        ClusterResources,
+        check_cluster_python,
+        prepare_quantize,
+    )
+
+    out = str(cluster_model.parent / "out" / f"hub-{secrets.token_hex(4)}")
+    for given in (
+        cluster_hub.repo_id,
+        f"{cluster_hub.repo_id}@main",
+        f"{cluster_hub.repo_id}@{cluster_hub.commit}",
+    ):
+        request = QuantizeRequest(model=given, scheme="W4A16", out=out)
+        prepared = prepare_quantize(client, request, cluster_python, ClusterResources(), tmp_path / "workers")
+        command = list(prepared.submission.command)
+        assert command[command.index("--model") + 1] == str(
+            cluster_hub.snapshot
+        )  # the job reads the snapshot
+        assert prepared.meta["quantize"]["model"] == str(cluster_hub.snapshot)
+        assert prepared.meta["hub_models"] == {
+            "model": {
+                "repo_id": cluster_hub.repo_id,
+                "revision": given.partition("@")[2] or "main",
+                "commit": cluster_hub.commit,
+                "path": str(cluster_hub.snapshot),
+            }
+        }
+        weights = (cluster_model / "model.safetensors").stat().st_size
+        assert prepared.python.weights[str(cluster_hub.snapshot)] == weights
+    folder = cluster_hub.snapshot.parent.parent
+    for given, words in (
+        (
+            f"{cluster_hub.repo_id}@v9",
+            f"model {cluster_hub.repo_id}@v9: revision v9 is not in the Hugging Face cache on testbed "
+            f"({folder}): run `hf download {cluster_hub.repo_id} --revision v9` on testbed to fetch it",
+        ),
+        (
+            f"{cluster_hub.repo_id}@broken",
+            f"model {cluster_hub.repo_id}@broken at broken in the Hugging Face cache on testbed ({folder}) "
+            f"has no config.json: run `hf download {cluster_hub.repo_id} --revision broken` on testbed to fetch it",
+        ),
+    ):
+        with pytest.raises(ClusterCheckError) as refused:
+            check_cluster_python(client, cluster_python, (given,))
+        assert str(refused.value) == words
+
+
 @pytest.fixture
 def proxy(testbed) -> Iterator[CutProxy]:  # type: ignore[no-untyped-def]
     with CutProxy(testbed.port) as cut:
@@ -146,7 +369,7 @@ def proxy(testbed) -> Iterator[CutProxy]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slurm
 def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-untyped-def]
-    testbed, known_hosts, proxy, cluster_python, cluster_model, tmp_path
+    testbed, known_hosts, proxy, cluster_python, cluster_model, cluster_hub, tmp_path
 ) -> None:
     # Through the proxy (its host key recorded for the proxy's port); the profile's `python:` is used
     # when --python is not given.
@@ -242,7 +465,7 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
         "--model",
         str(out),
         "--original",
-        str(cluster_model),
+        cluster_hub.repo_id,  # the original as a repo id in the cluster's HF cache
         "--seq-len",
         "16",
         "--no-speed",
@@ -259,6 +482,16 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     )
     row = json.loads(listed.stdout)["results"][0]
     assert row["evaluation_job_id"] == 2 and row["evaluation"]["perplexity"] > 1.0, row["evaluation"]
+    from msquant_desktop.config.paths import resolve_paths
+    from msquant_desktop.store import JobRepository, connect
+
+    conn = connect(resolve_paths(tmp_path / "data").database)
+    try:
+        meta = JobRepository(conn).get(2).spec.meta  # the job records the repo id and what it ran on
+    finally:
+        conn.close()
+    assert meta["evaluate"]["original"] == str(cluster_hub.snapshot)
+    assert meta["hub_models"]["original"]["repo_id"] == cluster_hub.repo_id
 
 
 @pytest.mark.slurm
@@ -306,7 +539,7 @@ def test_cancel_scancels_and_leaves_no_result(
 
 @pytest.mark.slurm
 def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
-    qtbot, testbed, known_hosts, cluster_python, cluster_model, tmp_path
+    qtbot, testbed, known_hosts, cluster_python, cluster_model, cluster_hub, tmp_path
 ) -> None:
     from PySide6.QtWidgets import QWidget
 
@@ -334,11 +567,14 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         assert "a100" in [target.gpu_type_combo.itemText(i) for i in range(target.gpu_type_combo.count())]
         target.gpu_type_combo.setCurrentText("a100")
         target.gpus_spin.setValue(1)
-        target.model_edit.setText(str(cluster_model))
+        target.model_edit.setText(cluster_hub.repo_id)  # found in the cluster's HF cache
         out = cluster_model.parent / "out" / f"form-{secrets.token_hex(4)}"
         target.out_edit.setText(str(out))
         qtbot.waitUntil(dialog.start_button.isEnabled, timeout=30_000)
         assert "llmcompressor 0." in target.status_label.text()
+        assert (
+            f"{cluster_hub.repo_id} is {cluster_hub.snapshot} in its HF cache" in target.status_label.text()
+        )
         assert "GPU memory" in target.memory_label.text() and "A100" in target.memory_label.text()
         shot = os.environ.get("MSQUANT_SCREENSHOT")  # docs/quantize-on-cluster.png is made so
         if shot:
@@ -351,6 +587,7 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         qtbot.waitUntil(lambda: services.jobs.get(job_id).state.is_final, timeout=400_000)
         record = services.jobs.get(job_id)
         assert record.state is JobState.COMPLETED, (record.reason, record.result)
+        assert record.spec.meta["hub_models"]["model"]["path"] == str(cluster_hub.snapshot)
         assert progress and progress[-1]["fraction"] == 1.0, progress  # the bar moved while it ran
         assert record.run_dir is not None
         kept = [json.loads(x) for x in (Path(record.run_dir) / "events.jsonl").open()]

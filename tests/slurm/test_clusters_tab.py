@@ -5,40 +5,22 @@ With MSQUANT_SCREENSHOT=PATH it also saves a picture of the tab (docs/clusters.p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
 
-from msquant_desktop.slurm.profiles import save_profiles
+from tests.slurm.conftest import clusters_tab
 
 pytestmark = pytest.mark.slurm
 
 
 def test_clusters_tab_connected_to_the_testbed(qtbot, testbed, profile, bare_repo, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from msquant_desktop.app import create_main_window, create_services
-    from msquant_desktop.config.paths import resolve_paths
-
-    paths = resolve_paths(tmp_path / "app").ensure()
-    save_profiles(
-        paths.clusters_file,
-        [
-            profile.__class__(
-                **{
-                    **profile.__dict__,
-                    "allowed_partitions": ("debug", "big"),
-                    "allowed_gpu_types": ("a100", "h100"),
-                }
-            )
-        ],
+    limited = dataclasses.replace(
+        profile, allowed_partitions=("debug", "big"), allowed_gpu_types=("a100", "h100")
     )
-    services = create_services(paths)
-    window = create_main_window(services)
-    qtbot.addWidget(window)
-    window.show()
-    window.show_tab("Clusters")
-    tab = window.tab_widget.currentWidget()
+    services, window, tab = clusters_tab(qtbot, tmp_path, limited)
     try:
-        qtbot.waitUntil(lambda: "connected" in tab.status_label.text(), timeout=10_000)
         assert "testbed: connected" in window.cluster_status.text()
         # how it was reached and which parser read the ssh config are shown
         assert f"{testbed.user}@{testbed.host}:{testbed.port}" in tab.status_label.text()

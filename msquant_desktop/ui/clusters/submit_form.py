@@ -1,19 +1,23 @@
-"""The submit form: project repo and commit, command, overrides, resources, sbatch options; preview
-(editable: an edited preview is sent as edited, audited and recorded with the job), then send."""
+"""The submit form: project repo and commit — or a command only, with files to upload into the job's
+folder (its working directory) — command, overrides, resources, sbatch options; preview (editable: an
+edited preview is sent as edited, audited and recorded with the job), then send."""
 
 from __future__ import annotations
 
 import dataclasses
 import shlex
+from pathlib import Path
 
 from PySide6.QtCore import Signal, SignalInstance
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QListWidget,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -22,6 +26,9 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+
+REPO_MODE = "Project repository at a commit"
+COMMAND_MODE = "Command only (no repository)"
 
 
 class SubmitForm(QWidget):
@@ -33,6 +40,24 @@ class SubmitForm(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._cluster = ""
+        self.mode = QComboBox()
+        self.mode.addItems([REPO_MODE, COMMAND_MODE])
+        self.uploads = QListWidget()
+        self.uploads.setToolTip("copied into the job's folder, where the command runs, before sbatch")
+        self.uploads.setMaximumHeight(70)
+        self.add_upload_button = QPushButton("Add files…")
+        self.remove_upload_button = QPushButton("Remove")
+        self.add_upload_button.clicked.connect(self._pick_uploads)
+        self.remove_upload_button.clicked.connect(self._remove_uploads)
+        upload_buttons = QVBoxLayout()
+        upload_buttons.addWidget(self.add_upload_button)
+        upload_buttons.addWidget(self.remove_upload_button)
+        upload_buttons.addStretch(1)
+        self.uploads_box = QWidget()
+        uploads_row = QHBoxLayout(self.uploads_box)
+        uploads_row.setContentsMargins(0, 0, 0, 0)
+        uploads_row.addWidget(self.uploads, 1)
+        uploads_row.addLayout(upload_buttons)
         self.repo_url = QLineEdit()
         self.repo_url.setPlaceholderText("git URL the cluster can clone")
         self.commit = QLineEdit()
@@ -66,9 +91,12 @@ class SubmitForm(QWidget):
         self.sbatch_lines.setPlaceholderText("optional: one '#SBATCH --opt=value' line per line")
         self.sbatch_lines.setMaximumHeight(60)
         form = QFormLayout()
+        self._form = form
         for label, widget in (
+            ("Job", self.mode),
             ("Repository", self.repo_url),
             ("Commit", self.commit),
+            ("Files to upload", self.uploads_box),
             ("Command", self.command),
             ("Overrides", self.overrides),
             ("Partition", self.partition),
@@ -110,6 +138,40 @@ class SubmitForm(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.problem)
         layout.addWidget(self.preview, 1)
+        self.mode.currentTextChanged.connect(self._on_mode_changed)
+        self._on_mode_changed()
+
+    @property
+    def no_repo(self) -> bool:
+        return self.mode.currentText() == COMMAND_MODE
+
+    def _on_mode_changed(self) -> None:
+        """A command-only job has no repository, commit or Hydra overrides; it has files to upload."""
+        for widget in (self.repo_url, self.commit, self.overrides):
+            self._form.setRowVisible(widget, not self.no_repo)
+        self._form.setRowVisible(self.uploads_box, self.no_repo)
+        self.command.setPlaceholderText(
+            "runs in the job's folder, beside the uploaded files" if self.no_repo else "runs in the clone"
+        )
+
+    def _pick_uploads(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Files to upload with the job")
+        self.add_uploads(paths)
+
+    def add_uploads(self, paths: list[str]) -> None:
+        """Files to copy into the job's folder under their own names (a file already listed is kept once)."""
+        listed = set(self.upload_paths())
+        for path in paths:
+            if path and path not in listed:
+                self.uploads.addItem(path)
+                listed.add(path)
+
+    def _remove_uploads(self) -> None:
+        for item in self.uploads.selectedItems():
+            self.uploads.takeItem(self.uploads.row(item))
+
+    def upload_paths(self) -> list[str]:
+        return [self.uploads.item(i).text() for i in range(self.uploads.count())]
 
     def _emit(self, signal: SignalInstance) -> None:
         try:
@@ -132,7 +194,9 @@ class SubmitForm(QWidget):
         if edited == text:
             return submission
         if shown_for != submission:
-            raise ValueError("the form changed after the preview was edited: preview again (the edit is lost) or undo the change")
+            raise ValueError(
+                "the form changed after the preview was edited: preview again (the edit is lost) or undo the change"
+            )
         return dataclasses.replace(submission, edited_script=edited)
 
     def show_preview(self, submission: SlurmSubmission, script: str) -> None:
@@ -168,13 +232,16 @@ class SubmitForm(QWidget):
         except ValueError as exc:
             raise ValueError(f"command: {exc}") from exc
         overrides = tuple(line for line in self.overrides.toPlainText().splitlines() if line.strip())
+        no_repo = self.no_repo
         return SlurmSubmission(
             cluster=self._cluster,
             job_name=self.job_name.text().strip(),
-            repo_url=self.repo_url.text().strip(),
-            commit=self.commit.text().strip(),
+            repo_url="" if no_repo else self.repo_url.text().strip(),
+            commit="" if no_repo else self.commit.text().strip(),
             command=command,
-            overrides=overrides,
+            overrides=() if no_repo else overrides,
+            no_repo=no_repo,
+            uploads=tuple((path, Path(path).name) for path in self.upload_paths()) if no_repo else (),
             partition=self.partition.currentText().strip() or None,
             gpu_type=self.gpu_type.currentText().strip() or None,
             gpus=self.gpus.value(),

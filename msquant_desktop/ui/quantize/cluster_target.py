@@ -1,9 +1,10 @@
 """Where a quantization runs: this computer, or a cluster with what the job asks of SLURM.
 
 On a cluster the paths are the cluster's; partition, GPU type, count and time limit are offered from
-the cluster's free-GPU view; the Python is the cluster's (its profile's `python:` by default).  Every
-edit asks the cluster again (debounced) whether the job can run there — its Python and llmcompressor,
-the model folder, the output — through `ClusterService.check_quantize`; Start is allowed only for the
+the cluster's free-GPU view; the Python is the cluster's (its profile's `python:` by default).  The
+model is a folder there or a Hugging Face repo id found in the cluster's HF cache.  Every edit asks
+the cluster again (debounced) whether the job can run there — its Python and llmcompressor, the
+model, the output — through `ClusterService.check_quantize`; Start is allowed only for the
 inputs of the last check that passed.  The memory line compares the model's weights with the chosen
 GPU type's memory (`domain/gpu_catalog.py`) and the node's free RAM.
 """
@@ -53,7 +54,9 @@ class ClusterTarget(QWidget):
             self.target_combo.addItem(profile.name, profile.name)
         self.target_combo.setEnabled(self.target_combo.count() > 1)
         self.model_edit = QLineEdit()
-        self.model_edit.setPlaceholderText("the model's folder on the cluster (with config.json)")
+        self.model_edit.setPlaceholderText(
+            "the model's folder on the cluster, or a repo id in its HF cache (org/name[@revision])"
+        )
         self.out_edit = QLineEdit()
         self.out_edit.setPlaceholderText("a new folder on the cluster")
         self.dataset_edit = QLineEdit()
@@ -169,7 +172,7 @@ class ClusterTarget(QWidget):
         return (
             ""
             if remote.model and remote.out
-            else "Give the model's folder and a new output folder on the cluster."
+            else "Give the model (its folder on the cluster or a cached repo id) and a new output folder."
         )
 
     def _ask(self, clusters: ClusterService, cluster: str, remote: object) -> int:
@@ -215,7 +218,9 @@ class ClusterTarget(QWidget):
         if isinstance(answer, PreparedJob):
             self.prepared = answer
             self._checked_for = self._pending_key
-            self._show_status(f"Ready: {answer.python.describe()}", "")
+            hub = answer.meta.get("hub_models", {}).get("model")
+            found = f"; {hub['repo_id']} is {hub['path']} in its HF cache" if hub else ""
+            self._show_status(f"Ready: {answer.python.describe()}{found}", "")
             self._show_memory(answer)
         else:
             self.prepared = None
