@@ -404,9 +404,15 @@ def row_replica(row: dict[str, Any], goal: ServingGoal) -> BatchingReplica | Non
     return speed.replica(goal.output_tokens, goal.max_batch, row["max_sequences"])
 
 
+CURVE_CEILING = 4.0
+"""The latency curve shows p95s up to this many times the SLO."""
+
+
 def latency_curve(row: dict[str, Any], goal: ServingGoal, points: int = 12) -> list[tuple[int, float]]:
     """p95 time in system against the number of replicas for one row: from the fewest stable replicas
-    up to `points` counts or twice the sized count, whichever reaches further ([] when it does not fit)."""
+    up to `points` counts or twice the sized count, whichever reaches further ([] when it does not fit).
+    Counts whose p95 is certainly above `CURVE_CEILING` × the SLO are left out: they lie off the chart,
+    and near saturation their exact tail is the costliest figure of the whole plan."""
     from msquant_desktop.plan.batching_tail import p95_at
 
     replica = row_replica(row, goal)
@@ -415,7 +421,13 @@ def latency_curve(row: dict[str, Any], goal: ServingGoal, points: int = 12) -> l
     lo = max(1, math.floor(goal.arrival_rate / replica.max_throughput) + 1)
     hi = max(lo + points - 1, 2 * (row.get("replicas") or 0))
     step = max(1, (hi - lo) // (3 * points))  # at most ~3·points solves however large the count
-    return [(n, p95_at(replica, goal.arrival_rate, n)) for n in range(lo, hi + 1, step)]
+    ceiling = CURVE_CEILING * goal.slo_p95_s
+    points_out = []
+    for n in range(lo, hi + 1, step):
+        p95 = p95_at(replica, goal.arrival_rate, n, ceiling)
+        if p95 <= ceiling:
+            points_out.append((n, p95))
+    return points_out
 
 
 def replay_slots(replica: BatchingReplica, slo_p95_s: float) -> int:
