@@ -1,4 +1,5 @@
-"""`msquant-desktop plan queue|size|memory|replay`: serving capacity from the command line.
+"""`msquant-desktop plan queue|size|memory|replay|place|replicas`: serving capacity from the command line,
+and the replicas placed and submitted on a cluster.
 
 Every subcommand prints one JSON object with --json (the contract in README's command table) and a few
 readable lines without it.  numpy and file reading are imported only inside the handlers: building this
@@ -141,6 +142,43 @@ def register(subparsers: Any) -> None:
     )
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(func=handle_replay)
+
+    place = sub.add_parser(
+        "place",
+        help="place serve replicas on a cluster's free GPUs (spread across nodes); --submit sends them",
+    )
+    place.add_argument("cluster", metavar="CLUSTER")
+    place.add_argument("--model", required=True, metavar="PATH", help="the model's path on the cluster")
+    place.add_argument("--replicas", type=int, required=True, metavar="N")
+    place.add_argument("--tp", type=int, default=1, metavar="T", help="tensor-parallel GPUs per replica")
+    place.add_argument("--gpu-type", metavar="TYPE", help="the cluster's GRES GPU type (default: any)")
+    place.add_argument("--partition", metavar="P", help="only nodes of this partition")
+    place.add_argument(
+        "--template",
+        metavar="CMD",
+        help="the serve command; {model} {tp} {port} {replica} are filled in "
+        "(default: vllm serve {model} --tensor-parallel-size {tp} --port {port})",
+    )
+    place.add_argument(
+        "--port", type=int, metavar="P", help="first port (8000); replicas on one node count up"
+    )
+    place.add_argument("--time", metavar="LIMIT", help="each replica's time limit (e.g. 08:00:00)")
+    place.add_argument("--group", metavar="NAME", help="the replicas' group (default: serve-MODEL-STAMP)")
+    place.add_argument("--submit", action="store_true", help="submit the replicas (only when all fit)")
+    place.add_argument(
+        "--clusters", metavar="FILE", help="use this clusters.yaml instead of the config dir's"
+    )
+    place.add_argument("--json", action="store_true")
+    place.set_defaults(func=handle_place)
+
+    group = sub.add_parser("replicas", help="the jobs of one group of serve replicas; --cancel ends them")
+    group.add_argument("group", metavar="GROUP")
+    group.add_argument("--cancel", action="store_true", help="scancel every replica still queued or running")
+    group.add_argument(
+        "--clusters", metavar="FILE", help="use this clusters.yaml instead of the config dir's"
+    )
+    group.add_argument("--json", action="store_true")
+    group.set_defaults(func=handle_replicas)
 
 
 def _rates(parser: argparse.ArgumentParser, service_required: bool) -> None:
@@ -337,3 +375,122 @@ def handle_replay(args: argparse.Namespace, ctx: CliContext) -> int:
         lines.append("(no replica was serving at some point)")
     _print(report, args.json, lines)
     return 0
+
+
+EXIT_DOES_NOT_FIT = 3
+"""`plan place`: not every replica fits on the free GPUs (nothing is submitted)."""
+
+
+def handle_place(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Place the replicas on the cluster's free GPUs now; with --submit send each as a SLURM job."""
+    import time
+
+    from msquant_desktop.cli.slurm_commands import _client, _profile
+    from msquant_desktop.services import serve_placement as sp
+    from msquant_desktop.services.cluster_quantize import send_job
+    from msquant_desktop.slurm.client import SlurmError
+    from msquant_desktop.slurm.connection import SshError
+    from msquant_desktop.slurm.profiles import ProfileError
+    from msquant_desktop.store import JobRepository
+
+    if args.replicas < 1 or args.tp < 1:
+        return _fail("place", "--replicas and --tp must be at least 1")
+    group = args.group or sp.group_name(args.model, time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        profile = _profile(args, ctx, args.cluster)
+        client = _client(profile)
+    except (ProfileError, SshError, OSError) as exc:
+        return _fail("place", str(exc))
+    sent_jobs: list[dict[str, Any]] = []
+    try:
+        placed = sp.place_and_prepare(
+            client.gpu_view(),
+            profile,
+            args.replicas,
+            args.tp,
+            args.gpu_type,
+            args.model,
+            group,
+            args.template or sp.DEFAULT_SERVE_TEMPLATE,
+            args.port or sp.DEFAULT_BASE_PORT,
+            args.partition,
+            args.time,
+        )
+        if args.submit and placed.fits:
+            repo = JobRepository(ctx.conn)
+            for replica in placed.replicas:
+                sent = send_job(
+                    repo, ctx.paths.runs_dir, client, replica.submission, sp.SERVE_KIND, replica.meta
+                )
+                sent_jobs.append(
+                    {
+                        "replica": replica.slot.replica,
+                        "job": sent.job.id,
+                        "slurm_job_id": sent.job.slurm_job_id,
+                        "submitted": sent.submitted,
+                        "message": sent.message,
+                    }
+                )
+    except (ValueError, SshError, SlurmError) as exc:
+        return _fail("place", str(exc))
+    finally:
+        client.connection.close()
+    out = placed.to_dict()
+    if args.submit:
+        out["submitted"] = sent_jobs
+    lines = [placed.summary]
+    if not args.submit:
+        lines += [
+            f"# replica {r['replica']} on {r['node']}, port {r['port']}\n{r['script']}"
+            for r in out["replicas"]
+        ]
+    lines += [s["message"] for s in sent_jobs]
+    if args.submit and not placed.fits:
+        lines.append("not all replicas fit: nothing submitted")
+    if sent_jobs:
+        lines.append(f"group {group}: `plan replicas {group}` follows them, `--cancel` ends them")
+    _print(out, args.json, lines)
+    if not placed.fits:
+        return EXIT_DOES_NOT_FIT
+    return 0 if all(s["submitted"] for s in sent_jobs) else 1
+
+
+def handle_replicas(args: argparse.Namespace, ctx: CliContext) -> int:
+    """One group's replica jobs, refreshed from their clusters first (as `slurm status`); with --cancel
+    scancel each unfinished one (as `slurm cancel`)."""
+    from msquant_desktop.cli.slurm_commands import _refresh, cmd_cancel
+    from msquant_desktop.services import serve_placement as sp
+    from msquant_desktop.store import JobRepository
+
+    repo = JobRepository(ctx.conn)
+    jobs = sp.group_jobs(repo, args.group)
+    if jobs:
+        _refresh(args, ctx, repo)
+        jobs = sp.group_jobs(repo, args.group)
+    if not jobs:
+        return _fail("replicas", f"no replica jobs in group {args.group!r}")
+    failed = 0
+    if args.cancel:
+        for job in jobs:
+            if not job.state.is_final:
+                failed += cmd_cancel(argparse.Namespace(id=job.id, clusters=args.clusters), ctx) != 0
+        jobs = sp.group_jobs(repo, args.group)
+    rows = [
+        {
+            "job": j.id,
+            "replica": j.spec.meta[sp.SERVE_META_KEY]["replica"],
+            "node": j.spec.meta[sp.SERVE_META_KEY]["node"],
+            "port": j.spec.meta[sp.SERVE_META_KEY]["port"],
+            "cluster": j.spec.cluster,
+            "slurm_job_id": j.slurm_job_id,
+            "state": j.state.value,
+        }
+        for j in jobs
+    ]
+    lines = [
+        f"replica {r['replica']}: job {r['job']} (SLURM {r['slurm_job_id'] or '—'}) on {r['node']}:{r['port']} "
+        f"{r['state']}"
+        for r in rows
+    ]
+    _print({"group": args.group, "jobs": rows}, args.json, lines)
+    return 1 if failed else 0
