@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msquant_desktop.domain.jobs import JobKind, JobRecord
 from msquant_desktop.domain.placement import (
     NodeFree,
     Placement,
@@ -25,7 +26,6 @@ from msquant_desktop.domain.placement import (
     ReplicaSlot,
     place_replicas,
 )
-from msquant_desktop.domain.jobs import JobKind, JobRecord
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.slurm.gpus import GpuView
 from msquant_desktop.slurm.script import ScriptError, render_preview
