@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
     )
     _rates(queue, service_required=False)
     queue.add_argument("--replicas", type=int, required=True, metavar="C")
+    queue.add_argument(
+        "--stage-rates",
+        metavar="M1,M2,...",
+        help="pipeline stages in series instead of --service-rate: each stage's rate per server "
+        "(C servers each); the critical stage bounds the whole",
+    )
     batching = queue.add_argument_group("batching model (instead of --service-rate)")
     batching.add_argument("--itl-alpha-ms", type=float, metavar="MS", help="decode step time at batch 0")
     batching.add_argument(
@@ -95,6 +101,13 @@ def register(subparsers: Any) -> None:
     )
     memory.add_argument(
         "--overhead-gib", type=float, metavar="G", help="non-torch memory + CUDA graphs per GPU"
+    )
+    memory.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=8,
+        metavar="N",
+        help="GPUs of one node: a replica needing more is split into pipeline stages across nodes (8)",
     )
     memory.add_argument("--json", action="store_true")
     memory.set_defaults(func=handle_memory)
@@ -235,6 +248,16 @@ def _queue_lines(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rates_list(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--stage-rates {text!r}: give rates separated by commas, e.g. 4,3.5") from None
+    if not rates or any(not math.isfinite(r) or r <= 0 for r in rates):
+        raise ValueError(f"--stage-rates {text!r}: every rate must be a number > 0")
+    return rates
+
+
 def handle_queue(args: argparse.Namespace, ctx: CliContext) -> int:
     from msquant_desktop.domain.batching import BatchingReplica
     from msquant_desktop.domain.service_rate import entered, from_evaluate_result
@@ -254,9 +277,27 @@ def handle_queue(args: argparse.Namespace, ctx: CliContext) -> int:
                 speed.alpha_s, speed.beta_s, args.output_tokens, args.max_batch, args.kv_max_seqs
             )
             report = serving_plan.batching_report(args.arrival_rate, args.replicas, replica, speed.describe())
+        elif args.stage_rates:
+            if cv != 1.0:
+                return _fail("queue", "pipeline stages are M/M/c queues in tandem (no --cv-arrival)")
+            report = serving_plan.tandem_report(
+                args.arrival_rate, _rates_list(args.stage_rates), args.replicas
+            )
+            lines = (
+                [report["reason"]]
+                if not report["stable"]
+                else [
+                    f"{len(report['stages'])} stages: critical stage {report['critical_stage']} "
+                    f"(bound {_fmt(report['throughput_bound'])}/s, utilisation {_fmt(report['utilization'])}); "
+                    f"time in system {_fmt(report['mean_time_in_system'])} = the sum of the stages'"
+                ]
+            )
+            _print(report, args.json, lines)
+            return 0
         elif args.service_rate is None:
             return _fail(
-                "queue", "give --service-rate, or --itl-alpha-ms / --evaluate-json for the batching model"
+                "queue",
+                "give --service-rate, --stage-rates, or --itl-alpha-ms / --evaluate-json for the batching model",
             )
         else:
             report = serving_plan.queue_report(
@@ -308,7 +349,10 @@ def handle_memory(args: argparse.Namespace, ctx: CliContext) -> int:
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         overhead_bytes=None if args.overhead_gib is None else int(args.overhead_gib * 1024**3),
+        gpus_per_node=args.gpus_per_node,
     )
+    if args.gpus_per_node < 1:
+        return _fail("memory", "--gpus-per-node must be at least 1")
     try:
         report = serving_plan.memory_report(args.model, args.scheme, options)
     except ValueError as exc:  # PlanInputError included
@@ -323,8 +367,29 @@ def handle_memory(args: argparse.Namespace, ctx: CliContext) -> int:
     ]
     if report["problem"]:
         lines.append(f"does not fit: {report['problem']}")
+    lines += pipeline_lines(report["pipeline"])
     _print(report, args.json, lines)
     return 0
+
+
+def pipeline_lines(pipeline: dict[str, Any] | None) -> list[str]:
+    """The pipeline stages of a replica that does not fit one node, in words."""
+    if pipeline is None:
+        return []
+    if not pipeline["fits"]:
+        return [f"pipeline: {pipeline['problem']}"]
+    out = [
+        f"pipeline: {pipeline['pipeline_parallel']} stages × TP {pipeline['tensor_parallel']} "
+        f"({pipeline['gpus']} GPUs, {pipeline['gpus_per_node']} per node at most), "
+        f"max {pipeline['max_sequences']} sequences; critical stage {pipeline['critical_stage']}"
+    ]
+    for st in pipeline["stages"]:
+        out.append(
+            f"  stage {st['stage']}: layers {st['first_layer']}-{st['first_layer'] + st['layers'] - 1}, "
+            f"{st['weights_bytes_per_gpu'] / 1024**3:.2f} GiB weights per GPU, "
+            f"{st['max_sequences']} sequences, {st['roofline_step_s'] * 1e3:.2f} ms per step (roofline)"
+        )
+    return out
 
 
 def handle_replay(args: argparse.Namespace, ctx: CliContext) -> int:

@@ -3,7 +3,9 @@ textbook answers)."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,9 @@ from msquant_desktop.domain.serving_memory import (
     apply_format,
     replica_memory,
 )
+from msquant_desktop.services.serving_plan import ServingGoal, scheme_rows
+from msquant_desktop.ui.plan.table import COLUMNS, pipeline_cell, pipeline_tip, row_cells, row_problem
+from tests.plan.test_cli_plan import plan
 from tests.plan.test_memory import LLAMA3_70B
 
 
@@ -103,3 +108,52 @@ def test_a_70b_bf16_replica_on_one_gpu_nodes_of_a100_80gb_needs_pipeline_stages(
     assert pipeline_memory(weights, arch, GPU_BY_KEY["l40s"], 4096, gpus_per_node=1, max_stages=2) is None
     three = pipeline_stages(weights, arch, gpu, 4096, 3, 4)
     assert [s.num_layers for s in three.stages] == [27, 27, 26]  # vLLM: the extras before the last
+
+
+def test_plan_memory_and_the_table_report_the_stages_when_one_node_is_too_small(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA3_70B))
+    code, out, err = plan(
+        "memory", "--model", str(tmp_path), "--scheme", "BF16", "--gpu", "l40s", "--gpus-per-node", "2",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out["tensor_parallel"] == 2 and not out["fits"]  # TP stays inside a node of 2 GPUs
+    pipe = out["pipeline"]
+    assert (pipe["pipeline_parallel"], pipe["tensor_parallel"], pipe["gpus"]) == (2, 2, 4)
+    assert [(s["first_layer"], s["layers"]) for s in pipe["stages"]] == [(0, 40), (40, 40)]
+    assert pipe["critical_stage"] == 1 and pipe["max_sequences"] == min(
+        s["max_sequences"] for s in pipe["stages"]
+    )
+    step = [s["roofline_step_s"] for s in pipe["stages"]]
+    assert math.isclose(pipe["roofline_token_latency_s"], sum(step), rel_tol=1e-12)  # the sum of the stages
+    assert math.isclose(pipe["roofline_bound_tokens_per_s"], 1 / max(step), rel_tol=1e-12)  # the critical
+    code, out, _ = plan("memory", "--model", str(tmp_path), "--scheme", "BF16", "--gpu", "l40s", "--json")
+    assert code == 0 and out["fits"] and out["tensor_parallel"] == 4 and out["pipeline"] is None
+    code, _, err = plan("memory", "--model", str(tmp_path), "--gpus-per-node", "0")
+    assert code == 2 and "--gpus-per-node" in err
+
+    goal = ServingGoal(arrival_rate=5.0, slo_p95_s=60.0, gpus_per_node=2)
+    (row,) = scheme_rows(tmp_path, "l40s", goal, schemes=["BF16"])
+    assert not row["fits"] and row["pipeline"]["gpus"] == 4
+    assert row_cells(row)[COLUMNS.index(next(c for c in COLUMNS if c[0] == "Pipeline"))] == (
+        "PP 2 × TP 2 (4 GPUs), critical stage 1"
+    )
+    assert "fits as PP 2 × TP 2" in row_problem(row) and "stage 1: layers 40–79" in pipeline_tip(
+        row["pipeline"]
+    )
+    (w4,) = scheme_rows(tmp_path, "l40s", goal, schemes=["W4A16"])  # 4-bit: one node of 2 suffices
+    assert w4["fits"] and w4["pipeline"] is None and pipeline_cell(w4["pipeline"]) == "—"
+
+
+def test_plan_queue_with_stage_rates() -> None:
+    code, out, err = plan("queue", "--arrival-rate", "1", "--stage-rates", "3,3", "--replicas", "1", "--json")
+    assert code == 0, err
+    assert out["stable"] and out["model"] == "tandem M/M/c (Jackson)"
+    assert math.isclose(out["mean_time_in_system"], 2 / (3 - 1), rel_tol=1e-12)
+    assert [s["mean_time_in_system"] for s in out["stages"]] == pytest.approx([0.5, 0.5])
+    code, out, _ = plan("queue", "--arrival-rate", "3", "--stage-rates", "5,3,4", "--replicas", "1", "--json")
+    assert (
+        code == 0 and not out["stable"] and out["critical_stage"] == 1 and out["mean_time_in_system"] is None
+    )
+    code, _, err = plan("queue", "--arrival-rate", "3", "--stage-rates", "5,-1", "--replicas", "1")
+    assert code == 2 and "> 0" in err and len(err.strip().splitlines()) == 1
