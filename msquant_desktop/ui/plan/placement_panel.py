@@ -247,7 +247,7 @@ class PlacementPanel(QWidget):
         self.group_job_ids = ids
         self._show_group()
         self.sig_replicas_submitted.emit(self.group, ids)
-        self.sig_inputs_changed.emit()  # place again: a new group, and the GPUs these now hold
+        self.refresh()  # read the free GPUs again: the next placement (a new group) sees these replicas
         return ids
 
     @Slot()
