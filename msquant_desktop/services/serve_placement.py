@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,10 @@ def serve_words(template: str, model: str, tp: int, port: int, replica: int) -> 
         raise ValueError("the serve command is empty")
     values = {"model": model, "tp": tp, "port": port, "replica": replica}
     try:
+        for word in words:
+            for _text, field, _spec, _conv in string.Formatter().parse(word):
+                if field is not None and field not in values:  # `{model.x}`, `{0}`, `{}` included
+                    raise KeyError(field)
         return tuple(word.format_map(values) for word in words)
     except (KeyError, IndexError, ValueError, AttributeError) as exc:
         raise ValueError(

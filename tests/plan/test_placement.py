@@ -147,6 +147,10 @@ def test_replica_jobs_quote_every_word_pin_the_node_and_pass_the_directive_check
         serve_command("vllm serve {model} --gpus {gpus}", model, 1, 8000, 0)
     with pytest.raises(ValueError, match="not valid shell words"):
         serve_command("vllm serve '{model}", model, 1, 8000, 0)
+    for bad in ("{model.upper}", "{0}", "{}", "{replica[0]}"):
+        with pytest.raises(ValueError, match="unknown field"):
+            serve_command(f"vllm serve {bad}", model, 1, 8000, 0)
+    assert serve_command("run --port={port:05d}", model, 1, 80, 0) == "run --port=00080"
     with pytest.raises(ValueError, match="one line"):
         serve_command("vllm serve {model}\nrm -rf ~", model, 1, 8000, 0)
     with pytest.raises(ValueError, match="job_name"):
