@@ -6,6 +6,9 @@
   bytes, the vLLM-style budget, the roofline decode speed and the fewest servers (batch slots, up to
   ~1000) meeting a p95 latency target — timed as one pass (median of 5).
 * replay: 24 h at 1 s ticks of a diurnal load through each controller, timed (median of 3).
+* dialog: what "Plan serving…" computes on every change, at 400 req/s for Llama-3-70B's config on
+  A100-80GB: the per-scheme rows (sizing by the batching chain's p95), the latency-vs-replicas curves
+  and a 24 h diurnal replay of the W8A16 row through each controller.
 * des: the batching chain (domain/batching.py + plan/batching_tail.py) against a discrete-event
   simulation of the same replica at iteration level — continuous batching, a decode step of
   α + β·n seconds for n running, each running request ending after a step with probability
@@ -139,6 +142,35 @@ def bench_replay() -> None:
         )
 
 
+def bench_dialog(rate: float = 400.0) -> None:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from msquant_desktop.services import serving_plan
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "config.json").write_text(json.dumps(LLAMA3_70B))
+    goal = serving_plan.ServingGoal(arrival_rate=rate, slo_p95_s=30.0)
+    print(f"dialog: Llama-3-70B config, a100-80gb, {rate:g} req/s, p95 SLO 30 s, all 7 schemes")
+    started, cpu = time.perf_counter(), time.process_time()
+    rows = serving_plan.scheme_rows(folder, "a100-80gb", goal)
+    print(f"  rows: {time.perf_counter() - started:.3f} s (CPU {time.process_time() - cpu:.3f} s)")
+    started, cpu = time.perf_counter(), time.process_time()
+    for row in rows:
+        serving_plan.latency_curve(row, goal)
+    print(f"  curves: {time.perf_counter() - started:.3f} s (CPU {time.process_time() - cpu:.3f} s)")
+    row = next(r for r in rows if r["replicas"])
+    config = serving_plan.row_replay_config(row, goal)
+    for name in ("pid", "ray", "skyserve", "kpa"):
+        started, cpu = time.perf_counter(), time.process_time()
+        serving_plan.replay_report(None, "diurnal", {"low": 0.3 * rate, "high": rate}, name, config)
+        print(
+            f"  replay {row['scheme']} {name}: {time.perf_counter() - started:.3f} s "
+            f"(CPU {time.process_time() - cpu:.3f} s)"
+        )
+
+
 def simulate(replica: BatchingReplica, arrival_rate: float, requests: int, seed: int) -> np.ndarray:
     """Times in system of `requests` requests (the first 10 % dropped as warm-up)."""
     rng = random.Random(seed)
@@ -203,13 +235,15 @@ def bench_des(requests: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("sizing", "replay", "des"))
+    parser.add_argument("--only", choices=("sizing", "replay", "dialog", "des"))
     parser.add_argument("--requests", type=int, default=400_000)
     args = parser.parse_args()
     if args.only in (None, "sizing"):
         bench_sizing()
     if args.only in (None, "replay"):
         bench_replay()
+    if args.only in (None, "dialog"):
+        bench_dialog()
     if args.only in (None, "des"):
         bench_des(args.requests)
 

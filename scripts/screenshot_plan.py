@@ -4,7 +4,8 @@
 
 Without a model, a folder holding only Llama-3-8B's public config.json is planned (so every figure is
 labelled a config estimate).  The placement tab is shown on the testbed's recorded `scontrol -d show
-node` output (tests/slurm/fixtures/scontrol_show_node_maint.txt) in OUT's sibling `*-placement.png`.
+node` output (tests/slurm/fixtures/scontrol_show_node_maint.txt) in OUT's sibling `*-placement.png`,
+and the confirmation "Submit N replicas…" opens (the scripts that would be sent) in `*-submit.png`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import QApplication
 from msquant_desktop.services.plan_runner import PlanRunner
 from msquant_desktop.slurm.gpus import gpu_view
 from msquant_desktop.slurm.parsers import parse_nodes
+from msquant_desktop.ui.plan.replica_confirm import ReplicaConfirmDialog
 from msquant_desktop.ui.plan.serving_dialog import PlanSubject, ServingPlanDialog
 
 LLAMA3_8B = {  # the public config.json of meta-llama/Meta-Llama-3-8B (the fields the planner reads)
@@ -84,9 +86,17 @@ def main() -> int:
         _settle(app, lambda: "testbed:" in dialog.placement.summary.text())
         placement_out = out.with_name(out.stem + "-placement.png")
         dialog.grab().save(str(placement_out))
+        plan = dialog.placement.plan
+        assert plan is not None
+        confirm = ReplicaConfirmDialog(plan, dialog.placement.cluster_profile("testbed"))
+        confirm.show()
+        _settle(app, lambda: True)
+        submit_out = out.with_name(out.stem + "-submit.png")
+        confirm.grab().save(str(submit_out))
+        confirm.close()
         dialog.close()
         runner.shutdown()
-    print(f"saved {out} and {placement_out}")
+    print(f"saved {out}, {placement_out} and {submit_out}")
     return 0
 
 

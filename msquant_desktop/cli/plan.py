@@ -1,4 +1,5 @@
-"""`msquant-desktop plan queue|size|memory|replay`: serving capacity from the command line.
+"""`msquant-desktop plan queue|size|memory|replay|place|replicas`: serving capacity from the command line,
+and the replicas placed and submitted on a cluster.
 
 Every subcommand prints one JSON object with --json (the contract in README's command table) and a few
 readable lines without it.  numpy and file reading are imported only inside the handlers: building this
@@ -45,6 +46,12 @@ def register(subparsers: Any) -> None:
     )
     _rates(queue, service_required=False)
     queue.add_argument("--replicas", type=int, required=True, metavar="C")
+    queue.add_argument(
+        "--stage-rates",
+        metavar="M1,M2,...",
+        help="pipeline stages in series instead of --service-rate: each stage's rate per server "
+        "(C servers each); the critical stage bounds the whole",
+    )
     batching = queue.add_argument_group("batching model (instead of --service-rate)")
     batching.add_argument("--itl-alpha-ms", type=float, metavar="MS", help="decode step time at batch 0")
     batching.add_argument(
@@ -95,6 +102,13 @@ def register(subparsers: Any) -> None:
     memory.add_argument(
         "--overhead-gib", type=float, metavar="G", help="non-torch memory + CUDA graphs per GPU"
     )
+    memory.add_argument(
+        "--gpus-per-node",
+        type=int,
+        default=8,
+        metavar="N",
+        help="GPUs of one node: a replica needing more is split into pipeline stages across nodes (8)",
+    )
     memory.add_argument("--json", action="store_true")
     memory.set_defaults(func=handle_memory)
 
@@ -141,6 +155,43 @@ def register(subparsers: Any) -> None:
     )
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(func=handle_replay)
+
+    place = sub.add_parser(
+        "place",
+        help="place serve replicas on a cluster's free GPUs (spread across nodes); --submit sends them",
+    )
+    place.add_argument("cluster", metavar="CLUSTER")
+    place.add_argument("--model", required=True, metavar="PATH", help="the model's path on the cluster")
+    place.add_argument("--replicas", type=int, required=True, metavar="N")
+    place.add_argument("--tp", type=int, default=1, metavar="T", help="tensor-parallel GPUs per replica")
+    place.add_argument("--gpu-type", metavar="TYPE", help="the cluster's GRES GPU type (default: any)")
+    place.add_argument("--partition", metavar="P", help="only nodes of this partition")
+    place.add_argument(
+        "--template",
+        metavar="CMD",
+        help="the serve command; {model} {tp} {port} {replica} are filled in "
+        "(default: vllm serve {model} --tensor-parallel-size {tp} --port {port})",
+    )
+    place.add_argument(
+        "--port", type=int, metavar="P", help="first port (8000); replicas on one node count up"
+    )
+    place.add_argument("--time", metavar="LIMIT", help="each replica's time limit (e.g. 08:00:00)")
+    place.add_argument("--group", metavar="NAME", help="the replicas' group (default: serve-MODEL-STAMP)")
+    place.add_argument("--submit", action="store_true", help="submit the replicas (only when all fit)")
+    place.add_argument(
+        "--clusters", metavar="FILE", help="use this clusters.yaml instead of the config dir's"
+    )
+    place.add_argument("--json", action="store_true")
+    place.set_defaults(func=handle_place)
+
+    group = sub.add_parser("replicas", help="the jobs of one group of serve replicas; --cancel ends them")
+    group.add_argument("group", metavar="GROUP")
+    group.add_argument("--cancel", action="store_true", help="scancel every replica still queued or running")
+    group.add_argument(
+        "--clusters", metavar="FILE", help="use this clusters.yaml instead of the config dir's"
+    )
+    group.add_argument("--json", action="store_true")
+    group.set_defaults(func=handle_replicas)
 
 
 def _rates(parser: argparse.ArgumentParser, service_required: bool) -> None:
@@ -197,6 +248,16 @@ def _queue_lines(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def _rates_list(text: str) -> list[float]:
+    try:
+        rates = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--stage-rates {text!r}: give rates separated by commas, e.g. 4,3.5") from None
+    if not rates or any(not math.isfinite(r) or r <= 0 for r in rates):
+        raise ValueError(f"--stage-rates {text!r}: every rate must be a number > 0")
+    return rates
+
+
 def handle_queue(args: argparse.Namespace, ctx: CliContext) -> int:
     from msquant_desktop.domain.batching import BatchingReplica
     from msquant_desktop.domain.service_rate import entered, from_evaluate_result
@@ -216,9 +277,27 @@ def handle_queue(args: argparse.Namespace, ctx: CliContext) -> int:
                 speed.alpha_s, speed.beta_s, args.output_tokens, args.max_batch, args.kv_max_seqs
             )
             report = serving_plan.batching_report(args.arrival_rate, args.replicas, replica, speed.describe())
+        elif args.stage_rates:
+            if cv != 1.0:
+                return _fail("queue", "pipeline stages are M/M/c queues in tandem (no --cv-arrival)")
+            report = serving_plan.tandem_report(
+                args.arrival_rate, _rates_list(args.stage_rates), args.replicas
+            )
+            lines = (
+                [report["reason"]]
+                if not report["stable"]
+                else [
+                    f"{len(report['stages'])} stages: critical stage {report['critical_stage']} "
+                    f"(bound {_fmt(report['throughput_bound'])}/s, utilisation {_fmt(report['utilization'])}); "
+                    f"time in system {_fmt(report['mean_time_in_system'])} = the sum of the stages'"
+                ]
+            )
+            _print(report, args.json, lines)
+            return 0
         elif args.service_rate is None:
             return _fail(
-                "queue", "give --service-rate, or --itl-alpha-ms / --evaluate-json for the batching model"
+                "queue",
+                "give --service-rate, --stage-rates, or --itl-alpha-ms / --evaluate-json for the batching model",
             )
         else:
             report = serving_plan.queue_report(
@@ -270,7 +349,10 @@ def handle_memory(args: argparse.Namespace, ctx: CliContext) -> int:
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         overhead_bytes=None if args.overhead_gib is None else int(args.overhead_gib * 1024**3),
+        gpus_per_node=args.gpus_per_node,
     )
+    if args.gpus_per_node < 1:
+        return _fail("memory", "--gpus-per-node must be at least 1")
     try:
         report = serving_plan.memory_report(args.model, args.scheme, options)
     except ValueError as exc:  # PlanInputError included
@@ -285,8 +367,29 @@ def handle_memory(args: argparse.Namespace, ctx: CliContext) -> int:
     ]
     if report["problem"]:
         lines.append(f"does not fit: {report['problem']}")
+    lines += pipeline_lines(report["pipeline"])
     _print(report, args.json, lines)
     return 0
+
+
+def pipeline_lines(pipeline: dict[str, Any] | None) -> list[str]:
+    """The pipeline stages of a replica that does not fit one node, in words."""
+    if pipeline is None:
+        return []
+    if not pipeline["fits"]:
+        return [f"pipeline: {pipeline['problem']}"]
+    out = [
+        f"pipeline: {pipeline['pipeline_parallel']} stages × TP {pipeline['tensor_parallel']} "
+        f"({pipeline['gpus']} GPUs, {pipeline['gpus_per_node']} per node at most), "
+        f"max {pipeline['max_sequences']} sequences; critical stage {pipeline['critical_stage']}"
+    ]
+    for st in pipeline["stages"]:
+        out.append(
+            f"  stage {st['stage']}: layers {st['first_layer']}-{st['first_layer'] + st['layers'] - 1}, "
+            f"{st['weights_bytes_per_gpu'] / 1024**3:.2f} GiB weights per GPU, "
+            f"{st['max_sequences']} sequences, {st['roofline_step_s'] * 1e3:.2f} ms per step (roofline)"
+        )
+    return out
 
 
 def handle_replay(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -337,3 +440,122 @@ def handle_replay(args: argparse.Namespace, ctx: CliContext) -> int:
         lines.append("(no replica was serving at some point)")
     _print(report, args.json, lines)
     return 0
+
+
+EXIT_DOES_NOT_FIT = 3
+"""`plan place`: not every replica fits on the free GPUs (nothing is submitted)."""
+
+
+def handle_place(args: argparse.Namespace, ctx: CliContext) -> int:
+    """Place the replicas on the cluster's free GPUs now; with --submit send each as a SLURM job."""
+    import time
+
+    from msquant_desktop.cli.slurm_commands import _client, _profile
+    from msquant_desktop.services import serve_placement as sp
+    from msquant_desktop.services.cluster_quantize import send_job
+    from msquant_desktop.slurm.client import SlurmError
+    from msquant_desktop.slurm.connection import SshError
+    from msquant_desktop.slurm.profiles import ProfileError
+    from msquant_desktop.store import JobRepository
+
+    if args.replicas < 1 or args.tp < 1:
+        return _fail("place", "--replicas and --tp must be at least 1")
+    group = args.group or sp.group_name(args.model, time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        profile = _profile(args, ctx, args.cluster)
+        client = _client(profile)
+    except (ProfileError, SshError, OSError) as exc:
+        return _fail("place", str(exc))
+    sent_jobs: list[dict[str, Any]] = []
+    try:
+        placed = sp.place_and_prepare(
+            client.gpu_view(),
+            profile,
+            args.replicas,
+            args.tp,
+            args.gpu_type,
+            args.model,
+            group,
+            args.template or sp.DEFAULT_SERVE_TEMPLATE,
+            args.port or sp.DEFAULT_BASE_PORT,
+            args.partition,
+            args.time,
+        )
+        if args.submit and placed.fits:
+            repo = JobRepository(ctx.conn)
+            for replica in placed.replicas:
+                sent = send_job(
+                    repo, ctx.paths.runs_dir, client, replica.submission, sp.SERVE_KIND, replica.meta
+                )
+                sent_jobs.append(
+                    {
+                        "replica": replica.slot.replica,
+                        "job": sent.job.id,
+                        "slurm_job_id": sent.job.slurm_job_id,
+                        "submitted": sent.submitted,
+                        "message": sent.message,
+                    }
+                )
+    except (ValueError, SshError, SlurmError) as exc:
+        return _fail("place", str(exc))
+    finally:
+        client.connection.close()
+    out = placed.to_dict()
+    if args.submit:
+        out["submitted"] = sent_jobs
+    lines = [placed.summary]
+    if not args.submit:
+        lines += [
+            f"# replica {r['replica']} on {r['node']}, port {r['port']}\n{r['script']}"
+            for r in out["replicas"]
+        ]
+    lines += [s["message"] for s in sent_jobs]
+    if args.submit and not placed.fits:
+        lines.append("not all replicas fit: nothing submitted")
+    if sent_jobs:
+        lines.append(f"group {group}: `plan replicas {group}` follows them, `--cancel` ends them")
+    _print(out, args.json, lines)
+    if not placed.fits:
+        return EXIT_DOES_NOT_FIT
+    return 0 if all(s["submitted"] for s in sent_jobs) else 1
+
+
+def handle_replicas(args: argparse.Namespace, ctx: CliContext) -> int:
+    """One group's replica jobs, refreshed from their clusters first (as `slurm status`); with --cancel
+    scancel each unfinished one (as `slurm cancel`)."""
+    from msquant_desktop.cli.slurm_commands import _refresh, cmd_cancel
+    from msquant_desktop.services import serve_placement as sp
+    from msquant_desktop.store import JobRepository
+
+    repo = JobRepository(ctx.conn)
+    jobs = sp.group_jobs(repo, args.group)
+    if jobs:
+        _refresh(args, ctx, repo)
+        jobs = sp.group_jobs(repo, args.group)
+    if not jobs:
+        return _fail("replicas", f"no replica jobs in group {args.group!r}")
+    failed = 0
+    if args.cancel:
+        for job in jobs:
+            if not job.state.is_final:
+                failed += cmd_cancel(argparse.Namespace(id=job.id, clusters=args.clusters), ctx) != 0
+        jobs = sp.group_jobs(repo, args.group)
+    rows = [
+        {
+            "job": j.id,
+            "replica": j.spec.meta[sp.SERVE_META_KEY]["replica"],
+            "node": j.spec.meta[sp.SERVE_META_KEY]["node"],
+            "port": j.spec.meta[sp.SERVE_META_KEY]["port"],
+            "cluster": j.spec.cluster,
+            "slurm_job_id": j.slurm_job_id,
+            "state": j.state.value,
+        }
+        for j in jobs
+    ]
+    lines = [
+        f"replica {r['replica']}: job {r['job']} (SLURM {r['slurm_job_id'] or '—'}) on {r['node']}:{r['port']} "
+        f"{r['state']}"
+        for r in rows
+    ]
+    _print({"group": args.group, "jobs": rows}, args.json, lines)
+    return 1 if failed else 0

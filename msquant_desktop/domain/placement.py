@@ -9,7 +9,8 @@ node with 4 free a100 GPUs; the most free on one node is 2 (node2)").
 Rule (one owner: the dialog and any launch call this):
 
 * a replica needs `tensor_parallel` GPUs of the wanted type on **one** node (vLLM's tensor parallelism
-  runs inside one node; across nodes it needs pipeline parallelism and a Ray cluster, not planned here);
+  runs inside one node; across nodes it needs pipeline parallelism — `domain/pipeline.py` plans the stages,
+  but placing and launching a multi-node replica (a Ray cluster) is not done here);
 * replicas are dealt round by round: each round gives at most one replica to every node that still has
   room, nodes with the most free GPUs first (ties by name), so replicas spread before any node takes a
   second one — one node's failure or drain then costs the fewest replicas;

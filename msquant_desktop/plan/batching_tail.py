@@ -127,11 +127,32 @@ def time_in_system_percentile(figures: BatchingFigures, p: float) -> float:
     return sojourn_tail(figures).percentile(p, figures.mean_time_in_system)
 
 
-def p95_at(replica: BatchingReplica, arrival_rate: float, replicas: int) -> float:
-    """p95 time in system with `replicas` replicas behind a random router; inf when unstable."""
+def p95_lower_bound(figures: BatchingFigures) -> float:
+    """A lower bound of the p95 time in system that costs nothing: T = W + S with W the wait and S the
+    service, which is never faster than one request alone in the batch (ITL grows with the batch), so
+    p95(T) ≥ max(p95(W), ln(20)·L_out·ITL(1))."""
+    rep = figures.replica
+    alone = -math.log(0.05) * rep.output_tokens * rep.step_time(1)
+    return max(figures.wait_percentile(0.95), alone)
+
+
+def p95_at(
+    replica: BatchingReplica, arrival_rate: float, replicas: int, known_above: float | None = None
+) -> float:
+    """p95 time in system with `replicas` replicas behind a random router; inf when unstable.
+
+    With `known_above`, a load whose `p95_lower_bound` already exceeds it answers that bound instead
+    of the exact figure (the caller only needs to know it is above): near saturation the chain is
+    truncated at tens of thousands of states and its tail costs seconds, for an answer that is
+    certainly over the SLO.
+    """
     figures = solve_batching(replica, arrival_rate / replicas)
     if not isinstance(figures, BatchingFigures):
         return math.inf
+    if known_above is not None:
+        bound = p95_lower_bound(figures)
+        if bound > known_above:
+            return bound
     return sojourn_tail(figures).percentile(0.95, figures.mean_time_in_system)
 
 
@@ -142,25 +163,26 @@ def smallest_replicas(
 
     The p95 falls as replicas are added (each sees less load), towards the p95 of one request alone
     in the batch, ln(20)·L_out·ITL(1): an SLO at or below that is never met.  Exponential search, then
-    bisection: O(log n) solves.
+    bisection: O(log n) solves; a count whose p95 is certainly over the SLO (`p95_lower_bound`) costs
+    no tail computation.
     """
     alone = -math.log(0.05) * replica.output_tokens * replica.step_time(1)
     if slo_p95_s <= alone:
         return None
     lo = max(1, math.floor(arrival_rate / replica.max_throughput) + 1)
-    p_lo = p95_at(replica, arrival_rate, lo)
+    p_lo = p95_at(replica, arrival_rate, lo, slo_p95_s)
     if p_lo <= slo_p95_s:
         return lo, p_lo
     hi = lo * 2
-    p_hi = p95_at(replica, arrival_rate, hi)
+    p_hi = p95_at(replica, arrival_rate, hi, slo_p95_s)
     while p_hi > slo_p95_s:
         if hi >= max_replicas:
             return None
         lo, hi = hi, min(hi * 2, max_replicas)
-        p_hi = p95_at(replica, arrival_rate, hi)
+        p_hi = p95_at(replica, arrival_rate, hi, slo_p95_s)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        p_mid = p95_at(replica, arrival_rate, mid)
+        p_mid = p95_at(replica, arrival_rate, mid, slo_p95_s)
         if p_mid <= slo_p95_s:
             hi, p_hi = mid, p_mid
         else:

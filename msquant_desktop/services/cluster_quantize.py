@@ -281,7 +281,19 @@ class Sent:
 
 def store_and_send(repo: JobRepository, runs_dir: Path, client: SlurmClient, prepared: PreparedJob) -> Sent:
     """Store the job (STARTING) and send it exactly once, recording every step as `slurm submit` does."""
-    job = cluster_jobs.create_job(repo, runs_dir, prepared.submission, prepared.kind, prepared.meta)
+    return send_job(repo, runs_dir, client, prepared.submission, prepared.kind, prepared.meta)
+
+
+def send_job(
+    repo: JobRepository,
+    runs_dir: Path,
+    client: SlurmClient,
+    submission: SlurmSubmission,
+    kind: JobKind,
+    meta: dict[str, Any],
+) -> Sent:
+    """`store_and_send` for any checked submission of ours (a serve replica: services/serve_placement)."""
+    job = cluster_jobs.create_job(repo, runs_dir, submission, kind, meta)
     try:
         slurm_id, script, remote = cluster_jobs.send_submission(
             client, job, cluster_jobs.steps_in_store(repo, job.id)

@@ -34,11 +34,16 @@ from msquant_desktop.domain.serving_memory import (
     DEFAULT_MAX_NUM_SEQS,
     GIB,
     PLAN_SCHEMES,
+    TP_DEGREES,
+    Architecture,
     ReplicaMemory,
+    WeightBytes,
     replica_memory,
 )
 
 DEFAULT_GPU = "h100-sxm"
+DEFAULT_GPUS_PER_NODE = 8
+"""Tensor parallelism stays within a node; a replica that needs more GPUs is split into pipeline stages."""
 
 
 def _finite(value: float) -> float | None:
@@ -109,6 +114,38 @@ def queue_report(
     arrival_rate: float, service_rate: float, replicas: int, cv_arrival: float = 1.0, cv_service: float = 1.0
 ) -> dict[str, Any]:
     return queue_figures(mmc(arrival_rate, service_rate, replicas, cv_arrival, cv_service))
+
+
+def tandem_report(arrival_rate: float, stage_rates: list[float], servers: int) -> dict[str, Any]:
+    """`plan queue --stage-rates`: pipeline stages in series, each an M/M/c at the arrival rate
+    (domain/pipeline.py): per-stage figures, the critical stage, the sum of the stages' delays."""
+    from msquant_desktop.domain.pipeline import Tandem, tandem
+
+    result = tandem(arrival_rate, stage_rates, servers)
+    if not isinstance(result, Tandem):
+        return {
+            "stable": False,
+            "model": "tandem M/M/c (Jackson)",
+            "reason": result.explain(),
+            "critical_stage": result.critical_stage,
+            "throughput_bound": result.throughput_bound,
+            "mean_wait": None,
+            "mean_time_in_system": None,
+            "stages": None,
+        }
+    return {
+        "stable": True,
+        "model": "tandem M/M/c (Jackson)",
+        "critical_stage": result.critical_stage,
+        "throughput_bound": result.throughput_bound,
+        "utilization": result.stages[result.critical_stage].utilization,
+        "mean_wait": result.mean_wait,
+        "mean_time_in_system": result.mean_time_in_system,
+        "stages": [
+            {"stage": i, "service_rate": q.service_rate, "servers": q.servers, **queue_figures(q)}
+            for i, q in enumerate(result.stages)
+        ],
+    }
 
 
 def batching_report(
@@ -191,6 +228,75 @@ class MemoryOptions:
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
     overhead_bytes: int | None = None
     block_size: int = DEFAULT_BLOCK_SIZE
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE
+
+
+def node_tensor_parallel(arch: Architecture, gpus_per_node: int) -> int:
+    """The largest tensor-parallel degree one node holds (1, 2, 4 or 8, dividing the heads)."""
+    degrees = [tp for tp in TP_DEGREES if tp <= gpus_per_node and arch.num_heads % tp == 0]
+    return degrees[-1] if degrees else 1
+
+
+def pipeline_report(
+    weights: WeightBytes,
+    arch: Architecture,
+    mem: ReplicaMemory,
+    kv_dtype: str,
+    gpus_per_node: int,
+    mean_context_tokens: float,
+) -> dict[str, Any] | None:
+    """The pipeline stages of a replica that does not fit one node's GPUs (None when it does): per stage
+    its layers, memory and roofline speed; the critical (slowest) stage bounds the replica's decode
+    speed and a token's latency is the sum of the stages' (domain/pipeline.py)."""
+    from msquant_desktop.domain.pipeline import pipeline_memory
+
+    if mem.fits and mem.tensor_parallel <= gpus_per_node:
+        return None
+    plan = pipeline_memory(
+        weights,
+        arch,
+        mem.gpu,
+        mem.context_length,
+        gpus_per_node,
+        kv_dtype,
+        gpu_memory_utilization=mem.gpu_memory_utilization,
+    )
+    if plan is None:
+        return {
+            "fits": False,
+            "problem": f"no split into pipeline stages of at most {gpus_per_node} GPUs per node fits",
+        }
+    bandwidth = mem.gpu.bandwidth_bytes_per_s
+    step = plan.step_bytes(mean_context_tokens)
+    stages = [
+        {
+            "stage": s.stage,
+            "first_layer": s.layers[0],
+            "layers": s.num_layers,
+            "weights_bytes_per_gpu": s.memory.weights_bytes_per_gpu,
+            "kv_bytes_per_token_per_gpu": s.memory.kv_bytes_per_token_per_gpu,
+            "kv_blocks": s.memory.num_blocks,
+            "max_sequences": s.memory.max_sequences,
+            "step_bytes": step[s.stage],
+            "roofline_step_s": step[s.stage] / bandwidth,
+        }
+        for s in plan.stages
+    ]
+    critical = plan.critical_stage(mean_context_tokens)
+    return {
+        "fits": True,
+        "pipeline_parallel": plan.pipeline_parallel,
+        "tensor_parallel": plan.tensor_parallel,
+        "gpus": plan.gpus,
+        "gpus_per_node": gpus_per_node,
+        "max_sequences": plan.max_sequences,
+        "critical_stage": critical,
+        "stages": stages,
+        # batch 1: one token passes every stage (latency, the sum); stages overlap on different
+        # sequences, so the slowest stage bounds the throughput
+        "roofline_token_latency_s": sum(step) / bandwidth,
+        "roofline_bound_tokens_per_s": bandwidth / step[critical],
+    }
 
 
 def _budget_dict(mem: ReplicaMemory) -> dict[str, Any]:
@@ -230,19 +336,25 @@ def memory_report(
     arch = source.architecture
     context = opts.context_length or arch.max_position_embeddings or 4096
     gpu = resolve_gpu(opts.gpu)
-    mem = replica_memory(
-        weights,
-        arch,
-        gpu,
-        context,
-        opts.kv_dtype,
-        opts.tensor_parallel,
-        opts.gpu_memory_utilization,
-        opts.max_num_batched_tokens,
-        opts.max_num_seqs,
-        opts.overhead_bytes,
-        opts.block_size,
-    )
+
+    def at(tp: int | None) -> ReplicaMemory:
+        return replica_memory(
+            weights,
+            arch,
+            gpu,
+            context,
+            opts.kv_dtype,
+            tp,
+            opts.gpu_memory_utilization,
+            opts.max_num_batched_tokens,
+            opts.max_num_seqs,
+            opts.overhead_bytes,
+            opts.block_size,
+        )
+
+    mem = at(opts.tensor_parallel)
+    if opts.tensor_parallel is None and mem.tensor_parallel > opts.gpus_per_node:
+        mem = at(node_tensor_parallel(arch, opts.gpus_per_node))
     speed = roofline(
         mem.weights_bytes_per_gpu, mem.kv_bytes_per_token_per_gpu, context / 2, gpu.bandwidth_bytes_per_s
     )
@@ -263,6 +375,7 @@ def memory_report(
         "roofline_decode_tokens_per_s_batch1": speed.tokens_per_s(1),
         "roofline_alpha_s": speed.alpha_s,
         "roofline_beta_s": speed.beta_s,
+        "pipeline": pipeline_report(weights, arch, mem, opts.kv_dtype, opts.gpus_per_node, context / 2),
     }
 
 
@@ -280,6 +393,7 @@ class ServingGoal:
     mean_context_tokens: float | None = None  # for the roofline's KV read; default half the context
     max_batch: int = DEFAULT_MAX_NUM_SEQS
     roofline_efficiency: float = 0.5  # engines reach a fraction of the bandwidth bound
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE
 
 
 def scheme_rows(
@@ -306,6 +420,9 @@ def scheme_rows(
     for scheme in schemes:
         weights = weight_bytes(source, scheme)
         mem = replica_memory(weights, arch, device, goal.context_length, kv_dtype)
+        if mem.tensor_parallel > goal.gpus_per_node:
+            tp = node_tensor_parallel(arch, goal.gpus_per_node)
+            mem = replica_memory(weights, arch, device, goal.context_length, kv_dtype, tp)
         row: dict[str, Any] = {
             "scheme": scheme,
             "source": weights.source,
@@ -324,6 +441,14 @@ def scheme_rows(
         row["speed_source"] = speed.describe()
         row["itl_alpha_s"] = speed.alpha_s
         row["itl_beta_s"] = speed.beta_s
+        row["pipeline"] = pipeline_report(
+            weights,
+            arch,
+            mem,
+            kv_dtype,
+            goal.gpus_per_node,
+            goal.mean_context_tokens or goal.context_length / 2,
+        )
         if not mem.fits:
             rows.append({**row, "replicas": None, "gpus": None, "gpu_hours_per_day": None, "p95_s": None})
             continue
@@ -404,9 +529,15 @@ def row_replica(row: dict[str, Any], goal: ServingGoal) -> BatchingReplica | Non
     return speed.replica(goal.output_tokens, goal.max_batch, row["max_sequences"])
 
 
+CURVE_CEILING = 4.0
+"""The latency curve shows p95s up to this many times the SLO."""
+
+
 def latency_curve(row: dict[str, Any], goal: ServingGoal, points: int = 12) -> list[tuple[int, float]]:
     """p95 time in system against the number of replicas for one row: from the fewest stable replicas
-    up to `points` counts or twice the sized count, whichever reaches further ([] when it does not fit)."""
+    up to `points` counts or twice the sized count, whichever reaches further ([] when it does not fit).
+    Counts whose p95 is certainly above `CURVE_CEILING` × the SLO are left out: they lie off the chart,
+    and near saturation their exact tail is the costliest figure of the whole plan."""
     from msquant_desktop.plan.batching_tail import p95_at
 
     replica = row_replica(row, goal)
@@ -415,7 +546,13 @@ def latency_curve(row: dict[str, Any], goal: ServingGoal, points: int = 12) -> l
     lo = max(1, math.floor(goal.arrival_rate / replica.max_throughput) + 1)
     hi = max(lo + points - 1, 2 * (row.get("replicas") or 0))
     step = max(1, (hi - lo) // (3 * points))  # at most ~3·points solves however large the count
-    return [(n, p95_at(replica, goal.arrival_rate, n)) for n in range(lo, hi + 1, step)]
+    ceiling = CURVE_CEILING * goal.slo_p95_s
+    points_out = []
+    for n in range(lo, hi + 1, step):
+        p95 = p95_at(replica, goal.arrival_rate, n, ceiling)
+        if p95 <= ceiling:
+            points_out.append((n, p95))
+    return points_out
 
 
 def replay_slots(replica: BatchingReplica, slo_p95_s: float) -> int:

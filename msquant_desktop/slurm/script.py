@@ -573,9 +573,3 @@ def _render(
     if missing:
         raise ScriptError("the rendered script would not give sbatch these directives: " + "; ".join(missing))
     return script
-
-
-def directive_lines(values: dict[str, object]) -> list[str]:
-    """`#SBATCH --key=value` lines for other scripts (the serve preview), under the same check as ours:
-    empty values are left out, any value that cannot be written safely raises ScriptError."""
-    return _directives(values)

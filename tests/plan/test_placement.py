@@ -1,6 +1,6 @@
 """Placement of serve replicas on free GPUs, on recorded `scontrol show node` outputs (tests/slurm/fixtures:
 the testbed's Slurm 22.05.8 and one from a public report, sources in its SOURCES.md), and the sbatch
-scripts a placement would submit (a preview)."""
+jobs a placement submits (one per replica, pinned to its node)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,17 @@ from msquant_desktop.domain.placement import (
     gpu_type_matches,
     place_replicas,
 )
-from msquant_desktop.services.serve_placement import free_gpus, place_on_view, serve_command, serve_scripts
+from msquant_desktop.domain.slurm import ClusterProfile
+from msquant_desktop.services.serve_placement import (
+    free_gpus,
+    group_name,
+    place_and_prepare,
+    place_on_view,
+    replica_jobs,
+    replica_script,
+    serve_command,
+    with_edited_script,
+)
 from msquant_desktop.slurm.gpus import GpuView, gpu_view
 from msquant_desktop.slurm.parsers import parse_nodes
 from msquant_desktop.slurm.script import sbatch_directives
@@ -99,19 +109,26 @@ def test_gpu_type_matching() -> None:
     assert gpu_type_matches("", None) and gpu_type_matches("l40s", "")
 
 
-def test_serve_scripts_quote_every_word_and_pass_the_directive_check() -> None:
+PROFILE = ClusterProfile("c", "u@h", "/w")
+
+
+def test_replica_jobs_quote_every_word_pin_the_node_and_pass_the_directive_check() -> None:
     placed = place_on_view(view_of("scontrol_show_node_maint.txt"), 2, 1, "h100")
     assert isinstance(placed, Placement)
     model = "/models/my model $(rm -rf ~)"
-    first, second = serve_scripts(placed.slots, model, job_name="serve-demo")
-    assert sbatch_directives(first.text) == [
-        "#SBATCH --job-name=serve-demo-r0",
+    first, second = replica_jobs(PROFILE, placed.slots, model, group="serve-demo")
+    assert first.submission.no_repo and first.submission.gpus == 1 and first.submission.gpu_type == "h100"
+    text = replica_script(first, PROFILE)
+    directives = sbatch_directives(text)
+    for line in (
+        "#SBATCH --job-name=serve-demo-r0-PREVIEW",
         "#SBATCH --partition=debug",
+        "#SBATCH --gres=gpu:h100:1",
         "#SBATCH --nodelist=node2",
         "#SBATCH --nodes=1",
         "#SBATCH --ntasks=1",
-        "#SBATCH --gres=gpu:h100:1",
-    ]
+    ):
+        assert line in directives
     assert shlex.split(first.command) == [
         "vllm",
         "serve",
@@ -121,11 +138,41 @@ def test_serve_scripts_quote_every_word_and_pass_the_directive_check() -> None:
         "--port",
         "8000",
     ]
+    assert first.command in text  # the job runs exactly this line, every word quoted
+    assert with_edited_script(first, PROFILE, text) is first.submission  # the shown text unchanged: no edit
     assert (first.port, second.port) == (8000, 8001)  # two replicas on one node: two ports
-    assert f"exec {first.command}\n" in first.text
+    assert first.meta["serve"]["group"] == second.meta["serve"]["group"] == "serve-demo"
+    assert (first.meta["serve"]["node"], second.meta["serve"]["replica"]) == ("node2", 1)
     with pytest.raises(ValueError, match="unknown field"):
         serve_command("vllm serve {model} --gpus {gpus}", model, 1, 8000, 0)
     with pytest.raises(ValueError, match="not valid shell words"):
         serve_command("vllm serve '{model}", model, 1, 8000, 0)
-    with pytest.raises(ValueError, match="cannot be written safely"):
-        serve_scripts(placed.slots, model, job_name="serve demo")
+    for bad in ("{model.upper}", "{0}", "{}", "{replica[0]}"):
+        with pytest.raises(ValueError, match="unknown field"):
+            serve_command(f"vllm serve {bad}", model, 1, 8000, 0)
+    assert serve_command("run --port={port:05d}", model, 1, 80, 0) == "run --port=00080"
+    with pytest.raises(ValueError, match="one line"):
+        serve_command("vllm serve {model}\nrm -rf ~", model, 1, 8000, 0)
+    with pytest.raises(ValueError, match="job_name"):
+        replica_jobs(PROFILE, placed.slots, model, group="serve demo")
+    allowed = ClusterProfile("c", "u@h", "/w", allowed_partitions=("gpu",))
+    with pytest.raises(ValueError, match="not allowed"):
+        replica_jobs(allowed, placed.slots, model, group="serve-demo")
+    assert group_name("/models/Llama 3.1/", "20261202-0312") == "serve-Llama-3.1-20261202-0312"
+
+
+def test_an_edited_replica_script_is_audited_like_the_clusters_preview() -> None:
+    placed = place_and_prepare(
+        view_of("scontrol_show_node_maint.txt"), PROFILE, 1, 1, "h100", "/m", "serve-x"
+    )
+    (replica,), (script,) = placed.replicas, placed.scripts
+    edited = with_edited_script(
+        replica, PROFILE, script.replace("set -euo pipefail", "set -euo pipefail\necho hi")
+    )
+    assert edited.edited_script is not None and "echo hi" in edited.edited_script
+    with pytest.raises(ValueError, match="replica 0: edited script"):
+        with_edited_script(
+            replica, PROFILE, script.replace("#SBATCH --chdir=", "#SBATCH --chdir=/elsewhere #")
+        )
+    with pytest.raises(ValueError, match="model's path"):
+        place_and_prepare(view_of("scontrol_show_node_maint.txt"), PROFILE, 1, 1, "h100", " ", "serve-x")

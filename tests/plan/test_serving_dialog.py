@@ -81,7 +81,7 @@ def test_the_table_shows_the_planners_numbers_with_the_measured_speed(qtbot, run
     qtbot.waitUntil(lambda: "SLO violated" in dialog.replay_summary.text(), timeout=20_000)
     assert dialog.replay_scheme.text() == dialog.selected_row()["scheme"]  # type: ignore[index]
     # A connected cluster's free GPUs (recorded `scontrol -d show node`, testbed Slurm 22.05.8): the
-    # replicas are placed on node2's two free H100s and the sbatch previews shown (nothing submitted).
+    # replicas are placed on node2's two free H100s and their sbatch scripts shown.
     maint = "\n".join(
         line
         for line in (SLURM_FIXTURES / "scontrol_show_node_maint.txt").read_text().splitlines()
@@ -97,7 +97,8 @@ def test_the_table_shows_the_planners_numbers_with_the_measured_speed(qtbot, run
     assert "placed — 1 replica(s), 1 GPU(s) on 1 node(s): node2 ×1" in summary
     preview = dialog.placement.preview.toPlainText()
     assert "#SBATCH --nodelist=node2" in preview and "#SBATCH --gres=gpu:h100:1" in preview
-    assert f"exec vllm serve {folder} --tensor-parallel-size 1 --port 8000" in preview
+    assert f"vllm serve {folder} --tensor-parallel-size 1 --port 8000 &" in preview  # the job's command
+    assert not dialog.placement.submit_button.isEnabled()  # no cluster service here: nothing to submit to
     # The W4A16 row (measured: slow on the CPU it was measured on) needs more than node2's two H100s.
     dialog.table.selectRow(i)
     qtbot.waitUntil(lambda: "do not all fit" in dialog.placement.summary.text(), timeout=10_000)

@@ -1,5 +1,7 @@
-"""Placement of the planned replicas on a connected cluster's free GPUs, and the sbatch scripts they
-would be submitted with (a read-only preview: this panel submits nothing).
+"""Placement of the planned replicas on a connected cluster's free GPUs, the sbatch scripts they are
+submitted with, and their submission: "Submit N replicas…" shows each script exactly as it will be sent
+(`ReplicaConfirmDialog`, editable), then hands each replica to `ClusterService.submit` as an ordinary
+SLURM job (tracked in the Jobs and Clusters tabs); "Cancel replicas" scancels the group's unfinished jobs.
 
 The free-GPU views come from `ClusterService.sig_gpus` (the same data as the Clusters tab); placing
 and rendering run on the planner's worker thread.
@@ -24,9 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
 from msquant_desktop.services.cluster_service import ClusterService
-from msquant_desktop.services.serve_placement import DEFAULT_BASE_PORT, DEFAULT_SERVE_TEMPLATE
+from msquant_desktop.services.serve_placement import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_SERVE_TEMPLATE,
+    SERVE_KIND,
+    PlacedReplicas,
+    group_jobs,
+)
 from msquant_desktop.slurm.gpus import GpuView
+from msquant_desktop.ui.plan.replica_confirm import ReplicaConfirmDialog
 
 CONNECTED = "connected"
 
@@ -34,6 +44,8 @@ CONNECTED = "connected"
 class PlacementPanel(QWidget):
     sig_inputs_changed = Signal()
     """The cluster, its view, the template or the port changed: place again."""
+    sig_replicas_submitted = Signal(str, object)
+    """A group's replicas were handed to the cluster: (group, job ids)."""
 
     def __init__(self, clusters: ClusterService | None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,9 +70,20 @@ class PlacementPanel(QWidget):
         self.preview.setReadOnly(True)
         self.preview.setObjectName("plan-sbatch-preview")
         self.preview.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.preview.setPlaceholderText(
-            "The sbatch script of each placed replica appears here (preview only)."
-        )
+        self.preview.setPlaceholderText("The sbatch script of each placed replica appears here.")
+        self.submit_button = QPushButton("Submit replicas…")
+        self.submit_button.setObjectName("plan-submit-replicas")
+        self.submit_button.setEnabled(False)
+        self.cancel_button = QPushButton("Cancel replicas")
+        self.cancel_button.setObjectName("plan-cancel-replicas")
+        self.cancel_button.setEnabled(False)
+        self.jobs_label = QLabel()
+        self.jobs_label.setObjectName("plan-replica-jobs")
+        self.jobs_label.setWordWrap(True)
+        self.plan: PlacedReplicas | None = None
+        self.confirm_dialog: ReplicaConfirmDialog | None = None
+        self.group: str | None = None
+        self.group_job_ids: list[int] = []
         top = QHBoxLayout()
         top.addWidget(QLabel("Cluster"))
         top.addWidget(self.cluster_combo, 1)
@@ -74,7 +97,14 @@ class PlacementPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.preview, 1)
+        actions = QHBoxLayout()
+        actions.addWidget(self.jobs_label, 1)
+        actions.addWidget(self.cancel_button)
+        actions.addWidget(self.submit_button)
+        layout.addLayout(actions)
         self.refresh_button.clicked.connect(self.refresh)
+        self.submit_button.clicked.connect(self.confirm_submit)
+        self.cancel_button.clicked.connect(self.cancel_group)
         self.cluster_combo.currentIndexChanged.connect(self._on_cluster_chosen)
         self.template_edit.editingFinished.connect(self.sig_inputs_changed)
         self.model_edit.editingFinished.connect(self.sig_inputs_changed)
@@ -82,6 +112,7 @@ class PlacementPanel(QWidget):
         if clusters is not None:
             clusters.sig_gpus.connect(self.set_cluster_view)
             clusters.sig_cluster_status.connect(self._on_status)
+            clusters.sig_job_changed.connect(self._on_job_changed)
         self.reload_clusters()
 
     # -- clusters --------------------------------------------------------------------------------------
@@ -105,6 +136,27 @@ class PlacementPanel(QWidget):
 
     def cluster_name(self) -> str | None:
         return self.cluster_combo.currentText() or None
+
+    def cluster_profile(self, name: str) -> ClusterProfile:
+        """The cluster's profile; without the cluster service (a preview on a view alone) a bare one
+        with the default workspace, from which nothing can be submitted."""
+        if self._clusters is not None:
+            try:
+                return self._clusters.profile(name)
+            except (KeyError, ValueError):
+                pass
+        return ClusterProfile(name, "", "~/msquant-runs")
+
+    def can_submit(self) -> bool:
+        name = self.plan.cluster if self.plan is not None else None
+        return (
+            self.plan is not None
+            and self.plan.fits
+            and bool(self.plan.replicas)
+            and self._clusters is not None
+            and name is not None
+            and self._clusters.status(name) == CONNECTED
+        )
 
     def current_view(self) -> GpuView | None:
         name = self.cluster_name()
@@ -155,7 +207,74 @@ class PlacementPanel(QWidget):
     def show_result(self, result: dict[str, Any]) -> None:
         self.summary.setText(result["summary"])
         self.preview.setPlainText(result["scripts"])
+        self.plan = result.get("plan")
+        count = len(self.plan.replicas) if self.plan is not None else 0
+        self.submit_button.setText(f"Submit {count} replicas…" if count else "Submit replicas…")
+        self.submit_button.setEnabled(self.can_submit())
 
     def show_problem(self, text: str) -> None:
         self.summary.setText(text)
         self.preview.clear()
+        self.plan = None
+        self.submit_button.setEnabled(False)
+
+    # -- submit and cancel -----------------------------------------------------------------------------
+    @Slot()
+    def confirm_submit(self) -> None:
+        """Show the scripts that will be sent; the replicas go when the dialog is accepted."""
+        if not self.can_submit() or self.plan is None:
+            return
+        dialog = ReplicaConfirmDialog(self.plan, self.cluster_profile(self.plan.cluster), self)
+        dialog.accepted.connect(lambda: self.submit_confirmed(dialog.chosen))
+        dialog.finished.connect(dialog.deleteLater)
+        self.confirm_dialog = dialog
+        dialog.open()
+
+    def submit_confirmed(self, submissions: list[SlurmSubmission]) -> list[int]:
+        """Hand each confirmed replica to the cluster (stored, then sent by the cluster's worker)."""
+        plan = self.plan
+        self.confirm_dialog = None
+        if plan is None or self._clusters is None or len(submissions) != len(plan.replicas):
+            return []
+        ids: list[int] = []
+        for replica, submission in zip(plan.replicas, submissions, strict=True):
+            try:
+                ids.append(self._clusters.submit(submission, SERVE_KIND, replica.meta).id)
+            except ValueError as exc:
+                self.jobs_label.setText(f"Replica {replica.slot.replica} not submitted: {exc}")
+                break
+        self.group = plan.replicas[0].group
+        self.group_job_ids = ids
+        self._show_group()
+        self.sig_replicas_submitted.emit(self.group, ids)
+        self.refresh()  # read the free GPUs again: the next placement (a new group) sees these replicas
+        return ids
+
+    @Slot()
+    def cancel_group(self) -> None:
+        """scancel every unfinished replica of the group submitted last (the state follows the cluster)."""
+        if self.group is None or self._clusters is None:
+            return
+        for job in group_jobs(self._clusters.repo, self.group):
+            if not job.state.is_final:
+                self._clusters.cancel(job.id)
+        self._show_group()
+
+    @Slot(int)
+    def _on_job_changed(self, job_id: int) -> None:
+        if job_id in self.group_job_ids:
+            self._show_group()
+
+    def _show_group(self) -> None:
+        if self.group is None or self._clusters is None:
+            return
+        jobs = group_jobs(self._clusters.repo, self.group)
+        parts = [
+            f"replica {j.spec.meta['serve']['replica']}: job {j.id} on {j.spec.meta['serve']['node']}:"
+            f"{j.spec.meta['serve']['port']} {j.state.value}"
+            for j in jobs
+        ]
+        self.jobs_label.setText(
+            f"Group {self.group} ({len(jobs)} jobs; Jobs and Clusters tabs): " + "; ".join(parts)
+        )
+        self.cancel_button.setEnabled(any(not j.state.is_final for j in jobs))

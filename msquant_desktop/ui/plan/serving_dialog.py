@@ -8,6 +8,7 @@ change recomputes after a short pause (a parented single-shot timer), newest req
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from msquant_desktop.domain.serving_memory import PLAN_SCHEMES
 from msquant_desktop.services import serving_plan
 from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.services.plan_runner import PlanRunner
-from msquant_desktop.services.serve_placement import placement_preview
+from msquant_desktop.services.serve_placement import group_name, placement_preview
 from msquant_desktop.ui.plan.placement_panel import PlacementPanel
 from msquant_desktop.ui.plan.plots import LatencyPlot, ReplayPlot
 from msquant_desktop.ui.plan.table import SchemeTableModel, row_problem
@@ -348,10 +349,11 @@ class ServingPlanDialog(QDialog):
         replicas, tp, gpu = int(row["replicas"]), int(row["tensor_parallel"]), self.gpu_key()
         model = self.placement.model_edit.text().strip() or self.subject.model
         template, port = self.placement.template_edit.text(), self.placement.port_spin.value()
-        job_name = "serve-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(model).name)[:40]
+        group = group_name(model, time.strftime("%Y%m%d-%H%M%S"))
+        profile = self.placement.cluster_profile(name)
 
         def work() -> dict[str, Any]:
-            return placement_preview(view, name, replicas, tp, gpu, model, template, port, job_name)
+            return placement_preview(view, profile, replicas, tp, gpu, model, group, template, port)
 
         self._runner.submit(self._kind("placement"), work)
 

@@ -19,9 +19,15 @@ COLUMNS = (
     ("GPUs", "replicas × TP"),
     ("GPU-h / day", "GPUs × 24"),
     ("p95 s", "p95 time in system at that many replicas"),
+    (
+        "Pipeline",
+        "a replica that does not fit one node's GPUs: pipeline stages × TP across nodes, and the critical "
+        "(slowest) stage, which bounds its speed",
+    ),
     ("Weights from", "checkpoint (exact), tensor shapes (exact under the recipe), config estimate"),
     ("Service rate", "where the decode speed came from: measured, entered, or the roofline bound"),
 )
+PIPELINE_COLUMN = 9
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -42,15 +48,53 @@ def row_cells(row: dict[str, Any]) -> list[str]:
         _number(row["gpus"], "d"),
         _number(row["gpu_hours_per_day"], ".0f"),
         _number(row["p95_s"], ".3g"),
+        pipeline_cell(row.get("pipeline")),
         row["source"] + ("" if row["exact"] else " (estimate)"),
         row["speed_source"].split(":", 1)[0],  # the source's name; the tooltip has its figures
     ]
 
 
+def pipeline_cell(pipeline: dict[str, Any] | None) -> str:
+    """ "—" when a replica fits one node; else its stages, GPUs and critical stage."""
+    if not pipeline:
+        return "—"
+    if not pipeline["fits"]:
+        return "does not fit"
+    return (
+        f"PP {pipeline['pipeline_parallel']} × TP {pipeline['tensor_parallel']} "
+        f"({pipeline['gpus']} GPUs), critical stage {pipeline['critical_stage']}"
+    )
+
+
+def pipeline_tip(pipeline: dict[str, Any]) -> str:
+    """Per stage: its layers, weights per GPU, sequences held and roofline step time."""
+    if not pipeline["fits"]:
+        return str(pipeline["problem"])
+    lines = [
+        f"{pipeline['pipeline_parallel']} stages of {pipeline['tensor_parallel']} GPUs, one node each; "
+        f"a token passes every stage ({pipeline['roofline_token_latency_s'] * 1e3:.1f} ms at batch 1), "
+        f"the critical stage bounds the speed ({pipeline['roofline_bound_tokens_per_s']:.1f} tokens/s)"
+    ]
+    for st in pipeline["stages"]:
+        lines.append(
+            f"stage {st['stage']}: layers {st['first_layer']}–{st['first_layer'] + st['layers'] - 1}, "
+            f"{human_bytes(int(st['weights_bytes_per_gpu']))} per GPU, {st['max_sequences']} sequences, "
+            f"{st['roofline_step_s'] * 1e3:.2f} ms per step"
+        )
+    return "\n".join(lines)
+
+
 def row_problem(row: dict[str, Any]) -> str:
     """Why a row has no replica count (empty when it has one)."""
     if not row.get("fits"):
-        return str(row.get("problem") or "does not fit on this GPU")
+        problem = str(row.get("problem") or "does not fit on this GPU")
+        pipeline = row.get("pipeline")
+        if pipeline and pipeline["fits"]:
+            problem += (
+                f"; it fits as {pipeline_cell(pipeline)} across {pipeline['pipeline_parallel']} nodes "
+                "(replicas are not sized for pipeline stages)"
+            )
+        return problem
     if row.get("replicas") is None:
         return "no number of replicas meets the SLO: one request alone takes longer at its p95"
     return ""
@@ -99,7 +143,9 @@ class SchemeTableModel(QAbstractTableModel):
             row = self.rows[index.row()]
             if index.column() == len(COLUMNS) - 1:
                 return row["speed_source"]
+            if index.column() == PIPELINE_COLUMN and row.get("pipeline"):
+                return pipeline_tip(row["pipeline"])
             return row_problem(row) or self._cells[index.row()][index.column()]
-        if role == Qt.ItemDataRole.TextAlignmentRole and 0 < index.column() < 9:
+        if role == Qt.ItemDataRole.TextAlignmentRole and 0 < index.column() < PIPELINE_COLUMN:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
