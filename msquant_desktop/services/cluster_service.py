@@ -579,7 +579,9 @@ class ClusterService(QObject):
             if text or job.state.is_final:
                 self.sig_log_text.emit(job.id, text, job.state.is_final)
             progress = job.result.get("progress")
-            if progress and progress != before.result.get("progress") and not job.state.is_final:
+            if progress and progress != before.result.get("progress"):
+                # Also on the poll that finds it ended: a job faster than the polls still shows
+                # where it got to (views ignore progress of a job that is no longer active).
                 self.sig_job_progress.emit(job.id, progress)
             if job != before:
                 self.sig_job_changed.emit(job.id)

@@ -26,12 +26,22 @@ _QUANTIZE = JobKind.QUANTIZE.value
 _VERIFY = JobKind.VERIFY.value
 _EVALUATE = JobKind.EVALUATE.value
 _SHOWN_KINDS = (_QUANTIZE, _VERIFY, _EVALUATE)
-_Facts = tuple[str | None, str | None, str]  # (cluster, local copy, the model the job was asked for)
+_Facts = tuple[str | None, str | None, str, str]
+"""(cluster, local copy, the model the job was asked for, the name to show for that model)"""
 OTHER_KIND = ""
 """What `ResultsIndex.kind` says of a job known to be none of the kinds the Results list shows."""
 EVALUATE_AFTER_META_KEY = "evaluate_after"
 """A quantize job's meta key: the evaluation (an `EvaluateRequest.to_meta()` without model and
 original) to queue once the quantization completes ("Compare schemes…" sets it)."""
+
+
+def hub_model_name(meta: dict[str, Any]) -> str:
+    """`org/name` (`@rev` unless main) of a job whose model was a Hugging Face repo id; "" if not."""
+    hub = (meta.get("hub_models") or {}).get("model")
+    if not isinstance(hub, dict) or not hub.get("repo_id"):
+        return ""
+    revision = str(hub.get("revision") or "main")
+    return str(hub["repo_id"]) + ("" if revision == "main" else f"@{revision}")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class ResultRow:
     """Of a cluster result: the local folder it was downloaded to (None: not downloaded)."""
     original: str = ""
     """The model it was quantized from, as the job was asked (the cluster's path for a cluster job)."""
+    model_name: str = ""
+    """How to name that model: its Hugging Face repo id (`org/name[@rev]`) when it was given as one
+    (the job read a snapshot folder whose name is a commit hash), else the folder's name."""
 
     @property
     def local_folder(self) -> str | None:
@@ -119,7 +132,7 @@ class ResultsIndex:
         found = self._results.get(job_id)
         if found is None:
             return None
-        result, finished, (cluster, local_copy, original) = found
+        result, finished, (cluster, local_copy, original, model_name) = found
         checks = self._checks[_VERIFY].get(job_id, {})
         evaluations = self._checks[_EVALUATE].get(job_id, {})
         return ResultRow(
@@ -133,6 +146,7 @@ class ResultsIndex:
             cluster=cluster,
             local_copy=local_copy,
             original=original or result.model,
+            model_name=model_name or result.model.rstrip("/").rsplit("/", 1)[-1],
         )
 
     def evaluations_due(self) -> list[tuple[int, dict[str, Any]]]:
@@ -207,7 +221,12 @@ class ResultsIndex:
             return
         finished = record.finished_at.isoformat(timespec="seconds") if record.finished_at else ""
         asked_model = (record.spec.meta.get("quantize") or {}).get("model")
-        facts = (record.spec.cluster, local_copy_of(record.result), str(asked_model or ""))
+        facts = (
+            record.spec.cluster,
+            local_copy_of(record.result),
+            str(asked_model or ""),
+            hub_model_name(record.spec.meta),
+        )
         self._results[record.id] = (result, finished, facts)
         asked = record.spec.meta.get(EVALUATE_AFTER_META_KEY)
         if isinstance(asked, dict):

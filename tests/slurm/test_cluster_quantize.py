@@ -556,7 +556,14 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
     ui = QuantizeUi(services.quantize, host, services.clusters)
     qtbot.addWidget(ui.results)
     progress: list[dict] = []
-    services.jobs.sig_job_progress.connect(lambda _id, event: progress.append(event))
+    running_progress: list[dict] = []  # what arrived while the job was still active
+
+    def on_progress(job_id: int, event: dict) -> None:
+        progress.append(event)
+        if services.jobs.get(job_id).state.is_active:
+            running_progress.append(event)
+
+    services.jobs.sig_job_progress.connect(on_progress)
     try:
         dialog = ui.open_form("")
         target = dialog.cluster_target
@@ -588,7 +595,8 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         record = services.jobs.get(job_id)
         assert record.state is JobState.COMPLETED, (record.reason, record.result)
         assert record.spec.meta["hub_models"]["model"]["path"] == str(cluster_hub.snapshot)
-        assert progress and progress[-1]["fraction"] == 1.0, progress  # the bar moved while it ran
+        assert running_progress, progress  # the bar moved while it ran
+        assert progress[-1]["fraction"] == 1.0, progress  # and ended full
         assert record.run_dir is not None
         kept = [json.loads(x) for x in (Path(record.run_dir) / "events.jsonl").open()]
         assert "Compressing" in [e.get("stage") for e in kept if e["type"] == "progress"], kept
@@ -596,5 +604,8 @@ def test_the_form_runs_w4a16_on_the_cluster(  # type: ignore[no-untyped-def]
         qtbot.waitUntil(lambda: len(ui.results.model.rows) == 1, timeout=20_000)
         row = ui.results.model.rows[0]
         assert row.job_id == job_id and row.result.output == str(out)
+        # Named by its repo id, not by the snapshot folder (a commit hash) the job read.
+        assert row.model_name == cluster_hub.repo_id
+        assert ui.results.model.index(0, 2).data() == cluster_hub.repo_id
     finally:
         services.shutdown()

@@ -95,7 +95,7 @@ def row_texts(row: ResultRow) -> tuple[str, ...]:
     return (
         str(row.job_id),
         r.scheme,
-        r.model.rsplit("/", 1)[-1],
+        row.model_name or r.model.rsplit("/", 1)[-1],
         human_bytes(r.size_before),
         human_bytes(r.size_after),
         f"{r.compression_ratio:.2f}×",
