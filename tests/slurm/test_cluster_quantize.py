@@ -400,13 +400,27 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     cut_after = -1
     deadline = time.monotonic() + 400
     assert child.stdout is not None
+    slurm_id = ""
+
+    def resume_once_reconnected() -> None:
+        """The job was held while the network was gone (a fast machine would otherwise finish it
+        before the CLI is back, and nothing would show that tracking resumed mid-run)."""
+        until = time.monotonic() + 120
+        while time.monotonic() < until and not any("reconnected" in x for x in stderr):
+            time.sleep(0.1)
+        testbed.run_as_root("scontrol", "resume", slurm_id)
+
     for line in child.stdout:
         lines.append(line.rstrip("\n"))
+        if " as SLURM job " in line:
+            slurm_id = line.split(" as SLURM job ", 1)[1].split()[0]
         if cut_after < 0 and "RUNNING" in line and "Loading libraries" in line:
+            testbed.run_as_root("scontrol", "suspend", slurm_id)
             proxy.refusing = True  # the network is gone for a while, then back
             proxy.cut()
             cut_after = len(lines)
             threading.Timer(3.0, lambda: setattr(proxy, "refusing", False)).start()
+            threading.Thread(target=resume_once_reconnected, daemon=True).start()
         assert time.monotonic() < deadline, lines
     assert child.wait(timeout=60) == 0, "\n".join(lines + stderr)
     assert lines[0].startswith(
