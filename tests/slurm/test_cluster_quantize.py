@@ -432,7 +432,9 @@ def test_w4a16_on_the_cluster_survives_a_dropped_connection(  # type: ignore[no-
     assert "connection lost" in text and "reconnected" in text
     # Progress went on after the cut, up to the end.
     after = lines[cut_after:]
-    assert any(line.startswith("job 1 RUNNING") and "%" in line for line in after), lines
+    # (The job was held until the CLI was back, so it reconnected to a running job; how many
+    # percentages it then sees before the end depends on the machine's speed against the polls.)
+    assert any(line.startswith("job 1 ") and "%" in line for line in after), lines
     # Every event was read (polls see only the newest): the run folder keeps them all, in order.
     events = [json.loads(x) for f in (tmp_path / "data").glob("**/runs/*/events.jsonl") for x in f.open()]
     stages = [e.get("stage") for e in events if e["type"] == "progress"]
