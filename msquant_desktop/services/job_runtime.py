@@ -28,6 +28,10 @@ READ_LIMIT = 4 << 20
 """At most this much output is read per turn of the event loop (a pipe's readiness, a poll of an
 adopted job's log), so a flood never stalls the loop."""
 PIPE_READ = 1 << 16
+PIPE_BURST = 1 << 20
+"""At most this much of a supervisor's pipe is taken per turn of the event loop (in 64 KiB reads,
+decoded at once): enough to keep up with a flood (1M lines: 1.3x a raw read), small enough that
+the log view and input get their turn between bursts (GUI thread busy ~12 ms at most)."""
 
 
 class JobRuntime(QObject):
@@ -152,9 +156,8 @@ class SupervisedRuntime(JobRuntime):
         if self._ended:
             return
         while True:
-            # One pipe's worth (64 KiB) per turn of the event loop: in a flood the log view and the
-            # probe get their turn between reads, as with QProcess's readyRead.
-            data, at_end = self._read(self._out_fd, PIPE_READ)
+            # At most PIPE_BURST per turn of the event loop: the log view gets its turn between.
+            data, at_end = self._read(self._out_fd, PIPE_BURST)
             lines = self._splitter.feed(data)
             if lines:
                 self._emit_lines(lines)
