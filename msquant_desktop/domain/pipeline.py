@@ -21,6 +21,15 @@ rate), so each stage is an independent M/M/c at the arrival rate λ and
 and the network is unstable as soon as λ ≥ min_i c_i·μ_i.  Two identical M/M/1 stages: 2/(μ − λ).
 A stage's service rate follows from its share of the bytes each decode step reads (weights and KV of
 its layers): μ_i = μ_replica_alone · total / bytes_i, the roofline's proportionality.
+
+**Sizing a pipelined replica.**  vLLM keeps one batch in flight per stage: its engine has
+`pipeline_parallel_size` virtual engines, each with its own scheduler (`max_num_seqs` each) and
+1/P of the KV blocks (vLLM's `Scheduler`: `num_gpu_blocks //= pipeline_parallel_size`).  Each
+virtual engine's batch moves one token per pass through all P stages, so a replica of P stages is
+planned as P batching engines (`virtual_engine_speed`): ITL(n) = Σ_i (W_i + n·KV_i·ctx)/BW — the
+stages' roofline step times added up — with at most max_sequences/P sequences each; the fewest
+engines meeting the SLO, divided by P and rounded up, is the replica count.  With balanced stages
+the replica's throughput is P engines / (P × the critical stage's step) = the critical stage's.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from dataclasses import dataclass
 
 from msquant_desktop.domain.gpu_catalog import GpuType
 from msquant_desktop.domain.queueing import QueueFigures, Unstable, mmc
+from msquant_desktop.domain.service_rate import SOURCE_ROOFLINE, DecodeSpeed
 from msquant_desktop.domain.serving_memory import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -257,3 +267,26 @@ def stage_service_rates(replica_rate: float, step_bytes: Sequence[float]) -> lis
     if replica_rate <= 0 or total <= 0 or any(b <= 0 for b in step_bytes):
         raise ValueError("the service rate and every stage's bytes must be > 0")
     return [replica_rate * total / b for b in step_bytes]
+
+
+def virtual_engine_speed(
+    plan: PipelineMemory, mean_context_tokens: float, bandwidth_bytes_per_s: float, efficiency: float = 1.0
+) -> DecodeSpeed:
+    """The decode speed of one of a pipelined replica's P virtual engines: a step (one token for each
+    of its sequences) passes every stage, so α and β are the stages' roofline α and β added up."""
+    if bandwidth_bytes_per_s <= 0 or not 0 < efficiency <= 1:
+        raise ValueError("the bandwidth must be > 0 and the efficiency in (0, 1]")
+    bw = bandwidth_bytes_per_s * efficiency
+    alpha = sum(s.memory.weights_bytes_per_gpu for s in plan.stages) / bw
+    beta = sum(s.memory.kv_bytes_per_token_per_gpu for s in plan.stages) * mean_context_tokens / bw
+    note = (
+        f"{plan.pipeline_parallel} stages in series, {bandwidth_bytes_per_s / 1e12:.3g} TB/s"
+        + (f" × {efficiency:g}" if efficiency < 1 else "")
+        + f", mean context {mean_context_tokens:g} tokens"
+    )
+    return DecodeSpeed(alpha, beta, SOURCE_ROOFLINE, note)
+
+
+def engine_sequences(plan: PipelineMemory) -> int:
+    """Sequences one virtual engine can hold: its 1/P share of the replica's KV cache."""
+    return max(0, plan.max_sequences // plan.pipeline_parallel)

@@ -16,6 +16,14 @@ from typing import Any
 
 from msquant_desktop.domain.batching import BatchingFigures, BatchingReplica, solve_batching, split_arrivals
 from msquant_desktop.domain.gpu_catalog import GPU_BY_KEY, GpuType, find_gpu_type
+from msquant_desktop.domain.pipeline import (
+    PipelineMemory,
+    Tandem,
+    engine_sequences,
+    pipeline_memory,
+    tandem,
+    virtual_engine_speed,
+)
 from msquant_desktop.domain.queueing import (
     Infeasible,
     QueueFigures,
@@ -119,7 +127,6 @@ def queue_report(
 def tandem_report(arrival_rate: float, stage_rates: list[float], servers: int) -> dict[str, Any]:
     """`plan queue --stage-rates`: pipeline stages in series, each an M/M/c at the arrival rate
     (domain/pipeline.py): per-stage figures, the critical stage, the sum of the stages' delays."""
-    from msquant_desktop.domain.pipeline import Tandem, tandem
 
     result = tandem(arrival_rate, stage_rates, servers)
     if not isinstance(result, Tandem):
@@ -245,13 +252,24 @@ def pipeline_report(
     gpus_per_node: int,
     mean_context_tokens: float,
 ) -> dict[str, Any] | None:
+    """`pipeline_plan`'s report alone."""
+    return pipeline_plan(weights, arch, mem, kv_dtype, gpus_per_node, mean_context_tokens)[1]
+
+
+def pipeline_plan(
+    weights: WeightBytes,
+    arch: Architecture,
+    mem: ReplicaMemory,
+    kv_dtype: str,
+    gpus_per_node: int,
+    mean_context_tokens: float,
+) -> tuple[PipelineMemory | None, dict[str, Any] | None]:
     """The pipeline stages of a replica that does not fit one node's GPUs (None when it does): per stage
     its layers, memory and roofline speed; the critical (slowest) stage bounds the replica's decode
     speed and a token's latency is the sum of the stages' (domain/pipeline.py)."""
-    from msquant_desktop.domain.pipeline import pipeline_memory
 
     if mem.fits and mem.tensor_parallel <= gpus_per_node:
-        return None
+        return None, None
     plan = pipeline_memory(
         weights,
         arch,
@@ -262,7 +280,7 @@ def pipeline_report(
         gpu_memory_utilization=mem.gpu_memory_utilization,
     )
     if plan is None:
-        return {
+        return None, {
             "fits": False,
             "problem": f"no split into pipeline stages of at most {gpus_per_node} GPUs per node fits",
         }
@@ -283,7 +301,7 @@ def pipeline_report(
         for s in plan.stages
     ]
     critical = plan.critical_stage(mean_context_tokens)
-    return {
+    return plan, {
         "fits": True,
         "pipeline_parallel": plan.pipeline_parallel,
         "tensor_parallel": plan.tensor_parallel,
@@ -441,7 +459,7 @@ def scheme_rows(
         row["speed_source"] = speed.describe()
         row["itl_alpha_s"] = speed.alpha_s
         row["itl_beta_s"] = speed.beta_s
-        row["pipeline"] = pipeline_report(
+        plan, row["pipeline"] = pipeline_plan(
             weights,
             arch,
             mem,
@@ -449,6 +467,9 @@ def scheme_rows(
             goal.gpus_per_node,
             goal.mean_context_tokens or goal.context_length / 2,
         )
+        if plan is not None:
+            rows.append({**row, **pipelined_sizing(plan, goal, device)})
+            continue
         if not mem.fits:
             rows.append({**row, "replicas": None, "gpus": None, "gpu_hours_per_day": None, "p95_s": None})
             continue
@@ -463,6 +484,37 @@ def scheme_rows(
             {**row, "replicas": replicas, "gpus": gpus, "gpu_hours_per_day": gpus * 24.0, "p95_s": p95}
         )
     return rows
+
+
+def pipelined_sizing(plan: PipelineMemory, goal: ServingGoal, device: GpuType) -> dict[str, Any]:
+    """Replicas of a replica split into pipeline stages, sized as its P virtual engines
+    (domain/pipeline.py): the fewest engines whose p95 meets the SLO, divided by P, rounded up.
+    Its decode speed is the stages' roofline bound (a speed measured on one GPU does not apply)."""
+    from msquant_desktop.plan.batching_tail import p95_at, smallest_replicas
+
+    mean_context = goal.mean_context_tokens or goal.context_length / 2
+    speed = virtual_engine_speed(plan, mean_context, device.bandwidth_bytes_per_s, goal.roofline_efficiency)
+    out: dict[str, Any] = {
+        "speed_source": speed.describe(),
+        "itl_alpha_s": speed.alpha_s,
+        "itl_beta_s": speed.beta_s,
+        "sized_as": "pipeline",
+        "replicas": None,
+        "gpus": None,
+        "gpu_hours_per_day": None,
+        "p95_s": None,
+    }
+    per_engine = engine_sequences(plan)
+    if per_engine < 1:
+        return out
+    engine = speed.replica(goal.output_tokens, goal.max_batch, per_engine)
+    sized = smallest_replicas(engine, goal.arrival_rate, goal.slo_p95_s)
+    if sized is None:
+        return out
+    replicas = math.ceil(sized[0] / plan.pipeline_parallel)
+    gpus = replicas * plan.gpus
+    p95 = p95_at(engine, goal.arrival_rate, replicas * plan.pipeline_parallel)
+    return {**out, "replicas": replicas, "gpus": gpus, "gpu_hours_per_day": gpus * 24.0, "p95_s": p95}
 
 
 SPEED_AUTO = "auto"

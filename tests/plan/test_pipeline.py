@@ -13,12 +13,14 @@ from msquant_desktop.domain.gpu_catalog import GPU_BY_KEY
 from msquant_desktop.domain.pipeline import (
     Tandem,
     TandemUnstable,
+    engine_sequences,
     pipeline_memory,
     pipeline_stages,
     stage_layers,
     stage_of,
     stage_service_rates,
     tandem,
+    virtual_engine_speed,
 )
 from msquant_desktop.domain.serving_memory import (
     SCHEME_FORMATS,
@@ -138,11 +140,46 @@ def test_plan_memory_and_the_table_report_the_stages_when_one_node_is_too_small(
     assert row_cells(row)[COLUMNS.index(next(c for c in COLUMNS if c[0] == "Pipeline"))] == (
         "PP 2 × TP 2 (4 GPUs), critical stage 1"
     )
-    assert "fits as PP 2 × TP 2" in row_problem(row) and "stage 1: layers 40–79" in pipeline_tip(
+    assert "as PP 2 × TP 2 (4 GPUs), critical stage 1 across 2 nodes" in row_problem(row) and "stage 1: layers 40–79" in pipeline_tip(
         row["pipeline"]
     )
     (w4,) = scheme_rows(tmp_path, "l40s", goal, schemes=["W4A16"])  # 4-bit: one node of 2 suffices
     assert w4["fits"] and w4["pipeline"] is None and pipeline_cell(w4["pipeline"]) == "—"
+
+
+def test_a_pipelined_replica_is_sized_as_its_virtual_engines(tmp_path: Path) -> None:
+    """Llama-3-70B BF16 on nodes of 2 L40S: a replica is PP 2 × TP 2.  It is sized as 2 virtual
+    engines per replica (vLLM: one batch in flight per stage), each stepping through both stages
+    (α, β the stages' added up) with half the replica's KV; the replicas are the fewest engines
+    meeting the SLO over 2, rounded up — and more load or a tighter SLO never needs fewer."""
+    from msquant_desktop.plan.batching_tail import p95_at, smallest_replicas
+
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA3_70B))
+    # One request alone takes ~41 s here (256 tokens, ~0.16 s a pass through both stages' weights at
+    # half the bandwidth): a p95 of 400 s leaves room for queueing.
+    goal = ServingGoal(arrival_rate=2.0, slo_p95_s=400.0, gpus_per_node=2)
+    (row,) = scheme_rows(tmp_path, "l40s", goal, schemes=["BF16"])
+    assert row["sized_as"] == "pipeline" and "2 stages in series" in row["speed_source"]
+    weights, arch = _weights("BF16")
+    gpu = GPU_BY_KEY["l40s"]
+    plan_ = pipeline_memory(weights, arch, gpu, goal.context_length, gpus_per_node=2)
+    assert plan_ is not None and (plan_.pipeline_parallel, plan_.tensor_parallel) == (2, 2)
+    bw = gpu.bandwidth_bytes_per_s * goal.roofline_efficiency
+    alpha = sum(s.memory.weights_bytes_per_gpu for s in plan_.stages) / bw
+    assert math.isclose(row["itl_alpha_s"], alpha, rel_tol=1e-12)
+    engine = virtual_engine_speed(plan_, goal.context_length / 2, gpu.bandwidth_bytes_per_s, 0.5).replica(
+        goal.output_tokens, goal.max_batch, engine_sequences(plan_)
+    )
+    assert engine_sequences(plan_) == plan_.max_sequences // 2
+    sized = smallest_replicas(engine, goal.arrival_rate, goal.slo_p95_s)
+    assert sized is not None
+    assert row["replicas"] == math.ceil(sized[0] / 2) and row["gpus"] == row["replicas"] * 4
+    assert row["p95_s"] == p95_at(engine, goal.arrival_rate, row["replicas"] * 2) <= goal.slo_p95_s
+    assert row["gpu_hours_per_day"] == row["gpus"] * 24
+    (busier,) = scheme_rows(tmp_path, "l40s", ServingGoal(8.0, 400.0, gpus_per_node=2), schemes=["BF16"])
+    assert busier["replicas"] >= row["replicas"]
+    (never,) = scheme_rows(tmp_path, "l40s", ServingGoal(2.0, 0.5, gpus_per_node=2), schemes=["BF16"])
+    assert never["replicas"] is None and never["gpus"] is None  # below one request alone: no count meets it
 
 
 def test_plan_queue_with_stage_rates() -> None:

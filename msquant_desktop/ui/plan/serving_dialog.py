@@ -315,6 +315,12 @@ class ServingPlanDialog(QDialog):
         goal = self.goal
         if row is None or goal is None:
             return
+        if row.get("sized_as") == "pipeline":
+            self.replay_summary.setText(
+                f"{row['scheme']}: the replay drives replicas that fit one node; this one is split into "
+                "pipeline stages across nodes"
+            )
+            return
         if not row.get("fits"):
             self.replay_summary.setText(f"{row['scheme']}: {row_problem(row)}")
             return
@@ -339,6 +345,12 @@ class ServingPlanDialog(QDialog):
                 self.placement.show_problem(
                     "No cluster connected: placement needs a connected cluster (Clusters tab)."
                 )
+            return
+        if row is not None and row.get("sized_as") == "pipeline":
+            self.placement.show_problem(
+                f"{row['scheme']}: a replica split into pipeline stages spans nodes (vLLM runs it on a Ray "
+                "cluster); placement covers replicas that fit one node"
+            )
             return
         if row is None or not row.get("replicas"):
             self.placement.show_problem(

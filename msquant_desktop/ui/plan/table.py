@@ -16,7 +16,7 @@ COLUMNS = (
     ("Max conc.", "sequences of the full context one replica (its TP GPUs) holds in its KV cache at once"),
     ("TP", "tensor-parallel GPUs per replica (the fewest of 1, 2, 4, 8 that fit)"),
     ("Replicas", "the fewest replicas whose p95 latency meets the SLO at the rate"),
-    ("GPUs", "replicas × TP"),
+    ("GPUs", "replicas × TP (× the pipeline stages of a replica split across nodes)"),
     ("GPU-h / day", "GPUs × 24"),
     ("p95 s", "p95 time in system at that many replicas"),
     (
@@ -85,15 +85,23 @@ def pipeline_tip(pipeline: dict[str, Any]) -> str:
 
 
 def row_problem(row: dict[str, Any]) -> str:
-    """Why a row has no replica count (empty when it has one)."""
+    """Why a row has no replica count, or how a pipelined one was sized (empty otherwise)."""
+    pipeline = row.get("pipeline")
+    if row.get("sized_as") == "pipeline" and pipeline:
+        where = (
+            f"it does not fit one node's GPUs; as {pipeline_cell(pipeline)} across "
+            f"{pipeline['pipeline_parallel']} nodes"
+        )
+        if row.get("replicas") is None:
+            return where + ": no number of replicas meets the SLO (one request alone takes longer at its p95)"
+        return (
+            where + f", sized as {pipeline['pipeline_parallel']} virtual engines per replica (one batch in "
+            "flight per stage, each token through every stage; the stages' roofline speed)"
+        )
     if not row.get("fits"):
         problem = str(row.get("problem") or "does not fit on this GPU")
-        pipeline = row.get("pipeline")
         if pipeline and pipeline["fits"]:
-            problem += (
-                f"; it fits as {pipeline_cell(pipeline)} across {pipeline['pipeline_parallel']} nodes "
-                "(replicas are not sized for pipeline stages)"
-            )
+            problem += f"; it fits as {pipeline_cell(pipeline)} across {pipeline['pipeline_parallel']} nodes"
         return problem
     if row.get("replicas") is None:
         return "no number of replicas meets the SLO: one request alone takes longer at its p95"
