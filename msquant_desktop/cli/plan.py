@@ -476,7 +476,7 @@ def handle_place(args: argparse.Namespace, ctx: CliContext) -> int:
             args.gpu_type,
             args.model,
             group,
-            args.template or sp.DEFAULT_SERVE_TEMPLATE,
+            args.template or sp.template_for(profile),
             args.port or sp.DEFAULT_BASE_PORT,
             args.partition,
             args.time,

@@ -112,6 +112,9 @@ class ClusterProfile:
     signal_lead_s: int = 300
     """`--signal=B:USR1@N`: the batch shell hears SIGUSR1 this many seconds before the time limit
     (0: no signal)."""
+    serve_template: str | None = None
+    """The serve command of a serving replica on this cluster (`{model}`, `{tp}`, `{port}`,
+    `{replica}` filled in; services/serve_placement.py); None: `vllm serve` with those."""
 
 
 # ------------------------------------------------------------------------------------------------

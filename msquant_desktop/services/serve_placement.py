@@ -40,6 +40,12 @@ SERVE_META_KEY = "serve"
 SERVE_KIND = JobKind.COMMAND
 
 
+def template_for(profile: ClusterProfile) -> str:
+    """The serve command a cluster's replicas run unless one is given: its profile's
+    `serve_template`, else DEFAULT_SERVE_TEMPLATE."""
+    return profile.serve_template or DEFAULT_SERVE_TEMPLATE
+
+
 def free_gpus(view: GpuView) -> list[NodeFree]:
     """The placement input from the Clusters tab's view: usable nodes with GPUs, free per type."""
     return [

@@ -25,7 +25,7 @@ class ProfileError(ValueError):
 
 
 _LISTS = ("allowed_partitions", "allowed_gpu_types")
-_OPTIONAL_STR = ("ssh_key_path", "known_hosts", "sbatch_template", "slurm_bin", "python")
+_OPTIONAL_STR = ("ssh_key_path", "known_hosts", "sbatch_template", "slurm_bin", "python", "serve_template")
 _SECRET_KEYS = ("password", "passphrase", "secret")
 # Full-string checks: `re.match(...$)` would also accept a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9._+-]+")

@@ -125,10 +125,21 @@ def test_a_submit_killed_while_sbatch_runs_is_found_not_sent_again(
     cli = Cli(tmp_path / "data", clusters)
     repo = cli.repo()
     path, first, _ = bare_repo
+    from msquant_desktop.slurm.script import remote_paths
+
+    def sbatch_running(job) -> bool:  # type: ignore[no-untyped-def]
+        """Killed only once sbatch runs on the cluster (its start is recorded there; the testbed's
+        workspace is on this machine): "sbatch-sent" alone is recorded just before the request
+        leaves, and a kill that lands before it does means sbatch never ran — a different case."""
+        if job.result.get("submit_step") != "sbatch-sent" or "run_id" not in job.spec.meta:
+            return False
+        started = Path(remote_paths(testbed.workspace, job.spec.meta["run_id"]).sbatch_started)
+        return started.is_file() and bool(started.read_text().strip())
+
     job_id = killed_once(
         cli,
         repo,
-        lambda job: job.result.get("submit_step") == "sbatch-sent",
+        sbatch_running,
         "testbed", "--repo", path, "--commit", first, "--name", "killed", "--", "sleep", "20",
     )  # fmt: skip
     name = repo.get(job_id).spec.meta["slurm_name"]

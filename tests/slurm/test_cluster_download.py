@@ -228,8 +228,12 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         # (an earlier test of this module may have recorded a copy already)
         assert view.model.data(view.model.index(0, output_column)).startswith(f"testbed:{cluster_result.out}")
         view.table.selectRow(0)
-        assert not view.download_button.isHidden() and view.download_button.isEnabled()
-        assert view.evaluate_button.text() == "Evaluate on cluster…" and view.evaluate_button.isEnabled()
+        if view.model.rows[0].local_exists:  # Open folder, once a copy is here
+            assert view.download_button.isHidden() and not view.open_button.isHidden()
+        else:  # Download… in its place until then
+            assert not view.download_button.isHidden() and view.download_button.isEnabled()
+            assert view.open_button.isHidden()
+        assert "Evaluate on testbed" in view.evaluate_button.toolTip() and view.evaluate_button.isEnabled()
 
         # Download…: off the GUI thread, progress in the strip, the copy recorded on the row.
         dest = tmp_path / "gui-copy"
@@ -239,6 +243,7 @@ def test_the_results_row_of_a_cluster_result_downloads_and_evaluates_on_its_clus
         assert _tree(dest) == _tree(cluster_result.out) and not (dest / MARKER).exists()
         qtbot.waitUntil(lambda: view.model.rows[0].local_copy == str(dest.resolve()), timeout=10_000)
         assert view.open_button.isEnabled() and view.verify_button.isEnabled()
+        assert not view.open_button.isHidden() and view.download_button.isHidden()
         assert view.model.data(view.model.index(0, output_column)).endswith(f"(copy in {dest.resolve()})")
 
         # Evaluate on cluster…: the form on the cluster with its paths there, sent as a SLURM job.

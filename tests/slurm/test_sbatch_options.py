@@ -259,3 +259,20 @@ def test_a_job_stopped_by_the_time_limit_warning_ends_timeout() -> None:
         assert final is not None and final.state is JobState.TIMEOUT and final.reason == TIME_LIMIT_WARNED
     terminated = final_from_marker("exit=143 signal=TERM stage=command at=2026-12-01T23:46:03Z")
     assert terminated is not None and terminated.state is JobState.CANCELLED  # other signals as before
+
+
+def test_a_profile_carries_its_serve_command_and_refuses_one_on_two_lines() -> None:
+    from msquant_desktop.services.serve_placement import DEFAULT_SERVE_TEMPLATE, template_for
+
+    text = (
+        "clusters:\n- name: c\n  host: u@h\n  workspace: ~/ws\n"
+        "  serve_template: 'vllm serve {model} -tp {tp} --port {port} --max-model-len 8192'\n"
+    )
+    (profile,) = parse_profiles(text)
+    assert template_for(profile) == "vllm serve {model} -tp {tp} --port {port} --max-model-len 8192"
+    assert parse_profiles(dump_profiles([profile])) == [profile]
+    (bare,) = parse_profiles("clusters:\n- name: c\n  host: u@h\n  workspace: ~/ws\n")
+    assert template_for(bare) == DEFAULT_SERVE_TEMPLATE
+    with pytest.raises(ProfileError, match="serve_template") as caught:
+        parse_profiles(text.replace("--max-model-len 8192", "\\n rm -rf ~").replace("'", '"'))
+    assert len(str(caught.value).splitlines()) == 1

@@ -5,6 +5,7 @@ from the planner's placement panel with the confirmation accepted."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -59,7 +60,8 @@ def _wait_sacct(testbed, slurm_id: str, state: str, timeout: float = 60) -> list
 
 def test_cli_places_two_replicas_across_the_nodes_and_they_complete_there(testbed, profile, tmp_path) -> None:  # type: ignore[no-untyped-def]
     clusters = tmp_path / "clusters.yaml"
-    save_profiles(clusters, [profile])
+    # The cluster's own serve command (clusters.yaml `serve_template:`) is used unless --template is given.
+    save_profiles(clusters, [dataclasses.replace(profile, serve_template=ECHO)])
     base = ("place", "testbed", "--model", MODEL, "--replicas", "2", "--tp", "1", "--gpu-type", "a100")
     shown = _plan(tmp_path, clusters, *base, "--template", ECHO, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -79,9 +81,7 @@ def test_cli_places_two_replicas_across_the_nodes_and_they_complete_there(testbe
         and "most free on one node is 2" in big.stdout
     )
 
-    sent = _plan(
-        tmp_path, clusters, *base, "--template", ECHO, "--group", "serve-cli-test", "--submit", "--json"
-    )
+    sent = _plan(tmp_path, clusters, *base, "--group", "serve-cli-test", "--submit", "--json")
     assert sent.returncode == 0, sent.stderr
     out = json.loads(sent.stdout)
     assert out["group"] == "serve-cli-test" and all(s["submitted"] for s in out["submitted"])

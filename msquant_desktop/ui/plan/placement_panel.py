@@ -34,6 +34,7 @@ from msquant_desktop.services.serve_placement import (
     SERVE_KIND,
     PlacedReplicas,
     group_jobs,
+    template_for,
 )
 from msquant_desktop.slurm.gpus import GpuView
 from msquant_desktop.ui.plan.replica_confirm import ReplicaConfirmDialog
@@ -56,8 +57,12 @@ class PlacementPanel(QWidget):
         self.refresh_button = QPushButton("Refresh free GPUs")
         self.template_edit = QLineEdit(DEFAULT_SERVE_TEMPLATE)
         self.template_edit.setToolTip(
-            "{model}, {tp}, {port} and {replica} are filled in; every word is quoted"
+            "{model}, {tp}, {port} and {replica} are filled in; every word is quoted "
+            "(the cluster's `serve_template:` in clusters.yaml, or vllm serve)"
         )
+        self._template_typed = False
+        """The user typed a serve command: a cluster chosen later does not replace it."""
+        self.template_edit.textEdited.connect(lambda _text: setattr(self, "_template_typed", True))
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("the model's path on the cluster")
         self.port_spin = QSpinBox()
@@ -182,6 +187,8 @@ class PlacementPanel(QWidget):
     @Slot()
     def _on_cluster_chosen(self, *_args: Any) -> None:
         name = self.cluster_name()
+        if name and not self._template_typed:
+            self.template_edit.setText(template_for(self.cluster_profile(name)))
         if name and name not in self.views:
             self.refresh()
         self.sig_inputs_changed.emit()

@@ -66,6 +66,9 @@ VERIFICATION_COLUMN = COLUMNS.index("Verification")
 _Index = QModelIndex | QPersistentModelIndex
 
 
+EVALUATE_TIP = "Perplexity on held-out text against the original, decode speed and peak memory (a job)"
+
+
 def describe_verification(row: ResultRow) -> str:
     if row.verifying:
         return "verifying…"
@@ -207,14 +210,12 @@ class ResultsView(QWidget):
         self.table.verticalHeader().hide()
         self.open_button = QPushButton("Open folder")
         self.evaluate_button = QPushButton("Evaluate")
-        self.evaluate_button.setToolTip(
-            "Perplexity on held-out text against the original, decode speed and peak memory (a job)"
-        )
+        self.evaluate_button.setToolTip(EVALUATE_TIP)
         self._clusters = clusters
         self._evaluate_on_cluster = evaluate_on_cluster
         self.download_button = QPushButton("Download…")
         self.download_button.setToolTip("Copy this cluster result's folder here over SFTP (resumable)")
-        self.download_button.setVisible(clusters is not None)
+        self.download_button.hide()  # shown in place of Open folder for a cluster row not copied here
         self.download_strip = DownloadStrip(clusters.downloads) if clusters is not None else None
         self.verify_button = QPushButton("Verify")
         self.delete_button = QPushButton("Delete")
@@ -237,8 +238,8 @@ class ResultsView(QWidget):
             self.plan_button,
         ):
             buttons.addWidget(button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.status_label)
+        self.status_label.setWordWrap(True)  # a long status never widens the window
+        buttons.addWidget(self.status_label, 1)
         buttons.addWidget(self.compare_button)
         buttons.addWidget(self.new_button)
         self.chart = ComparisonChart()
@@ -342,10 +343,19 @@ class ResultsView(QWidget):
         self.verify_button.setEnabled(here and row is not None and not row.verifying)
         can_evaluate = self._evaluate_on_cluster is not None if on_cluster else here
         self.evaluate_button.setEnabled(can_evaluate and row is not None and not row.evaluating)
-        self.evaluate_button.setText("Evaluate on cluster…" if on_cluster else "Evaluate")
+        # Same labels for every row (a wider label would widen the window when a row is picked):
+        # the tooltip says where it runs; Download… stands in for Open folder until a copy is here.
+        self.evaluate_button.setToolTip(
+            f"Evaluate on {row.cluster}, where the result is (a SLURM job)"
+            if on_cluster and row is not None
+            else EVALUATE_TIP
+        )
         clusters = self._clusters
         downloading = row is not None and clusters is not None and clusters.downloads.is_running(row.job_id)
-        self.download_button.setEnabled(on_cluster and clusters is not None and not downloading)
+        fetch = on_cluster and clusters is not None and not here
+        self.download_button.setVisible(fetch)
+        self.open_button.setVisible(not fetch)
+        self.download_button.setEnabled(fetch and not downloading)
         self.delete_button.setEnabled(row is not None)
         self.plan_button.setEnabled(here)
         if row is not None:
