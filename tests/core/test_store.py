@@ -176,6 +176,9 @@ while not go.exists():
     time.sleep(0.001)
 for i in range(count):
     repo.create(JobSpec(name=f"{tag}-{i}", argv=("true",)))
+    # A breath between writes, as a real app or CLI takes: SQLite's lock is not fair, and a writer
+    # in a tight loop takes it again before the other's busy handler wakes (no overlap to prove).
+    time.sleep(0.0005)
 """
 
 
