@@ -130,6 +130,11 @@ class PipelineMemory:
         return step.index(max(step))
 
 
+def node_tp_degrees(arch: Architecture, gpus_per_node: int) -> list[int]:
+    """The tensor-parallel degrees one node can run (1, 2, 4, 8 up to its GPUs, dividing the heads)."""
+    return [tp for tp in TP_DEGREES if tp <= gpus_per_node and arch.num_heads % tp == 0] or [1]
+
+
 def pipeline_stages(
     weights: WeightBytes,
     arch: Architecture,
@@ -181,7 +186,7 @@ def pipeline_memory(
     the attention heads) at which every stage fits; None when none does."""
     if gpus_per_node < 1:
         raise ValueError("a node has at least one GPU")
-    degrees = [tp for tp in TP_DEGREES if tp <= gpus_per_node and arch.num_heads % tp == 0] or [1]
+    degrees = node_tp_degrees(arch, gpus_per_node)
     options = sorted(
         (pp * tp, pp, tp) for pp in range(2, min(max_stages, arch.num_layers) + 1) for tp in degrees
     )

@@ -20,6 +20,7 @@ from msquant_desktop.domain.pipeline import (
     PipelineMemory,
     Tandem,
     engine_sequences,
+    node_tp_degrees,
     pipeline_memory,
     tandem,
     virtual_engine_speed,
@@ -42,7 +43,6 @@ from msquant_desktop.domain.serving_memory import (
     DEFAULT_MAX_NUM_SEQS,
     GIB,
     PLAN_SCHEMES,
-    TP_DEGREES,
     Architecture,
     ReplicaMemory,
     WeightBytes,
@@ -240,20 +240,7 @@ class MemoryOptions:
 
 def node_tensor_parallel(arch: Architecture, gpus_per_node: int) -> int:
     """The largest tensor-parallel degree one node holds (1, 2, 4 or 8, dividing the heads)."""
-    degrees = [tp for tp in TP_DEGREES if tp <= gpus_per_node and arch.num_heads % tp == 0]
-    return degrees[-1] if degrees else 1
-
-
-def pipeline_report(
-    weights: WeightBytes,
-    arch: Architecture,
-    mem: ReplicaMemory,
-    kv_dtype: str,
-    gpus_per_node: int,
-    mean_context_tokens: float,
-) -> dict[str, Any] | None:
-    """`pipeline_plan`'s report alone."""
-    return pipeline_plan(weights, arch, mem, kv_dtype, gpus_per_node, mean_context_tokens)[1]
+    return node_tp_degrees(arch, gpus_per_node)[-1]
 
 
 def pipeline_plan(
@@ -393,7 +380,7 @@ def memory_report(
         "roofline_decode_tokens_per_s_batch1": speed.tokens_per_s(1),
         "roofline_alpha_s": speed.alpha_s,
         "roofline_beta_s": speed.beta_s,
-        "pipeline": pipeline_report(weights, arch, mem, opts.kv_dtype, opts.gpus_per_node, context / 2),
+        "pipeline": pipeline_plan(weights, arch, mem, opts.kv_dtype, opts.gpus_per_node, context / 2)[1],
     }
 
 
