@@ -124,10 +124,19 @@ class JobLauncher:
                 self._wanted.clear()
                 if self._stopping.is_set():
                     return
-                while not self._stopping.is_set() and self._launch_next(repo):
+                while not self._stopping.is_set() and self._launch_next_safely(repo):
                     self._stopping.wait(LAUNCH_SPACING_S)
         finally:
             repo.connection.close()
+
+    def _launch_next_safely(self, repo: JobRepository) -> bool:
+        """`_launch_next`, and the thread outlives whatever it raises: one launch going wrong in a
+        way nobody foresaw must not stop every later one until the app is restarted."""
+        try:
+            return self._launch_next(repo)
+        except Exception:  # logged whole; the job it concerned is settled in _start
+            log.exception("the job launcher hit an unexpected error; it goes on with the next job")
+            return False
 
     def _launch_next(self, repo: JobRepository) -> bool:
         """Claim and start one job; True when one was claimed (there may be more)."""
@@ -171,9 +180,31 @@ class JobLauncher:
             log.error("job %d: starting it failed: %s", record.id, exc)
             self._claimed(record.id)
             return
-        pidfd = os.pidfd_open(child.pid)
+        except Exception as exc:  # no supervisor was started: the claim must not stay STARTING
+            log.exception("job %d: starting it failed unexpectedly", record.id)
+            self._fail_claimed(repo, record.id, f"{type(exc).__name__}: {exc}")
+            return
+        try:
+            pidfd = os.pidfd_open(child.pid)
+        except OSError as exc:
+            # The supervisor runs and records its own start and end; without a pidfd this process
+            # cannot watch its exit, so it lets go of the pipes (as a closed app does) and the job is
+            # adopted from its run folder like any job this app did not start.
+            log.warning(
+                "job %d: cannot watch its supervisor (pid %d) directly: %s", record.id, child.pid, exc
+            )
+            _let_go(child)
+            self._claimed(record.id)
+            return
         spawned = Spawned(record.id, prepared.run_dir, child, identity.start_time(child.pid), pidfd)
         self._deliver(lambda: self._hand_over(spawned))
+
+    def _fail_claimed(self, repo: JobRepository, job_id: int, detail: str) -> None:
+        try:
+            lifecycle.fail_to_start(repo, job_id, detail)
+        except StoreError as exc:  # whoever looks next settles it (its claimer, this app, is alive)
+            log.error("job %d: recording its failed start failed: %s", job_id, exc)
+        self._claimed(job_id)
 
     def _claimed(self, job_id: int) -> None:
         def hand() -> None:
@@ -185,3 +216,12 @@ class JobLauncher:
     def _hand_over(self, spawned: Spawned) -> None:
         self.handed_over(spawned.job_id)
         self._on_spawned(spawned)
+
+
+def _let_go(child: subprocess.Popen[bytes]) -> None:
+    """Close this side of a supervisor's pipes without waiting for it: it keeps running, writes its
+    log to the run folder, and once it exits `subprocess` reaps it (a dropped running Popen is kept
+    in its list of children to reap)."""
+    for stream in (child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()

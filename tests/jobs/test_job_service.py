@@ -75,6 +75,51 @@ def test_a_supervisor_that_cannot_start_is_failed_to_start_as_in_the_cli(
     assert wait_final(qtbot, service, after.id).state is JobState.COMPLETED
 
 
+def test_an_unexpected_error_while_starting_fails_that_job_and_the_launcher_goes_on(
+    make_engine, qtbot, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A fault nobody foresaw (here: a bug raising RuntimeError in the launch preparation) ends the
+    claimed job FAILED_TO_START with the error's words; it never stays STARTING, and the launcher
+    thread lives on to start the next job."""
+    import msquant_desktop.services.job_lifecycle as lifecycle
+
+    real_prepare = lifecycle.prepare_launch
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the launch preparation")
+
+    monkeypatch.setattr(lifecycle, "prepare_launch", broken)
+    service = make_engine()
+    record = service.submit(JobSpec(name="never runs", argv=("true",)))
+    final = wait_final(qtbot, service, record.id)
+    assert final.state is JobState.FAILED_TO_START
+    assert final.reason.endswith("RuntimeError: a bug in the launch preparation"), final.reason
+    monkeypatch.setattr(lifecycle, "prepare_launch", real_prepare)
+    after = service.submit(JobSpec(name="next", argv=("true",)))
+    assert wait_final(qtbot, service, after.id).state is JobState.COMPLETED
+
+
+def test_a_supervisor_the_app_cannot_watch_directly_is_adopted(make_engine, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """pidfd_open refused (an old kernel, a sandbox's seccomp filter): the supervisor already runs,
+    so the job is followed from its run folder as an adopted job, its log and its end included."""
+    import msquant_desktop.services.job_launcher as launcher
+
+    def refused(pid: int) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(launcher.os, "pidfd_open", refused)
+    service = make_engine()
+    texts: list[str] = []
+    service.sig_log_text.connect(lambda j, t, e: texts.append(t))
+    script = "import time; print('first', flush=True); time.sleep(1.5); print('second', flush=True)"
+    record = service.submit(JobSpec(name="watched from its folder", argv=(sys.executable, "-c", script)))
+    final = wait_final(qtbot, service, record.id)
+    assert final.state is JobState.COMPLETED and final.exit_code == 0
+    lines, _hidden = service.log_tail(record.id, 10)
+    assert [text for text, _err in lines] == ["first", "second"]
+    qtbot.waitUntil(lambda: "second" in "".join(texts))  # shown live, from the log file
+
+
 def test_cancel_stops_the_tree_and_delete_is_refused_while_running(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
     service = make_engine(grace=0.5)
     script = "import signal, subprocess, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); subprocess.Popen(['setsid', 'sleep', '300']); print('up', flush=True); time.sleep(300)"
