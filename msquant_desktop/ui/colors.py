@@ -10,7 +10,8 @@ and tests use (the desktop's own palette is used as it is).
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap
 
 MIN_CONTRAST = 4.5
 
@@ -110,3 +111,27 @@ def dark_palette() -> QPalette:
     for role in (roles.Text, roles.WindowText, roles.ButtonText):
         palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7d8087"))
     return palette
+
+
+def chevrons_icon(palette: QPalette, size: int = 16) -> QIcon:
+    """A "»" for a toolbar's overflow button in the palette's button text colour: the style's own
+    image is a fixed mid grey (1.6:1 on a dark toolbar), this one has the text's contrast."""
+    icon = QIcon()
+    for mode, group in (
+        (QIcon.Mode.Normal, QPalette.ColorGroup.Active),
+        (QIcon.Mode.Disabled, QPalette.ColorGroup.Disabled),
+    ):
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(palette.color(group, QPalette.ColorRole.ButtonText), 1.6)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        painter.setPen(pen)
+        for left in (0.28 * size, 0.52 * size):
+            top, mid, bottom = 0.3 * size, 0.5 * size, 0.7 * size
+            painter.drawPolyline([QPointF(left, top), QPointF(left + 0.2 * size, mid), QPointF(left, bottom)])
+        painter.end()
+        icon.addPixmap(pixmap, mode)
+    return icon

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QTableView,
     QTabWidget,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -41,6 +42,7 @@ from msquant_desktop.services.desktop_session import DesktopNotifier
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.services.protocols import SettingsSource
 from msquant_desktop.store import StoreError
+from msquant_desktop.ui.colors import chevrons_icon
 from msquant_desktop.ui.empty_state import EmptyState
 from msquant_desktop.ui.jobs.details import JobDetails
 from msquant_desktop.ui.jobs.new_command_dialog import NewCommandDialog
@@ -56,6 +58,30 @@ from msquant_desktop.ui.jobs.table_model import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class LegibleToolBar(QToolBar):
+    """A toolbar whose overflow button ("»", shown when the window is too narrow for every action)
+    is drawn in the palette's text colour, so it can be found on a dark palette too."""
+
+    EXTENSION_BUTTON = "qt_toolbar_ext_button"  # Qt's own object name for it (qtoolbarextension.cpp)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fit_extension_button()
+
+    def changeEvent(self, event: QEvent) -> None:  # Qt override
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self._fit_extension_button()
+
+    def extension_button(self) -> QToolButton | None:
+        return self.findChild(QToolButton, self.EXTENSION_BUTTON)
+
+    def _fit_extension_button(self) -> None:
+        button = self.extension_button()
+        if button is not None:
+            button.setIcon(chevrons_icon(self.palette()))
 
 
 class JobsTab(QWidget):
@@ -109,7 +135,7 @@ class JobsTab(QWidget):
         self.details.log_view.sig_open_full_log.connect(self.open_full_log)
         self.details.sig_record_shown.connect(self._update_actions)
 
-        self.toolbar = QToolBar()
+        self.toolbar = LegibleToolBar()
         self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.new_action = self._action("New command job…", self.new_command_job)
         self.cancel_action = self._action("Cancel", self.cancel_selected)

@@ -74,3 +74,32 @@ def test_plots_follow_the_palette(qapp, qtbot) -> None:  # type: ignore[no-untyp
     text = dark_palette().color(QPalette.ColorRole.Text)
     assert text.name() in plots.host_plot.titleLabel.item.toHtml().lower()
     assert plots.host_plot.getAxis("left").textPen().color() == text
+
+
+def test_the_toolbar_overflow_button_is_legible_on_both_palettes(qapp, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The Jobs toolbar folds its actions into "»" in a narrow window; Qt's own image for that button
+    is a fixed grey, 1.5:1 on the dark palette's window colour.  Measured on the pixels drawn."""
+    from PySide6.QtGui import QAction, QIcon
+
+    from msquant_desktop.ui.jobs_tab import LegibleToolBar
+
+    def ink_contrast(toolbar: LegibleToolBar, palette: QPalette) -> float:
+        button = toolbar.extension_button()
+        assert button is not None
+        image = button.icon().pixmap(16, 16, QIcon.Mode.Normal).toImage()
+        pixels = [image.pixelColor(x, y) for x in range(image.width()) for y in range(image.height())]
+        inked = [c for c in pixels if c.alpha() > 200]
+        assert inked, "nothing drawn"
+        window = palette.color(QPalette.ColorRole.Window)
+        return max(contrast_ratio(QColor(c.red(), c.green(), c.blue()), window) for c in inked)
+
+    for _name, palette in _palettes(qapp):
+        toolbar = LegibleToolBar()
+        qtbot.addWidget(toolbar)
+        toolbar.setPalette(palette)
+        for i in range(12):
+            toolbar.addAction(QAction(f"A rather long action {i}", toolbar))
+        toolbar.resize(200, 40)
+        toolbar.show()
+        qtbot.waitExposed(toolbar)
+        assert ink_contrast(toolbar, palette) >= MIN_CONTRAST
