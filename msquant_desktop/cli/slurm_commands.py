@@ -9,6 +9,7 @@ never reached the cluster can be cancelled or forgotten here.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 import time
@@ -22,7 +23,13 @@ from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission, sbatch
 from msquant_desktop.services import cluster_jobs
 from msquant_desktop.services.job_json import SCHEMA_VERSION, envelope, job_json
 from msquant_desktop.slurm.client import SlurmClient, SlurmError
-from msquant_desktop.slurm.connection import SshConnection, SshError, UnknownHostKey, target_for_profile
+from msquant_desktop.slurm.connection import (
+    PassphraseRequired,
+    SshConnection,
+    SshError,
+    UnknownHostKey,
+    target_for_profile,
+)
 from msquant_desktop.slurm.profiles import ProfileError, load_profiles
 from msquant_desktop.slurm.script import RemotePaths, ScriptError
 from msquant_desktop.store import JobRepository
@@ -43,9 +50,59 @@ def _profile(args: argparse.Namespace, ctx: CliContext, name: str) -> ClusterPro
     raise ProfileError(f"no cluster named {name!r} in {args.clusters or ctx.paths.clusters_file}")
 
 
+PASSPHRASE_TRIES = 3
+"""As ssh's NumberOfPasswordPrompts: three tries, then the key's error."""
+
+_typed: list[str] = []
+"""The passphrase typed in this process (memory only): a command that opens several connections
+asks once, as an ssh-agent would spare it."""
+
+
+def _on_a_terminal() -> bool:
+    """A person can be asked: there is a controlling terminal (getpass reads /dev/tty, as ssh does)."""
+    try:
+        with open("/dev/tty", "rb"):
+            return True
+    except OSError:
+        return False
+
+
+def connect(profile: ClusterProfile) -> tuple[SshConnection, float]:
+    """Connect as `ssh` does: the agent's keys, then the key files (a keyring entry unlocks an
+    encrypted one); a key still locked is asked for on the terminal ("Enter passphrase for key
+    '...':", three tries), and with no terminal the error says how to make it usable (ssh-add,
+    keyring).  Returns the connection and the seconds it took."""
+    target = target_for_profile(profile)
+    passphrase = _typed[-1] if _typed else None
+    tries = 0
+    while True:
+        connection = SshConnection(target, passphrase)
+        try:
+            return connection, connection.connect()
+        except PassphraseRequired as exc:
+            key = exc.key_path or "KEY"
+            if tries >= PASSPHRASE_TRIES:
+                raise
+            if not _on_a_terminal():
+                raise PassphraseRequired(
+                    f"{exc}; no terminal to ask on: add the key to ssh-agent (ssh-add {key}) or store "
+                    f"its passphrase (keyring set msquant-desktop ssh-key:{key})",
+                    exc.key_path,
+                ) from None
+            if passphrase is not None:
+                print(f"{profile.name}: {exc}", file=sys.stderr)
+            tries += 1
+            try:
+                passphrase = getpass.getpass(f"Enter passphrase for key '{key}': ")
+            except (EOFError, KeyboardInterrupt):  # Ctrl-D / Ctrl-C at the prompt
+                passphrase = ""
+            if not passphrase:
+                raise PassphraseRequired(f"{exc}; no passphrase given", exc.key_path) from None
+            _typed[:] = [passphrase]
+
+
 def _client(profile: ClusterProfile) -> SlurmClient:
-    connection = SshConnection(target_for_profile(profile))
-    connection.connect()
+    connection, _seconds = connect(profile)
     return SlurmClient(profile, connection)
 
 
@@ -64,8 +121,7 @@ def cmd_clusters(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_test(args: argparse.Namespace, ctx: CliContext) -> int:
     profile = _profile(args, ctx, args.cluster)
-    connection = SshConnection(target_for_profile(profile))
-    seconds = connection.connect()
+    connection, seconds = connect(profile)
     client = SlurmClient(profile, connection)
     version = client.version()
     print(

@@ -29,7 +29,7 @@ from pathlib import Path
 from msquant_desktop.domain.jobs import JobKind, JobRecord, JobState
 from msquant_desktop.domain.results import LOCAL_COPY_KEY, local_copy_of
 from msquant_desktop.domain.slurm import reconnect_delay
-from msquant_desktop.slurm.connection import SshConnection, SshError
+from msquant_desktop.slurm.connection import NEEDS_THE_USER, SshConnection, SshError
 from msquant_desktop.slurm.remote_tools import CHUNK, RemoteFile, fetch_file, list_tree
 from msquant_desktop.store import JobRepository
 
@@ -261,6 +261,8 @@ def download_result(
                 raise DownloadError(f"{source.label} holds no files")
             _copy(connection, source, dest, files, tally, chunk)
             break
+        except NEEDS_THE_USER as exc:  # a reconnect cannot mend it
+            raise DownloadError(f"download of {source.label} cannot start: {exc}") from exc
         except (SshError, EOFError) as exc:
             failures += 1
             if failures > retries:

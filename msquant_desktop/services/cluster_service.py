@@ -142,7 +142,9 @@ class ClusterService(QObject):
         self._check_tokens = 0
         self._cancel_sent: set[int] = set()
         """CANCELLING jobs whose scancel this run has sent (others, e.g. from an earlier run, get one)."""
-        self.downloads = ResultDownloads(self._repo, self.profile, ssh_config, self)
+        self._passphrases: dict[str, str] = {}
+        """What the user typed for a cluster's key (memory only), lent to its downloads."""
+        self.downloads = ResultDownloads(self._repo, self.profile, ssh_config, self, self._passphrases.get)
         """Cluster results copied here (each on its own thread and connection)."""
         self.downloads.sig_job_changed.connect(self.sig_job_changed)
         self.profile_error: str | None = None
@@ -368,6 +370,10 @@ class ClusterService(QObject):
         self._clusters[name].handle.req_gpus.emit()
 
     def provide_passphrase(self, name: str, passphrase: str) -> None:
+        if passphrase:
+            self._passphrases[name] = passphrase
+        else:
+            self._passphrases.pop(name, None)
         self._clusters[name].handle.req_passphrase.emit(passphrase)
 
     def accept_host_key(self, name: str, host_label: str, key_type: str, key_base64: str) -> None:

@@ -44,8 +44,7 @@ from msquant_desktop.slurm.client import (
     TrackedJob,
 )
 from msquant_desktop.slurm.connection import (
-    HostKeyChanged,
-    HostKeyRevoked,
+    HOST_KEY_PROBLEMS,
     PassphraseRequired,
     SshConnection,
     SshError,
@@ -57,8 +56,6 @@ from msquant_desktop.slurm.script import RemotePaths
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-HOST_KEY_PROBLEMS = (HostKeyChanged, HostKeyRevoked, UnknownHostKey)
-"""Connection failures that wait for the user (never retried on a timer)."""
 STEP_ACK_TIMEOUT_S = 30.0
 """How long a submission waits for the main thread to store its next step before giving up (not sent)."""
 

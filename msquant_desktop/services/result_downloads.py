@@ -27,7 +27,7 @@ from msquant_desktop.services.cluster_download import (
     record_local_copy,
     source_of,
 )
-from msquant_desktop.slurm.connection import SshConnection, target_for_profile
+from msquant_desktop.slurm.connection import PassphraseRequired, SshConnection, target_for_profile
 from msquant_desktop.store import JobRepository
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,14 @@ class ResultDownloads(QObject):
         profile_of: Callable[[str], ClusterProfile],
         ssh_config: Path | None = None,
         parent: QObject | None = None,
+        passphrase_of: Callable[[str], str | None] = lambda _cluster: None,
     ) -> None:
         super().__init__(parent)
         self._repo = repo
         self._profile_of = profile_of
         self._ssh_config = ssh_config
+        self._passphrase_of = passphrase_of
+        """The passphrase the user gave the Clusters tab for that cluster's key (never asked here)."""
         self._running: dict[int, threading.Event] = {}
         self._sig_ended.connect(self._on_ended)
 
@@ -76,9 +79,17 @@ class ResultDownloads(QObject):
         self._running[job_id] = cancel
         last = [0.0]
 
+        passphrase = self._passphrase_of(source.cluster)
+
         def connect() -> SshConnection:
-            connection = SshConnection(target_for_profile(profile, ssh_config))
-            connection.connect()
+            connection = SshConnection(target_for_profile(profile, ssh_config), passphrase)
+            try:
+                connection.connect()
+            except PassphraseRequired as exc:
+                raise PassphraseRequired(
+                    f"{exc}: Test connection on the Clusters tab asks for it once for this session",
+                    exc.key_path,
+                ) from None
             return connection
 
         def progress(p: DownloadProgress) -> None:

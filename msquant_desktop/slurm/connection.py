@@ -121,6 +121,18 @@ class HostKeyRevoked(HostKeyChanged):
 class PassphraseRequired(SshError):
     """The private key is encrypted: ask the user (or the keyring) and connect again with it."""
 
+    def __init__(self, line: str, key_path: str = "") -> None:
+        super().__init__(line)
+        self.key_path = key_path
+        """The locked key file ("" when not known), for a prompt that names it as ssh does."""
+
+
+HOST_KEY_PROBLEMS: tuple[type[SshError], ...] = (HostKeyChanged, HostKeyRevoked, UnknownHostKey)
+"""Connection failures that wait for the user (never retried on a timer)."""
+
+NEEDS_THE_USER: tuple[type[SshError], ...] = (*HOST_KEY_PROBLEMS, PassphraseRequired)
+"""Failures no reconnect can mend: a host key to confirm or a key to unlock."""
+
 
 def fingerprint_sha256(key: paramiko.PKey) -> str:
     """`SHA256:...` as OpenSSH prints it."""
@@ -301,10 +313,10 @@ def _load_key(path: str, passphrase: str | None) -> paramiko.PKey:
         return paramiko.PKey.from_path(path, secret)  # type: ignore[arg-type]
     except (paramiko.PasswordRequiredException, TypeError) as exc:
         # TypeError: cryptography's way of saying "encrypted, no password given" for OpenSSH keys.
-        raise PassphraseRequired(f"the key {path} is encrypted: a passphrase is needed") from exc
+        raise PassphraseRequired(f"the key {path} is encrypted: a passphrase is needed", path) from exc
     except ValueError as exc:
         if passphrase:
-            raise PassphraseRequired(f"the passphrase for {path} was not accepted") from exc
+            raise PassphraseRequired(f"the passphrase for {path} was not accepted", path) from exc
         raise SshError(f"cannot read the SSH key {path}: {exc}") from exc
     except (OSError, paramiko.SSHException) as exc:
         raise SshError(f"cannot read the SSH key {path}: {exc}") from exc

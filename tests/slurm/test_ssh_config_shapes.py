@@ -9,9 +9,12 @@ connects directly is seen, not assumed.  The agent is a real `ssh-agent` started
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,6 +31,7 @@ from msquant_desktop.slurm.connection import (
     resolve_target,
 )
 from msquant_desktop.slurm.ssh_config import Resolver
+from tests.conftest import run_cli_argv
 
 pytestmark = [
     pytest.mark.slurm,
@@ -147,8 +151,8 @@ def ssh_home(testbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SshHom
 
 
 @pytest.fixture
-def agent(ssh_home: SshHome, tmp_path: Path) -> Iterator[Path]:
-    """A real ssh-agent holding the encrypted ~/.ssh/locked_key, added with its passphrase once."""
+def locked_key(ssh_home: SshHome) -> Path:
+    """~/.ssh/locked_key: the cluster's key, encrypted with PASSPHRASE (the `agent-key` alias's)."""
     locked = ssh_home.dot_ssh / "locked_key"
     shutil.copyfile(ssh_home.dot_ssh / "cluster_key", locked)
     locked.chmod(0o600)
@@ -157,6 +161,13 @@ def agent(ssh_home: SshHome, tmp_path: Path) -> Iterator[Path]:
         ["ssh-keygen", "-y", "-P", PASSPHRASE, "-f", str(locked)], check=True, capture_output=True, text=True
     ).stdout
     locked.with_name("locked_key.pub").write_text(pub)
+    return locked
+
+
+@pytest.fixture
+def agent(locked_key: Path, tmp_path: Path) -> Iterator[Path]:
+    """A real ssh-agent holding the encrypted ~/.ssh/locked_key, added with its passphrase once."""
+    locked = locked_key
     sock = tmp_path / "agent.sock"
     process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
     try:
@@ -339,3 +350,112 @@ def test_a_failing_proxycommand_says_why(tmp_path: Path) -> None:
     )
     with pytest.raises(SshError, match=r"the ProxyCommand exited 3: jump host down\)$"):
         SshConnection(resolve_target("behind", ssh_config=config)).connect()
+
+
+def _on_a_terminal(argv: list[str], answers: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run `argv` with a pseudo-terminal as its controlling terminal, as a person at a shell does,
+    typing each answer once one more "Enter passphrase" prompt is on the screen (getpass flushes
+    what was typed before it asked).  Its exit status and what it showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once
+        os.execvpe(argv[0], argv, os.environ)
+    screen, pending, deadline = "", list(answers), time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: the child closed the terminal (it exited)
+                    break
+                if not data:
+                    break
+                screen += data.decode(errors="replace").replace("\r", "")
+            if pending and screen.count("Enter passphrase") == len(answers) - len(pending) + 1:
+                os.write(fd, (pending.pop(0) + "\n").encode())
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), screen
+
+
+def _locked_key_cluster(ssh_home: SshHome, tmp_path: Path) -> Path:
+    """A clusters.yaml whose cluster is the `agent-key` alias (its only key is ~/.ssh/locked_key)."""
+    from msquant_desktop.slurm.profiles import save_profiles
+
+    bed = ssh_home.testbed
+    profile = replace(
+        bed.profile(ssh_home.dot_ssh / "known_hosts", host="agent-key", port=None, ssh_key_path=None),
+        known_hosts=None,
+    )  # type: ignore[attr-defined]
+    clusters = tmp_path / "clusters.yaml"
+    save_profiles(clusters, [profile])
+    return clusters
+
+
+def test_the_cli_asks_for_a_locked_keys_passphrase_on_the_terminal_as_ssh_does(
+    ssh_home: SshHome, locked_key: Path, tmp_path: Path
+) -> None:
+    """No agent, no keyring: on a terminal the CLI asks "Enter passphrase for key '...':" (three
+    tries, a wrong one said); with no terminal (a script, cron) one line says how to unlock it."""
+    clusters = _locked_key_cluster(ssh_home, tmp_path)
+    argv = [
+        *run_cli_argv("--data-dir", str(tmp_path / "data")),
+        "slurm",
+        "test",
+        "testbed",
+        "--clusters",
+        str(clusters),
+    ]
+    # No controlling terminal: a new session, stdin from /dev/null.
+    done = subprocess.run(
+        argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, start_new_session=True, timeout=60
+    )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"the key {locked_key} is encrypted" in lines[0]
+    assert f"no terminal to ask on: add the key to ssh-agent (ssh-add {locked_key})" in lines[0]
+    # On a terminal: a wrong passphrase, then the right one, each typed once its prompt is shown.
+    code, screen = _on_a_terminal(argv, ["not it", PASSPHRASE])
+    assert code == 0, screen
+    assert screen.count(f"Enter passphrase for key '{locked_key}': ") == 2, screen
+    assert f"testbed: the passphrase for {locked_key} was not accepted" in screen
+    assert "testbed: connected in" in screen and PASSPHRASE not in screen  # never echoed
+
+
+def test_a_download_uses_the_passphrase_given_to_the_clusters_tab(
+    qtbot, ssh_home: SshHome, locked_key: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Results' Download… opens its own connection: it borrows the passphrase the user typed for
+    that cluster (memory only), and without one it stops at once with one line (no retries)."""
+    from msquant_desktop.domain.jobs import JobKind, JobSpec, JobState, JobTarget
+    from msquant_desktop.services.cluster_service import ClusterService
+    from msquant_desktop.store import JobRepository, connect
+
+    bed = ssh_home.testbed
+    remote = Path(tempfile.mkdtemp(prefix="locked-dl-", dir=bed.workspace))  # type: ignore[attr-defined]
+    (remote / "model.safetensors").write_bytes(b"weights" * 1000)
+    subprocess.run(["chown", "-R", bed.user, str(remote)], check=True)  # type: ignore[attr-defined]
+    clusters = _locked_key_cluster(ssh_home, tmp_path)
+    conn = connect(tmp_path / "db.sqlite3")
+    repo = JobRepository(conn)
+    spec = JobSpec(name="q", argv=("true",), kind=JobKind.QUANTIZE, target=JobTarget.SLURM, cluster="testbed")
+    job = repo.create(spec, JobState.COMPLETED, "a quantization on the cluster, finished")
+    repo.update(job.id, result={"output": str(remote)})
+    service = ClusterService(conn, tmp_path / "runs", clusters, ssh_home.config)
+    ended: list[tuple[int, str]] = []
+    service.downloads.sig_finished.connect(lambda job_id, why: ended.append((job_id, why)))
+    try:
+        service.downloads.start(job.id, tmp_path / "here")
+        qtbot.waitUntil(lambda: len(ended) == 1, timeout=30_000)
+        assert ended[0][1].endswith("Test connection on the Clusters tab asks for it once for this session")
+        assert "resuming" not in ended[0][1]
+        service.provide_passphrase("testbed", PASSPHRASE)
+        service.downloads.start(job.id, tmp_path / "here")
+        qtbot.waitUntil(lambda: len(ended) == 2, timeout=30_000)
+        assert ended[1] == (job.id, "")
+        assert (tmp_path / "here" / "model.safetensors").read_bytes() == b"weights" * 1000
+    finally:
+        service.shutdown()
+        shutil.rmtree(remote, ignore_errors=True)

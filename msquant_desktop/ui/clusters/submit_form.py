@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from msquant_desktop.domain.slurm import ClusterProfile, SlurmSubmission
+from msquant_desktop.ui.colors import ERROR, text_style
 
 REPO_MODE = "Project repository at a commit"
 COMMAND_MODE = "Command only (no repository)"
@@ -126,7 +127,7 @@ class SubmitForm(QWidget):
         self._rendered: tuple[SlurmSubmission, str] | None = None  # the last preview shown, unedited
         self.problem = QLabel()
         self.problem.setWordWrap(True)
-        self.problem.setStyleSheet("color: #c0392b")
+        self.problem.setStyleSheet(text_style(ERROR, self.palette()))
         self.problem.setVisible(False)
         buttons = QHBoxLayout()
         buttons.addStretch(1)

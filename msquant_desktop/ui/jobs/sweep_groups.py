@@ -27,17 +27,17 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QFont
 
 from msquant_desktop.domain.jobs import JobState, JobSummary
 from msquant_desktop.domain.slurm import map_slurm_state
 from msquant_desktop.ui.jobs.table_model import (
     HEADERS,
     JOB_ID_ROLE,
-    STATE_COLORS,
     Column,
     JobsTableModel,
     state_icon,
+    state_text_color,
 )
 
 Index = QModelIndex | QPersistentModelIndex
@@ -402,7 +402,7 @@ class SweepGroupingProxy(QAbstractProxyModel):
         if column is Column.STATUS and role == Qt.ItemDataRole.DecorationRole:
             return state_icon(state)
         if column is Column.STATUS and role == Qt.ItemDataRole.ForegroundRole:
-            return QColor(STATE_COLORS[state])
+            return state_text_color(state)
         return None
 
     def _head_data(self, sweep_id: str, column: Column, role: int) -> Any:
@@ -423,7 +423,7 @@ class SweepGroupingProxy(QAbstractProxyModel):
         if role == Qt.ItemDataRole.DecorationRole and column is Column.STATUS:
             return state_icon(counts.state)
         if role == Qt.ItemDataRole.ForegroundRole and column is Column.STATUS:
-            return QColor(STATE_COLORS[counts.state])
+            return state_text_color(counts.state)
         if role == Qt.ItemDataRole.FontRole:
             font = QFont()
             font.setBold(True)

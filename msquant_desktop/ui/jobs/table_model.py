@@ -77,6 +77,11 @@ def state_label(state: JobState) -> str:
 _icons: dict[JobState, QIcon] = {}
 
 
+def state_text_color(state: JobState) -> QColor:
+    """The state's colour as text: its hue, readable (4.5:1) on the application's palette."""
+    return readable(QColor(STATE_COLORS[state]), QGuiApplication.palette())
+
+
 def state_icon(state: JobState) -> QIcon:
     """A small filled dot (ring for queued) in the state's colour."""
     if state not in _icons:
@@ -310,7 +315,7 @@ class JobsTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DecorationRole:
                 return state_icon(record.state)
             if role == Qt.ItemDataRole.ForegroundRole:
-                return readable(QColor(STATE_COLORS[record.state]), QGuiApplication.palette())
+                return state_text_color(record.state)
         if role == Qt.ItemDataRole.ToolTipRole:
             if column is Column.PROGRESS:
                 value = self._progress.get(record.id)

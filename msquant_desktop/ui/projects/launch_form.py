@@ -44,7 +44,7 @@ from msquant_desktop.domain.projects import (
     parse_override_lines,
     split_prefill,
 )
-from msquant_desktop.ui.colors import ERROR, WARNING, text_style
+from msquant_desktop.ui.colors import ERROR, MUTED, WARNING, text_style
 
 CLUSTER_UNAVAILABLE_TIP = (
     "No cluster service in this build yet: cluster launches arrive with the Clusters tab."
@@ -118,7 +118,7 @@ class LaunchForm(QWidget):
         self.free_lines.setFixedHeight(72)
         self.overrides_hint = QLabel(OVERRIDES_HINT)
         self.overrides_hint.setWordWrap(False)  # (wrapped, a form row gets spare height around it)
-        self.overrides_hint.setStyleSheet("color: palette(mid);")
+        self.overrides_hint.setStyleSheet(text_style(MUTED, self.palette()))
         self.multirun_check = QCheckBox("Multirun (--multirun): a sweep, with the config's own sweeper")
         self.multirun_check.setToolTip(
             "Sweep values (a=1,2) run as one job per combination; a config with an optimizing sweeper "

@@ -26,11 +26,10 @@ from msquant_desktop.domain.quantize import QuantizeRequest
 from msquant_desktop.services.cluster_quantize import ClusterResources, PreparedJob, gpu_memory_check
 from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.slurm.gpus import GpuView
+from msquant_desktop.ui.colors import ERROR, WARNING, text_style
 
 LOCAL = "This computer"
 CHECK_DELAY_MS = 600
-ERROR_STYLE = "color: #b00020;"
-WARNING_STYLE = "color: #a15c00;"
 
 
 class ClusterTarget(QWidget):
@@ -206,7 +205,7 @@ class ClusterTarget(QWidget):
         try:
             self._token = self._ask(self._clusters, cluster, request)
         except ValueError as exc:  # no Python set, unknown cluster
-            self._show_status(str(exc), ERROR_STYLE)
+            self._show_status(str(exc), text_style(ERROR, self.palette()))
             return
         self._pending_key = self._key(self._request)
         self._show_status(f"Asking {cluster} about its Python and the paths…", "")
@@ -224,7 +223,7 @@ class ClusterTarget(QWidget):
             self._show_memory(answer)
         else:
             self.prepared = None
-            self._show_status(str(answer), ERROR_STYLE)
+            self._show_status(str(answer), text_style(ERROR, self.palette()))
         self.sig_changed.emit()
 
     def _show_memory(self, prepared: PreparedJob) -> None:
@@ -241,7 +240,7 @@ class ClusterTarget(QWidget):
             text += f" The roomiest {res.gpu_type} node has {ram / 1024:.1f} GiB of RAM free."
             fits = fits and ram * 1024 * 1024 >= weights
         self.memory_label.setText(("" if fits else "⚠ ") + text)
-        self.memory_label.setStyleSheet("" if fits else WARNING_STYLE)
+        self.memory_label.setStyleSheet("" if fits else text_style(WARNING, self.palette()))
 
     def _show_status(self, text: str, style: str) -> None:
         self.status_label.setText(text)

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
 from msquant_desktop.domain.evaluate import DEFAULT_SEQ_LEN, MIN_SEQ_LEN, EvaluateRequest
 from msquant_desktop.domain.quantize import RECIPE_SCHEME, SCHEMES, QuantizeRequest
 from msquant_desktop.services.quantize_service import CheckOutcome, QuantizeService
+from msquant_desktop.ui.colors import ERROR, text_style
 from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
 CHECK_DELAY_MS = 250
 DEFAULT_SCHEMES = ("W8A16", "W4A16")
-ERROR_STYLE = "color: #b00020;"
 
 
 class CompareSchemesDialog(QDialog):
@@ -82,7 +82,7 @@ class CompareSchemesDialog(QDialog):
         self.text_note.setEnabled(False)
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
-        self.problems_label.setStyleSheet(ERROR_STYLE)
+        self.problems_label.setStyleSheet(text_style(ERROR, self.palette()))
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problems_label.hide()
         self.worker_label = QLabel("Looking for a Python with llmcompressor…")
@@ -204,7 +204,7 @@ class CompareSchemesDialog(QDialog):
         worker = self._service.worker
         if worker is not None:
             self.worker_label.setText(worker.message)
-            self.worker_label.setStyleSheet("" if worker.available else ERROR_STYLE)
+            self.worker_label.setStyleSheet("" if worker.available else text_style(ERROR, self.palette()))
         outcomes = self._outcomes
         ok = (
             bool(outcomes)

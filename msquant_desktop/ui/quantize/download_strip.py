@@ -10,8 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 from msquant_desktop.domain.quantize import human_bytes
 from msquant_desktop.services.cluster_download import DownloadProgress
 from msquant_desktop.services.result_downloads import ResultDownloads
-
-ERROR_STYLE = "color: #b00020;"
+from msquant_desktop.ui.colors import ERROR, text_style
 
 
 def progress_text(p: DownloadProgress) -> str:
@@ -63,7 +62,7 @@ class DownloadStrip(QWidget):
         self.job_id = None
         self.title_label.setText("Download")
         self.bar.hide()
-        self._ended(line, ERROR_STYLE)
+        self._ended(line, text_style(ERROR, self.palette()))
 
     @Slot()
     def cancel(self) -> None:
@@ -90,7 +89,7 @@ class DownloadStrip(QWidget):
             return
         if problem:
             self.title_label.setText(f"Download of {self._what} stopped")
-            self._ended(problem, ERROR_STYLE)
+            self._ended(problem, text_style(ERROR, self.palette()))
         else:
             self.title_label.setText(f"Downloaded {self._what}")
             self.bar.setValue(1000)

@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 from msquant_desktop.domain.evaluate import DEFAULT_SEQ_LEN, MIN_SEQ_LEN, EvaluateRequest
 from msquant_desktop.services.cluster_service import ClusterService
 from msquant_desktop.services.quantize_service import QuantizeService
-from msquant_desktop.ui.quantize.compare_dialog import CHECK_DELAY_MS, ERROR_STYLE, form_row
+from msquant_desktop.ui.colors import ERROR, text_style
+from msquant_desktop.ui.quantize.compare_dialog import CHECK_DELAY_MS, form_row
 from msquant_desktop.ui.quantize.evaluate_target import EvaluateTarget
 from msquant_desktop.ui.quantize.hf_cache_picker import HfCachePicker
 
@@ -79,7 +80,7 @@ class EvaluateDialog(QDialog):
         self.speed_box.setChecked(True)
         self.problems_label = QLabel()
         self.problems_label.setWordWrap(True)
-        self.problems_label.setStyleSheet(ERROR_STYLE)
+        self.problems_label.setStyleSheet(text_style(ERROR, self.palette()))
         self.problems_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.problems_label.hide()
         self.worker_label = QLabel("Looking for a Python with llmcompressor…")
@@ -209,7 +210,7 @@ class EvaluateDialog(QDialog):
         worker = self._service.worker
         if worker is not None:
             self.worker_label.setText(worker.message)
-            self.worker_label.setStyleSheet("" if worker.available else ERROR_STYLE)
+            self.worker_label.setStyleSheet("" if worker.available else text_style(ERROR, self.palette()))
         checked = self._checked
         ok = checked is not None and not checked[1] and checked[0] == self.request()
         self.start_button.setEnabled(bool(ok and worker is not None and worker.available))
