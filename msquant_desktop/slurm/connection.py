@@ -543,9 +543,11 @@ class SshConnection:
         return sock
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
-        """Agent keys first, then the key files, as ssh does: an encrypted file whose key the agent
-        holds is never unlocked, so no passphrase is asked for; one is asked only when no other key
-        was accepted and an encrypted file is left to try."""
+        """Keys in ssh's order (sshconnect2.c, pubkey_prepare): the agent's copies of the configured
+        keys, then the agent's other keys (none under IdentitiesOnly), then the configured files.
+        So an agent full of other keys cannot use up the server's MaxAuthTries (6 by default) before
+        the configured key is offered; an encrypted file whose key the agent holds is never
+        unlocked, and a passphrase is asked only when no other key was accepted."""
         target = self.target
         errors: list[str] = []
         offered: set[bytes] = set()
@@ -558,7 +560,9 @@ class SshConnection:
         wanted = {blob for blob in map(_public_blob, files) if blob is not None}
         agent = _open_agent(target.identity_agent)
         try:
-            for agent_key in agent.get_keys() if agent is not None else ():
+            agent_keys = list(agent.get_keys()) if agent is not None else []
+            agent_keys.sort(key=lambda k: k.asbytes() not in wanted)  # stable: agent order within each
+            for agent_key in agent_keys:
                 blob = agent_key.asbytes()
                 if target.identities_only and blob not in wanted:
                     continue  # IdentitiesOnly: only the agent's copies of the configured keys

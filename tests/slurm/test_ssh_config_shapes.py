@@ -282,6 +282,31 @@ def test_an_encrypted_key_held_by_the_agent_needs_no_passphrase(
     assert connect_and_echo(target).endswith("ok")  # the agent's key, no passphrase asked
 
 
+def test_the_agents_copy_of_the_configured_key_goes_before_its_other_keys(
+    ssh_home: SshHome, agent: Path, locked_key: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As OpenSSH orders them: six other keys listed by the agent before the configured one would
+    use up sshd's MaxAuthTries (6) if they were offered first ("Too many authentication failures")."""
+    env = {**os.environ, "SSH_AUTH_SOCK": str(agent), "SSH_ASKPASS": str(tmp_path / "askpass.sh")}
+    env["SSH_ASKPASS_REQUIRE"] = "force"
+    subprocess.run(["ssh-add", "-D"], env=env, check=True, capture_output=True)
+    for i in range(6):
+        other = tmp_path / f"other_{i}"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        subprocess.run(["ssh-add", str(other)], env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-add", str(locked_key)], env=env, check=True, capture_output=True, stdin=subprocess.DEVNULL
+    )
+    listed = subprocess.run(["ssh-add", "-L"], env=env, check=True, capture_output=True, text=True).stdout
+    assert (
+        len(listed.splitlines()) == 7
+        and listed.splitlines()[-1].split()[1]
+        == locked_key.with_name("locked_key.pub").read_text().split()[1]
+    )
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(agent))
+    assert connect_and_echo(resolve_target("agent-key", ssh_config=ssh_home.config)).endswith("ok")
+
+
 def test_user_known_hosts_file_is_the_one_read(ssh_home: SshHome) -> None:
     bed = ssh_home.testbed
     other = ssh_home.home / "other"
