@@ -55,6 +55,22 @@ def job_cuda_env(slots: tuple[int, ...], inherited: str | None) -> dict[str, str
     return {CUDA_VISIBLE_DEVICES: ",".join(devices), CUDA_DEVICE_ORDER: PCI_BUS_ID}
 
 
+def device_labels(slots: tuple[int, ...], inherited: str | None) -> tuple[str, ...]:
+    """What CUDA and nvidia-smi call each slot here: its inherited CUDA_VISIBLE_DEVICES entry ("3",
+    "GPU-5d3c…"), or the slot's own number when nothing was inherited (slot 0 is GPU 0).  What the
+    Jobs table, a job's details and `jobs --json` show, so "3" there is the GPU nvidia-smi calls 3."""
+    entries = visible_entries(inherited)
+    if entries is None:
+        return tuple(str(slot) for slot in slots)
+    return tuple(entries[slot] if 0 <= slot < len(entries) else f"slot {slot}" for slot in slots)
+
+
+def short_label(label: str) -> str:
+    """A UUID entry cut to its first 8 hex digits for a narrow column ("GPU-5d3c0a6e…")."""
+    kind, _, rest = label.partition("-")
+    return f"{kind}-{rest[:8]}…" if kind in ("GPU", "MIG") and len(rest) > 8 else label
+
+
 def nvml_index(entry: str, nvml_uuids: tuple[str, ...]) -> int | None:
     """The NVML index an entry names: an index as it is, a GPU UUID (or a unique prefix of one, as
     CUDA accepts) by NVML's list; None for a MIG instance or a UUID that NVML does not list."""

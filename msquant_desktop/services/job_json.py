@@ -7,8 +7,10 @@ Every `--json` output is one object with `"schema": SCHEMA_VERSION` at its top (
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from msquant_desktop.domain.cuda_devices import CUDA_VISIBLE_DEVICES, device_labels
 from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobTarget
 from msquant_desktop.domain.json_contract import SCHEMA_VERSION, envelope
@@ -45,6 +47,7 @@ def job_json(r: JobRecord) -> dict[str, Any]:
         "after": list(after_ids(r.spec.meta)),
         "gpus_requested": r.spec.gpus,
         "gpus": list(r.gpu_indices),
+        "gpu_devices": list(device_labels(r.gpu_indices, os.environ.get(CUDA_VISIBLE_DEVICES))),
         "run_dir": r.run_dir,
         "slurm_job_id": r.slurm_job_id,
         "submit_step": r.result.get("submit_step") if slurm else None,

@@ -4,6 +4,7 @@ invalid-entry rule CUDA applies ("Devices after an invalid index are ignored")."
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,8 +12,10 @@ import time
 import pytest
 
 from msquant_desktop.domain.cuda_devices import (
+    device_labels,
     job_cuda_env,
     physical_gpus,
+    short_label,
     usable_gpu_count,
     visible_entries,
 )
@@ -69,6 +72,36 @@ def test_physical_gpus_by_index_and_uuid() -> None:
     assert physical_gpus((0, 1), None, ()) == (0, 1)
 
 
+def test_slots_are_named_as_cuda_and_nvidia_smi_name_them() -> None:
+    assert device_labels((0, 1), None) == ("0", "1")
+    assert device_labels((0,), "3") == ("3",)
+    assert device_labels((1, 0), f"{GPU_A},{GPU_B}") == (GPU_B, GPU_A)
+    assert device_labels((2,), "3") == ("slot 2",)  # never handed out; said, not guessed
+    assert short_label(GPU_A) == GPU_A[:12] + "…" and short_label("3") == "3"
+    assert short_label(MIG).startswith("MIG-") and len(short_label(MIG)) == 13
+
+
+def test_the_jobs_table_names_a_jobs_gpu_as_nvidia_smi_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from msquant_desktop.domain.jobs import JobKind, JobState, JobSummary, JobTarget
+    from msquant_desktop.ui.jobs import table_model
+
+    now = datetime.now(UTC)
+    summary = JobSummary(
+        id=1, name="train", kind=JobKind.COMMAND.value, target=JobTarget.LOCAL, cluster=None,
+        state=JobState.RUNNING, queue_position=None, project_id=None, project_name=None, started_at=now,
+        finished_at=None, gpu_indices=(1,), gpus_requested=1, exit_code=None, signal=None, reason="",
+        command="[]",
+    )  # fmt: skip
+    monkeypatch.setattr(table_model, "INHERITED_DEVICES", None)
+    assert table_model.gpus_text(summary) == "1"
+    monkeypatch.setattr(table_model, "INHERITED_DEVICES", "5,7")  # a scheduler gave the app GPUs 5 and 7
+    assert table_model.gpus_text(summary) == "7"
+    monkeypatch.setattr(table_model, "INHERITED_DEVICES", f"{GPU_A},{GPU_B}")
+    assert table_model.gpus_text(summary) == GPU_B[:12] + "…"
+
+
 def test_a_cli_job_started_under_cuda_visible_devices_3_gets_gpu_3(data_dir) -> None:  # type: ignore[no-untyped-def]
     """The report: with CUDA_VISIBLE_DEVICES=3 inherited, a 1-GPU job got "0"."""
     script = "import os; print(os.environ['CUDA_VISIBLE_DEVICES'], os.environ['CUDA_DEVICE_ORDER'])"
@@ -91,6 +124,12 @@ def test_a_cli_job_started_under_cuda_visible_devices_3_gets_gpu_3(data_dir) -> 
         ).stdout
         time.sleep(0.2)
     assert logs == "3 PCI_BUS_ID\n"
+    # ... and is shown as GPU 3, as nvidia-smi names it (the queue's slot 0 stays internal).
+    shown = subprocess.run(
+        [*base, "show", job_id, "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    job = json.loads(shown.stdout)["job"]
+    assert (job["gpus"], job["gpu_devices"]) == ([0], ["3"])
     # Two GPUs asked under a one-GPU list: refused with the queue's words, nothing started.
     two = subprocess.run(
         [*base, "run", "--gpus", "2", "--", "true"], env=env, capture_output=True, text=True, timeout=60

@@ -1,7 +1,10 @@
 """A real D-Bus session for tests: `dbus-daemon --session` on a private socket, and a small real
-notification + screensaver service on it (a child process) that records every call it gets.
+notification + screensaver service on it (a child process) that records every call it gets; with
+`gnome=True` also GNOME's session manager, with the Inhibit/Uninhibit signatures of gnome-session's
+org.gnome.SessionManager.xml.
 
-Run as a script it is that service: `python dbus_session.py ADDRESS` prints one JSON line per call."""
+Run as a script it is that service: `python dbus_session.py ADDRESS [--gnome]` prints one JSON line
+per call."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-def _serve(address: str) -> int:
+def _serve(address: str, gnome: bool) -> int:
     from PySide6.QtCore import ClassInfo, QCoreApplication, QObject, Signal, Slot
     from PySide6.QtDBus import QDBusConnection
 
@@ -58,16 +61,35 @@ def _serve(address: str) -> int:
         def UnInhibit(self, cookie):  # type: ignore[no-untyped-def]
             record(call="UnInhibit", cookie=int(cookie))
 
+    @ClassInfo({"D-Bus Interface": "org.gnome.SessionManager"})
+    class GnomeSession(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cookie = 700
+
+        @Slot(str, "uint", str, "uint", result="uint")
+        def Inhibit(self, app_id, toplevel_xid, reason, flags):  # type: ignore[no-untyped-def]
+            self.cookie += 1
+            record(call="GnomeInhibit", app=app_id, reason=reason, flags=int(flags), cookie=self.cookie)
+            return self.cookie
+
+        @Slot("uint")
+        def Uninhibit(self, cookie):  # type: ignore[no-untyped-def]
+            record(call="GnomeUninhibit", cookie=int(cookie))
+
     app = QCoreApplication([])
     bus = QDBusConnection.connectToBus(address, "service")
     options = QDBusConnection.RegisterOption.ExportAllSlots | QDBusConnection.RegisterOption.ExportAllSignals
-    notifications, screensaver = Notifications(), ScreenSaver()
+    notifications, screensaver, gnome_session = Notifications(), ScreenSaver(), GnomeSession()
     ok = (
         bus.registerObject("/org/freedesktop/Notifications", notifications, options)
         and bus.registerService("org.freedesktop.Notifications")
         and bus.registerObject("/org/freedesktop/ScreenSaver", screensaver, options)
         and bus.registerService("org.freedesktop.ScreenSaver")
     )
+    if gnome:
+        ok = ok and bus.registerObject("/org/gnome/SessionManager", gnome_session, options)
+        ok = ok and bus.registerService("org.gnome.SessionManager")
     record(call="ready", ok=ok)
     return app.exec()
 
@@ -89,7 +111,7 @@ class Session:
             process.wait(10)
 
 
-def start_session(tmp: Path) -> Session:
+def start_session(tmp: Path, gnome: bool = False) -> Session:
     daemon = subprocess.Popen(
         ["dbus-daemon", "--session", "--nofork", "--print-address", f"--address=unix:path={tmp}/bus"],
         stdout=subprocess.PIPE,
@@ -99,7 +121,9 @@ def start_session(tmp: Path) -> Session:
     address = daemon.stdout.readline().strip()
     calls_file = tmp / "calls.jsonl"
     service = subprocess.Popen(
-        [sys.executable, __file__, address], stdout=calls_file.open("w"), env={**__import__("os").environ}
+        [sys.executable, __file__, address, *(["--gnome"] if gnome else [])],
+        stdout=calls_file.open("w"),
+        env={**__import__("os").environ},
     )
     session = Session(address, daemon, service, calls_file)
     deadline = time.monotonic() + 30
@@ -112,4 +136,4 @@ def start_session(tmp: Path) -> Session:
 
 
 if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1]))
+    sys.exit(_serve(sys.argv[1], "--gnome" in sys.argv[2:]))

@@ -26,11 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from msquant_desktop.domain.cuda_devices import device_labels
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.ui.colors import readable
 from msquant_desktop.ui.jobs.log_view import LogView
-from msquant_desktop.ui.jobs.table_model import STATE_COLORS, progress_text, state_label
+from msquant_desktop.ui.jobs.table_model import INHERITED_DEVICES, STATE_COLORS, progress_text, state_label
 
 
 class _OutOfLayout(QWidget):
@@ -230,7 +231,7 @@ class JobDetails(QWidget):
         row("Working dir", r.spec.cwd or "(the run folder)")
         row("Run folder", r.run_dir or "(made when it starts)")
         gpus = (
-            ",".join(map(str, r.gpu_indices))
+            ",".join(device_labels(r.gpu_indices, INHERITED_DEVICES))
             if r.gpu_indices
             else ("none" if not r.spec.gpus else f"{r.spec.gpus} requested")
         )

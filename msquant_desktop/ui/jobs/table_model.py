@@ -8,6 +8,7 @@ no query and no full-row repaint."""
 from __future__ import annotations
 
 import bisect
+import os
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QStyleOptionViewItem,
 )
 
+from msquant_desktop.domain.cuda_devices import CUDA_VISIBLE_DEVICES, device_labels, short_label
 from msquant_desktop.domain.jobs import JobState, JobSummary, JobTarget
 from msquant_desktop.services.job_service import JobService
 from msquant_desktop.ui.colors import readable
@@ -51,6 +53,19 @@ JOB_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 3
 """(fraction 0..1, text) for the progress delegate, or None."""
+
+INHERITED_DEVICES = os.environ.get(CUDA_VISIBLE_DEVICES)
+"""The GPUs this app was given (a scheduler's CUDA_VISIBLE_DEVICES), through which its launches map
+queue slots to devices (domain/cuda_devices): a job's GPUs are shown by their names there."""
+
+
+def gpus_text(r: JobSummary) -> str:
+    """The GPUs column: the devices a started job holds, by their names here (short UUIDs), else
+    how many it asks for."""
+    if r.gpu_indices:
+        return ",".join(map(short_label, device_labels(r.gpu_indices, INHERITED_DEVICES)))
+    return str(r.gpus_requested) if r.gpus_requested else ""
+
 
 STATE_COLORS = {
     JobState.QUEUED: "#7a7f87",
@@ -342,9 +357,7 @@ class JobsTableModel(QAbstractTableModel):
         if column is Column.DURATION:
             return format_duration(r.duration_seconds(datetime.now(UTC)))
         if column is Column.GPUS:
-            if r.gpu_indices:
-                return ",".join(str(i) for i in r.gpu_indices)
-            return str(r.gpus_requested) if r.gpus_requested else ""
+            return gpus_text(r)
         if column is Column.PROGRESS:
             return ""
         if column is Column.EXIT:
