@@ -133,3 +133,34 @@ def test_a_finished_job_in_the_jobs_tab_goes_to_the_notification_service(session
     qtbot.waitUntil(lambda: any(c["call"] == "Notify" for c in session.calls()), timeout=20_000)
     notify = next(c for c in session.calls() if c["call"] == "Notify")
     assert notify["summary"] == "Job finished" and notify["body"] == f"Job #{record.id} export: exit 3"
+
+
+def test_a_slurm_job_that_ends_is_announced_too(session, make_engine, app_paths, qtbot) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The cluster room records a SLURM job's end in the store (another connection, as its worker
+    does); the Jobs tab sees the row end and announces it with SLURM's own final state."""
+    from contextlib import closing
+
+    from msquant_desktop.domain.jobs import JobSpec, JobState, JobTarget
+    from msquant_desktop.services.desktop_session import DesktopNotifier
+    from msquant_desktop.store import JobRepository, connect
+    from msquant_desktop.ui.jobs_tab import JobsTab
+
+    service = make_engine()
+    tab = JobsTab(service)
+    qtbot.addWidget(tab)
+    tab.notifier = DesktopNotifier(session.address)
+    spec = JobSpec(
+        name="train on the cluster", argv=("python", "train.py"), target=JobTarget.SLURM, cluster="hpc"
+    )
+    with closing(connect(app_paths.database)) as conn:
+        repo = JobRepository(conn)
+        job = repo.create(spec, JobState.RUNNING, "sbatch accepted it")
+        repo.update(job.id, slurm_job_id="4242")
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=10_000)
+    with closing(connect(app_paths.database)) as conn:
+        JobRepository(conn).transition(job.id, JobState.TIMEOUT, "sacct: TIMEOUT", exit_code=0, signal=15)
+    qtbot.waitUntil(lambda: any(c["call"] == "Notify" for c in session.calls()), timeout=20_000)
+    notify = next(c for c in session.calls() if c["call"] == "Notify")
+    assert notify["summary"] == "Job finished"
+    assert notify["body"].startswith(f"Job #{job.id} train on the cluster: ")
+    assert "time limit" in notify["body"].lower() or "timeout" in notify["body"].lower(), notify["body"]
