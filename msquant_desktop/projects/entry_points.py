@@ -1,7 +1,8 @@
 """Find a project's Hydra entry points by reading its Python files (ast), never importing them.
 
 Recognised: `@hydra.main(config_path=..., config_name=..., version_base=...)` (also `from hydra import
-main`, positional arguments, `pkg://` config paths), and the compose API: `initialize(config_path=...)`,
+main`, positional arguments, `pkg://` config paths; and Dora's `@hydra_main(...)`, a wrapper of
+hydra.main with the same arguments, as audiocraft's train.py uses it), and the compose API: `initialize(config_path=...)`,
 `initialize_config_dir(config_dir=...)`, `initialize_config_module(config_module=...)` with the
 `compose(config_name=...)` of the same file.  A relative config path is relative to the file that
 names it, as Hydra resolves it.  Files that store structured configs in Hydra's ConfigStore
@@ -80,12 +81,19 @@ class _Names:
 
     def __init__(self, tree: ast.Module) -> None:
         self.modules: set[str] = set()
+        self.dora_modules: set[str] = set()
         self.funcs: dict[str, str] = {}  # local name -> hydra function
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name == "hydra":
                         self.modules.add(alias.asname or "hydra")
+                    elif alias.name == "dora":
+                        self.dora_modules.add(alias.asname or "dora")
+            elif isinstance(node, ast.ImportFrom) and node.module == "dora":
+                for alias in node.names:
+                    if alias.name == "hydra_main":  # dora.hydra_main wraps hydra.main: same arguments
+                        self.funcs[alias.asname or alias.name] = "main"
             elif isinstance(node, ast.ImportFrom) and node.module in (
                 "hydra",
                 "hydra.main",
@@ -98,6 +106,8 @@ class _Names:
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
             if func.value.id in self.modules:
                 return func.attr
+            if func.value.id in self.dora_modules and func.attr == "hydra_main":
+                return "main"
         if isinstance(func, ast.Name):
             return self.funcs.get(func.id)
         return None

@@ -210,6 +210,13 @@ def test_entry_points_are_read_not_imported(tmp_path: Path) -> None:
         "    cfg = compose(config_name='train', overrides=['a=1'])\n",
         "store.py": "from hydra.core.config_store import ConfigStore\ncs = ConfigStore.instance()\n"
         "cs.store(name='base', node={'a': 1})\n",
+        # Dora's wrapper of hydra.main, as facebookresearch/audiocraft's audiocraft/train.py uses it
+        # (commit 896ec7c, line 130), and through the module.
+        "audiocraft/train.py": "from dora import git_save, hydra_main, XP\n\n"
+        "@hydra_main(config_path='../config', config_name='config', version_base='1.1')\n"
+        "def main(cfg): ...\n",
+        "tools/dora_entry.py": "import dora\n\n@dora.hydra_main(config_path='../conf', config_name='d')\n"
+        "def main(cfg): ...\n",
         ".venv/lib/site.py": "import hydra\n@hydra.main(config_path='x')\ndef g(c): ...\n",
         "broken.py": "def (:\n hydra\n",
     }
@@ -226,6 +233,8 @@ def test_entry_points_are_read_not_imported(tmp_path: Path) -> None:
         ("tools/old.py", "main", "conf", None, "legacy", None, False),
         ("pkg/entry.py", "main", None, "pkg.conf", "c", None, True),
         ("notebooks/explore.py", "compose", "cfgs", None, "train", None, True),
+        ("audiocraft/train.py", "main", "config", None, "config", "1.1", True),
+        ("tools/dora_entry.py", "main", "conf", None, "d", None, False),
     }
     assert scan.structured_modules == (str(tmp_path / "store.py"),)
 
