@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from msquant_desktop.cli.context import CliContext, job_id_arg, job_name_arg, positive_int
+from msquant_desktop.cli.context import CliContext, job_id_arg, job_name_arg, non_negative_float, positive_int
 from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
@@ -61,6 +61,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("ids", type=job_id_arg, nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true", help="print the ended jobs as JSON")
+    p.add_argument(
+        "--poll",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="SLURM jobs: how often their cluster is asked for their state (default 5)",
+    )
+    p.add_argument(
+        "--clusters", metavar="FILE", help="SLURM jobs: this clusters.yaml instead of the config dir's"
+    )
     p.set_defaults(func=cmd_wait)
 
     p = sub.add_parser("add", help="queue a command as a job and return: jobs add [options] -- CMD ...")
@@ -251,21 +261,29 @@ def cmd_wait(args: argparse.Namespace, ctx: CliContext) -> int:
     complete, or 0 when all completed.  The queue keeps moving meanwhile."""
     repo = _repo(ctx)
     for job_id in args.ids:
-        record = _find_or_say(repo, job_id)
-        if record is None:
+        if _find_or_say(repo, job_id) is None:
             return 1
-        if record.spec.target is JobTarget.SLURM:
-            print(
-                f"job {job_id} runs on a cluster: `slurm logs {job_id} --follow` waits for it",
-                file=sys.stderr,
-            )
-            return 2
-    while True:
-        records = [repo.get(job_id) for job_id in args.ids]
-        if all(r.state.is_final for r in records):
-            break
-        _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
-        time.sleep(WAIT_POLL_SECONDS)
+    watch = None  # SLURM jobs: their states are polled on the cluster, as `slurm logs --follow` does
+    try:
+        while True:
+            records = [repo.get(job_id) for job_id in args.ids]
+            if all(r.state.is_final for r in records):
+                break
+            _move_queue(ctx, repo, every=MOVE_QUEUE_EVERY_S)
+            on_clusters = [r for r in records if r.spec.target is JobTarget.SLURM and not r.state.is_final]
+            if on_clusters:
+                from msquant_desktop.cli import slurm_commands  # paramiko only when a cluster is involved
+
+                watch = watch or slurm_commands.ClusterWatch(args, ctx, args.poll)
+                try:
+                    watch.poll(repo, on_clusters)
+                except Exception as exc:  # a connection or profile error: the command's own failure
+                    print(f"jobs wait: {exc}", file=sys.stderr)
+                    return 1
+            time.sleep(WAIT_POLL_SECONDS)
+    finally:
+        if watch is not None:
+            watch.close()
     if args.json:
         print(json.dumps(envelope(jobs=[job_json(r) for r in records]), indent=1))
     else:
@@ -280,9 +298,7 @@ def cmd_cancel(args: argparse.Namespace, ctx: CliContext) -> int:
     if record is None:
         return 1
     if record.spec.target is JobTarget.SLURM:
-        print(
-            "SLURM jobs are cancelled from the app's Clusters area (scancel on the cluster)", file=sys.stderr
-        )
+        print(f"job {args.id} runs on a cluster: `slurm cancel {args.id}` scancels it", file=sys.stderr)
         return 1
     grace = ctx.settings.cancel_grace_seconds
     result = lifecycle.cancel_now(repo, args.id, grace, note_suffix=" (CLI)")

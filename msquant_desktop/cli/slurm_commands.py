@@ -365,6 +365,44 @@ def cmd_logs(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0 if status is None else status
 
 
+def poll_states(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord]) -> None:
+    """One look at these jobs of one cluster, stored as the app's worker stores it: a lost sbatch
+    answer looked up, the others' states polled (sacct/squeue, the final-state chain)."""
+    waiting = [job for job in jobs if cluster_jobs.awaits_answer(job)]
+    if waiting:
+        _looked_up(repo, client, _leftovers_settled(repo, waiting))
+    tracked = [t for t in (cluster_jobs.tracked(repo.get(job.id)) for job in jobs) if t is not None]
+    if tracked:
+        for update in client.poll(tracked).updates:
+            cluster_jobs.apply_update(repo, update)
+
+
+class ClusterWatch:
+    """Polls SLURM jobs' states for a waiting command (`jobs wait`), one connection per cluster
+    opened on first use, every `every_s` seconds at most."""
+
+    def __init__(self, args: argparse.Namespace, ctx: CliContext, every_s: float) -> None:
+        self._args, self._ctx, self._every_s = args, ctx, every_s
+        self._clients: dict[str, SlurmClient] = {}
+        self._next = 0.0
+
+    def poll(self, repo: JobRepository, jobs: list[JobRecord]) -> None:
+        if not jobs or time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self._every_s
+        by_cluster: dict[str, list[JobRecord]] = {}
+        for job in jobs:
+            by_cluster.setdefault(job.spec.cluster or "", []).append(job)
+        for name, group in by_cluster.items():
+            if name not in self._clients:
+                self._clients[name] = _client(_profile(self._args, self._ctx, name))
+            poll_states(repo, self._clients[name], group)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.connection.close()
+
+
 def _follow(
     args: argparse.Namespace, ctx: CliContext, repo: JobRepository, client: SlurmClient, job: JobRecord
 ) -> JobRecord:
@@ -383,12 +421,7 @@ def _follow(
         if job.state.is_final:
             return job
         if time.monotonic() >= next_poll:
-            if cluster_jobs.awaits_answer(job):
-                _looked_up(repo, client, _leftovers_settled(repo, [job]))
-            tracked = cluster_jobs.tracked(repo.get(job.id))
-            if tracked is not None:
-                for update in client.poll([tracked]).updates:
-                    cluster_jobs.apply_update(repo, update)
+            poll_states(repo, client, [job])
             next_poll = time.monotonic() + args.poll
         job = repo.get(job.id)
         if not job.state.is_final:
