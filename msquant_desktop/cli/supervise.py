@@ -41,7 +41,10 @@ def main(argv: list[str]) -> int:
     try:
         # The end goes to the store before a slow app has taken the rest of our output.
         supervise(
-            run_dir, on_started=store.job_started, after_exit=store.job_ended, after_drain=store.queue_moves_on
+            run_dir,
+            on_started=store.job_started,
+            after_exit=store.job_ended,
+            after_drain=store.queue_moves_on,
         )
     except Exception as exc:  # the app reads our stderr; the job's own outcome is in exit.json
         _say(f"supervisor failed: {type(exc).__name__}: {exc}")
@@ -123,8 +126,9 @@ class _StoreLink:
         except Exception as exc:
             _say(f"could not record the job's start in the store: {exc}")
 
-    def job_ended(self, exit_data: dict[str, Any]) -> None:
-        """Write the final state unless the app (or a cancel) already did; RUNNING always first."""
+    def job_ended(self, exit_data: dict[str, Any]) -> bool:
+        """Write the final state unless the app (or a cancel) already did; RUNNING always first.
+        True when the store holds the job's end now."""
         if self._started is not None:
             self._started.join(timeout=30)
         try:
@@ -133,17 +137,19 @@ class _StoreLink:
 
             opened = self._open()
             if opened is None:
-                return
+                return False
             conn, repo, job_id = opened
             try:
                 job = repo.get(job_id)
                 job_lifecycle.finish_from_exit(
                     repo, job, ExitRecord.from_dict(exit_data), "recorded by the supervisor"
                 )
+                return repo.get(job_id).state.is_final
             finally:
                 conn.close()
         except Exception as exc:
             _say(f"could not record the job's end in the store: {exc}")
+            return False
 
     def queue_moves_on(self, app_still_reads: bool) -> None:
         """Start the next queued jobs when no app is left to do it (pueue's queue advances with no
@@ -170,7 +176,9 @@ class _StoreLink:
                 paths = paths_for_store(Path(conn_path(conn)))
                 if paths is None:
                     return  # a store outside our layouts: its owner moves its queue
-                limits = job_lifecycle.queue_limits(paths, load_settings(paths.settings_file), detect_gpu_count())
+                limits = job_lifecycle.queue_limits(
+                    paths, load_settings(paths.settings_file), detect_gpu_count()
+                )
                 # The next job inherits what this one inherited, without what this job set itself.
                 own = json.loads((Path(self.run_dir) / LAUNCH_FILE).read_text(encoding="utf-8"))["env"]
                 base_env = {k: v for k, v in os.environ.items() if k not in own}

@@ -173,15 +173,18 @@ class JobLauncher:
                 return
             child = lifecycle.spawn_supervisor(prepared, piped=True)
             if isinstance(child, str):
+                lifecycle.done_starting(record)  # no supervisor; the write below may fail
                 lifecycle.fail_to_start(repo, record.id, child)
                 self._claimed(record.id)
                 return
         except StoreError as exc:
             log.error("job %d: starting it failed: %s", record.id, exc)
+            lifecycle.done_starting(record)  # still STARTING: the next look settles it
             self._claimed(record.id)
             return
         except Exception as exc:  # no supervisor was started: the claim must not stay STARTING
             log.exception("job %d: starting it failed unexpectedly", record.id)
+            lifecycle.done_starting(record)
             self._fail_claimed(repo, record.id, f"{type(exc).__name__}: {exc}")
             return
         try:

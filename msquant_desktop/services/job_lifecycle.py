@@ -41,6 +41,7 @@ from typing import Any
 
 from msquant_desktop.config.paths import AppPaths
 from msquant_desktop.domain.jobs import JobRecord, JobState, JobTarget
+from msquant_desktop.domain.runfiles import SUPERVISOR_FILE
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
 from msquant_desktop.domain.secrets import extra_patterns, release_secrets
 from msquant_desktop.domain.settings import Settings
@@ -49,6 +50,7 @@ from msquant_desktop.runtime import self_command
 from msquant_desktop.store import StoreError
 from msquant_desktop.store.jobs_repo import JobRepository
 from msquant_desktop.store.run_folders import (
+    full_disk_words,
     last_event_of_type,
     log_end_offset,
     prepare_run,
@@ -231,23 +233,48 @@ def _needs_held_secrets(record: JobRecord, base_env: dict[str, str]) -> bool:
     return bool(release_secrets(record.spec.env, {}, base_env)[1])
 
 
+_done_starting: set[tuple[int, str]] = set()
+"""Jobs this process claimed and gave up starting (set.add is atomic under the GIL).
+While this process lives, its other claims count as being started (Pending); one in here whose
+record still says STARTING without a supervisor is settled like any other, so a failed start whose
+FAILED_TO_START could not be written (a full disk) never waits forever for its own claimer.  Keyed
+by id and creation time: a process (a test run) may open more than one store."""
+
+
+def _start_key(record: JobRecord) -> tuple[int, str]:
+    return record.id, record.created_at.isoformat()
+
+
+def done_starting(record: JobRecord) -> None:
+    """This process gave up starting the job and started no supervisor for it: called by every
+    claimer on its failure paths (start_claimed, the app's launcher thread).  Never after a spawn:
+    until the supervisor announces itself, its claim must stay Pending (a cancel meanwhile is
+    left for the supervisor to find, never settled as a failed start)."""
+    _done_starting.add(_start_key(record))
+
+
 def start_claimed(
     repo: JobRepository, record: JobRecord, limits: QueueLimits, base_env: dict[str, str], spawn: Spawn
 ) -> JobRecord:
     """Run folder, launch files and a supervisor for a job this process claimed; its record after."""
-    prepared = prepare_launch(
-        repo,
-        record,
-        limits.runs_dir,
-        limits.store_path,
-        limits.grace_seconds,
-        base_env,
-        limits.secret_patterns,
-    )
+    try:
+        prepared = prepare_launch(
+            repo,
+            record,
+            limits.runs_dir,
+            limits.store_path,
+            limits.grace_seconds,
+            base_env,
+            limits.secret_patterns,
+        )
+    except BaseException:
+        done_starting(record)  # no supervisor: whoever looks next may settle it
+        raise
     if not isinstance(prepared, Launch):
         return prepared
     problem = spawn(prepared)
     if problem is not None:
+        done_starting(record)  # before the write, which a full disk can refuse
         return fail_to_start(repo, record.id, problem)
     return repo.get(record.id)
 
@@ -423,21 +450,26 @@ def inspect(repo: JobRepository, record: JobRecord) -> Inspection:
             current = repo.get(record.id)
             events = read_events(run_dir)
             return Adopt(current, supervisor, log_end_offset(run_dir), last_event_of_type(events, "progress"))
-    if record.state is JobState.STARTING and record.pid is None and _claimer_alive(record):
+    if record.state is JobState.STARTING and record.pid is None and _claim_in_progress(record):
         return Pending(record)
     return _settle_without_supervisor(repo, record, run_dir)
 
 
 def _settle_without_supervisor(repo: JobRepository, record: JobRecord, run_dir: Path | None) -> Settled:
     leftovers = tree.pids_with_marker(str(run_dir)) if run_dir is not None else []
-    if record.state is JobState.STARTING and record.pid is None:
+    announced = run_dir is not None and (run_dir / SUPERVISOR_FILE).exists()
+    if record.state is JobState.STARTING and record.pid is None and not announced:
         who = _claimer_words(record)
         where = "before its run folder was made" if run_dir is None else "before starting its supervisor"
-        state, reason = JobState.FAILED_TO_START, f"{who} ended {where}"
+        ended = "gave up" if record.claimer_pid == os.getpid() else "ended"
+        state, reason = JobState.FAILED_TO_START, f"{who} {ended} {where}"
     else:
         # Also when it was being cancelled: without an exit record nobody knows how the job ended,
-        # and the state must not depend on whether the cancel or the death was noticed first.
+        # and the state must not depend on whether the cancel or the death was noticed first.  A
+        # supervisor that announced itself started the job's run even if the store never heard of it.
         state, reason = JobState.LOST, "its supervisor vanished without recording the job's end"
+        if run_dir is not None:
+            reason += full_disk_words(run_dir)
     if leftovers:
         reason += f"; {len(leftovers)} unsupervised process(es) of the job were stopped"
     final = _finish(repo, record.id, state, reason)
@@ -559,8 +591,12 @@ def _supervisor_of(record: JobRecord, run_dir: Path) -> ProcessIdentity | None:
     return ProcessIdentity(*found) if found is not None else None
 
 
-def _claimer_alive(record: JobRecord) -> bool:
+def _claim_in_progress(record: JobRecord) -> bool:
+    """The process that claimed the job may still be starting it: it is alive and, when it is this
+    very process, has not finished its attempt (`done_starting`)."""
     if record.claimer_pid is None:
+        return False
+    if record.claimer_pid == os.getpid() and _start_key(record) in _done_starting:
         return False
     return ProcessIdentity(record.claimer_pid, record.claimer_start_time).alive()
 

@@ -191,3 +191,21 @@ def log_end_offset(run_dir: Path) -> int:
     except OSError:
         return 0
     return start + data.rfind(b"\n") + 1
+
+
+LOW_SPACE_BYTES = 1 << 20
+"""Below this much free space a run folder's disk is called full in a job's reason."""
+
+
+def full_disk_words(run_dir: Path) -> str:
+    """ "; the disk holding its run folder is full (12 KiB free)" when it is, else "": said in the
+    reason of a job whose end went unrecorded, the likely cause (the supervisor waits for space
+    before it gives up; one stopped meanwhile leaves only this)."""
+    try:
+        found = os.statvfs(run_dir)
+    except OSError:
+        return ""
+    free = found.f_bavail * found.f_frsize
+    if free >= LOW_SPACE_BYTES:
+        return ""
+    return f"; the disk holding its run folder is full ({free // 1024} KiB free)"

@@ -294,11 +294,14 @@ class _FileSink:
         self.bytes_lost = 0
         self.error = ""
         self._unreported = (0, 0)  # (lines, bytes) lost since the file last took a write
+        self._mid_line = False  # the file ends inside a line (a write was torn by the full disk)
 
     def write(self, data: bytes) -> None:
         if self._unreported != (0, 0):
             lines, size = self._unreported
-            if not self._try(self._gap_line(lines, size, self.error)):
+            # The note on a line of its own: after a torn write the file ends mid-line.
+            note = (b"\n" if self._mid_line else b"") + self._gap_line(lines, size, self.error)
+            if not self._try(note):
                 self._lose(data)
                 return
             self._unreported = (0, 0)
@@ -316,8 +319,10 @@ class _FileSink:
                 self.error = exc.strerror or str(exc)
                 if len(view) < len(data):  # a torn line: what is missing is counted as lost
                     self._lose(bytes(view))
+                    self._mid_line = data[len(data) - len(view) - 1] != 0x0A
                 return len(view) < len(data)
             view = view[written:]
+        self._mid_line = not data.endswith(b"\n")
         return True
 
     def _lose(self, data: bytes) -> None:
@@ -349,9 +354,15 @@ class Supervisor:
         )
         self.events = _FileSink(
             os.path.join(run_dir, EVENTS_FILE),
-            lambda n, size, why: (json.dumps({"type": "events_lost", "events": n, "error": why}) + "\n").encode(),
+            lambda n, size, why: (
+                json.dumps({"type": "events_lost", "events": n, "error": why}) + "\n"
+            ).encode(),
         )
         self.stop_requested = False
+        self.stop_signals = 0
+        self.exit_recorded = False
+        """exit.json is written (else the record lives only in memory until the disk takes it)."""
+        self.exit_record_error = ""
         self.child_pid = 0
         self.child_status: int | None = None
 
@@ -377,6 +388,7 @@ class Supervisor:
     # -- signals -------------------------------------------------------------------------------------
     def _on_stop_signal(self, signum: int, frame: object) -> None:
         self.stop_requested = True
+        self.stop_signals += 1
 
     def _install_signals(self) -> int:
         wake_r, wake_w = os.pipe()
@@ -439,19 +451,27 @@ class Supervisor:
             extra["events_lost"] = self.events.lines_lost
             extra["log_error"] = self.log.error or self.events.error
         # The exit record first: nothing optional may use up the last bytes before it.
-        try:
-            _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
-        except OSError as exc:
-            extra["exit_record_error"] = exc.strerror or str(exc)
-            try:
-                os.unlink(os.path.join(self.run_dir, EXIT_FILE + ".partial"))
-            except OSError:
-                pass
+        if not self.retry_exit_record(record):
+            extra["exit_record_error"] = self.exit_record_error
         # The app reads the record from this message when exit.json could not be written.
         self._meta({"type": "exited", **record})
         self.log.close()
         self.events.close()
         return record
+
+    def retry_exit_record(self, record: dict[str, Any]) -> bool:
+        """Write exit.json; False (and `exit_record_error`) when the disk refused it."""
+        try:
+            _write_atomic(os.path.join(self.run_dir, EXIT_FILE), record)
+        except OSError as exc:
+            self.exit_record_error = exc.strerror or str(exc)
+            try:
+                os.unlink(os.path.join(self.run_dir, EXIT_FILE + ".partial"))
+            except OSError:
+                pass
+            return False
+        self.exit_recorded = True
+        return True
 
     def _reap(self) -> None:
         """Collect every exited child: ours, and orphans re-parented to us as subreaper."""
@@ -584,10 +604,39 @@ def _drain(fd: int) -> None:
         pass
 
 
+EXIT_RETRY_MAX_S = 30.0
+"""Longest pause between two tries to record a job's end on a full disk."""
+
+
+def _keep_until_recorded(
+    supervisor: Supervisor,
+    record: dict[str, Any],
+    in_store: bool,
+    after_exit: Callable[[dict[str, Any]], bool] | None,
+) -> None:
+    """The job's end is known only to this process when neither exit.json nor the store took it
+    (one full disk holds both): wait for space, trying both again (1 s, doubling, at most
+    EXIT_RETRY_MAX_S apart), so the end is recorded as it was once the disk has room, instead of
+    the job becoming LOST.  Meanwhile the job shows as running; a SIGTERM ends the wait (whoever
+    looks then settles it LOST, saying the disk was full)."""
+    delay, signals = 1.0, supervisor.stop_signals
+    while not supervisor.exit_recorded and not in_store and supervisor.stop_signals == signals:
+        time.sleep(delay)
+        delay = min(delay * 2, EXIT_RETRY_MAX_S)
+        error = record["extra"].pop("exit_record_error", None)
+        if supervisor.retry_exit_record(record):  # written late, but whole: no error to report
+            if after_exit is not None:
+                after_exit(record)
+            return
+        record["extra"]["exit_record_error"] = error or supervisor.exit_record_error
+        if after_exit is not None:
+            in_store = after_exit(record)
+
+
 def supervise(
     run_dir: str,
     on_started: StartedHook | None = None,
-    after_exit: Callable[[dict[str, Any]], None] | None = None,
+    after_exit: Callable[[dict[str, Any]], bool] | None = None,
     after_drain: Callable[[bool], None] | None = None,
 ) -> dict[str, Any]:
     """Run the job described by `run_dir/launch.json` to its end (the `_supervise` subcommand).
@@ -605,8 +654,8 @@ def supervise(
     set_child_subreaper()
     supervisor = Supervisor(run_dir, app_fd=sys.stdout.fileno(), on_started=on_started)
     record = supervisor.run()
-    if after_exit is not None:
-        after_exit(record)
+    in_store = after_exit(record) if after_exit is not None else False
+    _keep_until_recorded(supervisor, record, in_store, after_exit)
     supervisor.app.drain(APP_DRAIN_SECONDS)
     if after_drain is not None:
         after_drain(supervisor.app.open)

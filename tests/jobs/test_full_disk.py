@@ -77,7 +77,60 @@ def test_the_job_outlives_a_full_disk_and_its_end_is_recorded(tiny_disk: Path, t
     # Writing resumed: the line printed after space came back is there, after a note of the gap.
     log = (run_dir / "output.log").read_text()
     assert "O after space came back" in log
-    assert '"type": "log_gap"' in log or '"type":"log_gap"' in log
+    gaps = [line for line in log.split("\n") if '"log_gap"' in line]
+    # Each note on a line of its own, even after a write the full disk tore mid-line.
+    assert gaps and all(line.startswith("M {") for line in gaps), gaps[:3]
+
+
+WAIT_THEN_EXIT_3 = """
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+sys.exit(3)
+"""
+
+
+def _fill(disk: Path) -> Path:
+    """Fill `disk` to its last block; the filler file (remove it to give the space back)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError:
+                continue
+    return filler
+
+
+def test_an_end_the_full_disk_refused_is_recorded_once_space_returns(tiny_disk: Path, tmp_path: Path) -> None:
+    """No reserve (it found no room at start) and no room at the end: the supervisor keeps the
+    record, waits for space and then writes the job's true end, instead of leaving a LOST job."""
+    run_dir = tiny_disk / "run"
+    go = tmp_path / "go"
+    env = write_launch(run_dir, [sys.executable, "-c", WAIT_THEN_EXIT_3, str(go)])
+    supervisor = start_supervisor(run_dir, env, stdout=subprocess.DEVNULL)
+    try:
+        import time
+
+        deadline = time.monotonic() + 30
+        while not (run_dir / "supervisor.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # the reserve is made right after supervisor.json
+        (run_dir / "exit.json.partial").unlink()  # as when the reserve found the disk full
+        filler = _fill(tiny_disk)
+        go.write_text("end now")
+        time.sleep(3)
+        assert supervisor.poll() is None, "the supervisor gave up on the job's end"
+        assert not (run_dir / "exit.json").exists()
+        filler.unlink()
+        assert supervisor.wait(timeout=60) == 0
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    record = ExitRecord.from_dict(json.loads((run_dir / "exit.json").read_text()))
+    assert record.returncode == 3 and "exit_record_error" not in record.extra
+    assert outcome_from_exit(record).state is JobState.FAILED
 
 
 def test_jobs_run_on_a_full_data_dir_keeps_the_job_and_its_end(tiny_disk: Path, tmp_path: Path) -> None:
@@ -99,7 +152,9 @@ def test_jobs_run_on_a_full_data_dir_keeps_the_job_and_its_end(tiny_disk: Path, 
 
     start = time.monotonic()
     while time.monotonic() - start < 90:
-        shown = subprocess.run([*cli, "show", job_id, "--json"], env=child_env(), capture_output=True, text=True)
+        shown = subprocess.run(
+            [*cli, "show", job_id, "--json"], env=child_env(), capture_output=True, text=True
+        )
         if shown.returncode == 0 and json.loads(shown.stdout)["job"]["state"] not in ("STARTING", "RUNNING"):
             break
         time.sleep(0.5)

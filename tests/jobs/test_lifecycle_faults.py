@@ -47,7 +47,10 @@ def _jobs_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _claim_then_die(database: Path) -> tuple[int, int]:
     claimer = subprocess.Popen(
-        [sys.executable, "-c", CLAIM_AND_HANG, str(database)], env=child_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CLAIM_AND_HANG, str(database)],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert claimer.stdout is not None
     job_id = int(claimer.stdout.readline())
@@ -73,7 +76,10 @@ def test_a_killed_claimers_job_is_settled_by_whoever_looks_next(app_paths, data_
     assert job_id == second.id
     service = make_engine()  # an app that starts now settles it the same way
     assert service.get(job_id).state is JobState.FAILED_TO_START
-    assert service.get(job_id).reason == f"the process starting it (pid {pid}) ended before its run folder was made"
+    assert (
+        service.get(job_id).reason
+        == f"the process starting it (pid {pid}) ended before its run folder was made"
+    )
 
 
 def test_a_live_claimers_job_is_left_alone(app_paths) -> None:  # type: ignore[no-untyped-def]
@@ -83,6 +89,46 @@ def test_a_live_claimers_job_is_left_alone(app_paths) -> None:  # type: ignore[n
     assert claimed is not None and claimed.id == record.id
     assert isinstance(lifecycle.inspect(repo, claimed), lifecycle.Pending)
     assert lifecycle.settle_unwatched(repo) == [] and repo.get(record.id).state is JobState.STARTING
+
+
+def test_a_start_this_process_gave_up_on_is_settled_not_waited_for(app_paths) -> None:  # type: ignore[no-untyped-def]
+    """A claim by this very process is Pending only while it is being started: once its attempt is
+    over (say its FAILED_TO_START could not be written on a full disk), whoever looks settles it,
+    instead of `jobs run` waiting for its own claim forever."""
+    repo = JobRepository(connect(app_paths.database))
+    record = repo.create(JobSpec(name="its start failed here", argv=("true",)))
+    claimed = lifecycle.claim(repo, 1, 0, lifecycle.ProcessIdentity.of_this_process())
+    assert claimed is not None and isinstance(lifecycle.inspect(repo, claimed), lifecycle.Pending)
+    lifecycle.done_starting(claimed)
+    found = lifecycle.inspect(repo, repo.get(claimed.id))
+    assert isinstance(found, lifecycle.Settled) and found.record.state is JobState.FAILED_TO_START
+    assert (
+        found.record.reason
+        == f"the process starting it (pid {os.getpid()}) gave up before its run folder was made"
+    )
+    assert repo.get(record.id).state is JobState.FAILED_TO_START
+
+
+def test_a_supervisor_that_announced_itself_ran_the_job_even_if_the_store_never_heard(
+    app_paths, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """RUNNING never reached the store (a full disk), the supervisor wrote supervisor.json and is
+    gone: the job ran, so it is LOST (its end unknown), never FAILED_TO_START."""
+    from msquant_desktop.supervisor.runner import supervise  # noqa: F401 - the real file names
+
+    repo = JobRepository(connect(app_paths.database))
+    record = repo.create(JobSpec(name="ran unrecorded", argv=("true",)))
+    job_id, claimer_pid = _claim_then_die(app_paths.database)
+    assert job_id == record.id
+    run_dir = app_paths.runs_dir / "ran-unrecorded"
+    run_dir.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run_dir / "supervisor.json").write_text(json.dumps({"pid": gone.pid, "start_time": 1.0, "at": "x"}))
+    repo.update(job_id, run_dir=str(run_dir))
+    found = lifecycle.inspect(repo, repo.get(job_id))
+    assert isinstance(found, lifecycle.Settled) and found.record.state is JobState.LOST
+    assert found.record.reason.startswith("its supervisor vanished without recording the job's end")
 
 
 def test_a_claim_for_ones_own_job_never_takes_another(app_paths) -> None:  # type: ignore[no-untyped-def]
@@ -108,7 +154,9 @@ def test_jobs_list_settles_a_job_whose_supervisor_was_killed_with_no_app(data_di
     assert wait_for(lambda: repo.get(job_id).pid is not None, timeout=15)
     record = repo.get(job_id)
     os.kill(int(record.pid or 0), signal.SIGKILL)
-    assert wait_for(lambda: not Path(f"/proc/{record.pid}").exists() or _zombie(int(record.pid or 0)), timeout=5)
+    assert wait_for(
+        lambda: not Path(f"/proc/{record.pid}").exists() or _zombie(int(record.pid or 0)), timeout=5
+    )
 
     listing = json.loads(_jobs_cli(data_dir, "list", "--json").stdout)["jobs"]
     assert [j["state"] for j in listing if j["id"] == job_id] == ["LOST"]
