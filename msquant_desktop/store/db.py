@@ -271,7 +271,14 @@ def store_error(path: Path | str, exc: BaseException) -> StoreError:
             f"the store {path} is damaged ({text}). Move it away (with its -wal and -shm files) to start "
             "a new one, or restore a backup; run folders are not affected"
         )
-    if "disk is full" in lowered or "no space" in lowered or getattr(exc, "errno", None) == 28:
+    if (
+        "disk is full" in lowered
+        or "no space" in lowered
+        or getattr(exc, "errno", None) == 28
+        or ("disk i/o error" in lowered and _disk_nearly_full(path))
+    ):
+        # A disk full to its last byte fails the shared-memory file first: SQLite says only "disk
+        # I/O error" (SQLITE_IOERR_SHMSIZE), so the free space is looked at to say what it means.
         return StoreError(f"no space left for the store {path}: free some disk space and try again")
     if (
         "readonly" in lowered
@@ -286,6 +293,15 @@ def store_error(path: Path | str, exc: BaseException) -> StoreError:
     if "locked" in lowered or "busy" in lowered:
         return StoreError(f"the store {path} is busy (another process holds a write lock): try again")
     return StoreError(f"the store {path} cannot be used: {text}")
+
+
+def _disk_nearly_full(path: Path | str, below: int = 1 << 20) -> bool:
+    """The disk holding the store has less than `below` bytes free for us."""
+    try:
+        found = os.statvfs(Path(path).parent)
+    except (OSError, ValueError):
+        return False
+    return found.f_bavail * found.f_frsize < below
 
 
 def migrate(conn: sqlite3.Connection, path: Path | str = "<memory>") -> None:
