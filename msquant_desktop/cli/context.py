@@ -88,3 +88,41 @@ def positive_int(text: str) -> int:
     if not 1 <= value <= 1_000_000:
         raise argparse.ArgumentTypeError(f"{text} must be from 1 to 1,000,000")
     return value
+
+
+def _bounded_int(text: str, low: int, high: int, what: str) -> int:
+    import argparse
+
+    stripped = text.strip()
+    if not _INTEGER.fullmatch(stripped):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    # More than 20 digits is out of any range here; int() would refuse past 4,300 digits anyway.
+    value = int(stripped, 10) if len(stripped) <= 20 else None
+    if value is None or not low <= value <= high:
+        shown = stripped if len(stripped) <= 24 else stripped[:20] + "…"
+        raise argparse.ArgumentTypeError(f"{shown} must be {what} from {low:,} to {high:,}")
+    return value
+
+
+MAX_GPUS_PER_JOB = 64
+"""GPUs one job may reserve (one machine, or one SLURM node's gres): more is a typo, not a request."""
+
+
+def gpu_count_arg(text: str) -> int:
+    """argparse type for --gpus: a whole number from 0 to MAX_GPUS_PER_JOB."""
+    return _bounded_int(text, 0, MAX_GPUS_PER_JOB, "a GPU count")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for retries and the like: a whole number from 0 to 1,000,000."""
+    return _bounded_int(text, 0, 1_000_000, "a whole number")
+
+
+def token_count_arg(text: str) -> int:
+    """argparse type for context lengths and token budgets: 1 to 100 million tokens."""
+    return _bounded_int(text, 1, 100_000_000, "a token count")
+
+
+def port_arg(text: str) -> int:
+    """argparse type for a TCP port: 1 to 65535."""
+    return _bounded_int(text, 1, 65_535, "a port")

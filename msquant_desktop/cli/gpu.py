@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext
+from msquant_desktop.cli.context import CliContext, non_negative_float, positive_int
 from msquant_desktop.domain.gpu import MIN_SAMPLE_INTERVAL_S as MIN_INTERVAL_S
 from msquant_desktop.domain.gpu import GpuReading, GpuSnapshot, describe_throttle
 from msquant_desktop.services.job_json import envelope
@@ -24,14 +24,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print one snapshot of every NVIDIA GPU (or keep printing with --watch). "
         f"Exits {EXIT_NO_GPU} when no GPU can be read.",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per snapshot, one per line (see README)")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per snapshot, one per line (see README)"
+    )
     parser.add_argument(
         "--watch",
-        type=float,
+        type=non_negative_float,
         metavar="SECONDS",
         help=f"print a snapshot every SECONDS (at least {MIN_INTERVAL_S}) until interrupted",
     )
-    parser.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N snapshots")
+    parser.add_argument(
+        "--count", type=positive_int, metavar="N", help="with --watch: stop after N snapshots"
+    )
     parser.set_defaults(func=handle)
 
 

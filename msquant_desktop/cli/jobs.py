@@ -17,7 +17,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from msquant_desktop.cli.context import CliContext, job_id_arg, job_name_arg, non_negative_float, positive_int
+from msquant_desktop.cli.context import (
+    CliContext,
+    gpu_count_arg,
+    job_id_arg,
+    job_name_arg,
+    non_negative_float,
+    positive_int,
+)
 from msquant_desktop.domain.exit_status import exit_status
 from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
@@ -89,7 +96,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", type=job_name_arg, help="shown in the Jobs table (default: the command)")
     p.add_argument("--cwd", metavar="DIR", help="working directory (default: the job's run folder)")
-    p.add_argument("--gpus", type=int, default=0, metavar="N", help="GPUs to reserve (CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--gpus", type=gpu_count_arg, default=0, metavar="N", help="GPUs to reserve (CUDA_VISIBLE_DEVICES)"
+    )
     p.add_argument(
         "--after",
         type=job_id_arg,

@@ -14,7 +14,7 @@ import math
 import sys
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext
+from msquant_desktop.cli.context import CliContext, port_arg, positive_int, token_count_arg
 from msquant_desktop.domain.autoscale import CONTROLLER_NAMES
 from msquant_desktop.domain.json_contract import with_schema
 from msquant_desktop.domain.serving_memory import (
@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
         "queue", help="figures of c replicas at an arrival rate (M/M/c, G/G/c or batching)"
     )
     _rates(queue, service_required=False)
-    queue.add_argument("--replicas", type=int, required=True, metavar="C")
+    queue.add_argument("--replicas", type=positive_int, required=True, metavar="C")
     queue.add_argument(
         "--stage-rates",
         metavar="M1,M2,...",
@@ -61,8 +61,10 @@ def register(subparsers: Any) -> None:
     batching.add_argument(
         "--output-tokens", type=float, default=256.0, metavar="N", help="mean output length"
     )
-    batching.add_argument("--max-batch", type=int, default=DEFAULT_MAX_NUM_SEQS, metavar="B")
-    batching.add_argument("--kv-max-seqs", type=int, metavar="K", help="sequences the KV cache holds")
+    batching.add_argument("--max-batch", type=positive_int, default=DEFAULT_MAX_NUM_SEQS, metavar="B")
+    batching.add_argument(
+        "--kv-max-seqs", type=positive_int, metavar="K", help="sequences the KV cache holds"
+    )
     queue.add_argument("--json", action="store_true")
     queue.set_defaults(func=handle_queue)
 
@@ -88,23 +90,28 @@ def register(subparsers: Any) -> None:
     memory.add_argument(
         "--gpu", default="h100-sxm", metavar="TYPE", help="GPU type (h100-sxm, a100-80gb, l40s, ...)"
     )
-    memory.add_argument("--context", type=int, metavar="N", help="max_model_len (default: the model's)")
     memory.add_argument(
-        "--tp", type=int, metavar="N", help="tensor-parallel degree (default: the smallest that fits)"
+        "--context", type=token_count_arg, metavar="N", help="max_model_len (default: the model's)"
+    )
+    memory.add_argument(
+        "--tp",
+        type=positive_int,
+        metavar="N",
+        help="tensor-parallel degree (default: the smallest that fits)",
     )
     memory.add_argument(
         "--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F"
     )
-    memory.add_argument("--max-num-seqs", type=int, default=DEFAULT_MAX_NUM_SEQS, metavar="N")
+    memory.add_argument("--max-num-seqs", type=positive_int, default=DEFAULT_MAX_NUM_SEQS, metavar="N")
     memory.add_argument(
-        "--max-num-batched-tokens", type=int, default=DEFAULT_MAX_NUM_BATCHED_TOKENS, metavar="N"
+        "--max-num-batched-tokens", type=token_count_arg, default=DEFAULT_MAX_NUM_BATCHED_TOKENS, metavar="N"
     )
     memory.add_argument(
         "--overhead-gib", type=float, metavar="G", help="non-torch memory + CUDA graphs per GPU"
     )
     memory.add_argument(
         "--gpus-per-node",
-        type=int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="GPUs of one node: a replica needing more is split into pipeline stages across nodes (8)",
@@ -131,16 +138,23 @@ def register(subparsers: Any) -> None:
         "--slo-p95", type=float, required=True, metavar="S", help="p95 latency target, seconds"
     )
     replay.add_argument(
-        "--slots-per-replica", type=int, default=1, metavar="K", help="concurrent requests a replica serves"
+        "--slots-per-replica",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="concurrent requests a replica serves",
     )
     replay.add_argument(
         "--cold-start", type=float, default=120.0, metavar="S", help="seconds until a new replica serves"
     )
-    replay.add_argument("--gpus-per-replica", type=int, default=1, metavar="N")
-    replay.add_argument("--min-replicas", type=int, default=1, metavar="N")
-    replay.add_argument("--max-replicas", type=int, default=100, metavar="N")
+    replay.add_argument("--gpus-per-replica", type=positive_int, default=1, metavar="N")
+    replay.add_argument("--min-replicas", type=positive_int, default=1, metavar="N")
+    replay.add_argument("--max-replicas", type=positive_int, default=100, metavar="N")
     replay.add_argument(
-        "--initial-replicas", type=int, metavar="N", help="default: the model's count for the first load"
+        "--initial-replicas",
+        type=positive_int,
+        metavar="N",
+        help="default: the model's count for the first load",
     )
     replay.add_argument(
         "--target",
@@ -162,8 +176,10 @@ def register(subparsers: Any) -> None:
     )
     place.add_argument("cluster", metavar="CLUSTER")
     place.add_argument("--model", required=True, metavar="PATH", help="the model's path on the cluster")
-    place.add_argument("--replicas", type=int, required=True, metavar="N")
-    place.add_argument("--tp", type=int, default=1, metavar="T", help="tensor-parallel GPUs per replica")
+    place.add_argument("--replicas", type=positive_int, required=True, metavar="N")
+    place.add_argument(
+        "--tp", type=positive_int, default=1, metavar="T", help="tensor-parallel GPUs per replica"
+    )
     place.add_argument("--gpu-type", metavar="TYPE", help="the cluster's GRES GPU type (default: any)")
     place.add_argument("--partition", metavar="P", help="only nodes of this partition")
     place.add_argument(
@@ -173,7 +189,7 @@ def register(subparsers: Any) -> None:
         "(default: vllm serve {model} --tensor-parallel-size {tp} --port {port})",
     )
     place.add_argument(
-        "--port", type=int, metavar="P", help="first port (8000); replicas on one node count up"
+        "--port", type=port_arg, metavar="P", help="first port (8000); replicas on one node count up"
     )
     place.add_argument("--time", metavar="LIMIT", help="each replica's time limit (e.g. 08:00:00)")
     place.add_argument("--group", metavar="NAME", help="the replicas' group (default: serve-MODEL-STAMP)")

@@ -8,7 +8,14 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from msquant_desktop.cli.context import CliContext, job_id_arg, non_negative_float, positive_int
+from msquant_desktop.cli.context import (
+    CliContext,
+    gpu_count_arg,
+    job_id_arg,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
 
 
 def _lazy(command: str) -> Callable[[argparse.Namespace, CliContext], int]:
@@ -97,8 +104,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     submit.add_argument("--partition")
     submit.add_argument("--gpu-type")
-    submit.add_argument("--gpus", type=int, default=0)
-    submit.add_argument("--cpus", type=int, default=1)
+    submit.add_argument("--gpus", type=gpu_count_arg, default=0)
+    submit.add_argument("--cpus", type=positive_int, default=1)
     submit.add_argument("--mem")
     submit.add_argument("--time")
     submit.add_argument("--array", help="a job array's task indices, e.g. 0-9 or 0-99%%4 (one task each)")
@@ -170,8 +177,8 @@ def _register_worker_jobs(add: Callable[[str, str, str], argparse.ArgumentParser
         )
         parser.add_argument("--partition")
         parser.add_argument("--gpu-type")
-        parser.add_argument("--gpus", type=int, default=0)
-        parser.add_argument("--cpus", type=int, default=1)
+        parser.add_argument("--gpus", type=gpu_count_arg, default=0)
+        parser.add_argument("--cpus", type=positive_int, default=1)
         parser.add_argument("--mem")
         parser.add_argument("--time")
         parser.add_argument("--wait", action="store_true", help="print progress until the job ends")
@@ -179,4 +186,4 @@ def _register_worker_jobs(add: Callable[[str, str, str], argparse.ArgumentParser
     download.set_defaults(func=_lazy_worker_job("cmd_download"))
     download.add_argument("id", type=job_id_arg)
     download.add_argument("--to", required=True, metavar="DIR", help="local folder to copy into")
-    download.add_argument("--retries", type=int, default=10, help="reconnects after a cut (10)")
+    download.add_argument("--retries", type=non_negative_int, default=10, help="reconnects after a cut (10)")

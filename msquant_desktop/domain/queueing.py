@@ -400,6 +400,8 @@ def size_servers(
     if reason is not None:
         return Infeasible(reason)
     a = arrival_rate / service_rate
+    if a >= max_servers:  # erlang_b below is O(c): a load of 1e300 would never return
+        return Infeasible(f"more than {max_servers} servers would be needed")
     c = max(1, math.floor(a) + 1)
     b = erlang_b(c, a)
     while c <= max_servers:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 SETTINGS_SCHEMA_VERSION = 1
+
+SETTING_RANGES: dict[str, tuple[float, float]] = {
+    "max_concurrent_jobs": (1, 64),
+    "cancel_grace_seconds": (0.0, 600.0),
+    "gpu_sample_interval_seconds": (0.25, 60.0),
+    "gpu_history_seconds": (60, 24 * 3600),
+    "log_view_max_lines": (100, 1_000_000),
+}
+"""Each number setting's smallest and largest value.  The Settings dialog's spin boxes use the same
+bounds, so what it can produce is exactly what a settings file may hold (json.loads also reads NaN,
+Infinity and 1e400, which a timer or a kill deadline cannot use)."""
 
 
 class SettingsError(ValueError):
@@ -30,16 +42,12 @@ class Settings:
     *TOKEN*, *KEY*, *SECRET*, *PASSWORD*."""
 
     def validate(self) -> Settings:
-        if self.max_concurrent_jobs < 1:
-            raise SettingsError("max_concurrent_jobs must be at least 1")
-        if self.cancel_grace_seconds < 0:
-            raise SettingsError("cancel_grace_seconds must not be negative")
-        if self.gpu_sample_interval_seconds < 0.25:
-            raise SettingsError("gpu_sample_interval_seconds must be at least 0.25")
-        if self.gpu_history_seconds < 60:
-            raise SettingsError("gpu_history_seconds must be at least 60")
-        if self.log_view_max_lines < 100:
-            raise SettingsError("log_view_max_lines must be at least 100")
+        for name, (low, high) in SETTING_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(f"{name} must be a finite number, got {value!r}")
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be at least {low:g} and at most {high:g}, got {value!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -175,13 +176,17 @@ def _check_depth(text: str, source: str) -> None:
             depth -= 1
 
 
+def _too_large(source: str, size: int) -> ProfileError:
+    return ProfileError(
+        f"{source}: {size / 1024:,.0f} KiB is too large for a clusters file"
+        f" (the limit is {MAX_FILE_BYTES // 1024} KiB)"
+    )
+
+
 def _load_yaml(text: str, source: str) -> Any:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
-        raise ProfileError(
-            f"{source}: {size / 1024:,.0f} KiB is too large for a clusters file"
-            f" (the limit is {MAX_FILE_BYTES // 1024} KiB)"
-        )
+        raise _too_large(source, size)
     if not text.strip():
         return {"clusters": []}
     try:
@@ -209,7 +214,7 @@ def parse_profiles(text: str, source: str = "clusters.yaml") -> list[ClusterProf
 def load_profiles(path: Path) -> list[ClusterProfile]:
     """Profiles from `path`; an absent file means no clusters yet."""
     try:
-        raw = path.read_bytes()
+        raw = _read_bounded(path)
     except FileNotFoundError:
         return []
     except IsADirectoryError:
@@ -226,6 +231,39 @@ def load_profiles(path: Path) -> list[ClusterProfile]:
             f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); save it as UTF-8"
         ) from None
     return parse_profiles(text, str(path))
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, never more than MAX_FILE_BYTES + 1 of them read.
+
+    A clusters file is a regular file: a device (/dev/zero) or a pipe never ends, and reading one
+    whole would grow without bound.  O_NONBLOCK lets a FIFO with no writer open at once (to be
+    refused) instead of hanging in open(); it changes nothing for a regular file.  The cap on the
+    read also holds for a regular file that grows while it is read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise ProfileError(f"{path}: not a regular file (a device or a pipe); give a clusters.yaml file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise _too_large(str(path), info.st_size)
+        chunks: list[bytes] = []
+        left = MAX_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 64 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > MAX_FILE_BYTES:
+        raise _too_large(str(path), len(raw))
+    return raw
 
 
 def dump_profiles(profiles: list[ClusterProfile]) -> str:

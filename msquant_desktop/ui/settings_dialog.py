@@ -19,8 +19,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from msquant_desktop.domain.settings import Settings, SettingsError
+from msquant_desktop.domain.settings import SETTING_RANGES, Settings, SettingsError
 from msquant_desktop.services.settings_service import SettingsService
+
+
+def _int_box(name: str, value: int, suffix: str = "") -> QSpinBox:
+    low, high = SETTING_RANGES[name]
+    return QSpinBox(minimum=int(low), maximum=int(high), value=value, suffix=suffix)
+
+
+def _float_box(name: str, value: float, suffix: str = "", singleStep: float = 1.0) -> QDoubleSpinBox:
+    low, high = SETTING_RANGES[name]
+    return QDoubleSpinBox(minimum=low, maximum=high, value=value, suffix=suffix, singleStep=singleStep)
 
 
 class SettingsDialog(QDialog):
@@ -29,13 +39,15 @@ class SettingsDialog(QDialog):
         self.setWindowTitle("Settings")
         self._service = service
         s = service.settings
-        self.max_jobs = QSpinBox(minimum=1, maximum=64, value=s.max_concurrent_jobs)
-        self.grace = QDoubleSpinBox(minimum=0.0, maximum=600.0, value=s.cancel_grace_seconds, suffix=" s")
-        self.sample_interval = QDoubleSpinBox(
-            minimum=0.25, maximum=60.0, singleStep=0.25, value=s.gpu_sample_interval_seconds, suffix=" s"
+        # The spin boxes' bounds are the settings' own (SETTING_RANGES): the dialog cannot produce a
+        # value that validation refuses, and a spin box never yields NaN or infinity.
+        self.max_jobs = _int_box("max_concurrent_jobs", s.max_concurrent_jobs)
+        self.grace = _float_box("cancel_grace_seconds", s.cancel_grace_seconds, suffix=" s")
+        self.sample_interval = _float_box(
+            "gpu_sample_interval_seconds", s.gpu_sample_interval_seconds, suffix=" s", singleStep=0.25
         )
-        self.history = QSpinBox(minimum=60, maximum=24 * 3600, value=s.gpu_history_seconds, suffix=" s")
-        self.log_lines = QSpinBox(minimum=100, maximum=1_000_000, value=s.log_view_max_lines)
+        self.history = _int_box("gpu_history_seconds", s.gpu_history_seconds, suffix=" s")
+        self.log_lines = _int_box("log_view_max_lines", s.log_view_max_lines)
         self.notify = QCheckBox("Notify when a job finishes while the window is inactive")
         self.notify.setChecked(s.notify_when_job_finishes)
         self.inhibit_sleep = QCheckBox("Keep the computer awake while jobs run")
