@@ -24,14 +24,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Print one snapshot of every NVIDIA GPU (or keep printing with --watch). "
         f"Exits {EXIT_NO_GPU} when no GPU can be read.",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per snapshot, one per line (see README)")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per snapshot, one per line (see README)"
+    )
     parser.add_argument(
         "--watch",
         type=non_negative_float,
         metavar="SECONDS",
         help=f"print a snapshot every SECONDS (at least {MIN_INTERVAL_S}) until interrupted",
     )
-    parser.add_argument("--count", type=positive_int, metavar="N", help="with --watch: stop after N snapshots")
+    parser.add_argument(
+        "--count", type=positive_int, metavar="N", help="with --watch: stop after N snapshots"
+    )
     parser.set_defaults(func=handle)
 
 

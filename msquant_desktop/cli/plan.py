@@ -62,7 +62,9 @@ def register(subparsers: Any) -> None:
         "--output-tokens", type=float, default=256.0, metavar="N", help="mean output length"
     )
     batching.add_argument("--max-batch", type=positive_int, default=DEFAULT_MAX_NUM_SEQS, metavar="B")
-    batching.add_argument("--kv-max-seqs", type=positive_int, metavar="K", help="sequences the KV cache holds")
+    batching.add_argument(
+        "--kv-max-seqs", type=positive_int, metavar="K", help="sequences the KV cache holds"
+    )
     queue.add_argument("--json", action="store_true")
     queue.set_defaults(func=handle_queue)
 
@@ -88,9 +90,14 @@ def register(subparsers: Any) -> None:
     memory.add_argument(
         "--gpu", default="h100-sxm", metavar="TYPE", help="GPU type (h100-sxm, a100-80gb, l40s, ...)"
     )
-    memory.add_argument("--context", type=token_count_arg, metavar="N", help="max_model_len (default: the model's)")
     memory.add_argument(
-        "--tp", type=positive_int, metavar="N", help="tensor-parallel degree (default: the smallest that fits)"
+        "--context", type=token_count_arg, metavar="N", help="max_model_len (default: the model's)"
+    )
+    memory.add_argument(
+        "--tp",
+        type=positive_int,
+        metavar="N",
+        help="tensor-parallel degree (default: the smallest that fits)",
     )
     memory.add_argument(
         "--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F"
@@ -131,7 +138,11 @@ def register(subparsers: Any) -> None:
         "--slo-p95", type=float, required=True, metavar="S", help="p95 latency target, seconds"
     )
     replay.add_argument(
-        "--slots-per-replica", type=positive_int, default=1, metavar="K", help="concurrent requests a replica serves"
+        "--slots-per-replica",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="concurrent requests a replica serves",
     )
     replay.add_argument(
         "--cold-start", type=float, default=120.0, metavar="S", help="seconds until a new replica serves"
@@ -140,7 +151,10 @@ def register(subparsers: Any) -> None:
     replay.add_argument("--min-replicas", type=positive_int, default=1, metavar="N")
     replay.add_argument("--max-replicas", type=positive_int, default=100, metavar="N")
     replay.add_argument(
-        "--initial-replicas", type=positive_int, metavar="N", help="default: the model's count for the first load"
+        "--initial-replicas",
+        type=positive_int,
+        metavar="N",
+        help="default: the model's count for the first load",
     )
     replay.add_argument(
         "--target",
@@ -163,7 +177,9 @@ def register(subparsers: Any) -> None:
     place.add_argument("cluster", metavar="CLUSTER")
     place.add_argument("--model", required=True, metavar="PATH", help="the model's path on the cluster")
     place.add_argument("--replicas", type=positive_int, required=True, metavar="N")
-    place.add_argument("--tp", type=positive_int, default=1, metavar="T", help="tensor-parallel GPUs per replica")
+    place.add_argument(
+        "--tp", type=positive_int, default=1, metavar="T", help="tensor-parallel GPUs per replica"
+    )
     place.add_argument("--gpu-type", metavar="TYPE", help="the cluster's GRES GPU type (default: any)")
     place.add_argument("--partition", metavar="P", help="only nodes of this partition")
     place.add_argument(

@@ -32,7 +32,7 @@ from msquant_desktop.domain.jobs import (
 from msquant_desktop.domain.logformat import DecodedChunk
 from msquant_desktop.domain.runfiles import LOG_FILE
 from msquant_desktop.domain.runs import ExitRecord
-from msquant_desktop.domain.secrets import extra_patterns, hold_secrets
+from msquant_desktop.domain.secrets import HELD, REDACTED, extra_patterns, hold_secrets
 from msquant_desktop.services import job_lifecycle as lifecycle
 from msquant_desktop.services.job_launcher import JobLauncher, LaunchInputs, Spawned
 from msquant_desktop.services.job_runtime import AdoptedRuntime, JobRuntime, SupervisedRuntime
@@ -95,6 +95,9 @@ class JobService(QObject):
         self._runtimes: dict[int, JobRuntime] = {}
         self._held_secrets: dict[int, dict[str, str]] = {}
         """Secret values typed for queued jobs, kept out of the store (domain/secrets.hold_secrets)."""
+        self._typed_secrets: dict[int, dict[str, str]] = {}
+        """Every job's typed secret values, for this app's lifetime (memory only, never the store):
+        `_held_secrets` lets go of them when the job starts, Re-run needs them again later."""
         self._progress: dict[int, dict[str, Any]] = {}
         self._remote_canceller: RemoteCanceller | None = None
         self._identity = lifecycle.ProcessIdentity.of_this_process()
@@ -150,6 +153,7 @@ class JobService(QObject):
         record = self._repo.create(replace(spec, env=public_env), JobState.QUEUED, "submitted in the app")
         if held:
             self._held_secrets[record.id] = held
+            self._typed_secrets[record.id] = dict(held)
         self._note(record.id, added=True)
         self.sig_job_submitted.emit(record.id)
         self.schedule()
@@ -183,7 +187,25 @@ class JobService(QObject):
             self._on_thread(f"cancel-job-{job_id}", lambda: lifecycle.cancel_unsupervised(run_dir, grace))
 
     def rerun(self, job_id: int) -> JobRecord:
-        return self.submit(self._repo.get(job_id).spec)
+        """Queue the job's spec again.  Its stored secret values are only references (HELD): the
+        values typed for it in this app session go with it; when they are not known here (queued
+        by an earlier session or the CLI) nothing is queued and ValueError names what to type."""
+        spec = self._repo.get(job_id).spec
+        typed = self._typed_secrets.get(job_id, {})
+        missing = [
+            name
+            for name, value in spec.env
+            if value in (HELD, REDACTED) and name not in typed and name not in os.environ
+        ]
+        if missing:
+            names = ", ".join(missing)
+            raise ValueError(
+                f"job {job_id} cannot be re-run as it is: the value of {names} was typed in an earlier "
+                "session or on the command line and is not kept; type it again (Re-run with changes… "
+                "in Projects, or New command)"
+            )
+        env = tuple((name, typed.get(name, value)) for name, value in spec.env)
+        return self.submit(replace(spec, env=env))
 
     def delete(self, job_id: int, also_remove: tuple[Path, ...] = ()) -> None:
         """Forget a job that is not active; its run folder (and `also_remove`, e.g. the quantized
@@ -195,6 +217,7 @@ class JobService(QObject):
             runtime.deleteLater()
         self._progress.pop(job_id, None)
         self._signatures.pop(job_id, None)
+        self._typed_secrets.pop(job_id, None)  # no Re-run of a deleted job: its values can go
         self.sig_job_removed.emit(job_id)
         self._update_running_count()
         folders = [*also_remove, *([run_dir] if run_dir else [])]

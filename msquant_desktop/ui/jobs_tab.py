@@ -403,7 +403,16 @@ class JobsTab(QWidget):
         try:
             work()
         except (StoreError, ValueError, KeyError) as exc:
-            QMessageBox.warning(self, "Jobs", str(exc))
+            self._show_problem(str(exc))
+
+    def _show_problem(self, text: str) -> None:
+        """An action that could not be done goes to the window's problem bar, as storage faults do:
+        one line the user can read and dismiss, no modal dialog (dialogs are for confirmations)."""
+        show = getattr(self.window(), "show_problem", None)
+        if callable(show):
+            show(text)
+        else:  # the tab outside the app's window (embedded or tested alone)
+            log.warning("Jobs: %s", text)
 
     # -- reacting ---------------------------------------------------------------------------------------
     def _update_stack(self, *args: Any) -> None:

@@ -90,6 +90,18 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
         ('{"max_concurrent_jobs": "two"}', "max_concurrent_jobs"),
         ('{"max_concurrent_jobs": 0}', "at least 1"),
         ('{"gpu_sample_interval_seconds": 0.1}', "0.25"),
+        # json.loads reads NaN, Infinity and overflowing numbers: none of them is a usable setting.
+        ('{"cancel_grace_seconds": NaN}', "cancel_grace_seconds must be a finite"),
+        ('{"cancel_grace_seconds": Infinity}', "cancel_grace_seconds must be a finite"),
+        ('{"gpu_sample_interval_seconds": 1e400}', "gpu_sample_interval_seconds must be a finite"),
+        ('{"gpu_sample_interval_seconds": -Infinity}', "gpu_sample_interval_seconds must be a finite"),
+        ('{"cancel_grace_seconds": 1e9}', "cancel_grace_seconds must be at least 0 and at most 600"),
+        (
+            '{"max_concurrent_jobs": 100000000000000000000}',
+            "max_concurrent_jobs must be at least 1 and at most 64",
+        ),
+        ('{"gpu_history_seconds": 99999999999}', "gpu_history_seconds must be at least 60"),
+        ('{"log_view_max_lines": 10000000000}', "log_view_max_lines must be at least 100 and at most"),
         ('{"schema_version": 99}', "newer"),
         ("[1, 2]", "JSON object"),
         ("{not json", "cannot read"),
@@ -98,8 +110,22 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
 def test_bad_settings_files_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "settings.json"
     path.write_text(content)
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError, match=message) as caught:
         load_settings(path)
+    assert "\n" not in str(caught.value) and "settings" in str(caught.value)
+
+
+def test_every_number_setting_has_the_dialogs_range() -> None:
+    """The Settings dialog's spin boxes take their bounds from SETTING_RANGES: every number field
+    must be in it, or the dialog could save a value that validation never looks at."""
+    from dataclasses import fields
+
+    from msquant_desktop.domain.settings import SETTING_RANGES
+
+    numbers = {f.name for f in fields(Settings) if type(getattr(Settings(), f.name)) in (int, float)}
+    assert numbers == set(SETTING_RANGES)
+    for name, (low, high) in SETTING_RANGES.items():
+        assert low <= getattr(Settings(), name) <= high, name
 
 
 def test_data_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,6 +75,35 @@ def test_settings_dialog_saves_and_refuses_nothing_invalid(services, qtbot) -> N
     assert saved.max_concurrent_jobs == 3 and saved.cancel_grace_seconds == 2.5
 
 
+def test_settings_dialog_cannot_produce_a_value_validation_refuses(services, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Each spin box's bounds are the setting's range: NaN, infinity or a huge number is clamped
+    to a value the settings file may hold, and saving it succeeds."""
+    from msquant_desktop.config.settings_store import load_settings
+    from msquant_desktop.domain.settings import SETTING_RANGES
+    from msquant_desktop.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(services.settings)
+    qtbot.addWidget(dialog)
+    boxes = {
+        "max_concurrent_jobs": dialog.max_jobs,
+        "cancel_grace_seconds": dialog.grace,
+        "gpu_sample_interval_seconds": dialog.sample_interval,
+        "gpu_history_seconds": dialog.history,
+        "log_view_max_lines": dialog.log_lines,
+    }
+    assert set(boxes) == set(SETTING_RANGES)
+    for name, box in boxes.items():
+        assert (box.minimum(), box.maximum()) == SETTING_RANGES[name], name
+        box.setValue(2**31 - 1)
+    dialog.grace.setValue(float("inf"))
+    dialog.sample_interval.setValue(float("nan"))
+    chosen = dialog.chosen_settings().validate()
+    assert chosen.cancel_grace_seconds == SETTING_RANGES["cancel_grace_seconds"][1]
+    with qtbot.waitSignal(services.settings.sig_settings_changed, timeout=2000):
+        dialog.accept()
+    assert load_settings(services.paths.settings_file) == chosen
+
+
 def test_close_guard_can_keep_the_window_open(main_window) -> None:  # type: ignore[no-untyped-def]
     answers = [False, True]
     main_window.add_close_guard(lambda: answers.pop(0))

@@ -112,7 +112,7 @@ def test_replay_contract() -> None:
 
 def test_usage_errors_exit_2() -> None:
     code, _, err = plan("queue", "--arrival-rate", "1", "--service-rate", "1", "--replicas", "0")
-    assert code == 2 and "servers" in err
+    assert code == 2 and "--replicas: 0 must be from 1" in err
     code, _, err = plan(
         "replay",
         "--trace",
