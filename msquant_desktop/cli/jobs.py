@@ -26,7 +26,7 @@ from msquant_desktop.cli.context import (
     positive_int,
 )
 from msquant_desktop.domain.exit_status import exit_status
-from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget
+from msquant_desktop.domain.jobs import JobRecord, JobSpec, JobState, JobTarget, name_from_command
 from msquant_desktop.domain.logformat import STDERR_TAG, LineSplitter, decode_tagged
 from msquant_desktop.domain.queue import AFTER_META_KEY
 from msquant_desktop.domain.runfiles import LOG_FILE
@@ -339,7 +339,11 @@ def _queue_job(args: argparse.Namespace, ctx: CliContext) -> tuple[JobRepository
     meta = {AFTER_META_KEY: sorted(set(args.after))} if args.after else {}
     try:
         spec = JobSpec(
-            name=args.name or " ".join(argv)[:80], argv=tuple(argv), cwd=cwd, gpus=args.gpus, meta=meta
+            name=args.name or name_from_command(" ".join(argv)),
+            argv=tuple(argv),
+            cwd=cwd,
+            gpus=args.gpus,
+            meta=meta,
         )
     except ValueError as exc:
         print(f"msquant-desktop: {exc}", file=sys.stderr)

@@ -121,6 +121,17 @@ class JobOutcome:
         return f"{text}: {self.reason}" if self.reason else text
 
 
+DEFAULT_NAME_CHARS = 80
+
+
+def name_from_command(command: str) -> str:
+    """A job's name when none was given: its command on one line (a `python -c` script's newlines
+    and tabs become spaces, runs of blanks one), cut to DEFAULT_NAME_CHARS with "…" (tables, the
+    CLI's listing and notifications show one line per job)."""
+    flat = " ".join(command.split())
+    return flat if len(flat) <= DEFAULT_NAME_CHARS else flat[: DEFAULT_NAME_CHARS - 1] + "…"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What the user asked to run.  Immutable: a re-run makes a new spec from an old one.

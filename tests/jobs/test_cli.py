@@ -74,3 +74,23 @@ def test_cli_run_starts_at_once_when_a_slot_is_free_and_records_the_end_without_
             break
         shown = json.loads(_cli(data_dir, "show", str(job_id), "--json").stdout)["job"]
     assert shown["state"] == "FAILED" and shown["outcome"] == "exit 5"  # recorded by the supervisor itself
+
+
+def test_a_multi_line_command_gets_a_one_line_name(data_dir) -> None:  # type: ignore[no-untyped-def]
+    """`jobs run -- python3 -c "<script>"` without --name: the listing keeps one line per job."""
+    import subprocess
+    import sys
+
+    from msquant_desktop.domain.jobs import DEFAULT_NAME_CHARS, name_from_command
+
+    script = "import sys\nfor i in range(3):\n\tprint(i)\n" + "x = 1\n" * 40
+    cli = [sys.executable, "-m", "msquant_desktop", "--data-dir", str(data_dir), "jobs"]
+    done = subprocess.run(
+        [*cli, "run", "--", sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=60).stdout.splitlines()
+    assert len(listing) == 2, listing  # the header and the job
+    name = name_from_command(f"{sys.executable} -c {script}")
+    assert "\n" not in name and "\t" not in name and len(name) == DEFAULT_NAME_CHARS and name.endswith("…")
+    assert name_from_command("sleep   5") == "sleep 5"

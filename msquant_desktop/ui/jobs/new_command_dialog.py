@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from msquant_desktop.domain.jobs import JobSpec
+from msquant_desktop.domain.jobs import JobSpec, name_from_command
 from msquant_desktop.domain.markers import RUN_DIR_PLACEHOLDER
 from msquant_desktop.ui.colors import ERROR, text_style
 
@@ -105,7 +105,7 @@ class NewCommandDialog(QDialog):
                 raise ValueError(f"Environment line {number} must look like KEY=VALUE.")
             env.append((key.strip(), value))
         return JobSpec(
-            name=self.name.text().strip() or text[:80],
+            name=self.name.text().strip() or name_from_command(text),
             argv=argv,
             cwd=str(Path(cwd).expanduser()) if cwd and RUN_DIR_PLACEHOLDER not in cwd else cwd,
             env=tuple(env),
