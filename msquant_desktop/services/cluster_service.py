@@ -71,6 +71,18 @@ class _WorkerHandle(QObject):
     req_passphrase = Signal(str)
     req_check_job = Signal(object)
 
+    def __init__(self, parent: QObject, on_thread_finished: Callable[[_WorkerHandle], None]) -> None:
+        super().__init__(parent)
+        self._on_thread_finished = on_thread_finished
+
+    @Slot()
+    def thread_finished(self) -> None:
+        """Queued from the worker's thread as it ends; runs on the main thread and says which
+        worker it was by itself.  Never `QObject.sender()` there: it takes Qt's signal lock while
+        holding the GIL, and the ending thread deletes the worker (holding that lock) in a
+        destructor that waits for the GIL (a deadlock seen in the lag test)."""
+        self._on_thread_finished(self)
+
 
 @dataclass
 class _Cluster:
@@ -194,7 +206,7 @@ class ClusterService(QObject):
         thread.setObjectName(f"cluster-{profile.name}")
         worker = ClusterWorker(profile, self._ssh_config)
         worker.moveToThread(thread)
-        handle = _WorkerHandle(self)
+        handle = _WorkerHandle(self, self._on_thread_finished)
         handle.req_start.connect(worker.start)
         handle.req_connect.connect(worker.connect_now)
         handle.req_test.connect(worker.test)
@@ -209,7 +221,7 @@ class ClusterService(QObject):
         # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there).
         thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
         thread.finished.connect(worker.deleteLater)
-        thread.finished.connect(self._on_thread_finished)  # queued: runs here, after its last answer
+        thread.finished.connect(handle.thread_finished)  # queued: runs here, after its last answer
         for signal, slot in self._cluster_wiring(worker):
             signal.connect(slot)  # type: ignore[attr-defined]
         worker.sig_submit_step.connect(self._on_submit_step)
@@ -256,10 +268,8 @@ class ClusterService(QObject):
         # references cannot delete either of them a second time from here.
         cluster.thread.destroyed.connect(lambda *_args, key=key: self._retiring.pop(key, None))
 
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        thread = self.sender()
-        cluster = next((c for c in self._retiring.values() if c.thread is thread), None)
+    def _on_thread_finished(self, handle: _WorkerHandle) -> None:
+        cluster = next((c for c in self._retiring.values() if c.handle is handle), None)
         if cluster is not None:
             self._retired_thread_ended(cluster)
 
