@@ -113,11 +113,12 @@ def test_an_end_the_full_disk_refused_is_recorded_once_space_returns(tiny_disk: 
     try:
         import time
 
+        reserve = run_dir / "exit.json.partial"  # made right after supervisor.json
         deadline = time.monotonic() + 30
-        while not (run_dir / "supervisor.json").exists() and time.monotonic() < deadline:
+        while not reserve.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)  # the reserve is made right after supervisor.json
-        (run_dir / "exit.json.partial").unlink()  # as when the reserve found the disk full
+        time.sleep(0.1)  # its fallocate done
+        reserve.unlink()  # as when the reserve found the disk full
         filler = _fill(tiny_disk)
         go.write_text("end now")
         time.sleep(3)
