@@ -94,6 +94,7 @@ class JobService(QObject):
         self.gpu_count = detect_gpu_count() if gpu_count is None else gpu_count
         self._runtimes: dict[int, JobRuntime] = {}
         self._held_secrets: dict[int, dict[str, str]] = {}
+        self._held_lock = threading.Lock()
         """Secret values typed for queued jobs, kept out of the store (domain/secrets.hold_secrets)."""
         self._typed_secrets: dict[int, dict[str, str]] = {}
         """Every job's typed secret values, for this app's lifetime (memory only, never the store):
@@ -108,7 +109,7 @@ class JobService(QObject):
         self._launcher = JobLauncher(
             self._launch_inputs,
             self._identity,
-            lambda job_id: self._held_secrets.pop(job_id, None),
+            self._take_held_secrets,
             self._sig_launched.emit,
             self._note,
             self._on_spawned,
@@ -142,6 +143,11 @@ class JobService(QObject):
             runtime.detach()
         self._runtimes.clear()
 
+    def _take_held_secrets(self, job_id: int) -> dict[str, str] | None:
+        """The launcher thread's look-up, once per start (the values leave with the job)."""
+        with self._held_lock:
+            return self._held_secrets.pop(job_id, None)
+
     # -- public API --------------------------------------------------------------------------------------
     def submit(self, spec: JobSpec) -> JobRecord:
         """Queue a local job; it starts at once when a slot (and its GPUs) are free (the launcher
@@ -150,10 +156,13 @@ class JobService(QObject):
             raise ValueError("SLURM jobs are submitted through the Clusters area, not the local engine")
         # Secret values typed for the job stay in this process until it starts (never in the store).
         public_env, held = hold_secrets(spec.env, extra_patterns(self._settings.settings.secret_env_names))
-        record = self._repo.create(replace(spec, env=public_env), JobState.QUEUED, "submitted in the app")
-        if held:
-            self._held_secrets[record.id] = held
-            self._typed_secrets[record.id] = dict(held)
+        # The launcher thread may claim the job the moment it is stored: its values are held under
+        # the same lock it takes to look them up, so it never finds the job without them.
+        with self._held_lock:
+            record = self._repo.create(replace(spec, env=public_env), JobState.QUEUED, "submitted in the app")
+            if held:
+                self._held_secrets[record.id] = held
+                self._typed_secrets[record.id] = dict(held)
         self._note(record.id, added=True)
         self.sig_job_submitted.emit(record.id)
         self.schedule()

@@ -85,3 +85,28 @@ def test_rerun_without_the_typed_value_is_refused_and_queues_nothing(make_engine
         later.rerun(first.id)
     assert "\n" not in str(refused.value) and "type it again" in str(refused.value)
     assert len(later._repo.list_jobs(limit=100)) == before
+
+
+def test_a_job_claimed_the_moment_it_is_stored_still_gets_its_typed_secret(make_engine, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The launcher thread may claim a job between its insert and the GUI thread's next line (seen
+    once in a clean-clone run: FAILED_TO_START "...set it in the environment the app starts in").
+    Here the GUI thread is held right after the insert until the launcher has claimed the job."""
+    import time
+
+    service = make_engine()
+    real_create = service._repo.create
+
+    def create_then_pause(*args, **kwargs):  # type: ignore[no-untyped-def]
+        record = real_create(*args, **kwargs)
+        service._launcher.request()
+        deadline = time.monotonic() + 10
+        while service._repo.get(record.id).state is JobState.QUEUED and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return record
+
+    service._repo.create = create_then_pause
+    job = service.submit(
+        JobSpec(name="claimed at once", argv=(sys.executable, "-c", CHECK), env=(("HF_TOKEN", SECRET),))
+    )
+    done = wait_final(qtbot, service, job.id)
+    assert done.state is JobState.COMPLETED, done.reason
