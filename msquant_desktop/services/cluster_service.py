@@ -218,9 +218,9 @@ class ClusterService(QObject):
         handle.req_passphrase.connect(worker.set_passphrase)
         handle.req_check_job.connect(worker.check_job)
         worker.sig_job_checked.connect(self.sig_job_checked)
-        # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there).
+        # Cleanup runs in the worker's own thread as it ends (its timer may only be stopped there);
+        # `stop` then hands the worker to this thread, which deletes it (`_retired_thread_ended`).
         thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
-        thread.finished.connect(worker.deleteLater)
         thread.finished.connect(handle.thread_finished)  # queued: runs here, after its last answer
         for signal, slot in self._cluster_wiring(worker):
             signal.connect(slot)  # type: ignore[attr-defined]
@@ -263,9 +263,9 @@ class ClusterService(QObject):
         cluster.thread.quit()
         key = id(cluster)
         self._retiring[key] = cluster
-        # The worker's C++ object is deleted in its own thread as the thread ends, and the QThread
-        # only after that (deleteLater in _on_thread_finished): from then on dropping our Python
-        # references cannot delete either of them a second time from here.
+        # The worker (handed back to this thread as its thread ends) and the QThread are deleted
+        # here, by deleteLater in _retired_thread_ended: from then on dropping our Python
+        # references cannot delete either of them a second time.
         cluster.thread.destroyed.connect(lambda *_args, key=key: self._retiring.pop(key, None))
 
     def _on_thread_finished(self, handle: _WorkerHandle) -> None:
@@ -287,6 +287,7 @@ class ClusterService(QObject):
             job_id for job_id in list(self._checking) if self._is_on(job_id, cluster.profile.name)
         }
         cluster.handle.deleteLater()
+        cluster.worker.deleteLater()
         cluster.thread.deleteLater()
         if released:
             self._schedule(cluster.profile.name, 0)
@@ -327,7 +328,7 @@ class ClusterService(QObject):
         QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
         for cluster in [c for c in self._retiring.values() if c not in left]:
             self._retired_thread_ended(cluster)
-            for obj in (cluster.timer, cluster.handle, cluster.thread):
+            for obj in (cluster.timer, cluster.handle, cluster.worker, cluster.thread):
                 QCoreApplication.sendPostedEvents(obj, QEvent.Type.DeferredDelete)
         return [cluster.thread.objectName() for cluster in left]
 

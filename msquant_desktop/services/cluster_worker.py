@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal, Slot
 
 from msquant_desktop.domain.jobs import JobRecord
 from msquant_desktop.domain.slurm import ClusterProfile, reconnect_delay
@@ -272,11 +272,20 @@ class ClusterWorker(QObject):
 
     @Slot()
     def stop(self) -> None:
+        """Run on the worker's own thread as it ends (its timer may only be stopped there); then
+        the worker is pushed to the main thread, to be deleted there: a Python-wrapped QObject
+        destroyed on this thread would wait for the GIL inside Qt's signal lock while the main
+        thread, holding the GIL, may want that lock (one such deadlock hung a test run)."""
         if self._reconnect_timer is not None:
             self._reconnect_timer.stop()
         if self._client is not None:
             self._client.connection.close()
             self._client = None
+        app = QCoreApplication.instance()
+        if app is not None and self.thread() is not app.thread():
+            # Requests still queued for a retired worker are dropped, never run on the GUI thread.
+            QCoreApplication.removePostedEvents(self)
+            self.moveToThread(app.thread())
 
     def drop_connection(self) -> None:
         """Cut the socket as a network failure would (used by tests of the reconnect path)."""
