@@ -173,6 +173,10 @@ def run(request: QuantizeRequest) -> int:
     scheme = SCHEMES_BY_ID[request.scheme]
 
     emit({"type": "stage", "stage": "Loading libraries"})
+    # The calibration set is tokenized through datasets' worker threads, and the tokenizers
+    # library then turns its own parallelism off with a warning in the job's log (shown as a
+    # warning event); saying so first keeps that noise out.  A user's own setting wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tracker = ProgressTracker(emit)
     sys.stderr = _StderrTee(sys.stderr, tracker)
     from llmcompressor import oneshot
