@@ -37,6 +37,20 @@ def run_cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "msquant_desktop", *args]
 
 
+def fill_disk(disk: Path) -> Path:
+    """Fill the disk under `disk` to its very last block (64 KiB, then 4 KiB, then byte writes
+    until each is refused); the filler file, which gives the space back when removed."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as fh:
+        for size in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * size)
+            except OSError:
+                continue
+    return filler
+
+
 @pytest.fixture(autouse=True)
 def _garbage_collected_on_the_gui_thread(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """Tests with Qt get the app's policy: cyclic GC only on the GUI thread (services/gc_policy.py).

@@ -312,9 +312,7 @@ def _refresh(args: argparse.Namespace, ctx: CliContext, repo: JobRepository) -> 
             continue
         try:
             _looked_up(repo, client, waiting)
-            tracked = [t for t in (cluster_jobs.tracked(repo.get(j.id)) for j in jobs) if t is not None]
-            for update in client.poll(tracked).updates:
-                cluster_jobs.apply_update(repo, update)
+            _poll_tracked(repo, client, jobs)
         finally:
             client.connection.close()
 
@@ -371,6 +369,11 @@ def poll_states(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord])
     waiting = [job for job in jobs if cluster_jobs.awaits_answer(job)]
     if waiting:
         _looked_up(repo, client, _leftovers_settled(repo, waiting))
+    _poll_tracked(repo, client, jobs)
+
+
+def _poll_tracked(repo: JobRepository, client: SlurmClient, jobs: list[JobRecord]) -> None:
+    """The states of those jobs that have a SLURM id, polled and stored (the final-state chain)."""
     tracked = [t for t in (cluster_jobs.tracked(repo.get(job.id)) for job in jobs) if t is not None]
     if tracked:
         for update in client.poll(tracked).updates:

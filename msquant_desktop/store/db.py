@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from msquant_desktop.store.disk_space import is_nearly_full
+
 log = logging.getLogger(__name__)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -275,7 +277,7 @@ def store_error(path: Path | str, exc: BaseException) -> StoreError:
         "disk is full" in lowered
         or "no space" in lowered
         or getattr(exc, "errno", None) == 28
-        or ("disk i/o error" in lowered and _disk_nearly_full(path))
+        or ("disk i/o error" in lowered and is_nearly_full(Path(path).parent))
     ):
         # A disk full to its last byte fails the shared-memory file first: SQLite says only "disk
         # I/O error" (SQLITE_IOERR_SHMSIZE), so the free space is looked at to say what it means.
@@ -293,15 +295,6 @@ def store_error(path: Path | str, exc: BaseException) -> StoreError:
     if "locked" in lowered or "busy" in lowered:
         return StoreError(f"the store {path} is busy (another process holds a write lock): try again")
     return StoreError(f"the store {path} cannot be used: {text}")
-
-
-def _disk_nearly_full(path: Path | str, below: int = 1 << 20) -> bool:
-    """The disk holding the store has less than `below` bytes free for us."""
-    try:
-        found = os.statvfs(Path(path).parent)
-    except (OSError, ValueError):
-        return False
-    return found.f_bavail * found.f_frsize < below
 
 
 def migrate(conn: sqlite3.Connection, path: Path | str = "<memory>") -> None:

@@ -17,6 +17,7 @@ from msquant_desktop.domain.logformat import META_TAG, STDERR_TAG, parse_event
 from msquant_desktop.domain.runfiles import EVENTS_FILE, EXIT_FILE, LAUNCH_FILE, LOG_FILE, SPEC_FILE
 from msquant_desktop.domain.runs import ExitRecord, run_folder_name
 from msquant_desktop.store.db import StoreError
+from msquant_desktop.store.disk_space import LOW_SPACE_BYTES, free_bytes
 
 MAX_ATTEMPTS = 50
 
@@ -193,19 +194,11 @@ def log_end_offset(run_dir: Path) -> int:
     return start + data.rfind(b"\n") + 1
 
 
-LOW_SPACE_BYTES = 1 << 20
-"""Below this much free space a run folder's disk is called full in a job's reason."""
-
-
 def full_disk_words(run_dir: Path) -> str:
     """ "; the disk holding its run folder is full (12 KiB free)" when it is, else "": said in the
     reason of a job whose end went unrecorded, the likely cause (the supervisor waits for space
     before it gives up; one stopped meanwhile leaves only this)."""
-    try:
-        found = os.statvfs(run_dir)
-    except OSError:
-        return ""
-    free = found.f_bavail * found.f_frsize
-    if free >= LOW_SPACE_BYTES:
+    free = free_bytes(run_dir)
+    if free is None or free >= LOW_SPACE_BYTES:
         return ""
     return f"; the disk holding its run folder is full ({free // 1024} KiB free)"

@@ -187,7 +187,9 @@ def _model_cases() -> list[Case]:
 CASES = _cluster_cases() + _id_cases() + _number_cases() + _data_dir_cases() + _job_cases() + _model_cases()
 
 
-def _run(case: Case, root: Path) -> tuple[Case, subprocess.CompletedProcess[str], float]:
+def run_case(case: Case, root: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The case's command in a child process, in its own folder `root` (data dir `root/d` unless
+    the case names one), with its files written first."""
     root.mkdir(parents=True)
     if case.setup is not None:
         case.setup(root)
@@ -196,15 +198,19 @@ def _run(case: Case, root: Path) -> tuple[Case, subprocess.CompletedProcess[str]
         args = ["--data-dir", str(root / "d"), *args]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     env.pop("MSQUANT_DATA_DIR", None)
-    started = time.monotonic()
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "msquant_desktop", *args],
         env=env,
         capture_output=True,
         text=True,
         errors="replace",
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def _run(case: Case, root: Path) -> tuple[Case, subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    done = run_case(case, root)
     return case, done, time.monotonic() - started
 
 

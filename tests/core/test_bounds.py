@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.core.test_bad_input_sweep import Case, _write
+from tests.core.test_bad_input_sweep import Case, _write, run_case
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUGE = str(10**20)
@@ -111,26 +111,9 @@ CASES = [
 ]
 
 
-def _run(case: Case, root: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    root.mkdir(parents=True)
-    if case.setup is not None:
-        case.setup(root)
-    args = ["--data-dir", str(root / "d"), *(a.replace("{root}", str(root)) for a in case.args)]
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    env.pop("MSQUANT_DATA_DIR", None)
-    return subprocess.run(
-        [sys.executable, "-m", "msquant_desktop", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=timeout,
-    )
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_unbounded_input_is_refused_in_one_line(case: Case, tmp_path: Path) -> None:
-    done = _run(case, tmp_path / "case")
+    done = run_case(case, tmp_path / "case", timeout=30)
     said = done.stderr.strip() or done.stdout.strip()  # `plan size` answers "no number…" on stdout, exit 3
     last = said.splitlines()[-1] if said else ""
     assert "Traceback" not in done.stdout + done.stderr, done.stderr[-1500:]
@@ -143,7 +126,7 @@ def test_a_huge_clusters_file_is_refused_without_reading_it(tmp_path: Path) -> N
     """Before: 600 MB were read (1.9 GB resident) before the size was checked."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
-    done = _run(CASES[-1], tmp_path / "big")
+    done = run_case(CASES[-1], tmp_path / "big", timeout=30)
     assert done.returncode == 1 and "too large" in done.stderr
     assert time.monotonic() - started < 20
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss

@@ -19,6 +19,7 @@ import pytest
 
 from msquant_desktop.store import StoreError, connect
 from msquant_desktop.store.db import SCHEMA_VERSION, read_user_version_from_wal
+from tests.conftest import fill_disk
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs and read-only bind mounts need root")
@@ -165,14 +166,7 @@ def test_a_full_disk_gives_one_line_and_keeps_the_jobs_already_stored(tiny_disk:
         if "COMPLETED" in _cli(data, "jobs", "list").stdout:
             break
         time.sleep(0.1)
-    filler = tiny_disk / "filler"
-    with filler.open("wb", buffering=0) as fh:  # fill the disk to its very last block
-        for size in (65536, 4096, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError:
-                continue
+    filler = fill_disk(tiny_disk)
     # Every command: one line that says the disk is full (SQLite's own words there can be a bare
     # "disk I/O error", from the shared-memory file it cannot grow).
     for command in (["jobs", "run", "--no-wait", "--", "true"], ["jobs", "list"], ["jobs", "show", "1"]):

@@ -16,6 +16,7 @@ import pytest
 from msquant_desktop.domain.jobs import JobState
 from msquant_desktop.domain.runs import ExitRecord, outcome_from_exit
 from msquant_desktop.services.job_lifecycle import storage_words
+from tests.conftest import fill_disk
 from tests.jobs.helpers import child_env, start_supervisor, write_launch
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -90,19 +91,6 @@ sys.exit(3)
 """
 
 
-def _fill(disk: Path) -> Path:
-    """Fill `disk` to its last block; the filler file (remove it to give the space back)."""
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as fh:
-        for size in (1 << 20, 1 << 16, 1 << 12, 1):
-            try:
-                while True:
-                    fh.write(b"\0" * size)
-            except OSError:
-                continue
-    return filler
-
-
 def test_an_end_the_full_disk_refused_is_recorded_once_space_returns(tiny_disk: Path, tmp_path: Path) -> None:
     """No reserve (it found no room at start) and no room at the end: the supervisor keeps the
     record, waits for space and then writes the job's true end, instead of leaving a LOST job."""
@@ -119,7 +107,7 @@ def test_an_end_the_full_disk_refused_is_recorded_once_space_returns(tiny_disk: 
             time.sleep(0.05)
         time.sleep(0.1)  # its fallocate done
         reserve.unlink()  # as when the reserve found the disk full
-        filler = _fill(tiny_disk)
+        filler = fill_disk(tiny_disk)
         go.write_text("end now")
         time.sleep(3)
         assert supervisor.poll() is None, "the supervisor gave up on the job's end"
